@@ -1,0 +1,656 @@
+"""Load, validate and select the versioned city rules files in ``funding_rules/rules/``.
+
+A rules file is TOML. Every policy parameter is an inline table ``{ value = ..., source = ... }``
+so the clause travels with the number into every report. Amounts and rates are strings (never
+TOML floats, which are binary); ``"none"`` means "no limit" or "not applicable", and the source
+says which. A new city or policy version is a new file, never new code. Validation is strict:
+the first problem is refused with the file, the key and the reason in one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+from ledger.errors import Refusal
+from ledger.money import parse_fen, parse_rate
+
+RULES_DIR = Path(__file__).parent / "rules"
+RULES_PATH_ENV = "JIEBANG_RULES_PATH"
+NONE = "none"  # TOML has no null; this word stands for "no limit / not applicable".
+
+FUNDING_MODELS = ("staged_grant", "bid_subsidy")
+PAYMENT_FORMS = ("cash", "equity", "in_kind")
+TRANCHE_BASES = ("grant_share", "subsidy_earned")
+# The closed set of events a tranche can wait on; each is a stage event the ledger records.
+CONDITIONS = (
+    "approved",
+    "contract_signed",
+    "first_bid_payment",
+    "midterm_passed",
+    "stage_passed",
+    "acceptance_passed",
+    "audit_report_received",
+)
+RECOVERY_KINDS = ("unspent", "misused")
+
+
+class RulesFileError(Refusal):
+    """A rules file that cannot be used, named with the offending key and the reason."""
+
+    def __init__(self, path: Path | str, key: str, reason: str):
+        super().__init__("rules_file_must_be_valid", f"Rules file {path}: {key}: {reason}.")
+        self.path = str(path)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRules:
+    """Eligibility and shape rules checked at 立项.
+
+    Attributes:
+      min_total_investment_fen: the project's total R&D investment must reach this.
+      demand_eligibility_required: whether the demand side must pass the tests below.
+      demand_min_revenue_fen: prior-year main revenue that qualifies the demand side, or None.
+      demand_min_rnd_intensity: prior-year R&D / revenue that qualifies it, or None.
+      demand_innovation_star_qualifies: whether an 创新标兵 high-tech firm qualifies.
+      demand_credit_lookback_years: years without bad credit required, or None.
+      jbgs_solvers: exact solver count for 揭榜挂帅.
+      saima_min_racers: least solver count for 赛马.
+      saima_max_racers: most solver count for 赛马, or None for no limit.
+      related_party_ban: whether solver and demand side must not be related.
+      solver_locked_after_approval: whether the solver may not change after 立项.
+      max_period_years: longest project period in whole years, or None.
+      max_extensions: how many extensions a project may have, or None.
+      max_extension_years: longest single extension in years, or None.
+      project_limit: most projects in progress for one demand side (限项), or None.
+      max_grant_fen: largest approved grant or subsidy ceiling, or None.
+      subsidy_warn_above_fen: a subsidy ceiling above this draws a warning, or None.
+    """
+
+    min_total_investment_fen: int
+    demand_eligibility_required: bool
+    demand_min_revenue_fen: int | None
+    demand_min_rnd_intensity: Decimal | None
+    demand_innovation_star_qualifies: bool
+    demand_credit_lookback_years: int | None
+    jbgs_solvers: int
+    saima_min_racers: int
+    saima_max_racers: int | None
+    related_party_ban: bool
+    solver_locked_after_approval: bool
+    max_period_years: int | None
+    max_extensions: int | None
+    max_extension_years: int | None
+    project_limit: int | None
+    max_grant_fen: int | None
+    subsidy_warn_above_fen: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRules:
+    """How fiscal money is earned, split and recovered.
+
+    Attributes:
+      model: "staged_grant" (an approved grant paid in tranches) or "bid_subsidy" (a rate of
+        the cash bid payments the demand side makes to the solver).
+      subsidy_rate: the bid_subsidy rate, or None for staged_grant.
+      eligible_payment_forms: bid payment forms that count toward the subsidy base.
+      excluded_payment_forms: bid payment forms recorded but never counted.
+      subsidy_cap_rate_of_contract: the subsidy never exceeds this rate of the contract, or None.
+      subsidy_recipient: "demand" or "solver" for bid_subsidy, else None.
+      unpaid_subsidy_on_termination: "forfeit" or "payable".
+      saima_stage1_split: "equal", or None where nothing is split between lanes.
+      eliminated_racer_recovers_balance: whether an eliminated lane's fiscal balance is recovered.
+      revocation_recovery_rate: share of disbursed fiscal money recovered on revocation.
+      clawback_offset_allowed: whether a clawback may be offset against a later release.
+    """
+
+    model: str
+    subsidy_rate: Decimal | None
+    eligible_payment_forms: tuple[str, ...]
+    excluded_payment_forms: tuple[str, ...]
+    subsidy_cap_rate_of_contract: Decimal | None
+    subsidy_recipient: str | None
+    unpaid_subsidy_on_termination: str
+    saima_stage1_split: str | None
+    eliminated_racer_recovers_balance: bool
+    revocation_recovery_rate: Decimal
+    clawback_offset_allowed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Tranche:
+    """One scheduled slice of fiscal money and the events it waits on.
+
+    Attributes:
+      name: unique within the rules file, e.g. "contract".
+      basis: "grant_share" (share of the approved grant) or "subsidy_earned" (subsidy earned
+        to date, less what earlier tranches released).
+      share: the grant share for grant_share, else None.
+      ceiling_rate_of_contract: a cap on cumulative subsidy at this tranche, or None.
+      conditions: events that must all be recorded before release in 揭榜挂帅.
+      saima_conditions: the same for each 赛马 lane (defaults to ``conditions``).
+      source: the clause or DEFAULT reason.
+    """
+
+    name: str
+    basis: str
+    share: Decimal | None
+    ceiling_rate_of_contract: Decimal | None
+    conditions: tuple[str, ...]
+    saima_conditions: tuple[str, ...]
+    source: str
+
+    def conditions_for(self, mode: str) -> tuple[str, ...]:
+        """The conditions for a project mode ("jbgs" or "saima")."""
+        return self.saima_conditions if mode == "saima" else self.conditions
+
+
+@dataclass(frozen=True, slots=True)
+class IndirectTier:
+    """A marginal band of the indirect-cost base and its cap rate.
+
+    Attributes:
+      up_to_fen: the band's upper edge in fen, or None for the open last band.
+      cap: the most indirect cost allowed per fen of base inside the band.
+    """
+
+    up_to_fen: int | None
+    cap: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingRules:
+    """Budget categories and spending limits.
+
+    Attributes:
+      equipment_justify_threshold_fen: equipment priced at or above this needs a justification.
+      indirect_tiers: marginal bands, ascending, the last one open.
+      pure_theory_cap: flat indirect cap for pure-theory basic research.
+      budget_categories: category key (equipment, business, labour, indirect) → Chinese name.
+      legacy_category_map: pre-2021 budget line (Chinese) → category key.
+    """
+
+    equipment_justify_threshold_fen: int
+    indirect_tiers: tuple[IndirectTier, ...]
+    pure_theory_cap: Decimal
+    budget_categories: Mapping[str, str]
+    legacy_category_map: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosureRules:
+    """Acceptance, audit and balance rules at the end of a project.
+
+    Attributes:
+      audit_required: "always", "never" or "at_or_above_threshold".
+      audit_threshold_fen: fiscal funding from which an audit is required, or None.
+      acceptance_apply_within_months: months after the period ends to apply for acceptance.
+      balance_after_acceptance: "retained" or "recover_after_years".
+      recover_after_years: years after acceptance when a balance is recovered, or None.
+      termination_recovers: what is recovered on termination: "unspent", "misused".
+    """
+
+    audit_required: str
+    audit_threshold_fen: int | None
+    acceptance_apply_within_months: int
+    balance_after_acceptance: str
+    recover_after_years: int | None
+    termination_recovers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """One city's rules under one policy version, as loaded from one file.
+
+    Attributes:
+      version: unique id, equal to the file name without ``.toml``.
+      city: lowercase code, e.g. "jiangmen".
+      city_name: Chinese name, e.g. "江门市".
+      document: Chinese title of the policy document.
+      effective_from: first approval date the version governs.
+      effective_to: last approval date it governs, or None while in force.
+      approval, funding, spending, closure: the parsed sections.
+      tranches: the release schedule in order.
+      sources: "section.key" → clause or DEFAULT reason (read-only), e.g.
+        sources["funding.subsidy_rate"]; tranches are "tranches.<name>".
+      path: the file it came from.
+    """
+
+    version: str
+    city: str
+    city_name: str
+    document: str
+    effective_from: date
+    effective_to: date | None
+    approval: ApprovalRules
+    funding: FundingRules
+    tranches: tuple[Tranche, ...]
+    spending: SpendingRules
+    closure: ClosureRules
+    sources: Mapping[str, str]
+    path: str
+
+    def clause(self, key: str) -> str:
+        """The source of ``section.key``, for messages that cite the rule."""
+        return self.sources.get(key, f"{self.version} {key}")
+
+    def in_force_on(self, on_date: date) -> bool:
+        return self.effective_from <= on_date and (self.effective_to is None or on_date <= self.effective_to)
+
+
+# ---------------------------------------------------------------------------------------------
+# Value parsers. Each takes (file, key, raw value) and returns the parsed value or fails.
+
+
+class _File:
+    """The file being parsed, so every failure names it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, reason: str) -> Any:
+        raise RulesFileError(self.path, key, reason)
+
+
+Parser = Callable[[_File, str, Any], Any]
+
+
+def _amount(f: _File, key: str, raw: Any) -> int:
+    if not isinstance(raw, str):
+        f.fail(key, f'bad amount {raw!r}: write it as a string such as "3000000.00"')
+    try:
+        return parse_fen(raw, field=key)
+    except Refusal as refusal:
+        return f.fail(key, f"bad amount {raw!r} ({refusal.message.rstrip('.')})")
+
+
+def _rate(f: _File, key: str, raw: Any) -> Decimal:
+    if not isinstance(raw, str):
+        f.fail(key, f'bad rate {raw!r}: write it as a string such as "0.40"')
+    try:
+        return parse_rate(raw, field=key)
+    except Refusal as refusal:
+        if refusal.code == "rate_must_be_between_0_and_1":
+            return f.fail(key, f"rate {raw} is outside [0, 1]")
+        return f.fail(key, f"bad rate {raw!r}")
+
+
+def _count(f: _File, key: str, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        f.fail(key, f"expected a whole number >= 0, got {raw!r}")
+    return raw
+
+
+def _flag(f: _File, key: str, raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        f.fail(key, f"expected true or false, got {raw!r}")
+    return raw
+
+
+def _optional(parser: Parser) -> Parser:
+    return lambda f, key, raw: None if raw == NONE else parser(f, key, raw)
+
+
+def _choice(*options: str) -> Parser:
+    def parse(f: _File, key: str, raw: Any) -> str:
+        if raw not in options:
+            f.fail(key, f"{raw!r} is not one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _choices(*options: str) -> Parser:
+    def parse(f: _File, key: str, raw: Any) -> tuple[str, ...]:
+        if not isinstance(raw, list):
+            f.fail(key, f"expected a list drawn from {', '.join(options)}")
+        for item in raw:
+            _choice(*options)(f, key, item)
+        if len(set(raw)) != len(raw):
+            f.fail(key, "list has duplicates")
+        return tuple(raw)
+
+    return parse
+
+
+def _text_map(f: _File, key: str, raw: Any) -> Mapping[str, str]:
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, str) and v for v in raw.values()):
+        f.fail(key, "expected a table of names to non-empty strings")
+    return MappingProxyType(dict(raw))
+
+
+def _tiers(f: _File, key: str, raw: Any) -> tuple[IndirectTier, ...]:
+    if not isinstance(raw, list) or not raw:
+        f.fail(key, "expected a list of { up_to, cap } tables")
+    tiers: list[IndirectTier] = []
+    for i, item in enumerate(raw):
+        where = f"{key}[{i}]"
+        if not isinstance(item, dict) or set(item) != {"up_to", "cap"}:
+            f.fail(where, "each tier needs exactly up_to and cap")
+        tier = IndirectTier(_optional(_amount)(f, where + ".up_to", item["up_to"]), _rate(f, where + ".cap", item["cap"]))
+        last = i == len(raw) - 1
+        # Bands are marginal, so edges must rise and only the last band may be open.
+        if (tier.up_to_fen is None) != last:
+            f.fail(where, 'only the last tier is open (up_to = "none")')
+        if tiers and tier.up_to_fen is not None and tier.up_to_fen <= tiers[-1].up_to_fen:  # type: ignore[operator]
+            f.fail(where, "tier edges must rise")
+        tiers.append(tier)
+    return tuple(tiers)
+
+
+# Section schemas: TOML key → (dataclass field, parser). A key absent here is an unknown key.
+_APPROVAL: dict[str, tuple[str, Parser]] = {
+    "min_total_investment": ("min_total_investment_fen", _amount),
+    "demand_eligibility_required": ("demand_eligibility_required", _flag),
+    "demand_min_revenue": ("demand_min_revenue_fen", _optional(_amount)),
+    "demand_min_rnd_intensity": ("demand_min_rnd_intensity", _optional(_rate)),
+    "demand_innovation_star_qualifies": ("demand_innovation_star_qualifies", _flag),
+    "demand_credit_lookback_years": ("demand_credit_lookback_years", _optional(_count)),
+    "jbgs_solvers": ("jbgs_solvers", _count),
+    "saima_min_racers": ("saima_min_racers", _count),
+    "saima_max_racers": ("saima_max_racers", _optional(_count)),
+    "related_party_ban": ("related_party_ban", _flag),
+    "solver_locked_after_approval": ("solver_locked_after_approval", _flag),
+    "max_period_years": ("max_period_years", _optional(_count)),
+    "max_extensions": ("max_extensions", _optional(_count)),
+    "max_extension_years": ("max_extension_years", _optional(_count)),
+    "project_limit": ("project_limit", _optional(_count)),
+    "max_grant": ("max_grant_fen", _optional(_amount)),
+    "subsidy_warn_above": ("subsidy_warn_above_fen", _optional(_amount)),
+}
+_FUNDING: dict[str, tuple[str, Parser]] = {
+    "model": ("model", _choice(*FUNDING_MODELS)),
+    "subsidy_rate": ("subsidy_rate", _optional(_rate)),
+    "eligible_payment_forms": ("eligible_payment_forms", _choices(*PAYMENT_FORMS)),
+    "excluded_payment_forms": ("excluded_payment_forms", _choices(*PAYMENT_FORMS)),
+    "subsidy_cap_rate_of_contract": ("subsidy_cap_rate_of_contract", _optional(_rate)),
+    "subsidy_recipient": ("subsidy_recipient", _optional(_choice("demand", "solver"))),
+    "unpaid_subsidy_on_termination": ("unpaid_subsidy_on_termination", _choice("forfeit", "payable")),
+    "saima_stage1_split": ("saima_stage1_split", _optional(_choice("equal"))),
+    "eliminated_racer_recovers_balance": ("eliminated_racer_recovers_balance", _flag),
+    "revocation_recovery_rate": ("revocation_recovery_rate", _rate),
+    "clawback_offset_allowed": ("clawback_offset_allowed", _flag),
+}
+_SPENDING: dict[str, tuple[str, Parser]] = {
+    "equipment_justify_threshold": ("equipment_justify_threshold_fen", _amount),
+    "indirect_tiers": ("indirect_tiers", _tiers),
+    "pure_theory_cap": ("pure_theory_cap", _rate),
+    "budget_categories": ("budget_categories", _text_map),
+    "legacy_category_map": ("legacy_category_map", _text_map),
+}
+_CLOSURE: dict[str, tuple[str, Parser]] = {
+    "audit_required": ("audit_required", _choice("always", "never", "at_or_above_threshold")),
+    "audit_threshold": ("audit_threshold_fen", _optional(_amount)),
+    "acceptance_apply_within_months": ("acceptance_apply_within_months", _count),
+    "balance_after_acceptance": ("balance_after_acceptance", _choice("retained", "recover_after_years")),
+    "recover_after_years": ("recover_after_years", _optional(_count)),
+    "termination_recovers": ("termination_recovers", _choices(*RECOVERY_KINDS)),
+}
+_SECTIONS = {"approval": _APPROVAL, "funding": _FUNDING, "spending": _SPENDING, "closure": _CLOSURE}
+_TOP_KEYS = {"rules", "tranches", *_SECTIONS}
+_HEADER_KEYS = {"version", "city", "city_name", "document", "effective_from", "effective_to", "source"}
+_TRANCHE_KEYS = {"name", "basis", "share", "ceiling_rate_of_contract", "conditions", "saima_conditions", "source"}
+_CATEGORY_KEYS = {"equipment", "business", "labour", "indirect"}
+_VERSION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _require_keys(f: _File, where: str, table: Any, allowed: Iterable[str], required: Iterable[str]) -> None:
+    if not isinstance(table, dict):
+        f.fail(where, "expected a table")
+    for key in table:
+        if key not in allowed:
+            f.fail(f"{where}.{key}", "unknown key")
+    for key in required:
+        if key not in table:
+            f.fail(f"{where}.{key}", "missing key")
+
+
+def _parse_section(f: _File, name: str, table: Any, sources: dict[str, str]) -> dict[str, Any]:
+    schema = _SECTIONS[name]
+    _require_keys(f, name, table, schema, schema)
+    fields: dict[str, Any] = {}
+    for key, (field_name, parser) in schema.items():
+        where = f"{name}.{key}"
+        entry = table[key]
+        if not isinstance(entry, dict) or "value" not in entry:
+            f.fail(where, "expected { value = ..., source = \"...\" }")
+        if set(entry) - {"value", "source"}:
+            f.fail(where, f"unknown key {sorted(set(entry) - {'value', 'source'})[0]!r} in the parameter")
+        if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+            f.fail(where, "missing source (cite the clause, or start with DEFAULT: and say why)")
+        fields[field_name] = parser(f, where, entry["value"])
+        sources[where] = entry["source"].strip()
+    return fields
+
+
+def _text(f: _File, key: str, raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        f.fail(key, "expected non-empty text")
+    return raw.strip()
+
+
+def _date(f: _File, key: str, raw: Any) -> date:
+    # tomllib returns datetime for date-times; datetime is a date subclass, so test exactly.
+    if type(raw) is not date:
+        f.fail(key, f"expected a TOML date such as 2024-01-01, got {raw!r}")
+    return raw
+
+
+def _parse_tranche(f: _File, i: int, table: Any, model: str, sources: dict[str, str]) -> Tranche:
+    where = f"tranches[{i}]"
+    _require_keys(f, where, table, _TRANCHE_KEYS, ("name", "basis", "conditions", "source"))
+    name = _text(f, where + ".name", table["name"])
+    where = f"tranches.{name}"
+    basis = _choice(*TRANCHE_BASES)(f, where + ".basis", table["basis"])
+    expected_basis = "grant_share" if model == "staged_grant" else "subsidy_earned"
+    if basis != expected_basis:
+        f.fail(where + ".basis", f"basis {basis} does not fit funding model {model} (use {expected_basis})")
+    if basis == "grant_share" and "share" not in table:
+        f.fail(where + ".share", "missing key (a grant_share tranche needs a share)")
+    if basis == "subsidy_earned" and "share" in table:
+        f.fail(where + ".share", "a subsidy_earned tranche has no share")
+    if basis == "grant_share" and "ceiling_rate_of_contract" in table:
+        f.fail(where + ".ceiling_rate_of_contract", "only a subsidy_earned tranche has a ceiling")
+    share = _rate(f, where + ".share", table["share"]) if "share" in table else None
+    ceiling = (
+        _optional(_rate)(f, where + ".ceiling_rate_of_contract", table["ceiling_rate_of_contract"])
+        if "ceiling_rate_of_contract" in table
+        else None
+    )
+    conditions = _choices(*CONDITIONS)(f, where + ".conditions", table["conditions"])
+    saima = _choices(*CONDITIONS)(f, where + ".saima_conditions", table.get("saima_conditions", list(conditions)))
+    if not conditions or not saima:
+        f.fail(where + ".conditions", "a tranche needs at least one condition")
+    source = _text(f, where + ".source", table["source"])
+    sources[where] = source
+    return Tranche(name, basis, share, ceiling, conditions, saima, source)
+
+
+def _parse(path: Path) -> Rules:
+    f = _File(path)
+    try:
+        with path.open("rb") as handle:
+            doc = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        # The message already carries "(at line N, column M)".
+        return f.fail("TOML", f"syntax error {error}")
+    _require_keys(f, "(top)", doc, _TOP_KEYS, _TOP_KEYS)
+    head = doc["rules"]
+    _require_keys(f, "rules", head, _HEADER_KEYS, _HEADER_KEYS - {"effective_to"})
+    version = _text(f, "rules.version", head["version"])
+    if not _VERSION_RE.match(version) or version != path.stem:
+        f.fail("rules.version", f"{version!r} must be lowercase and equal the file name {path.stem!r}")
+    city = _text(f, "rules.city", head["city"])
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", city):
+        f.fail("rules.city", f"{city!r} must be a lowercase code such as jiangmen")
+    effective_from = _date(f, "rules.effective_from", head["effective_from"])
+    effective_to = _date(f, "rules.effective_to", head["effective_to"]) if "effective_to" in head else None
+    if effective_to is not None and effective_to < effective_from:
+        f.fail("rules.effective_to", f"effective_to {effective_to} is before effective_from {effective_from}")
+    sources = {"rules.effective_from": _text(f, "rules.source", head["source"])}
+
+    sections = {name: _parse_section(f, name, doc[name], sources) for name in _SECTIONS}
+    approval = ApprovalRules(**sections["approval"])
+    funding = FundingRules(**sections["funding"])
+    spending = SpendingRules(**sections["spending"])
+    closure = ClosureRules(**sections["closure"])
+    _check_consistency(f, approval, funding, spending, closure)
+
+    raw_tranches = doc["tranches"]
+    if not isinstance(raw_tranches, list) or not raw_tranches:
+        f.fail("tranches", "expected at least one [[tranches]] table")
+    tranches = tuple(_parse_tranche(f, i, t, funding.model, sources) for i, t in enumerate(raw_tranches))
+    names = [t.name for t in tranches]
+    if len(set(names)) != len(names):
+        f.fail("tranches", "tranche names must be unique")
+    shares = [t.share for t in tranches if t.share is not None]
+    # Exact Decimal sum: "0.6" + "0.4" == 1 exactly; a schedule short by a hundredth is refused.
+    if funding.model == "staged_grant" and sum(shares, Decimal(0)) != 1:
+        f.fail("tranches", f"grant shares sum to {sum(shares, Decimal(0))}, not 1")
+
+    return Rules(
+        version=version,
+        city=city,
+        city_name=_text(f, "rules.city_name", head["city_name"]),
+        document=_text(f, "rules.document", head["document"]),
+        effective_from=effective_from,
+        effective_to=effective_to,
+        approval=approval,
+        funding=funding,
+        tranches=tranches,
+        spending=spending,
+        closure=closure,
+        sources=MappingProxyType(sources),
+        path=str(path),
+    )
+
+
+def _check_consistency(
+    f: _File, approval: ApprovalRules, funding: FundingRules, spending: SpendingRules, closure: ClosureRules
+) -> None:
+    """Rules between keys, so a file cannot say two things at once."""
+    if approval.demand_eligibility_required and not (
+        approval.demand_min_revenue_fen is not None
+        or approval.demand_min_rnd_intensity is not None
+        or approval.demand_innovation_star_qualifies
+    ):
+        f.fail("approval.demand_eligibility_required", "true, but no revenue, intensity or 创新标兵 test is set")
+    if approval.saima_max_racers is not None and approval.saima_max_racers < approval.saima_min_racers:
+        f.fail("approval.saima_max_racers", "is below saima_min_racers")
+    if funding.model == "bid_subsidy":
+        for key in ("subsidy_rate", "subsidy_cap_rate_of_contract", "subsidy_recipient"):
+            if getattr(funding, key) is None:
+                f.fail(f"funding.{key}", "bid_subsidy needs a value, not none")
+    if set(funding.eligible_payment_forms) & set(funding.excluded_payment_forms):
+        f.fail("funding.excluded_payment_forms", "a form is both eligible and excluded")
+    if set(spending.budget_categories) != _CATEGORY_KEYS:
+        f.fail("spending.budget_categories", f"keys must be exactly {', '.join(sorted(_CATEGORY_KEYS))}")
+    for line, category in spending.legacy_category_map.items():
+        if category not in _CATEGORY_KEYS:
+            f.fail("spending.legacy_category_map", f"{line} maps to unknown category {category!r}")
+    if closure.audit_required == "at_or_above_threshold" and closure.audit_threshold_fen is None:
+        f.fail("closure.audit_threshold", "audit_required is at_or_above_threshold but no threshold is set")
+    if closure.balance_after_acceptance == "recover_after_years" and closure.recover_after_years is None:
+        f.fail("closure.recover_after_years", "balance_after_acceptance is recover_after_years but no years are set")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and selection.
+
+
+@functools.lru_cache(maxsize=256)
+def _load_cached(path: str, mtime_ns: int, size: int) -> Rules:
+    # mtime and size are in the key so an edited file is read again; a refusal is never cached.
+    return _parse(Path(path))
+
+
+def load_rules_file(path: str | os.PathLike[str]) -> Rules:
+    """Load and validate one rules file, or raise RulesFileError naming the key and reason."""
+    resolved = Path(path).resolve()
+    try:
+        stat = resolved.stat()
+    except OSError as error:
+        raise RulesFileError(resolved, "(file)", f"cannot be read ({error.strerror})") from None
+    return _load_cached(str(resolved), stat.st_mtime_ns, stat.st_size)
+
+
+def rules_dirs(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The packaged rules directory, then ``extra_dirs``, then those in $JIEBANG_RULES_PATH."""
+    env = [p for p in os.environ.get(RULES_PATH_ENV, "").split(os.pathsep) if p.strip()]
+    dirs: list[Path] = []
+    for raw in [RULES_DIR, *extra_dirs, *env]:
+        resolved = Path(raw).resolve()
+        if not resolved.is_dir():
+            raise Refusal(
+                "rules_path_must_be_a_directory",
+                f"Rules directory {raw} does not exist; fix {RULES_PATH_ENV} or the path given.",
+            )
+        if resolved not in dirs:
+            dirs.append(resolved)
+    return dirs
+
+
+def available_rules(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> list[Rules]:
+    """Every rules file found, validated, sorted by city then effective_from."""
+    found: dict[str, Rules] = {}
+    for directory in rules_dirs(extra_dirs):
+        for path in sorted(directory.glob("*.toml")):
+            rules = load_rules_file(path)
+            if rules.version in found:
+                raise RulesFileError(path, "rules.version", f"{rules.version} is also defined in {found[rules.version].path}")
+            found[rules.version] = rules
+    return sorted(found.values(), key=lambda r: (r.city, r.effective_from, r.version))
+
+
+def _describe(rules: Rules) -> str:
+    return f"{rules.version} ({rules.effective_from}..{rules.effective_to or ''})"
+
+
+def rules_in_force(city: str, on_date: date, *, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> Rules:
+    """The version that governs a project of ``city`` approved on ``on_date``.
+
+    Where two versions cover the date, the one with the later effective_from wins: a newer
+    policy supersedes an open-ended older one without anyone editing the older file.
+    """
+    if isinstance(on_date, datetime) or not isinstance(on_date, date):
+        raise TypeError("on_date must be a date")
+    versions = [r for r in available_rules(extra_dirs) if r.city == city]
+    matching = [r for r in versions if r.in_force_on(on_date)]
+    if not matching:
+        known = ", ".join(_describe(r) for r in versions) or "none"
+        raise Refusal(
+            "rules_version_must_exist",
+            f"No rules for city {city!r} are in force on {on_date}; versions for that city: {known}. "
+            "Check the approval date, or add a rules file for that period.",
+        )
+    latest = max(r.effective_from for r in matching)
+    winners = [r for r in matching if r.effective_from == latest]
+    if len(winners) > 1:
+        raise Refusal(
+            "rules_versions_must_not_overlap",
+            f"Rules {', '.join(r.version for r in winners)} for {city!r} all start on {latest}; "
+            "give one of them a different effective_from.",
+        )
+    return winners[0]
+
+
+def get_rules(version: str, *, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> Rules:
+    """The rules version a project is pinned to, or a refusal listing the known versions."""
+    versions = available_rules(extra_dirs)
+    for rules in versions:
+        if rules.version == version:
+            return rules
+    raise Refusal(
+        "rules_version_must_exist",
+        f"Rules version {version!r} is unknown; known versions: {', '.join(r.version for r in versions) or 'none'}.",
+    )

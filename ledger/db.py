@@ -1,0 +1,117 @@
+"""Opening a ledger database: engines for SQLite files and PostgreSQL URLs, and the head check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from ledger.errors import Refusal, SchemaNotAtHead
+
+DEFAULT_DB = "jiebang.db"
+
+
+def normalize_url(db: str | None) -> str:
+    """Turn ``--db`` into a SQLAlchemy URL: a bare path means a SQLite file."""
+    db = db or os.environ.get("JIEBANG_DB") or DEFAULT_DB
+    if "://" in db:
+        if db.startswith("postgresql://") or db.startswith("postgres://"):
+            # psycopg 3 is the driver we ship; name it so users can paste libpq URLs.
+            db = "postgresql+psycopg://" + db.split("://", 1)[1]
+        return db
+    return f"sqlite:///{db}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def make_engine(url: str, *, must_exist: bool = True) -> Engine:
+    """Create an engine; for a SQLite file that must exist, refuse a missing or unreadable one."""
+    path = sqlite_path(url)
+    if path is not None and must_exist:
+        if not path.exists():
+            raise Refusal(
+                "database_must_exist",
+                f"no ledger at {path}; create it with `jiebang init --db {path}` or point --db at an existing one.",
+            )
+        if not os.access(path, os.R_OK):
+            raise Refusal("database_must_be_readable", f"ledger file {path} is not readable; check its permissions.")
+        _check_sqlite_header(path)
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        raise Refusal("database_url_must_be_valid", f"cannot open database URL {url!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _check_sqlite_header(path: Path) -> None:
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head and head != b"SQLite format 3\x00":
+        raise Refusal("database_must_be_sqlite", f"{path} is not a SQLite database; point --db at a jiebang ledger.")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Foreign keys on, WAL, a busy timeout, and BEGIN IMMEDIATE so writers serialise up front.
+
+    pysqlite's own transaction handling defers BEGIN until the first write; we take control
+    of it (the SQLAlchemy documented recipe) so a transaction that reads the chain head and
+    then writes cannot interleave with another writer.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised by every test
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # pragma: no cover - exercised by every test
+        # Read-only work (reports, verify) takes no write lock, so it never blocks officers.
+        read_only = connection.get_execution_options().get("jiebang_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine, marked so that SQLite transactions on it start without a write lock."""
+    return engine.execution_options(jiebang_read_only=True)
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError as exc:
+        message = str(exc.orig) if exc.orig is not None else str(exc)
+        if "no such table" in message or "does not exist" in message:
+            return None
+        raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {message.strip()}") from None
+    except Exception as exc:  # psycopg raises ProgrammingError for a missing table
+        if "alembic_version" in str(exc):
+            return None
+        raise
+
+
+def require_head(engine: Engine) -> None:
+    """Refuse politely unless the schema is at the migrations' head."""
+    from migrations import HEAD
+
+    revision = current_revision(engine)
+    if revision != HEAD:
+        where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {HEAD}"
+        raise SchemaNotAtHead(
+            "database_must_be_at_head", f"the ledger database {where}; run `jiebang init` to create or upgrade it."
+        )

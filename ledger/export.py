@@ -1,0 +1,143 @@
+"""Exporting each book as a beancount file: open directives, entries, exact balance assertions.
+
+The export streams the journal in chain order, so its memory does not grow with the ledger.
+Balance assertions carry an explicit zero tolerance (``~ 0.00``) because beancount otherwise
+accepts ±0.01 on a two-decimal amount.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledger.balances import account_balances
+from ledger.models import BOOKS, Account, JournalEntry, Posting
+from ledger.money import format_fen
+
+CURRENCY = "CNY"
+
+
+def _quote(text: str | None) -> str:
+    value = (text or "").replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+    return f'"{value}"'
+
+
+def export_beancount(
+    session: Session,
+    out_dir: Path,
+    *,
+    as_of: dt.date | None = None,
+    project_code: str | None = None,
+    title: str = "jiebang",
+) -> list[Path]:
+    """Write ``<book>.beancount`` for each book (of one project if given); return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    suffix = f"-{project_code}" if project_code else ""
+    for book in BOOKS:
+        path = out_dir / f"{book}{suffix}.beancount"
+        with path.open("w", encoding="utf-8", newline="\n") as handle:
+            for line in beancount_lines(session, book, as_of=as_of, project_code=project_code, title=title):
+                handle.write(line)
+                handle.write("\n")
+        written.append(path)
+    return written
+
+
+def beancount_lines(
+    session: Session,
+    book: str,
+    *,
+    as_of: dt.date | None = None,
+    project_code: str | None = None,
+    title: str = "jiebang",
+):
+    """Yield the lines of one book's beancount file."""
+    scope = f" project {project_code}" if project_code else ""
+    yield f'option "title" {_quote(f"{title} {book} book{scope}")}'
+    yield f'option "operating_currency" "{CURRENCY}"'
+    yield ""
+
+    accounts = select(Account.name, Account.opened_on, Account.closed_on).where(Account.book == book)
+    if project_code:
+        # A project's extract holds the project's accounts and the shared accounts its
+        # entries touch, so every transaction in it still balances.
+        touched = (
+            select(Posting.account_id)
+            .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+            .where(JournalEntry.project_code == project_code)
+        )
+        accounts = accounts.where(Account.id.in_(touched))
+    if as_of:
+        accounts = accounts.where(Account.opened_on <= as_of)
+    closed: list[tuple[dt.date, str]] = []
+    opened: set[str] = set()
+    first_open: dt.date | None = None
+    for row in session.execute(accounts.order_by(Account.opened_on, Account.name)):
+        yield f"{row.opened_on.isoformat()} open {row.name} {CURRENCY}"
+        opened.add(row.name)
+        first_open = first_open or row.opened_on
+        if row.closed_on is not None and (as_of is None or row.closed_on <= as_of):
+            closed.append((row.closed_on, row.name))
+    yield ""
+
+    last_date = None
+    entries = (
+        select(
+            JournalEntry.id,
+            JournalEntry.value_date,
+            JournalEntry.kind,
+            JournalEntry.voucher,
+            JournalEntry.memo,
+            JournalEntry.project_code,
+            JournalEntry.reverses_id,
+            JournalEntry.hash,
+            Account.name,
+            Posting.amount_fen,
+        )
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(Account, Account.id == Posting.account_id)
+        .where(Posting.book == book)
+        .order_by(JournalEntry.value_date, JournalEntry.id, Posting.id)
+    )
+    if as_of:
+        entries = entries.where(JournalEntry.value_date <= as_of)
+    if project_code:
+        entries = entries.where(JournalEntry.project_code == project_code)
+    current = None
+    for row in session.execute(entries, execution_options={"yield_per": 10_000}):
+        if row.id != current:
+            if current is not None:
+                yield ""
+            current = row.id
+            last_date = row.value_date
+            yield f"{row.value_date.isoformat()} * {_quote(row.kind)} {_quote(row.memo)}"
+            yield f"  entry-id: {row.id}"
+            yield f"  kind: {_quote(row.kind)}"
+            if row.voucher:
+                yield f"  voucher: {_quote(row.voucher)}"
+            if row.project_code:
+                yield f"  project: {_quote(row.project_code)}"
+            if row.reverses_id:
+                yield f"  reverses: {row.reverses_id}"
+            yield f"  hash: {_quote(row.hash)}"
+        yield f"  {row.name}  {format_fen(row.amount_fen)} {CURRENCY}"
+    yield ""
+
+    for closed_on, name in sorted(closed):
+        yield f"{closed_on.isoformat()} close {name}"
+    basis = as_of or last_date or first_open
+    if basis is None:
+        return
+    assert_date = basis + dt.timedelta(days=1)
+    closed_names = {name for _, name in closed}
+    # In a project's extract only the project's own accounts are asserted: shared accounts
+    # (the treasury, the appropriation) carry other projects' money too.
+    balances = account_balances(session, as_of=as_of, book=book, project_code=project_code, include_zero=True)
+    for balance in balances:
+        if balance.account in closed_names or balance.account not in opened:
+            continue
+        yield f"{assert_date.isoformat()} balance {balance.account} {format_fen(balance.balance_fen)} ~ 0.00 {CURRENCY}"

@@ -1,0 +1,499 @@
+"""Posting balanced entries: one at a time or in bulk, idempotent by voucher, hash-chained.
+
+Services take a session and never commit: the caller owns the transaction, so an event that
+writes several rows commits once or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from ledger.errors import Refusal
+from ledger.models import ACCOUNT_TYPES, BOOKS, Account, ChainHead, JournalEntry, Posting
+from ledger.money import format_fen
+
+ACCOUNT_NAME_RE = re.compile(r"^(Assets|Liabilities|Equity|Income|Expenses)(:[A-Z0-9][A-Za-z0-9\-]*)+$")
+VOUCHER_MAX = 120
+KIND_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,39}$")
+BULK_CHUNK = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class PostingDraft:
+    """One leg of an entry not yet posted.
+
+    Attributes:
+      account: the account name.
+      amount_fen: positive debit, negative credit; never zero.
+      budget_category / fund_source: tags for 专账 reporting.
+    """
+
+    account: str
+    amount_fen: int
+    budget_category: str | None = None
+    fund_source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """An entry not yet posted.
+
+    Attributes:
+      value_date: the business date of the event.
+      kind: the event kind (lower-case predicate-like word, e.g. ``release``).
+      postings: the legs; they must balance within each book.
+      voucher: the external reference; with ``kind`` it is the idempotency key.
+      trace: the calculation (inputs, formula, result), JSON-serialisable.
+    """
+
+    value_date: dt.date
+    kind: str
+    postings: tuple[PostingDraft, ...]
+    project_code: str | None = None
+    voucher: str | None = None
+    memo: str = ""
+    actor: str = "system"
+    rules_version: str | None = None
+    trace: dict | None = None
+    reverses_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """The result of posting a draft.
+
+    Attributes:
+      entry_id: the entry's id (its place in the chain).
+      hash: the entry's chain hash.
+      created: False when the voucher had already been posted with the same content.
+    """
+
+    entry_id: int
+    hash: str
+    created: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    name: str
+    book: str
+    opened_on: dt.date
+    project_code: str | None = None
+    lane: str | None = None
+
+
+# --- canonical content and hashing ------------------------------------------------------
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def canonical_postings(postings: Iterable[tuple[str, str, int, str | None, str | None]]) -> list[list]:
+    """Postings as (book, account, amount_fen, category, source) lists in one fixed order."""
+    return sorted([list(p) for p in postings], key=lambda p: (p[0], p[1], p[2], p[3] or "", p[4] or ""))
+
+
+def content_hash(
+    *,
+    value_date: dt.date,
+    kind: str,
+    project_code: str | None,
+    voucher: str | None,
+    memo: str,
+    rules_version: str | None,
+    trace_text: str | None,
+    reverses_id: int | None,
+    postings: Iterable[tuple[str, str, int, str | None, str | None]],
+) -> str:
+    """Digest of what an entry says, without who posted it or where it sits in the chain."""
+    body = canonical_json(
+        {
+            "value_date": value_date.isoformat(),
+            "kind": kind,
+            "project_code": project_code,
+            "voucher": voucher,
+            "memo": memo,
+            "rules_version": rules_version,
+            "trace": trace_text,
+            "reverses_id": reverses_id,
+            "postings": canonical_postings(postings),
+        }
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def chain_hash(entry_id: int, content: str, actor: str, prev_hash: str) -> str:
+    body = f"{prev_hash}\n{entry_id}\n{content}\n{actor}"
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def trace_text(trace: dict | None) -> str | None:
+    return None if trace is None else canonical_json(trace)
+
+
+# --- accounts ---------------------------------------------------------------------------
+
+
+def account_name_problem(name: str) -> str | None:
+    if not ACCOUNT_NAME_RE.match(name):
+        return (
+            f"account name {name!r} is not a valid beancount name: it must start with one of "
+            f"{', '.join(ACCOUNT_TYPES)} and each ':'-separated part must start with a capital letter or digit"
+        )
+    return None
+
+
+def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, int]:
+    """Open the accounts that do not exist yet; return every spec's account id by name.
+
+    An account that exists already keeps its book and open date; asking for it in another
+    book is refused, since one name means one account.
+    """
+    wanted = {spec.name: spec for spec in specs}
+    for spec in wanted.values():
+        problem = account_name_problem(spec.name)
+        if problem:
+            raise Refusal("account_name_must_be_valid", problem)
+        if spec.book not in BOOKS:
+            raise Refusal("book_must_be_known", f"book {spec.book!r} is not one of {', '.join(BOOKS)}.")
+    existing = _load_accounts(session, list(wanted))
+    for name, row in existing.items():
+        if row.book != wanted[name].book:
+            raise Refusal(
+                "account_must_stay_in_its_book",
+                f"account {name} is in the {row.book} book; it cannot be used in the {wanted[name].book} book.",
+            )
+    missing = [spec for name, spec in wanted.items() if name not in existing]
+    if missing:
+        session.execute(
+            insert(Account.__table__),
+            [
+                {
+                    "name": spec.name,
+                    "book": spec.book,
+                    "type": spec.name.split(":", 1)[0],
+                    "project_code": spec.project_code,
+                    "lane": spec.lane,
+                    "opened_on": spec.opened_on,
+                }
+                for spec in missing
+            ],
+        )
+        existing = _load_accounts(session, list(wanted))
+    return {name: row.id for name, row in existing.items()}
+
+
+def close_account(session: Session, name: str, closed_on: dt.date) -> None:
+    row = _load_accounts(session, [name]).get(name)
+    if row is None:
+        raise Refusal("account_must_exist", f"account {name} does not exist.")
+    session.execute(update(Account).where(Account.id == row.id).values(closed_on=closed_on))
+
+
+@dataclass(frozen=True, slots=True)
+class _AccountRow:
+    id: int
+    name: str
+    book: str
+    opened_on: dt.date
+    closed_on: dt.date | None
+
+
+def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _AccountRow]:
+    found: dict[str, _AccountRow] = {}
+    unique = sorted(set(names))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows = session.execute(
+            select(Account.id, Account.name, Account.book, Account.opened_on, Account.closed_on).where(
+                Account.name.in_(chunk)
+            )
+        )
+        for row in rows:
+            found[row.name] = _AccountRow(row.id, row.name, row.book, row.opened_on, row.closed_on)
+    return found
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _check_shape(draft: EntryDraft) -> None:
+    if not KIND_RE.match(draft.kind):
+        raise Refusal("kind_must_be_a_word", f"entry kind {draft.kind!r} must be a lower-case word such as 'release'.")
+    if draft.voucher is not None and (not draft.voucher.strip() or len(draft.voucher) > VOUCHER_MAX):
+        raise Refusal("voucher_must_be_short_text", f"voucher {draft.voucher!r} must be 1–{VOUCHER_MAX} characters.")
+    if len(draft.postings) < 2:
+        raise Refusal("entry_must_have_two_postings", f"an entry needs at least two postings; got {len(draft.postings)}.")
+    for posting in draft.postings:
+        if isinstance(posting.amount_fen, bool) or not isinstance(posting.amount_fen, int):
+            raise Refusal("amount_must_be_whole_fen", f"posting to {posting.account} must be whole fen, got {posting.amount_fen!r}.")
+        if posting.amount_fen == 0:
+            raise Refusal("amount_must_not_be_zero", f"posting to {posting.account} is zero; leave it out.")
+
+
+def _check_against_accounts(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> None:
+    sums: dict[str, int] = defaultdict(int)
+    for posting in draft.postings:
+        row = accounts.get(posting.account)
+        if row is None:
+            raise Refusal(
+                "account_must_exist",
+                f"account {posting.account} does not exist; open it first (jiebang accounts lists them).",
+            )
+        if draft.value_date < row.opened_on:
+            raise Refusal(
+                "account_must_be_open",
+                f"account {posting.account} opens on {row.opened_on}, after the entry's date {draft.value_date}; "
+                "date the entry on or after the opening.",
+            )
+        if row.closed_on is not None and draft.value_date > row.closed_on:
+            raise Refusal(
+                "account_must_be_open",
+                f"account {posting.account} closed on {row.closed_on}, before the entry's date {draft.value_date}.",
+            )
+        sums[row.book] += posting.amount_fen
+    for book, amount in sorted(sums.items()):
+        if amount != 0:
+            raise Refusal(
+                "entry_must_balance_per_book",
+                f"entry {draft.kind} {draft.voucher or ''} does not balance in the {book} book: "
+                f"postings sum to {format_fen(amount)}, not 0.00; fix the amounts so debits equal credits.".replace("  ", " "),
+            )
+
+
+def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple[str, str | None]:
+    text = trace_text(draft.trace)
+    digest = content_hash(
+        value_date=draft.value_date,
+        kind=draft.kind,
+        project_code=draft.project_code,
+        voucher=draft.voucher,
+        memo=draft.memo,
+        rules_version=draft.rules_version,
+        trace_text=text,
+        reverses_id=draft.reverses_id,
+        postings=[
+            (accounts[p.account].book, p.account, p.amount_fen, p.budget_category, p.fund_source)
+            for p in draft.postings
+        ],
+    )
+    return digest, text
+
+
+# --- posting ----------------------------------------------------------------------------
+
+
+def _lock_head(session: Session) -> ChainHead:
+    head = session.execute(select(ChainHead).where(ChainHead.id == 1).with_for_update()).scalar_one()
+    return head
+
+
+def _existing_vouchers(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, str]]:
+    """Map (kind, voucher) to (entry id, content hash, hash) for those already posted."""
+    found: dict[tuple[str, str], tuple[int, str, str]] = {}
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for kind, voucher in keys:
+        by_kind[kind].append(voucher)
+    for kind, vouchers in by_kind.items():
+        unique = sorted(set(vouchers))
+        for start in range(0, len(unique), 500):
+            rows = session.execute(
+                select(JournalEntry.id, JournalEntry.voucher, JournalEntry.content_hash, JournalEntry.hash).where(
+                    JournalEntry.kind == kind, JournalEntry.voucher.in_(unique[start : start + 500])
+                )
+            )
+            for row in rows:
+                found[(kind, row.voucher)] = (row.id, row.content_hash, row.hash)
+    return found
+
+
+def _voucher_conflict(kind: str, voucher: str, entry_id: int) -> Refusal:
+    return Refusal(
+        "voucher_must_match_first_use",
+        f"voucher {voucher} was already used for {kind} entry {entry_id} with different content; "
+        "use a new voucher, or reverse entry {entry_id} first if it was wrong.".format(entry_id=entry_id),
+    )
+
+
+def post(session: Session, draft: EntryDraft) -> Posted:
+    """Post one balanced entry, or return the first one if its voucher was already posted."""
+    return post_many(session, [draft])[0]
+
+
+def post_many(
+    session: Session,
+    drafts: Sequence[EntryDraft],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[Posted]:
+    """Post many drafts in the caller's transaction, all checked before any is written.
+
+    Accounts and vouchers are read with one query per 500 names, the chain head is locked
+    once, and entries and postings are written with executemany in chunks: no per-row round
+    trips. Either every draft is accepted (or recognised as already posted) or a Refusal is
+    raised before anything is written.
+    """
+    for draft in drafts:
+        _check_shape(draft)
+    accounts = _load_accounts(session, [p.account for d in drafts for p in d.postings])
+    contents: list[tuple[str, str | None]] = []
+    for draft in drafts:
+        _check_against_accounts(draft, accounts)
+        contents.append(_draft_content(draft, accounts))
+
+    # Lock the head before looking at vouchers: a concurrent writer of the same voucher then
+    # commits first and we see its entry, instead of both writing it.
+    head = _lock_head(session)
+    keys = [(d.kind, d.voucher) for d in drafts if d.voucher is not None]
+    existing = _existing_vouchers(session, keys) if keys else {}
+
+    results: list[Posted] = []
+    entry_rows: list[dict] = []
+    posting_rows: list[dict] = []
+    seen_in_batch: dict[tuple[str, str], tuple[int, str, str]] = {}
+    next_id = head.last_entry_id + 1
+    prev_hash = head.last_hash
+    for draft, (digest, text) in zip(drafts, contents):
+        if draft.voucher is not None:
+            key = (draft.kind, draft.voucher)
+            prior = existing.get(key) or seen_in_batch.get(key)
+            if prior is not None:
+                if prior[1] != digest:
+                    raise _voucher_conflict(draft.kind, draft.voucher, prior[0])
+                results.append(Posted(prior[0], prior[2], created=False))
+                continue
+        entry_id = next_id
+        next_id += 1
+        entry_hash = chain_hash(entry_id, digest, draft.actor, prev_hash)
+        entry_rows.append(
+            {
+                "id": entry_id,
+                "value_date": draft.value_date,
+                "kind": draft.kind,
+                "project_code": draft.project_code,
+                "voucher": draft.voucher,
+                "memo": draft.memo,
+                "actor": draft.actor,
+                "rules_version": draft.rules_version,
+                "trace": text,
+                "reverses_id": draft.reverses_id,
+                "content_hash": digest,
+                "prev_hash": prev_hash,
+                "hash": entry_hash,
+            }
+        )
+        for p in draft.postings:
+            row = accounts[p.account]
+            posting_rows.append(
+                {
+                    "entry_id": entry_id,
+                    "account_id": row.id,
+                    "value_date": draft.value_date,
+                    "book": row.book,
+                    "amount_fen": p.amount_fen,
+                    "budget_category": p.budget_category,
+                    "fund_source": p.fund_source,
+                }
+            )
+        prev_hash = entry_hash
+        if draft.voucher is not None:
+            seen_in_batch[(draft.kind, draft.voucher)] = (entry_id, digest, entry_hash)
+        results.append(Posted(entry_id, entry_hash, created=True))
+
+    if entry_rows:
+        _write(session, entry_rows, posting_rows, progress)
+        session.execute(
+            update(ChainHead).where(ChainHead.id == 1).values(last_entry_id=next_id - 1, last_hash=prev_hash)
+        )
+    return results
+
+
+def _write(session: Session, entry_rows: list[dict], posting_rows: list[dict], progress) -> None:
+    """Write postings, then their entries (which seals them), chunk by chunk."""
+    posting_index = 0
+    for start in range(0, len(entry_rows), BULK_CHUNK):
+        chunk = entry_rows[start : start + BULK_CHUNK]
+        last_id = chunk[-1]["id"]
+        end = posting_index
+        while end < len(posting_rows) and posting_rows[end]["entry_id"] <= last_id:
+            end += 1
+        session.execute(insert(Posting.__table__), posting_rows[posting_index:end])
+        session.execute(insert(JournalEntry.__table__), chunk)
+        posting_index = end
+        if progress is not None:
+            progress(len(chunk))
+
+
+# --- reversal ---------------------------------------------------------------------------
+
+
+def reverse(
+    session: Session,
+    entry_id: int,
+    *,
+    reason: str,
+    actor: str = "system",
+    value_date: dt.date | None = None,
+) -> Posted:
+    """Post the mirror of an entry, linked to it; an entry is reversed at most once.
+
+    A reversal cannot itself be reversed (that would re-post the original silently); post
+    the original event again instead, with a new voucher.
+    """
+    if not reason or not reason.strip():
+        raise Refusal("reversal_must_have_reason", "a reversal needs a reason; give it with --reason.")
+    original = session.get(JournalEntry, entry_id)
+    if original is None:
+        raise Refusal("entry_must_exist", f"entry {entry_id} does not exist; `jiebang journal` lists entries.")
+    if original.reverses_id is not None:
+        raise Refusal(
+            "reversal_must_not_be_reversed",
+            f"entry {entry_id} is itself the reversal of entry {original.reverses_id}; "
+            "to restore the original, record the event again with a new voucher.",
+        )
+    already = session.execute(select(JournalEntry.id).where(JournalEntry.reverses_id == entry_id)).scalar()
+    if already is not None:
+        raise Refusal(
+            "entry_must_be_reversed_at_most_once",
+            f"entry {entry_id} was already reversed by entry {already}; nothing more to undo.",
+        )
+    when = value_date or original.value_date
+    if when < original.value_date:
+        raise Refusal(
+            "reversal_must_not_predate_original",
+            f"reversal date {when} is before entry {entry_id}'s date {original.value_date}.",
+        )
+    rows = session.execute(
+        select(Account.name, Posting.amount_fen, Posting.budget_category, Posting.fund_source)
+        .join(Account, Account.id == Posting.account_id)
+        .where(Posting.entry_id == entry_id)
+        .order_by(Posting.id)
+    ).all()
+    draft = EntryDraft(
+        value_date=when,
+        kind="reversal",
+        postings=tuple(PostingDraft(r.name, -r.amount_fen, r.budget_category, r.fund_source) for r in rows),
+        project_code=original.project_code,
+        voucher=f"reverses-{entry_id}",
+        memo=reason.strip(),
+        actor=actor,
+        rules_version=original.rules_version,
+        trace={"reverses": entry_id, "reversed_kind": original.kind, "reversed_voucher": original.voucher},
+        reverses_id=entry_id,
+    )
+    return post(session, draft)
+
+
+def chain_head(session: Session) -> tuple[int, str]:
+    head = session.execute(select(ChainHead.last_entry_id, ChainHead.last_hash).where(ChainHead.id == 1)).one()
+    return head.last_entry_id, head.last_hash

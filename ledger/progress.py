@@ -1,0 +1,23 @@
+"""A progress bar for long work, shown on a terminal only (rich), silent otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str, *, enabled: bool = True):
+    """Yield ``advance(n)``; draws a bar on stderr when it is a terminal and ``enabled``."""
+    if not enabled or total <= 0 or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Console
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
