@@ -1,0 +1,149 @@
+"""Test fixtures: every database test runs on a fresh SQLite file and, when JIEBANG_TEST_PG
+is set, on a fresh PostgreSQL database cloned from a migrated template.
+
+Nothing is mocked: tests talk to real databases through the same engine code as the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from ledger.db import make_engine
+from migrations import upgrade_to_head
+
+PG_ENV = "JIEBANG_TEST_PG"
+PG_SKIP_REASON = f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
+_ran = Counter()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=["sqlite", "postgresql", "all"], default="all", help="Which database backends to test.")
+
+
+def _backends(config) -> list[str]:
+    choice = config.getoption("--backend")
+    return ["sqlite", "postgresql"] if choice == "all" else [choice]
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}", must_exist=False)
+    upgrade_to_head(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_admin():
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(PG_SKIP_REASON)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    template = f"jiebang_tpl_{uuid.uuid4().hex[:10]}"
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{template}"'))
+    template_url = make_url(url).set(database=template)
+    template_engine = create_engine(template_url)
+    upgrade_to_head(template_engine)
+    template_engine.dispose()
+    yield engine, url, template
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def pytest_generate_tests(metafunc):
+    if "db_url" in metafunc.fixturenames:
+        metafunc.parametrize("backend", _backends(metafunc.config), indirect=False)
+
+
+@pytest.fixture
+def db_url(request, backend, tmp_path) -> str:
+    """The URL of a fresh, migrated, empty ledger database for this test."""
+    _ran[backend] += 1
+    if backend == "sqlite":
+        template = request.getfixturevalue("_sqlite_template")
+        path = tmp_path / "ledger.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    admin, url, template = request.getfixturevalue("_pg_admin")
+    name = f"jiebang_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine):
+    """Call it to get a ``Session`` in a transaction: ``with session_factory() as s: ...``."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def factory():
+        with Session(engine) as session, session.begin():
+            yield session
+
+    return factory
+
+
+class Cli:
+    """Runs ``jiebang`` in-process against one database and checks for tracebacks."""
+
+    def __init__(self, db_url: str, user: str = "officer-a"):
+        self.db_url = db_url
+        self.user = user
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, expect: int | None = 0, input: str | None = None):
+        from cli import main
+
+        result = self.runner.invoke(main, ["--db", self.db_url, "--user", self.user, *args], input=input, catch_exceptions=True)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback
+
+            raise AssertionError(
+                f"jiebang {' '.join(args)} raised {result.exception!r}\n"
+                + "".join(traceback.format_exception(result.exception))
+                + result.output
+            )
+        if expect is not None:
+            assert result.exit_code == expect, f"jiebang {' '.join(args)} exited {result.exit_code}: {result.output}"
+        if result.exit_code == 1:
+            # A refusal is one line on stderr, never a traceback.
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith(("error:", "FAILED")), result.stderr
+        return result
+
+
+@pytest.fixture
+def cli(db_url) -> Cli:
+    return Cli(db_url)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _ran:
+        parts = ", ".join(f"{name}: {count} database fixture(s)" for name, count in sorted(_ran.items()))
+        terminalreporter.write_line(f"jiebang backends exercised -> {parts}")
+    if not os.environ.get(PG_ENV):
+        terminalreporter.write_line(f"jiebang: PostgreSQL tests skipped ({PG_SKIP_REASON})")
