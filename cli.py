@@ -333,25 +333,39 @@ def reverse(obj: Context, entry_id: int, reason: str, when: str | None) -> None:
 @as_of_option
 @click.option("--book", type=click.Choice(["fiscal", "memo"]), help="Only this book.")
 @click.option("--account", "prefix", help="Only this account and its sub-accounts, e.g. Assets:Fiscal.")
-@click.option("--project", help="Only this project's accounts.")
-@click.option("--lane", help="Only this solver lane's accounts.")
+@click.option("--project", help="One project's balances contract (pledged, contributed, bid, subsidy, grant, advances, clawback).")
+@click.option("--lane", help="With --project: one solver lane (USCC or L1, L2 ...).")
+@click.option("--accounts", "by_account", is_flag=True, help="With --project: list the project's accounts instead.")
 @format_option
 @pass_context
-def balances(obj: Context, as_of, book, prefix, project, lane, fmt) -> None:
-    """Account balances as of a date (debits positive, credits negative).
+def balances(obj: Context, as_of, book, prefix, project, lane, by_account, fmt) -> None:
+    """Balances as of a date: accounts (debits positive), or one project's contract.
 
     \b
     Example:
       jiebang balances --as-of 2025-12-31 --book fiscal
-      jiebang balances --account Assets:Fiscal:Advances --format json
+      jiebang balances --project JM2025-003 --as-of 2026-06-30 --format json
     """
     from ledger.balances import account_balances
     from ledger.money import format_fen
 
+    if lane and not project:
+        raise click.UsageError("--lane needs --project.")
     with obj.read() as session:
-        rows = account_balances(
-            session, as_of=_date_or_none(as_of), book=book, prefix=prefix, project_code=project, lane=lane
-        )
+        if project and not by_account:
+            from ledger.programme import project_balances
+
+            values = project_balances(session, project, as_of=_date_or_none(as_of), lane=lane)
+            data = {key: format_fen(value) for key, value in values.items()}
+        else:
+            rows = account_balances(session, as_of=_date_or_none(as_of), book=book, prefix=prefix, project_code=project)
+            data = None
+    if data is not None:
+        if fmt == "json":
+            click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        else:
+            emit([{"balance": k, "amount": v} for k, v in data.items()], ["balance", "amount"], fmt, right=("amount",))
+        return
     emit(
         [{"account": r.account, "book": r.book, "project": r.project_code, "lane": r.lane, "balance": format_fen(r.balance_fen)} for r in rows],
         ["account", "book", "project", "lane", "balance"],
@@ -430,6 +444,378 @@ def verify(obj: Context, fmt: str) -> None:
         click.echo(f"FAILED at entry {result.first_bad_entry}: {result.problem}", err=fmt != "json")
     if not result.ok:
         sys.exit(1)
+
+
+# --- programme events -------------------------------------------------------------------
+
+
+def amount_arg(value: str, name: str = "amount") -> int:
+    from ledger.money import parse_fen
+
+    return parse_fen(value, field=name)
+
+
+def date_option(func):
+    return click.option("--date", "when", help="Value date, YYYY-MM-DD (default: today).")(func)
+
+
+def voucher_option(func):
+    return click.option("--voucher", help="External voucher reference; recording it again is a no-op.")(func)
+
+
+def _today_or(when: str | None) -> dt.date:
+    return parse_date(when) if when else dt.date.today()
+
+
+def _done(posted, what: str) -> None:
+    if posted.created:
+        click.echo(f"{what}: entry {posted.entry_id}.")
+    else:
+        click.echo(f"{what}: already recorded as entry {posted.entry_id}; nothing written.")
+
+
+@main.group()
+def party() -> None:
+    """Register parties (enterprises, universities, institutes)."""
+
+
+@party.command("add")
+@click.option("--uscc", required=True, help="Unified Social Credit Code (18 characters).")
+@click.option("--name", required=True, help="Registered name.")
+@click.option("--kind", type=click.Choice(["enterprise", "university", "institute", "other"]), default="enterprise", show_default=True)
+@click.option("--revenue", help="Prior-year main business revenue, e.g. 6亿 or 600,000,000.00.")
+@click.option("--rnd-ratio", help="Prior-year R&D / revenue, e.g. 0.12 or 12%.")
+@click.option("--innovation-star", is_flag=True, help="A 高新技术企业 named 江门“创新标兵”.")
+@click.option("--bad-credit", is_flag=True, help="Has a bad credit record or major violation in the look-back period.")
+@click.option("--related", multiple=True, help="USCC of a related party (关联关系); repeat for several.")
+@click.option("--uscc-override-reason", help="Accept a code that fails the check digit (known legacy code), with this reason.")
+@date_option
+@pass_context
+def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_credit, related, uscc_override_reason, when) -> None:
+    """Register a party, validating its USCC (GB 32100-2015).
+
+    \b
+    Example:
+      jiebang party add --uscc 91440700MA4W0XXX0X --name 江门某某科技有限公司 --revenue 6亿
+    """
+    from ledger.money import parse_rate
+    from ledger.programme import PartyInput, register_party
+
+    spec = PartyInput(
+        uscc=uscc, name=name, kind=kind,
+        revenue_fen=amount_arg(revenue, "revenue") if revenue else None,
+        rnd_intensity=parse_rate(rnd_ratio, field="R&D ratio") if rnd_ratio else None,
+        innovation_star=innovation_star, bad_credit=bad_credit, related=tuple(related),
+        override_reason=uscc_override_reason, date=_today_or(when),
+    )
+    with obj.write() as session:
+        posted = register_party(session, spec, actor=obj.user)
+    _done(posted, f"party {name} registered")
+
+
+@main.command()
+@format_option
+@pass_context
+def parties(obj, fmt) -> None:
+    """List registered parties.
+
+    \b
+    Example:
+      jiebang parties --format csv
+    """
+    from sqlalchemy import select
+
+    from ledger.models import Party
+
+    with obj.read() as session:
+        rows = [
+            {"uscc": p.uscc, "name": p.name, "kind": p.kind, "override": p.uscc_override_reason or ""}
+            for p in session.scalars(select(Party).order_by(Party.uscc))
+        ]
+    emit(rows, ["uscc", "name", "kind", "override"], fmt)
+
+
+@main.command()
+@click.option("--year", type=int, required=True, help="Budget year.")
+@click.option("--amount", required=True, help="Amount, e.g. 5000万.")
+@date_option
+@voucher_option
+@pass_context
+def appropriate(obj, year, amount, when, voucher) -> None:
+    """Record the budget appropriated for a year (memo book).
+
+    \b
+    Example:
+      jiebang appropriate --year 2025 --amount 5000万 --date 2025-01-10 --voucher 江财预〔2025〕3号
+    """
+    from ledger.programme import appropriate as appropriate_budget
+
+    with obj.write() as session:
+        posted = appropriate_budget(session, year=year, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
+    _done(posted, f"appropriation {year}")
+
+
+@main.group()
+def project() -> None:
+    """Approve and inspect projects."""
+
+
+MODE_ALIASES = {"jbgs": "jbgs", "揭榜挂帅": "jbgs", "saima": "saima", "赛马": "saima"}
+CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "tech_breakthrough", "commercialization": "commercialization", "成果转化": "commercialization"}
+
+
+@project.command("approve")
+@click.option("--code", required=True, help="Project code, e.g. JM2025-003.")
+@click.option("--name", required=True, help="Project name.")
+@click.option("--city", required=True, help="City code of the rules, e.g. jiangmen or urumqi.")
+@click.option("--rules", "rules_version", help="Rules version (default: the one in force on the approval date).")
+@click.option("--category", required=True, type=click.Choice(sorted(CATEGORY_ALIASES)), help="技术攻关 (tech_breakthrough) or 成果转化 (commercialization).")
+@click.option("--mode", required=True, type=click.Choice(sorted(MODE_ALIASES)), help="揭榜挂帅 (jbgs) or 赛马 (saima).")
+@click.option("--demand", required=True, help="USCC of the demand side (发榜方).")
+@click.option("--solver", "solvers", multiple=True, required=True, help="USCC of a solver (揭榜方); repeat per lane.")
+@click.option("--total-investment", required=True, help="Total R&D investment.")
+@click.option("--grant", help="Approved grant (staged-grant rules, e.g. Jiangmen).")
+@click.option("--bid", "bids", multiple=True, help="Contracted bid per lane, in --solver order (bid-subsidy rules, e.g. Urumqi).")
+@click.option("--start", required=True, help="Period start, YYYY-MM-DD.")
+@click.option("--end", required=True, help="Period end, YYYY-MM-DD.")
+@click.option("--budget-year", type=int, help="Appropriation year to obligate (default: the approval year).")
+@date_option
+@voucher_option
+@pass_context
+def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher) -> None:
+    """Approve a project (立项): every eligibility rule is checked and the obligation posted.
+
+    \b
+    Example (Jiangmen 揭榜挂帅):
+      jiebang project approve --code JM2025-003 --name 高端装备控制器 --city jiangmen \
+        --category 技术攻关 --mode 揭榜挂帅 --demand 9144... --solver 1244... \
+        --total-investment 800万 --grant 300万 --start 2025-10-01 --end 2028-09-30 --date 2025-09-20
+    """
+    from ledger.programme import ApprovalInput, approve_project
+
+    spec = ApprovalInput(
+        code=code, name=name, city=city.strip().lower(), category=CATEGORY_ALIASES[category], mode=MODE_ALIASES[mode],
+        demand_uscc=demand, solver_usccs=tuple(solvers), total_investment_fen=amount_arg(total_investment, "total investment"),
+        approval_date=_today_or(when), start_date=parse_date(start, "start"), end_date=parse_date(end, "end"),
+        approved_grant_fen=amount_arg(grant, "grant") if grant else None,
+        bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
+        budget_year=budget_year, voucher=voucher,
+    )
+    with obj.write() as session:
+        posted = approve_project(session, spec, actor=obj.user)
+    _done(posted, f"project {spec.code} approved")
+
+
+@project.command("show")
+@click.argument("code")
+@as_of_option
+@format_option
+@pass_context
+def project_show(obj, code, as_of, fmt) -> None:
+    """Show a project, its lanes, its tranche schedule with status and what the next tranche waits on.
+
+    \b
+    Example:
+      jiebang project show JM2025-003
+    """
+    from ledger.money import format_fen
+    from ledger.programme import CONDITION_HINTS, load_project, tranche_views
+
+    with obj.read() as session:
+        state = load_project(session, code, as_of=_date_or_none(as_of))
+        views = tranche_views(session, state)
+        p = state.project
+        info = {
+            "code": p.code, "name": p.name, "city": p.city, "rules_version": p.rules_version, "category": p.category,
+            "mode": p.mode, "demand": p.demand_uscc, "approval_date": p.approval_date.isoformat(),
+            "start_date": p.start_date.isoformat(), "end_date": state.end_date.isoformat(),
+            "status": "terminated" if state.terminated_on else "active",
+            "lanes": [
+                {"lane": f"L{n}", "solver": u, "status": "eliminated" if n in state.eliminated else ("terminated" if state.terminated_on else "active")}
+                for n, u in sorted(state.lanes.items())
+            ],
+            "tranches": [
+                {"lane": f"L{v.lane_no}", "seq": v.seq, "name": v.name, "basis": v.basis, "amount": format_fen(v.amount_fen),
+                 "conditions": list(v.conditions), "status": v.status, "unmet": list(v.unmet)}
+                for v in views
+            ],
+        }
+    if fmt == "json":
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    for key in ("code", "name", "city", "rules_version", "category", "mode", "demand", "approval_date", "start_date", "end_date", "status"):
+        click.echo(f"{key:<14} {info[key]}")
+    click.echo("")
+    emit(info["lanes"], ["lane", "solver", "status"], "table" if fmt == "table" else fmt)
+    click.echo("")
+    rows = [dict(t, conditions=",".join(t["conditions"]), unmet=",".join(t["unmet"])) for t in info["tranches"]]
+    emit(rows, ["lane", "seq", "name", "basis", "amount", "conditions", "status", "unmet"], "table" if fmt == "table" else fmt, right=("amount",))
+    waiting = [v for v in views if v.status == "planned"]
+    if waiting:
+        nxt = waiting[0]
+        click.echo("")
+        click.echo(f"next: tranche {nxt.seq} of L{nxt.lane_no} waits on " + "; ".join(CONDITION_HINTS.get(c, c) for c in nxt.unmet))
+
+
+@main.command()
+@format_option
+@pass_context
+def projects(obj, fmt) -> None:
+    """List projects.
+
+    \b
+    Example:
+      jiebang projects
+    """
+    from sqlalchemy import select
+
+    from ledger.models import Project
+    from ledger.money import format_fen
+
+    with obj.read() as session:
+        rows = [
+            {"code": p.code, "name": p.name, "city": p.city, "mode": p.mode, "category": p.category,
+             "approved": p.approval_date.isoformat(), "end": p.end_date.isoformat(), "obligation": format_fen(p.approved_grant_fen)}
+            for p in session.scalars(select(Project).order_by(Project.code))
+        ]
+    emit(rows, ["code", "name", "city", "mode", "category", "approved", "end", "obligation"], fmt, right=("obligation",))
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--amount", required=True, help="Amount pledged.")
+@click.option("--category", help="Budget category, if the letter names one.")
+@date_option
+@voucher_option
+@pass_context
+def pledge(obj, code, amount, category, when, voucher) -> None:
+    """Record self-funding pledged by commitment letter (自投研发资金承诺函).
+
+    \b
+    Example:
+      jiebang pledge --project JM2025-003 --amount 500万 --date 2025-09-25 --voucher CN-2025-01
+    """
+    from ledger.programme import pledge as record_pledge
+
+    with obj.write() as session:
+        posted = record_pledge(session, project=code, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user, category=category)
+    _done(posted, f"pledge for {code.upper()}")
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--amount", required=True, help="Amount evidenced as arrived.")
+@click.option("--category", required=True, help="equipment / business / labour / indirect (or 设备费 / 业务费 / 劳务费 / 间接费用).")
+@date_option
+@voucher_option
+@pass_context
+def contribute(obj, code, amount, category, when, voucher) -> None:
+    """Record self-funding evidenced as arrived (到位), by budget category.
+
+    \b
+    Example:
+      jiebang contribute --project JM2025-003 --amount 120万 --category 设备费 --date 2025-12-01 --voucher BK-8812
+    """
+    from ledger.programme import contribute as record_contribution
+
+    with obj.write() as session:
+        posted = record_contribution(session, project=code, amount_fen=amount_arg(amount), category=category, date=_today_or(when), voucher=voucher, actor=obj.user)
+    _done(posted, f"contribution to {code.upper()}")
+
+
+@main.group()
+def bid() -> None:
+    """Bid money (揭榜金额) between demand side and solver lanes."""
+
+
+@bid.command("contract")
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
+@click.option("--amount", required=True, help="Contracted amount added.")
+@date_option
+@voucher_option
+@pass_context
+def bid_contract_cmd(obj, code, lane, amount, when, voucher) -> None:
+    """Record contracted bid money for a lane (under Urumqi rules it raises the subsidy obligation).
+
+    \b
+    Example:
+      jiebang bid contract --project UR2025-011 --lane L1 --amount 200万 --date 2025-07-01
+    """
+    from ledger.programme import bid_contract
+
+    with obj.write() as session:
+        posted = bid_contract(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
+    _done(posted, f"bid contract for {code.upper()}")
+
+
+@bid.command("pay")
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
+@click.option("--amount", required=True, help="Amount paid.")
+@click.option("--form", type=click.Choice(["cash", "equity", "in_kind"]), default="cash", show_default=True, help="cash, equity (技术入股股权评估) or in_kind.")
+@date_option
+@voucher_option
+@pass_context
+def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
+    """Record bid money paid to a lane; under Urumqi rules cash accrues the 40% subsidy.
+
+    \b
+    Example:
+      jiebang bid pay --project UR2025-011 --lane L1 --amount 100万 --form cash --date 2025-08-01 --voucher PAY-1
+    """
+    from ledger.programme import bid_pay
+
+    with obj.write() as session:
+        posted = bid_pay(session, project=code, lane=lane, amount_fen=amount_arg(amount), form=form, date=_today_or(when), voucher=voucher, actor=obj.user)
+    _done(posted, f"bid payment for {code.upper()}")
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--stage", type=click.Choice(["contract_signed", "midterm", "stage_assessment", "acceptance", "audit_report"]), required=True)
+@click.option("--passed/--failed", default=True, show_default=True, help="The result.")
+@click.option("--lane", help="The lane assessed (赛马 stage assessment).")
+@click.option("--reference", help="Document reference of the result.")
+@date_option
+@voucher_option
+@pass_context
+def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
+    """Record a stage result: contract signed, mid-term check, 赛马 stage assessment, acceptance, audit report.
+
+    A 赛马 lane that fails its stage assessment is eliminated and receives nothing more.
+
+    \b
+    Example:
+      jiebang stage --project JM2025-003 --stage midterm --passed --date 2027-03-15
+      jiebang stage --project JM2025-007 --stage stage_assessment --lane L3 --failed --date 2026-10-01
+    """
+    from ledger.programme import record_stage
+
+    with obj.write() as session:
+        posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane, reference=reference)
+    _done(posted, f"{stage} {'passed' if passed else 'failed'} for {code.upper()}")
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
+@click.option("--tranche", type=int, help="Tranche number (default: the next one not released).")
+@date_option
+@voucher_option
+@pass_context
+def release(obj, code, lane, tranche, when, voucher) -> None:
+    """Release a tranche when its conditions hold, within the obligation, once.
+
+    \b
+    Example:
+      jiebang release --project JM2025-003 --date 2025-11-01 --voucher ZF-2025-118
+    """
+    from ledger.programme import release as release_tranche
+
+    with obj.write() as session:
+        posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user)
+    _done(posted, f"release for {code.upper()}")
 
 
 @main.group()

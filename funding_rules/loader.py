@@ -13,12 +13,13 @@ import functools
 import os
 import re
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ledger.errors import Refusal
 from ledger.money import parse_fen, parse_rate
@@ -245,7 +246,9 @@ class Rules:
         return self.sources.get(key, f"{self.version} {key}")
 
     def in_force_on(self, on_date: date) -> bool:
-        return self.effective_from <= on_date and (self.effective_to is None or on_date <= self.effective_to)
+        return self.effective_from <= on_date and (
+            self.effective_to is None or on_date <= self.effective_to
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +327,11 @@ def _choices(*options: str) -> Parser:
 
 
 def _text_map(f: _File, key: str, raw: Any) -> Mapping[str, str]:
-    if not isinstance(raw, dict) or not raw or not all(isinstance(v, str) and v for v in raw.values()):
+    if (
+        not isinstance(raw, dict)
+        or not raw
+        or not all(isinstance(v, str) and v for v in raw.values())
+    ):
         f.fail(key, "expected a table of names to non-empty strings")
     return MappingProxyType(dict(raw))
 
@@ -337,7 +344,10 @@ def _tiers(f: _File, key: str, raw: Any) -> tuple[IndirectTier, ...]:
         where = f"{key}[{i}]"
         if not isinstance(item, dict) or set(item) != {"up_to", "cap"}:
             f.fail(where, "each tier needs exactly up_to and cap")
-        tier = IndirectTier(_optional(_amount)(f, where + ".up_to", item["up_to"]), _rate(f, where + ".cap", item["cap"]))
+        tier = IndirectTier(
+            _optional(_amount)(f, where + ".up_to", item["up_to"]),
+            _rate(f, where + ".cap", item["cap"]),
+        )
         last = i == len(raw) - 1
         # Bands are marginal, so edges must rise and only the last band may be open.
         if (tier.up_to_fen is None) != last:
@@ -375,7 +385,10 @@ _FUNDING: dict[str, tuple[str, Parser]] = {
     "excluded_payment_forms": ("excluded_payment_forms", _choices(*PAYMENT_FORMS)),
     "subsidy_cap_rate_of_contract": ("subsidy_cap_rate_of_contract", _optional(_rate)),
     "subsidy_recipient": ("subsidy_recipient", _optional(_choice("demand", "solver"))),
-    "unpaid_subsidy_on_termination": ("unpaid_subsidy_on_termination", _choice("forfeit", "payable")),
+    "unpaid_subsidy_on_termination": (
+        "unpaid_subsidy_on_termination",
+        _choice("forfeit", "payable"),
+    ),
     "saima_stage1_split": ("saima_stage1_split", _optional(_choice("equal"))),
     "eliminated_racer_recovers_balance": ("eliminated_racer_recovers_balance", _flag),
     "revocation_recovery_rate": ("revocation_recovery_rate", _rate),
@@ -392,19 +405,40 @@ _CLOSURE: dict[str, tuple[str, Parser]] = {
     "audit_required": ("audit_required", _choice("always", "never", "at_or_above_threshold")),
     "audit_threshold": ("audit_threshold_fen", _optional(_amount)),
     "acceptance_apply_within_months": ("acceptance_apply_within_months", _count),
-    "balance_after_acceptance": ("balance_after_acceptance", _choice("retained", "recover_after_years")),
+    "balance_after_acceptance": (
+        "balance_after_acceptance",
+        _choice("retained", "recover_after_years"),
+    ),
     "recover_after_years": ("recover_after_years", _optional(_count)),
     "termination_recovers": ("termination_recovers", _choices(*RECOVERY_KINDS)),
 }
 _SECTIONS = {"approval": _APPROVAL, "funding": _FUNDING, "spending": _SPENDING, "closure": _CLOSURE}
 _TOP_KEYS = {"rules", "tranches", *_SECTIONS}
-_HEADER_KEYS = {"version", "city", "city_name", "document", "effective_from", "effective_to", "source"}
-_TRANCHE_KEYS = {"name", "basis", "share", "ceiling_rate_of_contract", "conditions", "saima_conditions", "source"}
+_HEADER_KEYS = {
+    "version",
+    "city",
+    "city_name",
+    "document",
+    "effective_from",
+    "effective_to",
+    "source",
+}
+_TRANCHE_KEYS = {
+    "name",
+    "basis",
+    "share",
+    "ceiling_rate_of_contract",
+    "conditions",
+    "saima_conditions",
+    "source",
+}
 _CATEGORY_KEYS = {"equipment", "business", "labour", "indirect"}
 _VERSION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-def _require_keys(f: _File, where: str, table: Any, allowed: Iterable[str], required: Iterable[str]) -> None:
+def _require_keys(
+    f: _File, where: str, table: Any, allowed: Iterable[str], required: Iterable[str]
+) -> None:
     if not isinstance(table, dict):
         f.fail(where, "expected a table")
     for key in table:
@@ -423,9 +457,12 @@ def _parse_section(f: _File, name: str, table: Any, sources: dict[str, str]) -> 
         where = f"{name}.{key}"
         entry = table[key]
         if not isinstance(entry, dict) or "value" not in entry:
-            f.fail(where, "expected { value = ..., source = \"...\" }")
+            f.fail(where, 'expected { value = ..., source = "..." }')
         if set(entry) - {"value", "source"}:
-            f.fail(where, f"unknown key {sorted(set(entry) - {'value', 'source'})[0]!r} in the parameter")
+            f.fail(
+                where,
+                f"unknown key {sorted(set(entry) - {'value', 'source'})[0]!r} in the parameter",
+            )
         if not isinstance(entry.get("source"), str) or not entry["source"].strip():
             f.fail(where, "missing source (cite the clause, or start with DEFAULT: and say why)")
         fields[field_name] = parser(f, where, entry["value"])
@@ -454,7 +491,10 @@ def _parse_tranche(f: _File, i: int, table: Any, model: str, sources: dict[str, 
     basis = _choice(*TRANCHE_BASES)(f, where + ".basis", table["basis"])
     expected_basis = "grant_share" if model == "staged_grant" else "subsidy_earned"
     if basis != expected_basis:
-        f.fail(where + ".basis", f"basis {basis} does not fit funding model {model} (use {expected_basis})")
+        f.fail(
+            where + ".basis",
+            f"basis {basis} does not fit funding model {model} (use {expected_basis})",
+        )
     if basis == "grant_share" and "share" not in table:
         f.fail(where + ".share", "missing key (a grant_share tranche needs a share)")
     if basis == "subsidy_earned" and "share" in table:
@@ -468,7 +508,9 @@ def _parse_tranche(f: _File, i: int, table: Any, model: str, sources: dict[str, 
         else None
     )
     conditions = _choices(*CONDITIONS)(f, where + ".conditions", table["conditions"])
-    saima = _choices(*CONDITIONS)(f, where + ".saima_conditions", table.get("saima_conditions", list(conditions)))
+    saima = _choices(*CONDITIONS)(
+        f, where + ".saima_conditions", table.get("saima_conditions", list(conditions))
+    )
     if not conditions or not saima:
         f.fail(where + ".conditions", "a tranche needs at least one condition")
     source = _text(f, where + ".source", table["source"])
@@ -489,14 +531,21 @@ def _parse(path: Path) -> Rules:
     _require_keys(f, "rules", head, _HEADER_KEYS, _HEADER_KEYS - {"effective_to"})
     version = _text(f, "rules.version", head["version"])
     if not _VERSION_RE.match(version) or version != path.stem:
-        f.fail("rules.version", f"{version!r} must be lowercase and equal the file name {path.stem!r}")
+        f.fail(
+            "rules.version", f"{version!r} must be lowercase and equal the file name {path.stem!r}"
+        )
     city = _text(f, "rules.city", head["city"])
     if not re.fullmatch(r"[a-z][a-z0-9_]*", city):
         f.fail("rules.city", f"{city!r} must be a lowercase code such as jiangmen")
     effective_from = _date(f, "rules.effective_from", head["effective_from"])
-    effective_to = _date(f, "rules.effective_to", head["effective_to"]) if "effective_to" in head else None
+    effective_to = (
+        _date(f, "rules.effective_to", head["effective_to"]) if "effective_to" in head else None
+    )
     if effective_to is not None and effective_to < effective_from:
-        f.fail("rules.effective_to", f"effective_to {effective_to} is before effective_from {effective_from}")
+        f.fail(
+            "rules.effective_to",
+            f"effective_to {effective_to} is before effective_from {effective_from}",
+        )
     sources = {"rules.effective_from": _text(f, "rules.source", head["source"])}
 
     sections = {name: _parse_section(f, name, doc[name], sources) for name in _SECTIONS}
@@ -509,7 +558,9 @@ def _parse(path: Path) -> Rules:
     raw_tranches = doc["tranches"]
     if not isinstance(raw_tranches, list) or not raw_tranches:
         f.fail("tranches", "expected at least one [[tranches]] table")
-    tranches = tuple(_parse_tranche(f, i, t, funding.model, sources) for i, t in enumerate(raw_tranches))
+    tranches = tuple(
+        _parse_tranche(f, i, t, funding.model, sources) for i, t in enumerate(raw_tranches)
+    )
     names = [t.name for t in tranches]
     if len(set(names)) != len(names):
         f.fail("tranches", "tranche names must be unique")
@@ -536,7 +587,11 @@ def _parse(path: Path) -> Rules:
 
 
 def _check_consistency(
-    f: _File, approval: ApprovalRules, funding: FundingRules, spending: SpendingRules, closure: ClosureRules
+    f: _File,
+    approval: ApprovalRules,
+    funding: FundingRules,
+    spending: SpendingRules,
+    closure: ClosureRules,
 ) -> None:
     """Rules between keys, so a file cannot say two things at once."""
     if approval.demand_eligibility_required and not (
@@ -544,8 +599,14 @@ def _check_consistency(
         or approval.demand_min_rnd_intensity is not None
         or approval.demand_innovation_star_qualifies
     ):
-        f.fail("approval.demand_eligibility_required", "true, but no revenue, intensity or 创新标兵 test is set")
-    if approval.saima_max_racers is not None and approval.saima_max_racers < approval.saima_min_racers:
+        f.fail(
+            "approval.demand_eligibility_required",
+            "true, but no revenue, intensity or 创新标兵 test is set",
+        )
+    if (
+        approval.saima_max_racers is not None
+        and approval.saima_max_racers < approval.saima_min_racers
+    ):
         f.fail("approval.saima_max_racers", "is below saima_min_racers")
     if funding.model == "bid_subsidy":
         for key in ("subsidy_rate", "subsidy_cap_rate_of_contract", "subsidy_recipient"):
@@ -554,14 +615,26 @@ def _check_consistency(
     if set(funding.eligible_payment_forms) & set(funding.excluded_payment_forms):
         f.fail("funding.excluded_payment_forms", "a form is both eligible and excluded")
     if set(spending.budget_categories) != _CATEGORY_KEYS:
-        f.fail("spending.budget_categories", f"keys must be exactly {', '.join(sorted(_CATEGORY_KEYS))}")
+        f.fail(
+            "spending.budget_categories",
+            f"keys must be exactly {', '.join(sorted(_CATEGORY_KEYS))}",
+        )
     for line, category in spending.legacy_category_map.items():
         if category not in _CATEGORY_KEYS:
             f.fail("spending.legacy_category_map", f"{line} maps to unknown category {category!r}")
     if closure.audit_required == "at_or_above_threshold" and closure.audit_threshold_fen is None:
-        f.fail("closure.audit_threshold", "audit_required is at_or_above_threshold but no threshold is set")
-    if closure.balance_after_acceptance == "recover_after_years" and closure.recover_after_years is None:
-        f.fail("closure.recover_after_years", "balance_after_acceptance is recover_after_years but no years are set")
+        f.fail(
+            "closure.audit_threshold",
+            "audit_required is at_or_above_threshold but no threshold is set",
+        )
+    if (
+        closure.balance_after_acceptance == "recover_after_years"
+        and closure.recover_after_years is None
+    ):
+        f.fail(
+            "closure.recover_after_years",
+            "balance_after_acceptance is recover_after_years but no years are set",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,7 +680,11 @@ def available_rules(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> list[R
         for path in sorted(directory.glob("*.toml")):
             rules = load_rules_file(path)
             if rules.version in found:
-                raise RulesFileError(path, "rules.version", f"{rules.version} is also defined in {found[rules.version].path}")
+                raise RulesFileError(
+                    path,
+                    "rules.version",
+                    f"{rules.version} is also defined in {found[rules.version].path}",
+                )
             found[rules.version] = rules
     return sorted(found.values(), key=lambda r: (r.city, r.effective_from, r.version))
 
@@ -616,7 +693,9 @@ def _describe(rules: Rules) -> str:
     return f"{rules.version} ({rules.effective_from}..{rules.effective_to or ''})"
 
 
-def rules_in_force(city: str, on_date: date, *, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> Rules:
+def rules_in_force(
+    city: str, on_date: date, *, extra_dirs: Iterable[str | os.PathLike[str]] = ()
+) -> Rules:
     """The version that governs a project of ``city`` approved on ``on_date``.
 
     Where two versions cover the date, the one with the later effective_from wins: a newer
@@ -630,8 +709,8 @@ def rules_in_force(city: str, on_date: date, *, extra_dirs: Iterable[str | os.Pa
         known = ", ".join(_describe(r) for r in versions) or "none"
         raise Refusal(
             "rules_version_must_exist",
-            f"No rules for city {city!r} are in force on {on_date}; versions for that city: {known}. "
-            "Check the approval date, or add a rules file for that period.",
+            f"No rules for city {city!r} are in force on {on_date}; versions for that city: "
+            f"{known}. Check the approval date, or add a rules file for that period.",
         )
     latest = max(r.effective_from for r in matching)
     winners = [r for r in matching if r.effective_from == latest]
@@ -652,5 +731,6 @@ def get_rules(version: str, *, extra_dirs: Iterable[str | os.PathLike[str]] = ()
             return rules
     raise Refusal(
         "rules_version_must_exist",
-        f"Rules version {version!r} is unknown; known versions: {', '.join(r.version for r in versions) or 'none'}.",
+        f"Rules version {version!r} is unknown; known versions: "
+        f"{', '.join(r.version for r in versions) or 'none'}.",
     )

@@ -53,6 +53,7 @@ class EntryDraft:
       postings: the legs; they must balance within each book.
       voucher: the external reference; with ``kind`` it is the idempotency key.
       trace: the calculation (inputs, formula, result), JSON-serialisable.
+      fact: True for an event that moves no money (a stage result); it may have no postings.
     """
 
     value_date: dt.date
@@ -65,6 +66,7 @@ class EntryDraft:
     rules_version: str | None = None
     trace: dict | None = None
     reverses_id: int | None = None
+    fact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +234,7 @@ def _check_shape(draft: EntryDraft) -> None:
         raise Refusal("kind_must_be_a_word", f"entry kind {draft.kind!r} must be a lower-case word such as 'release'.")
     if draft.voucher is not None and (not draft.voucher.strip() or len(draft.voucher) > VOUCHER_MAX):
         raise Refusal("voucher_must_be_short_text", f"voucher {draft.voucher!r} must be 1–{VOUCHER_MAX} characters.")
-    if len(draft.postings) < 2:
+    if len(draft.postings) == 1 or (not draft.postings and not draft.fact):
         raise Refusal("entry_must_have_two_postings", f"an entry needs at least two postings; got {len(draft.postings)}.")
     for posting in draft.postings:
         if isinstance(posting.amount_fen, bool) or not isinstance(posting.amount_fen, int):
@@ -427,7 +429,8 @@ def _write(session: Session, entry_rows: list[dict], posting_rows: list[dict], p
         end = posting_index
         while end < len(posting_rows) and posting_rows[end]["entry_id"] <= last_id:
             end += 1
-        session.execute(insert(Posting.__table__), posting_rows[posting_index:end])
+        if end > posting_index:  # an empty executemany would insert one row of NULLs
+            session.execute(insert(Posting.__table__), posting_rows[posting_index:end])
         session.execute(insert(JournalEntry.__table__), chunk)
         posting_index = end
         if progress is not None:
@@ -490,6 +493,7 @@ def reverse(
         rules_version=original.rules_version,
         trace={"reverses": entry_id, "reversed_kind": original.kind, "reversed_voucher": original.voucher},
         reverses_id=entry_id,
+        fact=not rows,
     )
     return post(session, draft)
 

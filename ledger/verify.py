@@ -122,8 +122,8 @@ def _walk(session, entries, progress) -> VerifyResult:
             if leg.posting_date != entry.value_date:
                 return fail(entry.id, f"entry {entry.id} has a posting dated {leg.posting_date}, not its date {entry.value_date}")
             sums[leg.book] += leg.amount_fen
-        if len(legs) < 2:
-            return fail(entry.id, f"entry {entry.id} has {len(legs)} posting(s); an entry needs at least two")
+        if len(legs) == 1:
+            return fail(entry.id, f"entry {entry.id} has a single posting; an entry needs none or at least two")
         for book, amount in sorted(sums.items()):
             if amount != 0:
                 return fail(entry.id, f"entry {entry.id} does not balance in the {book} book: its postings sum to {format_fen(amount)}")

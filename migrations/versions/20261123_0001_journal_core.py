@@ -117,8 +117,9 @@ def downgrade() -> None:
 #
 # * UPDATE and DELETE (and TRUNCATE on PostgreSQL) of entries and postings are refused.
 # * Postings are inserted before their entry row; once the entry row exists the entry is
-#   sealed and no posting can be added to it. Inserting the entry row checks that it has
-#   postings, that they balance within each book and carry the entry's value date. So an
+#   sealed and no posting can be added to it. Inserting the entry row checks that its
+#   postings balance within each book and carry the entry's value date. (An entry with no
+#   postings records a fact that moves no money, such as a passed mid-term check.) So an
 #   unbalanced entry can never be committed, on either backend. (The posting's reference to
 #   its entry is a deferred foreign key, checked at commit, so orphan postings cannot stay.)
 # * SQLite runs the balance check per entry row; PostgreSQL runs it once per INSERT
@@ -139,10 +140,9 @@ SQLITE_TRIGGERS = [
     WHEN NEW.book IS NOT (SELECT book FROM accounts WHERE id = NEW.account_id)
     BEGIN SELECT RAISE(ABORT, 'posting_book_must_match_account: a posting is in a different book than its account'); END""",
     """CREATE TRIGGER journal_entries_balance AFTER INSERT ON journal_entries
-    WHEN NOT EXISTS (SELECT 1 FROM postings WHERE entry_id = NEW.id)
-      OR EXISTS (SELECT 1 FROM postings WHERE entry_id = NEW.id GROUP BY book HAVING SUM(amount_fen) <> 0)
+    WHEN EXISTS (SELECT 1 FROM postings WHERE entry_id = NEW.id GROUP BY book HAVING SUM(amount_fen) <> 0)
       OR EXISTS (SELECT 1 FROM postings WHERE entry_id = NEW.id AND value_date <> NEW.value_date)
-    BEGIN SELECT RAISE(ABORT, 'entry_must_balance_per_book: an entry has no postings, does not balance within a book, or has postings dated otherwise'); END""",
+    BEGIN SELECT RAISE(ABORT, 'entry_must_balance_per_book: an entry does not balance within a book, or has postings dated otherwise'); END""",
 ]
 SQLITE_TRIGGER_NAMES = [
     "journal_entries_no_update", "journal_entries_no_delete", "postings_no_update", "postings_no_delete",
@@ -183,12 +183,11 @@ POSTGRES_TRIGGERS = [
     DECLARE bad bigint;
     BEGIN
       SELECT n.id INTO bad FROM new_entries n
-      WHERE NOT EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = n.id)
-         OR EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = n.id GROUP BY p.book HAVING SUM(p.amount_fen) <> 0)
+      WHERE EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = n.id GROUP BY p.book HAVING SUM(p.amount_fen) <> 0)
          OR EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = n.id AND p.value_date <> n.value_date)
       ORDER BY n.id LIMIT 1;
       IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'entry_must_balance_per_book: entry % has no postings, does not balance within a book, or has postings dated otherwise', bad
+        RAISE EXCEPTION 'entry_must_balance_per_book: entry % does not balance within a book, or has postings dated otherwise', bad
           USING ERRCODE = 'integrity_constraint_violation';
       END IF;
       RETURN NULL;

@@ -1,0 +1,1062 @@
+"""Business events on the programme: parties, appropriations, approvals, pledges, bids,
+stages and releases. Each service checks the city rules the project is pinned to, writes
+one journal entry (both books where the event touches both) and the structured facts of the
+event, or refuses with nothing written.
+
+Services take a session and never commit. Each locks the chain head first, so that on
+PostgreSQL the balance checks below see every committed entry and two officers can never
+both pass the same check (SQLite's BEGIN IMMEDIATE gives the same order).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import and_, case, func, insert, select
+from sqlalchemy.orm import Session
+
+from funding_rules import checks
+from funding_rules.loader import Rules, get_rules, rules_in_force
+from funding_rules.uscc import validate_uscc
+from ledger import chart
+from ledger.errors import Refusal
+from ledger.journal import AccountSpec, EntryDraft, Posted, PostingDraft, open_accounts, post
+from ledger.models import (
+    Account,
+    ChainHead,
+    JournalEntry,
+    Lane,
+    Party,
+    PartyRelation,
+    Posting,
+    Project,
+    ProjectEvent,
+    Tranche,
+)
+from ledger.money import format_fen, format_fen_grouped
+
+STAGES = {
+    # stage name -> the condition a pass satisfies
+    "contract_signed": "contract_signed",
+    "midterm": "midterm_passed",
+    "stage_assessment": "stage_passed",
+    "acceptance": "acceptance_passed",
+    "audit_report": "audit_report_received",
+}
+PAYMENT_FORMS = ("cash", "equity", "in_kind")
+CATEGORIES = tuple(chart.CATEGORY_SEGMENTS)
+
+
+# --- shared helpers ---------------------------------------------------------------------
+
+
+def lock(session: Session) -> None:
+    """Serialise writers: lock the chain head row before reading what checks depend on."""
+    session.execute(select(ChainHead.id).where(ChainHead.id == 1).with_for_update()).all()
+
+
+def _refuse(violations: list[checks.Violation]) -> None:
+    errors = checks.errors_only(violations)
+    if errors:
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise Refusal(errors[0].code, errors[0].message + more)
+
+
+def _yuan(fen: int) -> str:
+    return format_fen_grouped(fen)
+
+
+def reversed_entries():
+    """Entry ids that a later entry reverses; their events no longer count."""
+    return select(JournalEntry.reverses_id).where(JournalEntry.reverses_id.is_not(None))
+
+
+def _post_event(
+    session: Session,
+    draft: EntryDraft,
+    accounts: list[AccountSpec],
+    event: dict | None,
+) -> Posted:
+    """Open the accounts, post the entry and, when new, write the event's facts."""
+    if accounts:
+        open_accounts(session, accounts)
+    posted = post(session, draft)
+    if posted.created and event is not None:
+        session.execute(
+            insert(ProjectEvent.__table__),
+            [{"entry_id": posted.entry_id, "value_date": draft.value_date, "kind": draft.kind, **event}],
+        )
+    return posted
+
+
+def _voucher(voucher: str | None, default: str) -> str:
+    return (voucher or default).strip()
+
+
+# --- parties ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartyInput:
+    """A party as an officer registers it.
+
+    Attributes:
+      uscc: the Unified Social Credit Code; validated (GB 32100-2015).
+      override_reason: accept a code failing the check digit (a known legacy code), recorded.
+      related: USCCs of declared related parties (关联关系).
+    """
+
+    uscc: str
+    name: str
+    kind: str = "enterprise"
+    revenue_fen: int | None = None
+    rnd_intensity: Decimal | None = None
+    innovation_star: bool = False
+    bad_credit: bool = False
+    related: tuple[str, ...] = ()
+    override_reason: str | None = None
+    date: dt.date | None = None
+
+
+def register_party(session: Session, party: PartyInput, *, actor: str) -> Posted:
+    lock(session)
+    if party.kind not in checks.PARTY_KINDS:
+        raise Refusal("party_kind_must_be_known", f"party kind {party.kind!r} must be one of {', '.join(checks.PARTY_KINDS)}.")
+    if not party.name.strip():
+        raise Refusal("party_must_have_name", "a party needs a name; give it with --name.")
+    result = validate_uscc(party.uscc, override_reason=party.override_reason)
+    related = tuple(sorted({validate_uscc(r, override_reason="declared relation").code for r in party.related}))
+    facts = {
+        "uscc": result.code,
+        "name": party.name.strip(),
+        "kind": party.kind,
+        "revenue_fen": party.revenue_fen,
+        "rnd_intensity": None if party.rnd_intensity is None else str(party.rnd_intensity),
+        "innovation_star": party.innovation_star,
+        "bad_credit": party.bad_credit,
+        "related": list(related),
+        "uscc_override_reason": party.override_reason.strip() if result.overridden and party.override_reason else None,
+    }
+    when = party.date or dt.date.today()
+    existing = session.execute(select(Party).where(Party.uscc == result.code)).scalar_one_or_none()
+    if existing is not None:
+        if _party_facts(existing, session) != {k: v for k, v in facts.items()}:
+            raise Refusal(
+                "party_must_be_registered_once",
+                f"party {result.code} is already registered as {existing.name} with other details; "
+                "parties are insert-only, so record changes as a new party code only if the registry changed it.",
+            )
+        entry_id = session.execute(
+            select(JournalEntry.id).where(JournalEntry.kind == "party", JournalEntry.voucher == result.code)
+        ).scalar_one()
+        return Posted(entry_id, "", created=False)
+    draft = EntryDraft(
+        value_date=when,
+        kind="party",
+        postings=(),
+        voucher=result.code,
+        memo=f"register {facts['name']}",
+        actor=actor,
+        trace={"party": facts, "warnings": [w.message for w in result.warnings]},
+        fact=True,
+    )
+    posted = post(session, draft)
+    session.execute(
+        insert(Party.__table__),
+        [{k: v for k, v in facts.items() if k != "related"} | {"recorded_by": actor}],
+    )
+    if related:
+        session.execute(
+            insert(PartyRelation.__table__),
+            [{"party_uscc": result.code, "related_uscc": r} for r in related],
+        )
+    return posted
+
+
+def _party_facts(row: Party, session: Session) -> dict:
+    related = session.scalars(select(PartyRelation.related_uscc).where(PartyRelation.party_uscc == row.uscc)).all()
+    return {
+        "uscc": row.uscc,
+        "name": row.name,
+        "kind": row.kind,
+        "revenue_fen": row.revenue_fen,
+        "rnd_intensity": row.rnd_intensity,
+        "innovation_star": bool(row.innovation_star),
+        "bad_credit": bool(row.bad_credit),
+        "related": sorted(related),
+        "uscc_override_reason": row.uscc_override_reason,
+    }
+
+
+def _load_party(session: Session, uscc: str, role: str) -> Party:
+    from funding_rules.uscc import normalize_uscc
+
+    code = normalize_uscc(uscc)
+    row = session.execute(select(Party).where(Party.uscc == code)).scalar_one_or_none()
+    if row is None:
+        raise Refusal(
+            "party_must_be_registered",
+            f"{role} {code} is not registered; add it first with `jiebang party add --uscc {code} ...`.",
+        )
+    return row
+
+
+def _party_checks_facts(session: Session, row: Party) -> checks.PartyFacts:
+    related = set(session.scalars(select(PartyRelation.related_uscc).where(PartyRelation.party_uscc == row.uscc)))
+    # Relations are declared by either side; a relation declared by the other party counts too.
+    related |= set(session.scalars(select(PartyRelation.party_uscc).where(PartyRelation.related_uscc == row.uscc)))
+    return checks.PartyFacts(
+        uscc=row.uscc,
+        kind=row.kind,
+        name=row.name,
+        revenue_fen=row.revenue_fen,
+        rnd_intensity=None if row.rnd_intensity is None else Decimal(row.rnd_intensity),
+        innovation_star=bool(row.innovation_star),
+        bad_credit_within_lookback=bool(row.bad_credit),
+        related_usccs=frozenset(related),
+    )
+
+
+# --- appropriations ---------------------------------------------------------------------
+
+
+def appropriate(session: Session, *, year: int, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
+    """Record budget authority for a year (memo book)."""
+    lock(session)
+    if not 2000 <= year <= 2100:
+        raise Refusal("budget_year_must_be_plausible", f"budget year {year} is outside 2000..2100.")
+    if amount_fen <= 0:
+        raise Refusal("amount_must_be_positive", "an appropriation must be a positive amount.")
+    opened = min(chart.year_accounts_open_on(year), date)
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="appropriation",
+            postings=(
+                PostingDraft(chart.budget_available(year), amount_fen),
+                PostingDraft(chart.budget_appropriated(year), -amount_fen),
+            ),
+            voucher=_voucher(voucher, f"APPROP-{year}-{date.isoformat()}-{amount_fen}"),
+            memo=f"appropriation for budget year {year}",
+            actor=actor,
+        ),
+        [
+            AccountSpec(chart.budget_available(year), "memo", opened),
+            AccountSpec(chart.budget_appropriated(year), "memo", opened),
+        ],
+        None,
+    )
+
+
+def available_budget(session: Session, year: int) -> int:
+    """Appropriated minus obligated for a year, from postings (every date: a budget is a pool)."""
+    return _sum_account(session, chart.budget_available(year))
+
+
+def _sum_account(session: Session, name: str, as_of: dt.date | None = None) -> int:
+    query = select(func.coalesce(func.sum(Posting.amount_fen), 0)).join(Account, Account.id == Posting.account_id).where(
+        Account.name == name
+    )
+    if as_of is not None:
+        query = query.where(Posting.value_date <= as_of)
+    return int(session.execute(query).scalar_one())
+
+
+# --- project approval -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalInput:
+    """A project as the bureau approves it (立项).
+
+    Attributes:
+      rules_version: None picks the city's version in force on ``approval_date``.
+      approved_grant_fen: the approved grant (staged-grant rules, e.g. Jiangmen).
+      bid_contract_fen: contracted bid per lane (bid-subsidy rules, e.g. Urumqi).
+      budget_year: the appropriation year the obligation draws on (default: approval year).
+    """
+
+    code: str
+    name: str
+    city: str
+    category: str
+    mode: str
+    demand_uscc: str
+    solver_usccs: tuple[str, ...]
+    total_investment_fen: int
+    approval_date: dt.date
+    start_date: dt.date
+    end_date: dt.date
+    approved_grant_fen: int | None = None
+    bid_contract_fen: tuple[int, ...] = ()
+    rules_version: str | None = None
+    budget_year: int | None = None
+    voucher: str | None = None
+
+
+def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Posted:
+    lock(session)
+    code = chart.check_project_code(spec.code)
+    rules = get_rules(spec.rules_version) if spec.rules_version else rules_in_force(spec.city, spec.approval_date)
+    existing = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
+    voucher = _voucher(spec.voucher, f"APPROVE-{code}")
+    if existing is not None:
+        prior = session.execute(
+            select(JournalEntry.id, JournalEntry.voucher).where(JournalEntry.id == existing.entry_id)
+        ).one()
+        if prior.voucher == voucher and _same_approval(session, existing, spec, rules):
+            return Posted(prior.id, "", created=False)
+        raise Refusal(
+            "project_must_be_approved_once",
+            f"project {code} was already approved in entry {prior.id}; a solver or amount change is not an edit "
+            "(the solver is locked after approval under these rules); record an extension or termination instead.",
+        )
+    demand = _load_party(session, spec.demand_uscc, "demand side")
+    solvers = [_load_party(session, s, f"solver of lane {i}") for i, s in enumerate(spec.solver_usccs, start=1)]
+    if rules.funding.model == "bid_subsidy" and len(spec.bid_contract_fen) != len(solvers):
+        raise Refusal(
+            "bid_contracts_must_match_lanes",
+            f"project {code} has {len(solvers)} solver lane(s) but {len(spec.bid_contract_fen)} bid contract amount(s); "
+            f"rules {rules.version} compute the subsidy from each lane's contracted bid, so give one --bid per solver.",
+        )
+    if rules.funding.model == "staged_grant" and not spec.approved_grant_fen:
+        raise Refusal(
+            "approved_grant_must_be_given",
+            f"rules {rules.version} fund an approved grant paid in tranches; give it with --grant.",
+        )
+    budget_year = spec.budget_year or spec.approval_date.year
+    facts = checks.ApprovalFacts(
+        code=code,
+        city=spec.city,
+        mode=spec.mode,
+        category=spec.category,
+        approval_date=spec.approval_date,
+        start_date=spec.start_date,
+        end_date=spec.end_date,
+        total_investment_fen=spec.total_investment_fen,
+        demand=_party_checks_facts(session, demand),
+        solvers=tuple(_party_checks_facts(session, s) for s in solvers),
+        available_appropriation_fen=available_budget(session, budget_year),
+        approved_grant_fen=spec.approved_grant_fen if rules.funding.model == "staged_grant" else None,
+        bid_contract_fen=tuple(spec.bid_contract_fen),
+    )
+    violations = checks.run_checks(checks.APPROVAL_CHECKS, facts, rules)
+    _refuse(violations)
+
+    lanes = list(range(1, len(solvers) + 1))
+    if rules.funding.model == "staged_grant":
+        obligation = checks.saima_lane_split(spec.approved_grant_fen, len(lanes)) if spec.mode == "saima" else [spec.approved_grant_fen]
+    else:
+        obligation = [checks.subsidy_ceiling_fen([bid], rules) for bid in spec.bid_contract_fen]
+    total_obligation = sum(obligation)
+    opened = spec.approval_date
+    accounts = [AccountSpec(chart.budget_available(budget_year), "memo", min(chart.year_accounts_open_on(budget_year), opened))]
+    postings: list[PostingDraft] = []
+    for n, amount in zip(lanes, obligation):
+        solver = solvers[n - 1].uscc
+        for name, book in _lane_accounts(code, n, rules):
+            accounts.append(AccountSpec(name, book, opened, code, solver))
+        if amount:
+            postings.append(PostingDraft(chart.grant_unreleased(code, n), amount))
+    for name in (chart.self_funding_pledged(code), chart.self_funding_outstanding(code)):
+        accounts.append(AccountSpec(name, "memo", opened, code))
+    for category in CATEGORIES:
+        accounts.append(AccountSpec(chart.self_funding_contributed(code, category), "memo", opened, code))
+    if total_obligation:
+        postings.append(PostingDraft(chart.budget_available(budget_year), -total_obligation))
+    for n, bid in zip(lanes, spec.bid_contract_fen):
+        if bid:
+            postings.append(PostingDraft(chart.bid_unpaid(code, n), bid))
+            postings.append(PostingDraft(chart.bid_contracted(code, n), -bid))
+    trace = {
+        "rules_version": rules.version,
+        "funding_model": rules.funding.model,
+        "budget_year": budget_year,
+        "available_before": format_fen(facts.available_appropriation_fen),
+        "obligation_per_lane": [format_fen(a) for a in obligation],
+        "obligation_total": format_fen(total_obligation),
+        "obligation_basis": (
+            "approved grant, split equally among 赛马 lanes" if rules.funding.model == "staged_grant" and spec.mode == "saima"
+            else "approved grant" if rules.funding.model == "staged_grant"
+            else f"subsidy ceiling: round_half_up({rules.funding.subsidy_cap_rate_of_contract} × contracted bid) per lane"
+        ),
+        "checks": [c.__name__ for c in checks.APPROVAL_CHECKS],
+        "warnings": [v.message for v in violations if v.severity != "error"],
+    }
+    posted = _post_event(
+        session,
+        EntryDraft(
+            value_date=spec.approval_date,
+            kind="approval",
+            postings=tuple(postings),
+            project_code=code,
+            voucher=voucher,
+            memo=f"立项 {spec.name}",
+            actor=actor,
+            rules_version=rules.version,
+            trace=trace,
+            fact=not postings,
+        ),
+        accounts,
+        {"project_code": code, "payload": json.dumps({"budget_year": budget_year}, sort_keys=True)},
+    )
+    session.execute(
+        insert(Project.__table__),
+        [
+            {
+                "code": code,
+                "name": spec.name,
+                "city": rules.city,
+                "rules_version": rules.version,
+                "category": spec.category,
+                "mode": spec.mode,
+                "demand_uscc": demand.uscc,
+                "total_investment_fen": spec.total_investment_fen,
+                "approved_grant_fen": total_obligation,
+                "budget_year": budget_year,
+                "approval_date": spec.approval_date,
+                "start_date": spec.start_date,
+                "end_date": spec.end_date,
+                "entry_id": posted.entry_id,
+            }
+        ],
+    )
+    session.execute(
+        insert(Lane.__table__),
+        [{"project_code": code, "lane_no": n, "solver_uscc": solvers[n - 1].uscc} for n in lanes],
+    )
+    session.execute(insert(Tranche.__table__), _tranche_rows(code, lanes, obligation, rules, spec.mode))
+    return posted
+
+
+def _same_approval(session: Session, project: Project, spec: ApprovalInput, rules: Rules) -> bool:
+    solvers = session.scalars(select(Lane.solver_uscc).where(Lane.project_code == project.code).order_by(Lane.lane_no)).all()
+    from funding_rules.uscc import normalize_uscc
+
+    return (
+        project.rules_version == rules.version
+        and project.mode == spec.mode
+        and project.total_investment_fen == spec.total_investment_fen
+        and list(solvers) == [normalize_uscc(s) for s in spec.solver_usccs]
+        and project.approval_date == spec.approval_date
+        and project.end_date == spec.end_date
+    )
+
+
+def _lane_accounts(code: str, n: int, rules: Rules) -> list[tuple[str, str]]:
+    names = [
+        (chart.grant_unreleased(code, n), "memo"),
+        (chart.grant_released(code, n), "memo"),
+        (chart.bid_unpaid(code, n), "memo"),
+        (chart.bid_contracted(code, n), "memo"),
+        *[(chart.bid_paid(code, n, form), "memo") for form in PAYMENT_FORMS],
+        (chart.advances(code, n), "fiscal"),
+        (chart.clawback_receivable(code, n), "fiscal"),
+        *[(chart.grant_spent(code, n, c), "fiscal") for c in CATEGORIES],
+    ]
+    if rules.funding.model == "bid_subsidy":
+        names += [(chart.subsidy_expense(code, n), "fiscal"), (chart.subsidy_payable(code, n), "fiscal")]
+    return names
+
+
+def _tranche_rows(code: str, lanes: list[int], obligation: list[int], rules: Rules, mode: str) -> list[dict]:
+    rows = []
+    for n, amount in zip(lanes, obligation):
+        if rules.funding.model == "staged_grant":
+            amounts = checks.tranche_amounts(amount, rules)
+        else:
+            amounts = [amount] * len(rules.tranches)  # each subsidy tranche is capped by the lane's ceiling
+        for seq, (tranche, value) in enumerate(zip(rules.tranches, amounts), start=1):
+            rows.append(
+                {
+                    "project_code": code,
+                    "lane_no": n,
+                    "seq": seq,
+                    "name": tranche.name,
+                    "basis": tranche.basis,
+                    "amount_fen": value,
+                    "conditions": json.dumps(list(tranche.conditions_for(mode))),
+                    "source": tranche.source,
+                }
+            )
+    return rows
+
+
+# --- project state, derived from events and postings ------------------------------------
+
+
+@dataclass
+class ProjectState:
+    """What the services need to know about a project at a date, derived from its events."""
+
+    project: Project
+    rules: Rules
+    lanes: dict[int, str]  # lane_no -> solver USCC
+    conditions: dict[int | None, set[str]] = field(default_factory=dict)  # lane (None: project) -> met
+    eliminated: dict[int, dt.date] = field(default_factory=dict)
+    terminated_on: dt.date | None = None
+    released_tranches: set[int] = field(default_factory=set)
+    extension_months: int = 0
+    extensions: int = 0
+
+    def met(self, n: int) -> set[str]:
+        return self.conditions.get(None, set()) | self.conditions.get(n, set())
+
+    @property
+    def end_date(self) -> dt.date:
+        return checks.add_months(self.project.end_date, self.extension_months)
+
+    def lane_of(self, solver: str | int | None) -> int:
+        if solver is None:
+            if len(self.lanes) == 1:
+                return 1
+            raise Refusal(
+                "lane_must_be_named",
+                f"project {self.project.code} has {len(self.lanes)} lanes; name one with --lane (a solver USCC or L1..L{len(self.lanes)}).",
+            )
+        text = str(solver).strip().upper()
+        if text.startswith("L") and text[1:].isdigit() and int(text[1:]) in self.lanes:
+            return int(text[1:])
+        if text.isdigit() and int(text) in self.lanes:
+            return int(text)
+        for n, uscc in self.lanes.items():
+            if uscc == text:
+                return n
+        raise Refusal(
+            "lane_must_exist",
+            f"project {self.project.code} has no lane {text}; its lanes are "
+            + ", ".join(f"L{n} {u}" for n, u in sorted(self.lanes.items())) + ".",
+        )
+
+
+def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -> ProjectState:
+    code = code.strip().upper()
+    project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
+    if project is None:
+        raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
+    state = ProjectState(
+        project=project,
+        rules=get_rules(project.rules_version),
+        lanes=dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all()),
+    )
+    query = (
+        select(ProjectEvent)
+        .where(ProjectEvent.project_code == code, ProjectEvent.entry_id.not_in(reversed_entries()))
+        .order_by(ProjectEvent.entry_id)
+    )
+    if as_of is not None:
+        query = query.where(ProjectEvent.value_date <= as_of)
+    for event in session.scalars(query):
+        if event.kind == "stage" and event.passed:
+            state.conditions.setdefault(event.lane_no, set()).add(STAGES[event.stage])
+        elif event.kind == "stage" and event.stage == "stage_assessment" and not event.passed and event.lane_no:
+            state.eliminated.setdefault(event.lane_no, event.value_date)
+        elif event.kind == "bid_payment":
+            state.conditions.setdefault(event.lane_no, set()).add("first_bid_payment")
+        elif event.kind == "release" and event.tranche_id is not None:
+            state.released_tranches.add(event.tranche_id)
+        elif event.kind == "extension":
+            state.extensions += 1
+            state.extension_months += json.loads(event.payload or "{}").get("months", 0)
+        elif event.kind in ("termination", "revocation"):
+            state.terminated_on = state.terminated_on or event.value_date
+        elif event.kind == "elimination" and event.lane_no:
+            state.eliminated.setdefault(event.lane_no, event.value_date)
+    state.conditions.setdefault(None, set()).add("approved")
+    return state
+
+
+def _require_active(state: ProjectState, when: dt.date, what: str, n: int | None = None) -> None:
+    code = state.project.code
+    if when < state.project.approval_date:
+        raise Refusal(
+            "event_must_follow_approval",
+            f"{what} on {when} is dated before project {code}'s approval on {state.project.approval_date}; check the date.",
+        )
+    if state.terminated_on is not None:
+        raise Refusal(
+            "project_must_not_be_terminated",
+            f"project {code} was terminated on {state.terminated_on}; no {what} is accepted after termination.",
+        )
+    if n is not None and n in state.eliminated:
+        raise Refusal(
+            "lane_must_not_be_eliminated",
+            f"lane L{n} ({state.lanes[n]}) of {code} was eliminated on {state.eliminated[n]}; it receives no further {what}.",
+        )
+
+
+# --- self-funding -----------------------------------------------------------------------
+
+
+def pledge(session: Session, *, project: str, amount_fen: int, date: dt.date, voucher: str | None, actor: str, category: str | None = None) -> Posted:
+    """Record self-funding promised (自投研发资金承诺函), memo book."""
+    lock(session)
+    state = load_project(session, project)
+    code = state.project.code
+    _require_active(state, date, "pledge")
+    _positive(amount_fen, "pledge")
+    category = _category(category) if category else None
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="pledge",
+            postings=(
+                PostingDraft(chart.self_funding_outstanding(code), amount_fen, category, "self_funded"),
+                PostingDraft(chart.self_funding_pledged(code), -amount_fen, category, "self_funded"),
+            ),
+            project_code=code,
+            voucher=_voucher(voucher, f"PLEDGE-{code}-{date.isoformat()}-{amount_fen}"),
+            memo="self-funding pledged (自投研发资金承诺)",
+            actor=actor,
+            rules_version=state.rules.version,
+        ),
+        [],
+        {"project_code": code},
+    )
+
+
+def contribute(session: Session, *, project: str, amount_fen: int, category: str, date: dt.date, voucher: str | None, actor: str, memo: str = "") -> Posted:
+    """Record self-funding evidenced as arrived, by budget category, memo book."""
+    lock(session)
+    state = load_project(session, project)
+    code = state.project.code
+    _require_active(state, date, "contribution")
+    _positive(amount_fen, "contribution")
+    category = _category(category)
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="contribution",
+            postings=(
+                PostingDraft(chart.self_funding_contributed(code, category), amount_fen, category, "self_funded"),
+                PostingDraft(chart.self_funding_outstanding(code), -amount_fen, category, "self_funded"),
+            ),
+            project_code=code,
+            voucher=_voucher(voucher, f"CONTRIB-{code}-{date.isoformat()}-{amount_fen}"),
+            memo=memo or f"self-funding contributed ({category})",
+            actor=actor,
+            rules_version=state.rules.version,
+        ),
+        [],
+        {"project_code": code},
+    )
+
+
+def _positive(amount_fen: int, what: str) -> None:
+    if amount_fen <= 0:
+        raise Refusal("amount_must_be_positive", f"a {what} must be a positive amount, got {format_fen(amount_fen)}.")
+
+
+def _category(category: str) -> str:
+    key = (category or "").strip().lower()
+    if key in chart.CATEGORY_SEGMENTS:
+        return key
+    names = {"设备费": "equipment", "业务费": "business", "劳务费": "labour", "间接费用": "indirect"}
+    if category.strip() in names:
+        return names[category.strip()]
+    raise Refusal(
+        "budget_category_must_be_known",
+        f"budget category {category!r} must be one of equipment (设备费), business (业务费), labour (劳务费), indirect (间接费用).",
+    )
+
+
+# --- bids -------------------------------------------------------------------------------
+
+
+def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
+    """Balances of one lane's accounts by family (all dates), one grouped query."""
+    rows = session.execute(
+        select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
+        .join(Posting, Posting.account_id == Account.id)
+        .where(Account.project_code == state.project.code, Account.lane == state.lanes[n])
+        .group_by(Account.name)
+    ).all()
+    sums: dict[str, int] = {}
+    for name, amount in rows:
+        family = chart.family_of(name)
+        if family is not None:
+            sums[family] = sums.get(family, 0) + int(amount)
+    return sums
+
+
+def bid_contract(session: Session, *, project: str, lane: str | None, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
+    """Record (more) contracted bid money for a lane; under bid-subsidy rules it obligates the ceiling too."""
+    lock(session)
+    state = load_project(session, project)
+    code, rules = state.project.code, state.rules
+    n = state.lane_of(lane)
+    _require_active(state, date, "bid contract", n)
+    _positive(amount_fen, "bid contract")
+    postings = [PostingDraft(chart.bid_unpaid(code, n), amount_fen, None, "bid"), PostingDraft(chart.bid_contracted(code, n), -amount_fen, None, "bid")]
+    trace: dict = {"lane": f"L{n}", "contracted_added": format_fen(amount_fen)}
+    if rules.funding.model == "bid_subsidy":
+        sums = _lane_sums(session, state, n)
+        contracted_before = -sums.get("bid_contracted", 0)
+        ceiling_before = checks.subsidy_ceiling_fen([contracted_before], rules)
+        ceiling_after = checks.subsidy_ceiling_fen([contracted_before + amount_fen], rules)
+        extra = ceiling_after - ceiling_before
+        year = state.project.budget_year
+        available = available_budget(session, year)
+        if extra > available:
+            raise Refusal(
+                "obligation_must_fit_available_budget",
+                f"the added bid raises {code} L{n}'s subsidy ceiling by {_yuan(extra)}, but budget year {year} has only "
+                f"{_yuan(available)} unobligated; appropriate more first with `jiebang appropriate`.",
+            )
+        if extra:
+            postings += [PostingDraft(chart.grant_unreleased(code, n), extra), PostingDraft(chart.budget_available(year), -extra)]
+        trace |= {"ceiling_before": format_fen(ceiling_before), "ceiling_after": format_fen(ceiling_after), "obligated": format_fen(extra)}
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="bid_contract",
+            postings=tuple(postings),
+            project_code=code,
+            voucher=_voucher(voucher, f"BIDC-{code}-L{n}-{date.isoformat()}-{amount_fen}"),
+            memo=f"bid contract L{n}",
+            actor=actor,
+            rules_version=rules.version,
+            trace=trace,
+        ),
+        [],
+        {"project_code": code, "lane_no": n},
+    )
+
+
+def bid_pay(
+    session: Session,
+    *,
+    project: str,
+    lane: str | None,
+    amount_fen: int,
+    form: str,
+    date: dt.date,
+    voucher: str | None,
+    actor: str,
+) -> Posted:
+    """Record bid money paid by the demand side to a lane; accrue the subsidy where the rules pay one."""
+    lock(session)
+    state = load_project(session, project)
+    code, rules = state.project.code, state.rules
+    n = state.lane_of(lane)
+    if form not in PAYMENT_FORMS:
+        raise Refusal("payment_form_must_be_known", f"payment form {form!r} must be one of {', '.join(PAYMENT_FORMS)}.")
+    sums = _lane_sums(session, state, n)
+    contracted = -sums.get("bid_contracted", 0)
+    paid = {f: sums.get(f"bid_paid_{f}", 0) for f in PAYMENT_FORMS}
+    _require_active(state, date, "bid payment", n)
+    facts = checks.BidPaymentFacts(
+        project_code=code,
+        lane=f"L{n}",
+        contracted_fen=contracted,
+        paid_so_far_fen=sum(paid.values()),
+        amount_fen=amount_fen,
+        form=form,
+        lane_status="eliminated" if n in state.eliminated else "active",
+        payment_date=date,
+        approval_date=state.project.approval_date,
+    )
+    _refuse(checks.run_checks(checks.BID_PAYMENT_CHECKS, facts, rules))
+    postings = [
+        PostingDraft(chart.bid_paid(code, n, form), amount_fen, None, "bid"),
+        PostingDraft(chart.bid_unpaid(code, n), -amount_fen, None, "bid"),
+    ]
+    trace: dict = {"lane": f"L{n}", "form": form, "amount": format_fen(amount_fen)}
+    if rules.funding.model == "bid_subsidy":
+        cash_after = paid["cash"] + (amount_fen if form in rules.funding.eligible_payment_forms else 0)
+        excluded = {f: paid[f] + (amount_fen if f == form else 0) for f in PAYMENT_FORMS if f not in rules.funding.eligible_payment_forms}
+        earned_before = sums.get("subsidy_expense", 0)
+        due, subsidy_trace = checks.subsidy_due(cash_after, contracted, earned_before, rules, excluded_fen=excluded)
+        trace["subsidy"] = subsidy_trace
+        if due > 0:
+            postings += [
+                PostingDraft(chart.subsidy_expense(code, n), due, None, "city_fiscal"),
+                PostingDraft(chart.subsidy_payable(code, n), -due, None, "city_fiscal"),
+            ]
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="bid_payment",
+            postings=tuple(postings),
+            project_code=code,
+            voucher=_voucher(voucher, f"BIDP-{code}-L{n}-{date.isoformat()}-{form}-{amount_fen}"),
+            memo=f"bid payment L{n} ({form})",
+            actor=actor,
+            rules_version=rules.version,
+            trace=trace,
+        ),
+        [],
+        {"project_code": code, "lane_no": n, "payload": json.dumps({"form": form}, sort_keys=True)},
+    )
+
+
+# --- stages -----------------------------------------------------------------------------
+
+
+def record_stage(
+    session: Session,
+    *,
+    project: str,
+    stage: str,
+    passed: bool,
+    date: dt.date,
+    voucher: str | None,
+    actor: str,
+    lane: str | None = None,
+    reference: str | None = None,
+) -> Posted:
+    """Record a stage result: contract signed, mid-term check, 赛马 stage assessment (per lane;
+    a failed lane is eliminated), acceptance, audit report received. Moves no money itself;
+    the clawback of an eliminated lane is assessed by the money-out services."""
+    lock(session)
+    if stage not in STAGES:
+        raise Refusal("stage_must_be_known", f"stage {stage!r} must be one of {', '.join(STAGES)}.")
+    state = load_project(session, project)
+    code = state.project.code
+    n = None
+    if stage == "stage_assessment":
+        if state.project.mode != "saima":
+            raise Refusal("stage_assessment_is_for_saima", f"project {code} is 揭榜挂帅; record its mid-term check with --stage midterm.")
+        n = state.lane_of(lane)
+    elif lane is not None:
+        n = state.lane_of(lane)
+    _require_active(state, date, f"{stage} record", n)
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="stage",
+            postings=(),
+            project_code=code,
+            voucher=_voucher(voucher, f"STAGE-{code}-{stage}-{'L' + str(n) if n else 'P'}-{date.isoformat()}"),
+            memo=f"{stage} {'passed' if passed else 'failed'}" + (f" L{n}" if n else ""),
+            actor=actor,
+            rules_version=state.rules.version,
+            trace={"stage": stage, "passed": passed, "lane": f"L{n}" if n else None, "reference": reference},
+            fact=True,
+        ),
+        [],
+        {"project_code": code, "lane_no": n, "stage": stage, "passed": passed, "reference": reference},
+    )
+
+
+# --- releases ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrancheView:
+    """A tranche with its status at a date.
+
+    Attributes:
+      status: planned (conditions unmet), eligible, released or cancelled.
+      unmet: the conditions still missing, in rules order.
+    """
+
+    id: int
+    lane_no: int
+    seq: int
+    name: str
+    basis: str
+    amount_fen: int
+    conditions: tuple[str, ...]
+    status: str
+    unmet: tuple[str, ...]
+    source: str
+
+
+def tranche_views(session: Session, state: ProjectState) -> list[TrancheView]:
+    rows = session.scalars(
+        select(Tranche).where(Tranche.project_code == state.project.code).order_by(Tranche.lane_no, Tranche.seq)
+    ).all()
+    views = []
+    for t in rows:
+        conditions = tuple(json.loads(t.conditions))
+        unmet = tuple(c for c in conditions if c not in state.met(t.lane_no))
+        if t.id in state.released_tranches:
+            status = "released"
+        elif state.terminated_on is not None or t.lane_no in state.eliminated:
+            status = "cancelled"
+        else:
+            status = "planned" if unmet else "eligible"
+        views.append(TrancheView(t.id, t.lane_no, t.seq, t.name, t.basis, t.amount_fen, conditions, status, unmet, t.source))
+    return views
+
+
+CONDITION_HINTS = {
+    "approved": "the approval",
+    "contract_signed": "the contract signing (jiebang stage --stage contract_signed --passed)",
+    "first_bid_payment": "a bid payment to the lane (jiebang bid pay)",
+    "midterm_passed": "a passed mid-term check (jiebang stage --stage midterm --passed)",
+    "stage_passed": "a passed 赛马 stage assessment of the lane (jiebang stage --stage stage_assessment --lane ... --passed)",
+    "acceptance_passed": "a passed acceptance (jiebang stage --stage acceptance --passed)",
+    "audit_report_received": "the 专项审计报告 (jiebang stage --stage audit_report --passed)",
+}
+
+
+def release(
+    session: Session,
+    *,
+    project: str,
+    lane: str | None,
+    date: dt.date,
+    voucher: str | None,
+    actor: str,
+    tranche: int | None = None,
+) -> Posted:
+    """Release a tranche to a lane when its conditions hold, within the obligation, once."""
+    lock(session)
+    state = load_project(session, project, as_of=None)
+    code, rules = state.project.code, state.rules
+    n = state.lane_of(lane)
+    _require_active(state, date, "release", n)
+    dated = load_project(session, project, as_of=date)
+    views = [v for v in tranche_views(session, dated) if v.lane_no == n]
+    if tranche is None:
+        pending = [v for v in views if v.id not in state.released_tranches]
+        if not pending:
+            raise Refusal("tranche_must_not_be_released_twice", f"every tranche of {code} L{n} has been released already.")
+        target = pending[0]
+    else:
+        matches = [v for v in views if v.seq == tranche]
+        if not matches:
+            raise Refusal("tranche_must_exist", f"{code} L{n} has tranches 1..{len(views)}, not {tranche}.")
+        target = matches[0]
+    if target.id in state.released_tranches:
+        raise Refusal(
+            "tranche_must_not_be_released_twice",
+            f"tranche {target.seq} ({target.name}) of {code} L{n} was already released; nothing is due.",
+        )
+    if target.unmet:
+        waits = "; ".join(CONDITION_HINTS.get(c, c) for c in target.unmet)
+        raise Refusal(
+            "tranche_condition_must_be_met",
+            f"tranche {target.seq} ({target.name}) of {code} L{n} waits on {waits} by {date} ({target.source.split(';')[0]}); record it first.",
+        )
+    sums = _lane_sums(session, state, n)
+    unreleased = sums.get("grant_unreleased", 0)
+    if target.basis == "grant_share":
+        amount = target.amount_fen
+        trace = {"tranche": target.seq, "name": target.name, "basis": "grant_share", "amount": format_fen(amount)}
+        fiscal_debit = chart.advances(code, n)
+    else:
+        payable = -sums.get("subsidy_payable", 0)
+        amount = min(payable, unreleased)
+        trace = {"tranche": target.seq, "name": target.name, "basis": "subsidy_earned", "payable": format_fen(payable),
+                 "unreleased_obligation": format_fen(unreleased), "amount": format_fen(amount),
+                 "formula": "min(subsidy payable, unreleased obligation)"}
+        fiscal_debit = chart.subsidy_payable(code, n)
+        if amount <= 0:
+            raise Refusal(
+                "release_must_have_something_due",
+                f"tranche {target.seq} of {code} L{n}: no subsidy is earned and unpaid (payable {_yuan(payable)}); record cash bid payments first.",
+            )
+    if amount > unreleased:
+        raise Refusal(
+            "release_must_fit_obligation",
+            f"tranche {target.seq} of {code} L{n} is {_yuan(amount)} but only {_yuan(unreleased)} of the obligation is unreleased; nothing released.",
+        )
+    funding = chart.funding(date.year)
+    postings = (
+        PostingDraft(chart.grant_released(code, n), amount, None, "city_fiscal"),
+        PostingDraft(chart.grant_unreleased(code, n), -amount, None, "city_fiscal"),
+        PostingDraft(fiscal_debit, amount, None, "city_fiscal"),
+        PostingDraft(funding, -amount, None, "city_fiscal"),
+    )
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="release",
+            postings=postings,
+            project_code=code,
+            voucher=_voucher(voucher, f"REL-{code}-L{n}-T{target.seq}"),
+            memo=f"release tranche {target.seq} ({target.name}) L{n}",
+            actor=actor,
+            rules_version=rules.version,
+            trace=trace,
+        ),
+        [AccountSpec(funding, "fiscal", chart.year_accounts_open_on(date.year))],
+        {"project_code": code, "lane_no": n, "tranche_id": target.id},
+    )
+
+
+# --- the balances contract --------------------------------------------------------------
+
+BALANCE_KEYS = (
+    "self_funding_pledged", "self_funding_contributed", "self_funding_outstanding",
+    "bid_contracted", "bid_paid_cash", "bid_paid_equity", "bid_paid_in_kind", "bid_unpaid",
+    "subsidy_base", "subsidy_earned", "subsidy_released", "subsidy_payable",
+    "grant_obligated", "grant_released", "grant_unreleased",
+    "advances_outstanding", "fiscal_spent",
+    "clawback_assessed", "clawback_collected", "clawback_outstanding",
+)
+
+
+def project_balances(session: Session, code: str, *, as_of: dt.date | None = None, lane: str | None = None) -> dict[str, int]:
+    """The project's (or one lane's) balances in fen, all from postings, in one grouped query.
+
+    Project-level quantities (self-funding) are the project's; with a lane they are 0.
+    """
+    state = load_project(session, code)
+    n = state.lane_of(lane) if lane is not None else None
+    debit = func.sum(case((Posting.amount_fen > 0, Posting.amount_fen), else_=0))
+    credit = func.sum(case((Posting.amount_fen < 0, -Posting.amount_fen), else_=0))
+    query = (
+        select(Account.name, Account.lane, JournalEntry.kind, debit, credit)
+        .select_from(Posting)
+        .join(Account, Account.id == Posting.account_id)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(Account.project_code == state.project.code)
+        .group_by(Account.name, Account.lane, JournalEntry.kind)
+    )
+    if as_of is not None:
+        query = query.where(Posting.value_date <= as_of)
+    if n is not None:
+        query = query.where(Account.lane == state.lanes[n])
+    bal: dict[str, int] = {}
+    receivable_debits = receivable_collected = 0
+    for name, _lane, kind, d, c in session.execute(query):
+        family = chart.family_of(name)
+        if family is None:
+            continue
+        bal[family] = bal.get(family, 0) + int(d) - int(c)
+        if family == "clawback_receivable":
+            if kind in ("collection", "offset"):
+                receivable_collected += int(c)
+            elif kind != "reversal":
+                receivable_debits += int(d)
+    g = lambda k: bal.get(k, 0)  # noqa: E731
+    earned = g("subsidy_expense")
+    payable = -g("subsidy_payable")
+    result = {
+        "self_funding_pledged": -g("self_funding_pledged"),
+        "self_funding_contributed": g("self_funding_contributed"),
+        "self_funding_outstanding": g("self_funding_outstanding"),
+        "bid_contracted": -g("bid_contracted"),
+        "bid_paid_cash": g("bid_paid_cash"),
+        "bid_paid_equity": g("bid_paid_equity"),
+        "bid_paid_in_kind": g("bid_paid_in_kind"),
+        "bid_unpaid": g("bid_unpaid"),
+        "subsidy_base": g("bid_paid_cash") if state.rules.funding.model == "bid_subsidy" else 0,
+        "subsidy_earned": earned,
+        "subsidy_released": earned - payable,
+        "subsidy_payable": payable,
+        "grant_obligated": g("grant_released") + g("grant_unreleased"),
+        "grant_released": g("grant_released"),
+        "grant_unreleased": g("grant_unreleased"),
+        "advances_outstanding": g("advances"),
+        "fiscal_spent": g("grant_spent"),
+        "clawback_assessed": receivable_debits,
+        "clawback_collected": receivable_collected,
+        "clawback_outstanding": g("clawback_receivable"),
+    }
+    assert tuple(result) == BALANCE_KEYS
+    return result
