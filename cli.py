@@ -322,10 +322,10 @@ def reverse(obj: Context, entry_id: int, reason: str, when: str | None) -> None:
     Example:
       jiebang reverse 42 --reason "voucher keyed twice" --date 2025-06-30
     """
-    from ledger.journal import reverse as reverse_entry
+    from ledger.programme import reverse_event
 
     with obj.write() as session:
-        posted = reverse_entry(session, entry_id, reason=reason, actor=obj.user, value_date=_date_or_none(when))
+        posted = reverse_event(session, entry_id, reason=reason, actor=obj.user, value_date=_date_or_none(when))
     click.echo(f"entry {posted.entry_id} reverses entry {entry_id}.")
 
 
@@ -816,6 +816,169 @@ def release(obj, code, lane, tranche, when, voucher) -> None:
     with obj.write() as session:
         posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user)
     _done(posted, f"release for {code.upper()}")
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
+@click.option("--amount", required=True, help="Amount spent.")
+@click.option("--category", required=True, help="equipment / business / labour / indirect, 设备费 / 业务费 / 劳务费 / 间接费用, or a pre-2021 line (材料费 ...).")
+@click.option("--counterparty", help="Who was paid.")
+@click.option("--justification", help="Required for equipment at or above the rules' threshold.")
+@date_option
+@voucher_option
+@pass_context
+def spend(obj, code, lane, amount, category, counterparty, justification, when, voucher) -> None:
+    """Report fiscal money spent by budget category; it draws down the lane's advance.
+
+    \b
+    Example:
+      jiebang spend --project JM2025-003 --amount 45万 --category 设备费 --counterparty 某仪器公司 --date 2026-01-15 --voucher PZ-0012
+    """
+    from ledger.programme import spend as record_spend
+
+    with obj.write() as session:
+        posted = record_spend(session, project=code, lane=lane, amount_fen=amount_arg(amount), category=category, date=_today_or(when),
+                              voucher=voucher, actor=obj.user, counterparty=counterparty, justification=justification)
+    _done(posted, f"spending for {code.upper()}")
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--months", type=click.IntRange(1, 120), required=True, help="Length of the extension in months.")
+@click.option("--reference", required=True, help="The bureau's approval reference.")
+@date_option
+@voucher_option
+@pass_context
+def extend(obj, code, months, reference, when, voucher) -> None:
+    """Record an approved extension of the project period (count and length bounded by the rules).
+
+    \b
+    Example:
+      jiebang extend --project JM2025-003 --months 12 --reference 江科〔2028〕45号 --date 2028-08-01
+    """
+    from ledger.programme import extend as record_extension
+
+    with obj.write() as session:
+        posted = record_extension(session, project=code, months=months, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
+    _done(posted, f"extension of {code.upper()}")
+
+
+def _misuse(values) -> list:
+    from ledger.money import parse_fen
+    from ledger.programme import Misuse
+
+    items = []
+    for value in values:
+        voucher, sep, amount = value.rpartition("=")
+        if not sep or not voucher:
+            raise click.BadParameter(f"{value!r} must be SPEND_VOUCHER=AMOUNT", param_hint="--misused")
+        items.append(Misuse(voucher.strip(), parse_fen(amount, field="misused amount")))
+    return items
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--reference", required=True, help="The bureau's termination decision reference.")
+@click.option("--misused", multiple=True, help="Misused amount tied to a spend voucher: VOUCHER=AMOUNT; repeat for several.")
+@date_option
+@voucher_option
+@pass_context
+def terminate(obj, code, reference, misused, when, voucher) -> None:
+    """Terminate a project: clawback = advances outstanding + misused amounts; the rest is deobligated.
+
+    \b
+    Example:
+      jiebang terminate --project JM2025-003 --reference 江科〔2027〕9号 --misused PZ-0012=5万 --date 2027-05-01
+    """
+    from ledger.programme import terminate as terminate_project
+
+    with obj.write() as session:
+        posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, misused=_misuse(misused))
+    _done(posted, f"termination of {code.upper()}")
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--reference", required=True, help="The bureau's revocation decision reference.")
+@date_option
+@voucher_option
+@pass_context
+def revoke(obj, code, reference, when, voucher) -> None:
+    """Revoke a project for fraud or serious misuse: recover everything released at the rules' rate.
+
+    \b
+    Example:
+      jiebang revoke --project UR2025-011 --reference 乌科〔2026〕77号 --date 2026-09-01
+    """
+    from ledger.programme import terminate as terminate_project
+
+    with obj.write() as session:
+        posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, revoke=True)
+    _done(posted, f"revocation of {code.upper()}")
+
+
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
+@click.option("--amount", required=True, help="Amount received.")
+@date_option
+@voucher_option
+@pass_context
+def collect(obj, code, lane, amount, when, voucher) -> None:
+    """Record clawback money received (owed to the finance bureau until remitted).
+
+    \b
+    Example:
+      jiebang collect --project JM2025-003 --amount 120万 --date 2027-06-10 --voucher JK-2027-31
+    """
+    from ledger.programme import collect as record_collection
+
+    with obj.write() as session:
+        posted = record_collection(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
+    _done(posted, f"collection for {code.upper()}")
+
+
+@main.command()
+@click.option("--amount", required=True, help="Amount handed over.")
+@date_option
+@voucher_option
+@pass_context
+def remit(obj, amount, when, voucher) -> None:
+    """Record recovered money handed over to the finance bureau (应缴财政款).
+
+    \b
+    Example:
+      jiebang remit --amount 120万 --date 2027-06-30 --voucher JK-2027-40
+    """
+    from ledger.programme import remit as record_remit
+
+    with obj.write() as session:
+        posted = record_remit(session, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
+    _done(posted, "remittance")
+
+
+@main.command("write-off")
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
+@click.option("--amount", required=True, help="Amount written off.")
+@click.option("--reason", required=True, help="Why it cannot be collected.")
+@click.option("--approval", required=True, help="Approval reference.")
+@date_option
+@voucher_option
+@pass_context
+def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher) -> None:
+    """Write off an uncollectable clawback, with a reason and an approval reference.
+
+    \b
+    Example:
+      jiebang write-off --project JM2025-009 --amount 3万 --reason 单位注销 --approval 江财〔2028〕2号 --date 2028-03-01
+    """
+    from ledger.programme import write_off
+
+    with obj.write() as session:
+        posted = write_off(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher, actor=obj.user)
+    _done(posted, f"write-off for {code.upper()}")
 
 
 @main.group()

@@ -11,6 +11,7 @@ fiscal (where the money is)
   Assets:Fiscal:ClawbackReceivable:P:L1        recovery assessed, not yet collected (其他应收款)
   Assets:Fiscal:Bank:Recoveries                recoveries collected, not yet remitted
   Liabilities:Fiscal:DueToFinance              recoveries owed to the finance bureau (应缴财政款)
+  Income:Fiscal:RecoveriesOwed:Y2026           contra-income for recoveries collected in 2026
   Expenses:Fiscal:WriteOffs:P                  recoveries written off with approval
 
 memo (commitments, 备查)
@@ -121,6 +122,11 @@ def subsidy_payable(p: str, n: int) -> str:
 
 def clawback_receivable(p: str, n: int) -> str:
     return f"Assets:Fiscal:ClawbackReceivable:{p}:{lane(n)}"
+
+
+def recoveries_owed(y: int) -> str:
+    """Contra-income: recovered money that is owed back, not the bureau's to spend."""
+    return f"Income:Fiscal:RecoveriesOwed:{year(y)}"
 
 
 RECOVERIES_BANK = "Assets:Fiscal:Bank:Recoveries"

@@ -829,21 +829,28 @@ def record_stage(
     elif lane is not None:
         n = state.lane_of(lane)
     _require_active(state, date, f"{stage} record", n)
+    postings: list[PostingDraft] = []
+    trace: dict = {"stage": stage, "passed": passed, "lane": f"L{n}" if n else None, "reference": reference}
+    if stage == "stage_assessment" and not passed:
+        # Elimination: the lane stops; its unspent advance is assessed for recovery and its
+        # unreleased obligation returns to the year's available budget, in this same entry.
+        postings, closing = eliminate_lane_postings(session, state, n)
+        trace["elimination"] = closing["lanes"][f"L{n}"]
     return _post_event(
         session,
         EntryDraft(
             value_date=date,
             kind="stage",
-            postings=(),
+            postings=tuple(postings),
             project_code=code,
             voucher=_voucher(voucher, f"STAGE-{code}-{stage}-{'L' + str(n) if n else 'P'}-{date.isoformat()}"),
             memo=f"{stage} {'passed' if passed else 'failed'}" + (f" L{n}" if n else ""),
             actor=actor,
             rules_version=state.rules.version,
-            trace={"stage": stage, "passed": passed, "lane": f"L{n}" if n else None, "reference": reference},
-            fact=True,
+            trace=trace,
+            fact=not postings,
         ),
-        [],
+        [AccountSpec(chart.budget_available(state.project.budget_year), "memo", chart.year_accounts_open_on(state.project.budget_year))] if postings else [],
         {"project_code": code, "lane_no": n, "stage": stage, "passed": passed, "reference": reference},
     )
 
@@ -964,12 +971,20 @@ def release(
             f"tranche {target.seq} of {code} L{n} is {_yuan(amount)} but only {_yuan(unreleased)} of the obligation is unreleased; nothing released.",
         )
     funding = chart.funding(date.year)
-    postings = (
+    offsets = _offsets(session, state.lanes[n], amount) if rules.funding.clawback_offset_allowed else []
+    paid = amount - sum(value for _, value in offsets)
+    postings = [
         PostingDraft(chart.grant_released(code, n), amount, None, "city_fiscal"),
         PostingDraft(chart.grant_unreleased(code, n), -amount, None, "city_fiscal"),
         PostingDraft(fiscal_debit, amount, None, "city_fiscal"),
-        PostingDraft(funding, -amount, None, "city_fiscal"),
-    )
+    ]
+    if paid:
+        postings.append(PostingDraft(funding, -paid, None, "city_fiscal"))
+    for account, value in offsets:
+        postings.append(PostingDraft(account, -value, None, "city_fiscal"))
+    if offsets:
+        trace |= {"offset": {account: format_fen(value) for account, value in offsets}, "paid": format_fen(paid),
+                  "offset_clause": rules.clause("funding.clawback_offset_allowed")}
     return _post_event(
         session,
         EntryDraft(
@@ -978,7 +993,7 @@ def release(
             postings=postings,
             project_code=code,
             voucher=_voucher(voucher, f"REL-{code}-L{n}-T{target.seq}"),
-            memo=f"release tranche {target.seq} ({target.name}) L{n}",
+            memo=f"release tranche {target.seq} ({target.name}) L{n}" + (" net of clawback offset" if offsets else ""),
             actor=actor,
             rules_version=rules.version,
             trace=trace,
@@ -986,6 +1001,24 @@ def release(
         [AccountSpec(funding, "fiscal", chart.year_accounts_open_on(date.year))],
         {"project_code": code, "lane_no": n, "tranche_id": target.id},
     )
+
+
+def _offsets(session: Session, party_uscc: str, amount: int) -> list[tuple[str, int]]:
+    """Outstanding clawbacks owed by the same party (as a lane's solver), oldest first, up to ``amount``."""
+    rows = session.execute(
+        select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
+        .join(Posting, Posting.account_id == Account.id)
+        .where(Account.lane == party_uscc, Account.name.like("Assets:Fiscal:ClawbackReceivable:%"))
+        .group_by(Account.name, Account.id)
+        .order_by(Account.id)
+    ).all()
+    offsets, left = [], amount
+    for name, outstanding in rows:
+        take = min(int(outstanding), left)
+        if take > 0:
+            offsets.append((name, take))
+            left -= take
+    return offsets
 
 
 # --- the balances contract --------------------------------------------------------------
@@ -1029,7 +1062,8 @@ def project_balances(session: Session, code: str, *, as_of: dt.date | None = Non
             continue
         bal[family] = bal.get(family, 0) + int(d) - int(c)
         if family == "clawback_receivable":
-            if kind in ("collection", "offset"):
+            # A release netted against the clawback (an offset) settles it like a collection.
+            if kind in ("collection", "release"):
                 receivable_collected += int(c)
             elif kind != "reversal":
                 receivable_debits += int(d)
@@ -1060,3 +1094,396 @@ def project_balances(session: Session, code: str, *, as_of: dt.date | None = Non
     }
     assert tuple(result) == BALANCE_KEYS
     return result
+
+
+# --- money out and back: spending, extension, termination, revocation, recovery ---------
+
+
+def _lane_balance(session: Session, name: str) -> int:
+    return _sum_account(session, name)
+
+
+def spend(
+    session: Session,
+    *,
+    project: str,
+    lane: str | None,
+    amount_fen: int,
+    category: str,
+    date: dt.date,
+    voucher: str | None,
+    actor: str,
+    counterparty: str | None = None,
+    justification: str | None = None,
+    memo: str = "",
+) -> Posted:
+    """Record fiscal money spent by a lane, by budget category; it draws down the advance."""
+    lock(session)
+    state = load_project(session, project)
+    code, rules = state.project.code, state.rules
+    n = state.lane_of(lane)
+    _require_active(state, date, "spending", n)
+    _positive(amount_fen, "spending report")
+    category = _category(category) if category not in rules.spending.legacy_category_map else rules.spending.legacy_category_map[category]
+    if date < state.project.start_date or date > state.end_date:
+        raise Refusal(
+            "spending_must_fall_in_project_period",
+            f"spending on {date} is outside {code}'s period {state.project.start_date}..{state.end_date}"
+            " (including approved extensions); date it inside the period or record an extension first.",
+        )
+    sums = _lane_sums(session, state, n)
+    outstanding = sums.get("advances", 0)
+    if amount_fen > outstanding:
+        raise Refusal(
+            "spending_must_not_exceed_advances",
+            f"spending of {_yuan(amount_fen)} by {code} L{n} exceeds its advances outstanding {_yuan(outstanding)}; "
+            "only released fiscal money can be reported spent — record the release first or correct the amount.",
+        )
+    threshold = rules.spending.equipment_justify_threshold_fen
+    if category == "equipment" and amount_fen >= threshold and not (justification or "").strip():
+        raise Refusal(
+            "equipment_at_threshold_must_be_justified",
+            f"equipment of {_yuan(amount_fen)} is at or above {_yuan(threshold)} ({rules.clause('spending.equipment_justify_threshold')}); "
+            "give its specifications and need with --justification.",
+        )
+    trace: dict = {"lane": f"L{n}", "category": category, "advances_before": format_fen(outstanding)}
+    if category == "indirect":
+        spent_by_category = _spent_by_category(session, state, n)
+        direct = sum(v for c, v in spent_by_category.items() if c != "indirect")
+        equipment = spent_by_category.get("equipment", 0)
+        cap = checks.indirect_cap_fen(direct, equipment, rules)
+        indirect_after = spent_by_category.get("indirect", 0) + amount_fen
+        trace |= {"direct_spent": format_fen(direct), "equipment_spent": format_fen(equipment),
+                  "indirect_cap": format_fen(cap), "indirect_after": format_fen(indirect_after),
+                  "formula": "indirect_cap_fen(direct − equipment) by tiers"}
+        if indirect_after > cap:
+            raise Refusal(
+                "indirect_costs_must_not_exceed_cap",
+                f"indirect costs would reach {_yuan(indirect_after)}, above the cap {_yuan(cap)} computed on direct "
+                f"{_yuan(direct)} less equipment {_yuan(equipment)} ({rules.clause('spending.indirect_tiers')}); reduce the amount.",
+            )
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="spend",
+            postings=(
+                PostingDraft(chart.grant_spent(code, n, category), amount_fen, category, "city_fiscal"),
+                PostingDraft(chart.advances(code, n), -amount_fen, category, "city_fiscal"),
+            ),
+            project_code=code,
+            voucher=_voucher(voucher, f"SPEND-{code}-L{n}-{date.isoformat()}-{category}-{amount_fen}"),
+            memo=memo or f"{category} spending L{n}" + (f" to {counterparty}" if counterparty else ""),
+            actor=actor,
+            rules_version=rules.version,
+            trace=trace | {"counterparty": counterparty, "justification": justification},
+        ),
+        [],
+        {"project_code": code, "lane_no": n, "stage": category,
+         "payload": json.dumps({"counterparty": counterparty, "justification": justification, "category": category}, sort_keys=True, ensure_ascii=False)},
+    )
+
+
+def _spent_by_category(session: Session, state: ProjectState, n: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
+        .join(Posting, Posting.account_id == Account.id)
+        .where(Account.project_code == state.project.code, Account.lane == state.lanes[n], Account.name.like("Expenses:Fiscal:Grant:%"))
+        .group_by(Account.name)
+    ).all()
+    segments = {v: k for k, v in chart.CATEGORY_SEGMENTS.items()}
+    return {segments[name.rsplit(":", 1)[1]]: int(v) for name, v in rows}
+
+
+def extend(session: Session, *, project: str, months: int, date: dt.date, reference: str, voucher: str | None, actor: str) -> Posted:
+    """Record an approved extension of the project period (bounded by the rules)."""
+    lock(session)
+    state = load_project(session, project)
+    code, rules = state.project.code, state.rules
+    _require_active(state, date, "extension")
+    if not (reference or "").strip():
+        raise Refusal("extension_must_cite_approval", "an extension needs the bureau's approval reference; give it with --reference.")
+    facts = checks.ExtensionFacts(code, state.extensions, months, date, state.end_date)
+    _refuse(checks.run_checks(checks.EXTENSION_CHECKS, facts, rules))
+    new_end = checks.add_months(state.end_date, months)
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date, kind="extension", postings=(), project_code=code,
+            voucher=_voucher(voucher, f"EXT-{code}-{state.extensions + 1}"),
+            memo=f"extension by {months} month(s) to {new_end}", actor=actor, rules_version=rules.version,
+            trace={"months": months, "end_before": state.end_date.isoformat(), "end_after": new_end.isoformat(), "reference": reference},
+            fact=True,
+        ),
+        [],
+        {"project_code": code, "reference": reference, "payload": json.dumps({"months": months}, sort_keys=True)},
+    )
+
+
+@dataclass(frozen=True)
+class Misuse:
+    """A misused (违规使用) amount named by the officer, tied to an earlier spend voucher."""
+
+    spend_voucher: str
+    amount_fen: int
+
+
+def _closing_postings(
+    session: Session, state: ProjectState, lanes: list[int], *, misused: list[Misuse], recover_all_rate: Decimal | None
+) -> tuple[list[PostingDraft], dict]:
+    """Clawback, deobligation and forfeit postings for lanes that stop, with the computation."""
+    code, rules = state.project.code, state.rules
+    year = state.project.budget_year
+    postings: list[PostingDraft] = []
+    trace: dict = {"lanes": {}}
+    spends = _spend_entries(session, code)
+    for item in misused:
+        if item.spend_voucher not in spends:
+            raise Refusal(
+                "misuse_must_name_a_spend_voucher",
+                f"misused amount cites voucher {item.spend_voucher}, which is not a spending report of {code}; "
+                "`jiebang journal --project " + code + " --kind spend` lists them.",
+            )
+        lane_no, category, spent = spends[item.spend_voucher]
+        if item.amount_fen <= 0 or item.amount_fen > spent:
+            raise Refusal(
+                "misuse_must_not_exceed_the_spend",
+                f"misused amount {_yuan(item.amount_fen)} on voucher {item.spend_voucher} exceeds that spend of {_yuan(spent)}.",
+            )
+    for n in lanes:
+        sums = _lane_sums(session, state, n)
+        unspent = sums.get("advances", 0)
+        unreleased = sums.get("grant_unreleased", 0)
+        payable = -sums.get("subsidy_payable", 0)
+        lane_misuse = [m for m in misused if spends[m.spend_voucher][0] == n]
+        lane_trace = {"advances_outstanding": format_fen(unspent), "unreleased_obligation": format_fen(unreleased)}
+        if recover_all_rate is not None:
+            released = sums.get("grant_released", 0)
+            target = int((Decimal(released) * recover_all_rate).to_integral_value(rounding="ROUND_HALF_UP"))
+            clawback = target
+            take_advances = min(unspent, target)
+            rest = target - take_advances
+            if take_advances:
+                postings.append(PostingDraft(chart.advances(code, n), -take_advances, None, "city_fiscal"))
+            spent_by_cat = _spent_by_category(session, state, n)
+            for cat in CATEGORIES:
+                take = min(rest, spent_by_cat.get(cat, 0))
+                if take:
+                    postings.append(PostingDraft(chart.grant_spent(code, n, cat), -take, cat, "city_fiscal"))
+                    rest -= take
+            released_subsidy = sums.get("subsidy_expense", 0) - payable
+            take = min(rest, released_subsidy)
+            if take:
+                postings.append(PostingDraft(chart.subsidy_expense(code, n), -take, None, "city_fiscal"))
+                rest -= take
+            if rest:
+                raise Refusal("revocation_must_be_covered", f"cannot source {_yuan(rest)} of the revocation clawback of {code} L{n}.")
+            lane_trace |= {"released": format_fen(released), "rate": str(recover_all_rate),
+                           "formula": "round_half_up(rate × released)", "clawback": format_fen(clawback)}
+        else:
+            misuse_total = 0
+            for m in lane_misuse:
+                _, category, _ = spends[m.spend_voucher]
+                postings.append(PostingDraft(chart.grant_spent(code, n, category), -m.amount_fen, category, "city_fiscal"))
+                misuse_total += m.amount_fen
+            if unspent:
+                postings.append(PostingDraft(chart.advances(code, n), -unspent, None, "city_fiscal"))
+            clawback = unspent + misuse_total
+            lane_trace |= {"misused": {m.spend_voucher: format_fen(m.amount_fen) for m in lane_misuse},
+                           "formula": "advances outstanding + misused", "clawback": format_fen(clawback)}
+        if clawback:
+            postings.append(PostingDraft(chart.clawback_receivable(code, n), clawback, None, "city_fiscal"))
+        if unreleased:
+            postings.append(PostingDraft(chart.grant_unreleased(code, n), -unreleased, None, "city_fiscal"))
+            postings.append(PostingDraft(chart.budget_available(year), unreleased, None, "city_fiscal"))
+            lane_trace["deobligated"] = format_fen(unreleased)
+        if payable and rules.funding.unpaid_subsidy_on_termination == "forfeit":
+            postings.append(PostingDraft(chart.subsidy_payable(code, n), payable, None, "city_fiscal"))
+            postings.append(PostingDraft(chart.subsidy_expense(code, n), -payable, None, "city_fiscal"))
+            lane_trace["subsidy_forfeited"] = format_fen(payable)
+        trace["lanes"][f"L{n}"] = lane_trace
+    return postings, trace
+
+
+def _spend_entries(session: Session, code: str) -> dict[str, tuple[int, str, int]]:
+    """Spend vouchers of a project: voucher -> (lane, category, amount), not reversed."""
+    rows = session.execute(
+        select(JournalEntry.voucher, ProjectEvent.lane_no, ProjectEvent.stage, Posting.amount_fen)
+        .join(ProjectEvent, ProjectEvent.entry_id == JournalEntry.id)
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .where(JournalEntry.project_code == code, JournalEntry.kind == "spend", Posting.amount_fen > 0,
+               JournalEntry.id.not_in(reversed_entries()))
+    ).all()
+    return {v: (lane_no, category, int(amount)) for v, lane_no, category, amount in rows}
+
+
+def terminate(
+    session: Session,
+    *,
+    project: str,
+    date: dt.date,
+    reference: str,
+    voucher: str | None,
+    actor: str,
+    misused: list[Misuse] = (),
+    revoke: bool = False,
+) -> Posted:
+    """Terminate (or revoke) a project: assess the clawback, deobligate, cancel unreleased tranches."""
+    lock(session)
+    state = load_project(session, project)
+    code, rules = state.project.code, state.rules
+    kind = "revocation" if revoke else "termination"
+    if state.terminated_on is not None:
+        raise Refusal(
+            "project_must_be_terminated_once",
+            f"project {code} was already terminated or revoked on {state.terminated_on}; its clawback is assessed.",
+        )
+    _require_active(state, date, kind)
+    if not (reference or "").strip():
+        raise Refusal(f"{kind}_must_cite_approval", f"a {kind} needs the bureau's decision reference; give it with --reference.")
+    lanes = [n for n in sorted(state.lanes) if n not in state.eliminated]
+    postings, trace = _closing_postings(
+        session, state, lanes, misused=list(misused), recover_all_rate=rules.funding.revocation_recovery_rate if revoke else None
+    )
+    trace |= {"reference": reference, "rules_version": rules.version,
+              "clause": rules.clause("closure.termination_recovers") if not revoke else rules.clause("funding.revocation_recovery_rate")}
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date, kind=kind, postings=tuple(postings), project_code=code,
+            voucher=_voucher(voucher, f"{kind.upper()}-{code}"),
+            memo=f"{kind} of {code}", actor=actor, rules_version=rules.version, trace=trace, fact=not postings,
+        ),
+        [AccountSpec(chart.budget_available(state.project.budget_year), "memo", chart.year_accounts_open_on(state.project.budget_year))],
+        {"project_code": code, "reference": reference},
+    )
+
+
+def eliminate_lane_postings(session: Session, state: ProjectState, n: int) -> tuple[list[PostingDraft], dict]:
+    """What a failed 赛马 stage assessment assesses: the lane's clawback and deobligation."""
+    if not state.rules.funding.eliminated_racer_recovers_balance:
+        postings, trace = _closing_postings(session, state, [n], misused=[], recover_all_rate=None)
+        # The lane keeps its advance; only the unreleased obligation and unpaid subsidy stop.
+        keep = {chart.advances(state.project.code, n), chart.clawback_receivable(state.project.code, n)}
+        return [p for p in postings if p.account not in keep], trace
+    return _closing_postings(session, state, [n], misused=[], recover_all_rate=None)
+
+
+def collect(session: Session, *, project: str, lane: str | None, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
+    """Record recovered money received; it is owed to the finance bureau (应缴财政款) until remitted."""
+    lock(session)
+    state = load_project(session, project)
+    code = state.project.code
+    n = state.lane_of(lane)
+    _positive(amount_fen, "collection")
+    outstanding = _lane_sums(session, state, n).get("clawback_receivable", 0)
+    if amount_fen > outstanding:
+        raise Refusal(
+            "collection_must_not_exceed_outstanding",
+            f"collection of {_yuan(amount_fen)} exceeds the clawback outstanding on {code} L{n}, {_yuan(outstanding)}; correct the amount.",
+        )
+    recoveries = chart.recoveries_owed(date.year)
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date, kind="collection",
+            postings=(
+                PostingDraft(chart.RECOVERIES_BANK, amount_fen, None, "city_fiscal"),
+                PostingDraft(chart.clawback_receivable(code, n), -amount_fen, None, "city_fiscal"),
+                PostingDraft(recoveries, amount_fen, None, "city_fiscal"),
+                PostingDraft(chart.DUE_TO_FINANCE, -amount_fen, None, "city_fiscal"),
+            ),
+            project_code=code, voucher=_voucher(voucher, f"COLLECT-{code}-L{n}-{date.isoformat()}-{amount_fen}"),
+            memo=f"clawback collected L{n}", actor=actor, rules_version=state.rules.version,
+            trace={"outstanding_before": format_fen(outstanding), "collected": format_fen(amount_fen)},
+        ),
+        [AccountSpec(chart.RECOVERIES_BANK, "fiscal", dt.date(2000, 1, 1)),
+         AccountSpec(chart.DUE_TO_FINANCE, "fiscal", dt.date(2000, 1, 1)),
+         AccountSpec(recoveries, "fiscal", chart.year_accounts_open_on(date.year))],
+        {"project_code": code, "lane_no": n},
+    )
+
+
+def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
+    """Record recovered money handed over to the finance bureau."""
+    lock(session)
+    _positive(amount_fen, "remittance")
+    owed = -_sum_account(session, chart.DUE_TO_FINANCE)
+    if amount_fen > owed:
+        raise Refusal(
+            "remittance_must_not_exceed_amount_owed",
+            f"remittance of {_yuan(amount_fen)} exceeds the {_yuan(owed)} collected and owed to the finance bureau.",
+        )
+    return post(
+        session,
+        EntryDraft(
+            value_date=date, kind="remittance",
+            postings=(PostingDraft(chart.DUE_TO_FINANCE, amount_fen), PostingDraft(chart.RECOVERIES_BANK, -amount_fen)),
+            voucher=_voucher(voucher, f"REMIT-{date.isoformat()}-{amount_fen}"),
+            memo="recoveries remitted to the finance bureau (应缴财政款)", actor=actor,
+        ),
+    )
+
+
+def write_off(
+    session: Session, *, project: str, lane: str | None, amount_fen: int, date: dt.date, reason: str, approval: str, voucher: str | None, actor: str
+) -> Posted:
+    """Write off an uncollectable clawback, with a reason and an approval reference."""
+    lock(session)
+    state = load_project(session, project)
+    code = state.project.code
+    n = state.lane_of(lane)
+    _positive(amount_fen, "write-off")
+    if not (reason or "").strip() or not (approval or "").strip():
+        raise Refusal("write_off_must_have_reason_and_approval", "a write-off needs --reason and --approval (the approval reference).")
+    outstanding = _lane_sums(session, state, n).get("clawback_receivable", 0)
+    if amount_fen > outstanding:
+        raise Refusal(
+            "write_off_must_not_exceed_outstanding",
+            f"write-off of {_yuan(amount_fen)} exceeds the clawback outstanding on {code} L{n}, {_yuan(outstanding)}.",
+        )
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date, kind="write_off",
+            postings=(PostingDraft(chart.write_offs(code), amount_fen, None, "city_fiscal"),
+                      PostingDraft(chart.clawback_receivable(code, n), -amount_fen, None, "city_fiscal")),
+            project_code=code, voucher=_voucher(voucher, f"WRITEOFF-{code}-L{n}-{date.isoformat()}"),
+            memo=f"write-off: {reason.strip()}", actor=actor, rules_version=state.rules.version,
+            trace={"reason": reason.strip(), "approval": approval.strip(), "outstanding_before": format_fen(outstanding)},
+        ),
+        [AccountSpec(chart.write_offs(code), "fiscal", state.project.approval_date, code)],
+        {"project_code": code, "lane_no": n, "reference": approval.strip()},
+    )
+
+
+def reverse_event(session: Session, entry_id: int, *, reason: str, actor: str, value_date: dt.date | None = None) -> Posted:
+    """Reverse a business event, refusing while later events of the project depend on it."""
+    from ledger.journal import reverse
+
+    lock(session)
+    entry = session.get(JournalEntry, entry_id)
+    if entry is not None and entry.project_code and entry.kind in ("approval", "stage", "bid_payment", "release", "extension"):
+        dependants_kinds = {
+            "approval": None,  # everything after the approval depends on it
+            "stage": ("release", "spend", "termination", "revocation"),
+            "bid_payment": ("release",),
+            "release": ("spend", "termination", "revocation", "collection"),
+            "extension": ("spend",),
+        }[entry.kind]
+        query = select(JournalEntry.id).where(
+            JournalEntry.project_code == entry.project_code,
+            JournalEntry.id > entry_id,
+            JournalEntry.kind != "reversal",
+            JournalEntry.id.not_in(reversed_entries()),
+        )
+        if dependants_kinds is not None:
+            query = query.where(JournalEntry.kind.in_(dependants_kinds))
+        blocking = session.scalars(query.order_by(JournalEntry.id).limit(5)).all()
+        if blocking:
+            raise Refusal(
+                "dependent_entries_must_be_reversed_first",
+                f"entry {entry_id} ({entry.kind}) of {entry.project_code} has later entries that rely on it: "
+                + ", ".join(str(b) for b in blocking) + "; reverse those first (latest first).",
+            )
+    return reverse(session, entry_id, reason=reason, actor=actor, value_date=value_date)

@@ -141,33 +141,29 @@ def test_entry_ids_are_gapless_and_chained(session_factory, engine, chart):
         assert chain_head(session) == (2, second.hash)
 
 
-def test_unbalanced_in_fiscal_is_refused(session_factory, engine, chart):
-    draft = EntryDraft(D(2025, 3, 10), "release", legs((ADVANCES, 100_000), (TREASURY, -99_999)), voucher="PV-9")
-    refusal = refuse(session_factory, engine, lambda s: post(s, draft))
+def test_an_entry_must_balance_in_each_book(session_factory, engine, chart):
+    fiscal = EntryDraft(D(2025, 3, 10), "release", legs((ADVANCES, 100_000), (TREASURY, -99_999)), voucher="PV-9")
+    refusal = refuse(session_factory, engine, lambda s: post(s, fiscal))
     assert refusal.code == "entry_must_balance_per_book"
     assert refusal.message == (
         "entry release PV-9 does not balance in the fiscal book: postings sum to 0.01, not 0.00; "
         "fix the amounts so debits equal credits."
     )
-
-
-def test_unbalanced_in_memo_while_fiscal_balances_is_refused(session_factory, engine, chart):
-    draft = EntryDraft(
-        D(2025, 3, 10),
-        "release",
-        legs((ADVANCES, 500), (TREASURY, -500), (OBLIGATIONS, -500), (AUTHORITY, 400)),
+    # The fiscal legs balance; the memo legs do not.
+    memo = EntryDraft(
+        D(2025, 3, 10), "release", legs((ADVANCES, 500), (TREASURY, -500), (OBLIGATIONS, -500), (AUTHORITY, 400))
     )
-    refusal = refuse(session_factory, engine, lambda s: post(s, draft))
+    refusal = refuse(session_factory, engine, lambda s: post(s, memo))
     assert refusal.code == "entry_must_balance_per_book"
-    assert "does not balance in the memo book: postings sum to -1.00, not 0.00" in refusal.message
-
-
-def test_balancing_across_books_is_not_balancing(session_factory, engine, chart):
-    # Fiscal +500 and memo -500 sum to zero overall, but each book must balance on its own.
-    draft = EntryDraft(D(2025, 3, 10), "release", legs((ADVANCES, 500), (OBLIGATIONS, -500)))
-    refusal = refuse(session_factory, engine, lambda s: post(s, draft))
+    assert refusal.message == (
+        "entry release does not balance in the memo book: postings sum to -1.00, not 0.00; "
+        "fix the amounts so debits equal credits."
+    )
+    # Fiscal +5.00 and memo -5.00 sum to zero overall, but each book must balance on its own.
+    across = EntryDraft(D(2025, 3, 10), "release", legs((ADVANCES, 500), (OBLIGATIONS, -500)))
+    refusal = refuse(session_factory, engine, lambda s: post(s, across))
     assert refusal.code == "entry_must_balance_per_book"
-    assert "fiscal book: postings sum to 5.00" in refusal.message
+    assert "does not balance in the fiscal book: postings sum to 5.00, not 0.00" in refusal.message
 
 
 def test_unknown_account_is_refused(session_factory, engine, chart):
@@ -557,21 +553,16 @@ def test_an_unbalanced_entry_written_in_sql_is_refused(engine, chart):
         message = raw_refused(engine, *statements, _entry_row(1))
         assert "entry_must_balance_per_book" in message, case
         assert counts(engine) == before
-
-
-def test_postings_dated_otherwise_than_their_entry_are_refused(engine, chart):
     message = raw_refused(
         engine,
         _raw_posting(1, chart[ADVANCES], 500, when="2025-03-10"),
         _raw_posting(1, chart[TREASURY], -500, when="2025-03-11"),
         _entry_row(1, when="2025-03-10"),
     )
-    assert "entry_must_balance_per_book" in message
-
-
-def test_a_posting_in_another_book_than_its_account_is_refused(engine, chart):
+    assert "entry_must_balance_per_book" in message, "postings dated otherwise than their entry"
     message = raw_refused(engine, _raw_posting(1, chart[ADVANCES], 500, book="memo"))
     assert "posting_book_must_match_account" in message
+    assert counts(engine) == before
 
 
 def test_a_posting_cannot_be_added_to_a_written_entry(engine, posted, chart):
