@@ -204,7 +204,17 @@ def init(obj: Context) -> None:
     if before == HEAD:
         click.echo(f"ledger at {_where(obj)} is already at schema {HEAD}.")
         return
-    upgrade_to_head(engine)
+    from alembic.util import CommandError
+
+    try:
+        upgrade_to_head(engine)
+    except CommandError:
+        # alembic cannot find a path from a revision it does not know (a newer jiebang's).
+        raise Refusal(
+            "database_schema_must_be_known",
+            f"the ledger database is at schema {before}, which this jiebang does not know; "
+            "use the jiebang version that wrote it.",
+        ) from None
     action = "created" if before is None else f"upgraded from {before}"
     click.echo(f"ledger {action} at {_where(obj)} (schema {HEAD}).")
 
@@ -672,10 +682,15 @@ def projects(obj, fmt) -> None:
     from ledger.models import Project
     from ledger.money import format_fen
 
+    from ledger.programme import extension_months_by_project
+    from funding_rules.checks import add_months
+
     with obj.read() as session:
+        extended = extension_months_by_project(session)
         rows = [
             {"code": p.code, "name": p.name, "city": p.city, "mode": p.mode, "category": p.category,
-             "approved": p.approval_date.isoformat(), "end": p.end_date.isoformat(), "obligation": format_fen(p.approved_grant_fen)}
+             "approved": p.approval_date.isoformat(), "end": add_months(p.end_date, extended.get(p.code, 0)).isoformat(),
+             "obligation": format_fen(p.approved_grant_fen)}
             for p in session.scalars(select(Project).order_by(Project.code))
         ]
     emit(rows, ["code", "name", "city", "mode", "category", "approved", "end", "obligation"], fmt, right=("obligation",))
@@ -958,6 +973,26 @@ def remit(obj, amount, when, voucher) -> None:
     _done(posted, "remittance")
 
 
+@main.command()
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--reference", required=True, help="The acceptance document reference.")
+@date_option
+@voucher_option
+@pass_context
+def close(obj, code, reference, when, voucher) -> None:
+    """Close a project after a passed acceptance; what was never released is deobligated.
+
+    \b
+    Example:
+      jiebang close --project UR2024-001 --reference 乌科验〔2027〕12号 --date 2027-03-01
+    """
+    from ledger.programme import close as close_project
+
+    with obj.write() as session:
+        posted = close_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
+    _done(posted, f"closure of {code.upper()}")
+
+
 @main.command("write-off")
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
@@ -979,6 +1014,155 @@ def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher) -> N
     with obj.write() as session:
         posted = write_off(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher, actor=obj.user)
     _done(posted, f"write-off for {code.upper()}")
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", help="For a CSV file: the kind of its rows, a sheet name such as bid_payments.")
+@click.option("--dry-run", is_flag=True, help="Run every row through the checks, report, and write nothing.")
+@pass_context
+def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool) -> None:
+    """Import events from a workbook (one sheet per kind) or a CSV file of one kind, all or nothing.
+
+    Rows go through the same checks as the verbs, in date order, in one transaction. Every
+    problem is listed as `sheet!row column: reason` and then nothing is written. Rows whose
+    voucher is already recorded are skipped, so importing a file again writes nothing new.
+    A row whose first cell begins with # (the template's #example rows) is skipped.
+
+    \b
+    Example:
+      jiebang template import.xlsx
+      jiebang import import.xlsx --dry-run
+      jiebang import payments.csv --kind bid_payments
+    """
+    from sqlalchemy.orm import Session
+
+    from ledger import importer
+    from ledger.progress import progress_bar
+
+    is_csv = path.suffix.lower() == ".csv"
+    if is_csv and not kind:
+        raise click.UsageError("a CSV file holds one kind of row; name it with --kind, e.g. --kind bid_payments.")
+    if kind and not is_csv:
+        raise click.UsageError("--kind is for CSV files; a workbook names each kind by its sheet.")
+    if kind and kind not in importer.SHEETS:
+        raise click.BadParameter(f"{kind!r} is not one of {', '.join(importer.SHEETS)}.", param_hint="--kind")
+    batch = importer.read_file(path, kind=kind)
+    total = batch.read
+    with Session(obj.engine()) as session:
+        with progress_bar(total, "importing", enabled=total >= 1_000) as advance:
+            report = importer.run_rows(session, batch, actor=obj.user, progress=advance)
+        if report.problems or dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    for problem in report.problems:
+        click.echo(str(problem))
+    if report.problems:
+        count = len(report.problems)
+        raise Refusal(
+            "import_must_have_no_problems",
+            f"{count} problem{'s' if count != 1 else ''} in {path.name} ({total} rows read); nothing was written. "
+            "Fix the rows listed and import the file again.",
+        )
+    verb = "would be written" if dry_run else "written"
+    for sheet in importer.SHEETS:
+        if report.written[sheet] or report.present[sheet]:
+            click.echo(f"{sheet}: {report.written[sheet]} {verb}, {report.present[sheet]} already present")
+    tail = "; dry run, nothing was written." if dry_run else "."
+    click.echo(f"{report.written_total} {verb}, {report.present_total} already present{tail}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+def template(path: Path, force: bool) -> None:
+    """Write an empty import workbook: one sheet per kind, headers with comments, an example row each.
+
+    Each example row's first cell begins with #example, so the import skips it; copy it
+    below, remove the mark and fill in your own rows.
+
+    \b
+    Example:
+      jiebang template import.xlsx
+    """
+    from ledger.importer import SHEETS, write_template
+
+    if path.exists() and not force:
+        raise Refusal("template_must_not_overwrite", f"{path} exists; choose another name or add --force to overwrite it.")
+    try:
+        write_template(path)
+    except OSError as exc:
+        raise Refusal("template_must_be_writable", f"cannot write {path}: {exc.strerror}.") from None
+    click.echo(f"wrote {path}: sheets {', '.join(SHEETS)}.")
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="demo-out", show_default=True,
+              help="Directory for the demo ledger (DIR/jiebang.db) and everything written from it.")
+@click.option("--force", is_flag=True, help="Replace DIR/jiebang.db if it exists.")
+def demo(out_dir: Path, force: bool) -> None:
+    """Build a two-city example ledger through the services and write every report from it.
+
+    Creates a fresh SQLite ledger at DIR/jiebang.db (the global --db is not used), records
+    2024–2026 appropriations and nine Jiangmen and Urumqi projects with fixed dates and
+    vouchers, verifies the chain, exports both books to beancount, and writes per-project
+    balances and two enterprises' status reports. Deterministic; never uses the network.
+
+    \b
+    Example:
+      jiebang demo
+      jiebang demo --out /tmp/jiebang-demo --force
+    """
+    from reports.demo import build_demo, summary_lines
+
+    result = build_demo(out_dir, force=force)
+    for line in summary_lines(result):
+        click.echo(line)
+    if not result.verify_ok or result.bean_check:
+        sys.exit(1)
+
+
+@main.group()
+def report() -> None:
+    """Reports people can hand over (status of an enterprise's matched investment)."""
+
+
+@report.command("status")
+@click.option("--party", "uscc", required=True, help="USCC of the enterprise (demand side or solver).")
+@as_of_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write status-USCC-DATE.json and .xlsx into this directory instead of printing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@pass_context
+def report_status(obj: Context, uscc: str, as_of, out_dir: Path | None, fmt: str) -> None:
+    """An enterprise's matched-investment status: per project and lane, self-funding
+    pledged vs contributed (到位率), bid contracted vs paid by form, subsidy earned /
+    released / payable, grant released / unreleased, the next tranche and what it waits on,
+    and warnings. Only the party's own projects (a solver sees only its own lane).
+
+    The as-of date defaults to the latest entry's value date, so the same ledger and date
+    always give the same output.
+
+    \b
+    Example:
+      jiebang report status --party 91440703MA4W1A276P
+      jiebang report status --party 91440703MA4W1A276P --as-of 2026-12-31 --out reports/
+    """
+    from reports.status import render_json, render_table, status_report, write_report_files
+
+    with obj.read() as session:
+        data = status_report(session, uscc, as_of=_date_or_none(as_of))
+    if out_dir is not None:
+        _check_writable(out_dir)
+        for path in write_report_files(data, out_dir):
+            click.echo(f"wrote {path}")
+        return
+    if fmt == "json":
+        click.echo(render_json(data), nl=False)
+    else:
+        for line in render_table(data):
+            click.echo(line)
 
 
 @main.group()

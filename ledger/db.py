@@ -95,10 +95,12 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
-        message = str(exc.orig) if exc.orig is not None else str(exc)
-        if "no such table" in message or "does not exist" in message:
+        message = " ".join((str(exc.orig) if exc.orig is not None else str(exc)).split())
+        # Only a missing alembic_version table means "no schema"; a missing PostgreSQL
+        # database also "does not exist", but `jiebang init` cannot create that.
+        if "no such table" in message or ("alembic_version" in message and "does not exist" in message):
             return None
-        raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {message.strip()}") from None
+        raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {message}") from None
     except Exception as exc:  # psycopg raises ProgrammingError for a missing table
         if "alembic_version" in str(exc):
             return None

@@ -502,6 +502,7 @@ class ProjectState:
     released_tranches: set[int] = field(default_factory=set)
     extension_months: int = 0
     extensions: int = 0
+    closed_on: dt.date | None = None
 
     def met(self, n: int) -> set[str]:
         return self.conditions.get(None, set()) | self.conditions.get(n, set())
@@ -564,10 +565,25 @@ def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -
             state.extension_months += json.loads(event.payload or "{}").get("months", 0)
         elif event.kind in ("termination", "revocation"):
             state.terminated_on = state.terminated_on or event.value_date
+        elif event.kind == "closure":
+            state.closed_on = state.closed_on or event.value_date
         elif event.kind == "elimination" and event.lane_no:
             state.eliminated.setdefault(event.lane_no, event.value_date)
     state.conditions.setdefault(None, set()).add("approved")
     return state
+
+
+def extension_months_by_project(session: Session) -> dict[str, int]:
+    """Months of approved extension per project (extension events are few; one query)."""
+    months: dict[str, int] = {}
+    rows = session.execute(
+        select(ProjectEvent.project_code, ProjectEvent.payload).where(
+            ProjectEvent.kind == "extension", ProjectEvent.entry_id.not_in(reversed_entries())
+        )
+    )
+    for code, payload in rows:
+        months[code] = months.get(code, 0) + json.loads(payload or "{}").get("months", 0)
+    return months
 
 
 def _require_active(state: ProjectState, when: dt.date, what: str, n: int | None = None) -> None:
@@ -581,6 +597,11 @@ def _require_active(state: ProjectState, when: dt.date, what: str, n: int | None
         raise Refusal(
             "project_must_not_be_terminated",
             f"project {code} was terminated on {state.terminated_on}; no {what} is accepted after termination.",
+        )
+    if state.closed_on is not None:
+        raise Refusal(
+            "project_must_not_be_closed",
+            f"project {code} was closed after acceptance on {state.closed_on}; no {what} is accepted after closure.",
         )
     if n is not None and n in state.eliminated:
         raise Refusal(
@@ -951,6 +972,11 @@ def release(
     unreleased = sums.get("grant_unreleased", 0)
     if target.basis == "grant_share":
         amount = target.amount_fen
+        if amount <= 0:
+            raise Refusal(
+                "release_must_have_something_due",
+                f"tranche {target.seq} of {code} L{n} is 0.00 (the grant split left nothing for it); nothing to release.",
+            )
         trace = {"tranche": target.seq, "name": target.name, "basis": "grant_share", "amount": format_fen(amount)}
         fiscal_debit = chart.advances(code, n)
     else:
@@ -971,7 +997,14 @@ def release(
             f"tranche {target.seq} of {code} L{n} is {_yuan(amount)} but only {_yuan(unreleased)} of the obligation is unreleased; nothing released.",
         )
     funding = chart.funding(date.year)
-    offsets = _offsets(session, state.lanes[n], amount) if rules.funding.clawback_offset_allowed else []
+    # An offset nets a clawback the recipient owes to this city against money this city pays
+    # it. A grant tranche is paid to the lane's unit (the solver); a bid subsidy goes to the
+    # demand side, which owes no lane clawback, so subsidy releases are never offset.
+    offsets = (
+        _offsets(session, state.lanes[n], state.project.city, amount)
+        if rules.funding.clawback_offset_allowed and target.basis == "grant_share"
+        else []
+    )
     paid = amount - sum(value for _, value in offsets)
     postings = [
         PostingDraft(chart.grant_released(code, n), amount, None, "city_fiscal"),
@@ -1003,12 +1036,18 @@ def release(
     )
 
 
-def _offsets(session: Session, party_uscc: str, amount: int) -> list[tuple[str, int]]:
-    """Outstanding clawbacks owed by the same party (as a lane's solver), oldest first, up to ``amount``."""
+def _offsets(session: Session, party_uscc: str, city: str, amount: int) -> list[tuple[str, int]]:
+    """Outstanding clawbacks the same unit owes as a lane's solver in this city's projects,
+    oldest account first, up to ``amount``."""
+    same_city = select(Project.code).where(Project.city == city)
     rows = session.execute(
         select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
         .join(Posting, Posting.account_id == Account.id)
-        .where(Account.lane == party_uscc, Account.name.like("Assets:Fiscal:ClawbackReceivable:%"))
+        .where(
+            Account.lane == party_uscc,
+            Account.name.like("Assets:Fiscal:ClawbackReceivable:%"),
+            Account.project_code.in_(same_city),
+        )
         .group_by(Account.name, Account.id)
         .order_by(Account.id)
     ).all()
@@ -1487,3 +1526,51 @@ def reverse_event(session: Session, entry_id: int, *, reason: str, actor: str, v
                 + ", ".join(str(b) for b in blocking) + "; reverse those first (latest first).",
             )
     return reverse(session, entry_id, reason=reason, actor=actor, value_date=value_date)
+
+
+def close(session: Session, *, project: str, date: dt.date, reference: str, voucher: str | None, actor: str) -> Posted:
+    """Close a project after a passed acceptance: what was never released is deobligated.
+
+    The balance left with the unit follows the rules (``closure.balance_after_acceptance``;
+    the national 2021 rule retains it), so advances stay as they are. Unpaid subsidy must be
+    released before closing, since closing ends every tranche.
+    """
+    lock(session)
+    state = load_project(session, project)
+    code, rules = state.project.code, state.rules
+    _require_active(state, date, "closure")
+    missing = [c for c in ("acceptance_passed",) + (("audit_report_received",) if checks.audit_required(state.project.approved_grant_fen, rules) else ())
+               if c not in state.met(0)]
+    if missing:
+        raise Refusal(
+            "closure_must_follow_acceptance",
+            f"project {code} cannot close before " + "; ".join(CONDITION_HINTS[c] for c in missing) + ".",
+        )
+    if not (reference or "").strip():
+        raise Refusal("closure_must_cite_approval", "a closure needs the acceptance document reference; give it with --reference.")
+    year = state.project.budget_year
+    postings: list[PostingDraft] = []
+    trace: dict = {"reference": reference, "balance_after_acceptance": rules.closure.balance_after_acceptance, "lanes": {}}
+    for n in sorted(state.lanes):
+        if n in state.eliminated:
+            continue
+        sums = _lane_sums(session, state, n)
+        payable = -sums.get("subsidy_payable", 0)
+        if payable:
+            raise Refusal(
+                "closure_must_follow_final_release",
+                f"{code} L{n} still has {_yuan(payable)} subsidy earned and unpaid; release it (jiebang release) before closing.",
+            )
+        unreleased = sums.get("grant_unreleased", 0)
+        if unreleased:
+            postings += [PostingDraft(chart.grant_unreleased(code, n), -unreleased, None, "city_fiscal"),
+                         PostingDraft(chart.budget_available(year), unreleased, None, "city_fiscal")]
+        trace["lanes"][f"L{n}"] = {"deobligated": format_fen(unreleased), "advances_retained": format_fen(sums.get("advances", 0))}
+    return _post_event(
+        session,
+        EntryDraft(value_date=date, kind="closure", postings=tuple(postings), project_code=code,
+                   voucher=_voucher(voucher, f"CLOSE-{code}"), memo=f"closure of {code} after acceptance", actor=actor,
+                   rules_version=rules.version, trace=trace, fact=not postings),
+        [AccountSpec(chart.budget_available(year), "memo", chart.year_accounts_open_on(year))],
+        {"project_code": code, "reference": reference},
+    )

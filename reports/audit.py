@@ -1,0 +1,1160 @@
+"""The 专项审计资料包 (audit pack) of one project as of an audit cut-off date: the tables a
+CPA firm needs for the 专项审计报告 (domain-facts §5), built as plain data and pandas
+DataFrames from SQL aggregates scoped to the project, then rendered to PDF and xlsx by
+separate functions, with the project's beancount extract beside them.
+
+Scope and as-of. Every query filters on the project's own accounts or events and on
+``value_date <= as_of``; nothing loads the ledger's other postings. An entry dated after the
+as-of date never changes the pack, and a reversal counts only when it is itself dated on or
+before the as-of date (its postings are, by the same rule, in or out of the balances).
+
+Choices, stated once (they are printed in the pack's notes too):
+
+- Cut-off (默认审计截止日): the project end date including extensions approved by then, or
+  the termination/revocation date when that is earlier (domain-facts §5, MOST rule).
+- 应到位 (due) of the city's money: for a staged grant (Jiangmen) the tranches whose release
+  conditions were all met by the cut-off, released or not (cancelled tranches are not due);
+  for a bid subsidy (Urumqi, a post-subsidy) the subsidy earned by the cut-off. The
+  obligation is shown beside it as 批复数. Self-funding due = the whole pledge (the 承诺函
+  has no schedule); bid money due = the contracted bid of the lane.
+- 预算执行 (budget execution): the ledger holds no fiscal budget by category, so the city's
+  row gives 预算 = the approved grant, 调整后预算 = the obligation as of the cut-off (after
+  deobligation), 到位 = released, 实际支出 = eligible spending reported by category (misused
+  amounts named at termination are moved out of spending into the clawback), 执行率 =
+  实际支出 / 调整后预算, 结余 = 到位 − 实际支出. Self-funding: 预算 = pledged (by the category
+  the pledge names, else 未分类), 到位 = 实际支出 = contributions evidenced by category, so
+  its 结余 is 0. A post-subsidy is not reported as spent by category.
+- Integrity: the pack prints the anchor entry — the highest entry id whose value date is on or
+  before the cut-off; its hash covers every entry the pack reads — and the result of
+  ``verify`` over the whole chain. The current chain head is deliberately not printed: it
+  changes with every later entry and would break the byte-identity of an as-of report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from funding_rules.checks import add_months
+from funding_rules.loader import Rules, get_rules
+from ledger import chart
+from ledger.errors import Refusal
+from ledger.models import Account, JournalEntry, Lane, Party, Posting, Project, ProjectEvent
+from ledger.money import apply_rate, format_fen_grouped
+from ledger.programme import BALANCE_KEYS, STAGES, ProjectState, project_balances, tranche_views
+
+STREAM_BATCH = 2_000
+
+KIND_ZH = {
+    "approval": "立项", "pledge": "自筹承诺", "contribution": "自筹到位", "bid_contract": "揭榜合同",
+    "bid_payment": "揭榜金额拨付", "stage": "阶段事项", "release": "财政拨付", "spend": "经费支出",
+    "extension": "延期", "termination": "终止", "revocation": "撤销", "elimination": "淘汰",
+    "collection": "追回收款", "write_off": "核销", "reversal": "冲销", "remittance": "上缴财政",
+}
+CATEGORY_ZH = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
+UNCATEGORISED = "未分类"
+SOURCE_ZH = {"city_fiscal": "市财政", "self_funded": "单位自筹", "bid": "揭榜金额"}
+FORM_ZH = {"cash": "现金", "equity": "技术入股（股权评估）", "in_kind": "实物"}
+BOOK_ZH = {"fiscal": "财务", "memo": "备查"}
+MODE_ZH = {"jbgs": "揭榜挂帅", "saima": "赛马"}
+PROJECT_CATEGORY_ZH = {"tech_breakthrough": "技术攻关类", "commercialization": "成果转化类"}
+PARTY_KIND_ZH = {"enterprise": "企业", "university": "高校", "institute": "科研院所", "other": "其他"}
+STAGE_ZH = {"contract_signed": "签订合同", "midterm": "中期检查", "stage_assessment": "赛马阶段考核",
+            "acceptance": "验收", "audit_report": "专项审计报告"}
+CONDITION_ZH = {"approved": "立项", "contract_signed": "签订合同", "first_bid_payment": "首笔揭榜金额拨付",
+                "midterm_passed": "中期检查通过", "stage_passed": "阶段考核通过", "acceptance_passed": "验收通过",
+                "audit_report_received": "收到专项审计报告"}
+TRANCHE_STATUS_ZH = {"released": "已拨付", "eligible": "可拨付", "planned": "待条件", "cancelled": "已取消"}
+TRANCHE_NAME_ZH = {"contract": "签约拨付", "midterm": "中期拨付", "interim": "过程拨付", "final": "结题拨付"}
+BASIS_ZH = {"grant_share": "按批复资助比例", "subsidy_earned": "按已计提补助"}
+FAMILY_ZH = {
+    "self_funding_pledged": "自筹承诺", "self_funding_outstanding": "自筹未到位", "self_funding_contributed": "自筹到位",
+    "bid_contracted": "揭榜合同额", "bid_unpaid": "揭榜未付", "bid_paid_cash": "揭榜已付·现金",
+    "bid_paid_equity": "揭榜已付·技术入股", "bid_paid_in_kind": "揭榜已付·实物", "grant_unreleased": "批复未拨付",
+    "grant_released": "财政已拨付", "advances": "预拨经费结余", "grant_spent": "财政资金支出",
+    "subsidy_expense": "补助费用", "subsidy_payable": "应付政府补贴款", "clawback_receivable": "其他应收款·追回",
+    "write_offs": "追回核销",
+}
+BALANCE_ZH = {
+    "self_funding_pledged": "自筹承诺", "self_funding_contributed": "自筹到位", "self_funding_outstanding": "自筹未到位",
+    "bid_contracted": "揭榜合同额", "bid_paid_cash": "揭榜已付·现金", "bid_paid_equity": "揭榜已付·技术入股",
+    "bid_paid_in_kind": "揭榜已付·实物", "bid_unpaid": "揭榜未付", "subsidy_base": "补助基数（现金）",
+    "subsidy_earned": "补助已计提", "subsidy_released": "补助已拨付", "subsidy_payable": "补助应付未付",
+    "grant_obligated": "批复（已承诺）", "grant_released": "财政已拨付", "grant_unreleased": "批复未拨付",
+    "advances_outstanding": "预拨经费结余", "fiscal_spent": "财政资金支出", "clawback_assessed": "追回核定",
+    "clawback_collected": "已收回（含抵扣）", "clawback_outstanding": "未追回",
+}
+EXCLUSION_REASON = {
+    "equity": "技术入股股权评估资金不予补助",
+    "in_kind": "实物出资非资金拨付，不计入补助基数",
+}
+
+
+# --- the shape of a pack ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column.
+
+    Attributes:
+      key: the DataFrame column.
+      header: "中文\\nEnglish", the two lines of the header cell.
+      kind: text, long (wrapping text), amount (int fen), rate (Decimal percent), int or date.
+      width: relative width in the PDF.
+    """
+
+    key: str
+    header: str
+    kind: str = "text"
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """One table of the pack: a DataFrame plus how to show it.
+
+    Attributes:
+      sheet: the xlsx sheet name (unique, at most 31 characters).
+      title: the caption above the table in the PDF.
+      frame: one row per table row: the column keys plus ``_role`` (item, subtotal, total)
+        and ``_group`` (what a subtotal adds up).
+      notes: sentences printed under the table (never amounts: every amount is a cell).
+    """
+
+    sheet: str
+    title: str
+    columns: tuple[Column, ...]
+    frame: pd.DataFrame
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    intro: tuple[str, ...]
+    tables: tuple[ReportTable, ...]
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What ties the pack to a ledger state.
+
+    Attributes:
+      anchor_id / anchor_hash / anchor_date: the highest entry id with value date ≤ as-of.
+      entries_as_of: entries in the whole ledger with value date ≤ as-of.
+      project_entries / project_postings: the project's entries and postings in the pack.
+      verify_ok / verify_problem: the result of ``verify`` over the whole chain.
+    """
+
+    anchor_id: int | None
+    anchor_hash: str | None
+    anchor_date: dt.date | None
+    entries_as_of: int
+    project_entries: int
+    project_postings: int
+    verify_ok: bool
+    verify_problem: str | None
+
+
+@dataclass(frozen=True)
+class AuditPack:
+    """The whole pack, ready to render.
+
+    Attributes:
+      balances: ``project_balances`` at the as-of date: the numbers every summary must equal.
+      cutoff_basis: why the as-of date is what it is, in Chinese.
+    """
+
+    code: str
+    name: str
+    as_of: dt.date
+    cutoff_basis: str
+    rules: Rules
+    balances: dict[str, int]
+    sections: tuple[Section, ...]
+    integrity: Integrity
+
+    @property
+    def stem(self) -> str:
+        return f"audit-{self.code}-{self.as_of.isoformat()}"
+
+    @property
+    def beancount_dir(self) -> str:
+        return f"beancount-{self.code}-{self.as_of.isoformat()}"
+
+    def tables(self) -> list[ReportTable]:
+        return [t for s in self.sections for t in s.tables]
+
+
+# --- scope: which project, which date ------------------------------------------------------
+
+
+@dataclass
+class Scope:
+    """The project and everything about it as of the cut-off, read once."""
+
+    project: Project
+    rules: Rules
+    as_of: dt.date
+    cutoff_basis: str
+    lanes: dict[int, str]
+    parties: dict[str, Party]
+    events: list  # rows of _events(), in chain order
+    state: ProjectState
+    met_on: dict[tuple[int | None, str], dt.date] = field(default_factory=dict)
+
+    def party_name(self, uscc: str | None) -> str:
+        party = self.parties.get(uscc or "")
+        return party.name if party else (uscc or "")
+
+    def lane_label(self, n: int | None) -> str:
+        return f"L{n}" if n else ""
+
+
+def audit_cutoff(session: Session, code: str) -> tuple[Project, dt.date, str]:
+    """The project and its default audit cut-off: period end with approved extensions, or
+    the termination/revocation date if earlier. Refuses an unknown project."""
+    code = code.strip().upper()
+    project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
+    if project is None:
+        raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
+    months = 0
+    ended = None
+    reversed_ids = _reversed_ids(session, code, None)
+    rows = session.execute(
+        select(ProjectEvent.kind, ProjectEvent.value_date, ProjectEvent.payload, ProjectEvent.entry_id)
+        .where(ProjectEvent.project_code == code, ProjectEvent.kind.in_(("extension", "termination", "revocation")))
+        .order_by(ProjectEvent.entry_id)
+    ).all()
+    for kind, value_date, payload, entry_id in rows:
+        if entry_id in reversed_ids:
+            continue
+        if kind == "extension":
+            months += json.loads(payload or "{}").get("months", 0)
+        elif ended is None:
+            ended = (value_date, kind)
+    end = add_months(project.end_date, months)
+    if ended is not None and ended[0] < end:
+        word = "终止" if ended[1] == "termination" else "撤销"
+        return project, ended[0], f"项目{word}日期（早于实施期截止日 {end.isoformat()}）"
+    basis = f"项目实施期截止日（含已批准延期 {months} 个月）" if months else "项目实施期截止日"
+    return project, end, basis
+
+
+def resolve_as_of(session: Session, code: str, as_of: dt.date | None) -> tuple[Project, dt.date, str]:
+    """The project, the as-of date to use and its basis; refuses a date before approval."""
+    project, cutoff, basis = audit_cutoff(session, code)
+    if as_of is None:
+        return project, cutoff, basis
+    if as_of < project.approval_date:
+        raise Refusal(
+            "as_of_must_follow_approval",
+            f"as-of date {as_of} is before project {project.code}'s approval on {project.approval_date}; "
+            f"give --as-of on or after it, or omit it for the audit cut-off {cutoff}.",
+        )
+    return project, as_of, f"指定截止日（默认审计截止日为 {cutoff.isoformat()}：{basis}）"
+
+
+def _reversed_ids(session: Session, code: str, as_of: dt.date | None) -> set[int]:
+    """Entries of the project reversed by a reversal dated on or before ``as_of``."""
+    query = select(JournalEntry.reverses_id).where(JournalEntry.project_code == code, JournalEntry.reverses_id.is_not(None))
+    if as_of is not None:
+        query = query.where(JournalEntry.value_date <= as_of)
+    return set(session.scalars(query))
+
+
+def _events(session: Session, code: str, as_of: dt.date, reversed_ids: set[int]) -> list:
+    rows = session.execute(
+        select(
+            ProjectEvent.entry_id, ProjectEvent.value_date, ProjectEvent.kind, ProjectEvent.lane_no, ProjectEvent.stage,
+            ProjectEvent.passed, ProjectEvent.tranche_id, ProjectEvent.reference, ProjectEvent.payload,
+            JournalEntry.voucher, JournalEntry.memo, JournalEntry.trace,
+        )
+        .join(JournalEntry, JournalEntry.id == ProjectEvent.entry_id)
+        .where(ProjectEvent.project_code == code, ProjectEvent.value_date <= as_of)
+        .order_by(ProjectEvent.entry_id)
+    ).all()
+    return [r for r in rows if r.entry_id not in reversed_ids]
+
+
+def _state(project: Project, rules: Rules, lanes: dict[int, str], events: list) -> tuple[ProjectState, dict]:
+    """The project's state as of the cut-off, read from its events as ``load_project`` does,
+    except that a reversal dated after the cut-off does not yet undo its event."""
+    state = ProjectState(project=project, rules=rules, lanes=dict(lanes))
+    met_on: dict[tuple[int | None, str], dt.date] = {(None, "approved"): project.approval_date}
+    for e in events:
+        if e.kind == "stage" and e.passed:
+            state.conditions.setdefault(e.lane_no, set()).add(STAGES[e.stage])
+            met_on.setdefault((e.lane_no, STAGES[e.stage]), e.value_date)
+        elif e.kind == "stage" and e.stage == "stage_assessment" and not e.passed and e.lane_no:
+            state.eliminated.setdefault(e.lane_no, e.value_date)
+        elif e.kind == "bid_payment":
+            state.conditions.setdefault(e.lane_no, set()).add("first_bid_payment")
+            met_on.setdefault((e.lane_no, "first_bid_payment"), e.value_date)
+        elif e.kind == "release" and e.tranche_id is not None:
+            state.released_tranches.add(e.tranche_id)
+        elif e.kind == "extension":
+            state.extensions += 1
+            state.extension_months += json.loads(e.payload or "{}").get("months", 0)
+        elif e.kind in ("termination", "revocation"):
+            state.terminated_on = state.terminated_on or e.value_date
+        elif e.kind == "elimination" and e.lane_no:
+            state.eliminated.setdefault(e.lane_no, e.value_date)
+    state.conditions.setdefault(None, set()).add("approved")
+    return state, met_on
+
+
+def load_scope(session: Session, code: str, as_of: dt.date | None = None) -> Scope:
+    project, as_of, basis = resolve_as_of(session, code, as_of)
+    code = project.code
+    rules = get_rules(project.rules_version)
+    lanes = dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all())
+    usccs = {project.demand_uscc, *lanes.values()}
+    parties = {p.uscc: p for p in session.scalars(select(Party).where(Party.uscc.in_(usccs)))}
+    events = _events(session, code, as_of, _reversed_ids(session, code, as_of))
+    state, met_on = _state(project, rules, lanes, events)
+    return Scope(project, rules, as_of, basis, lanes, parties, events, state, met_on)
+
+
+# --- postings: one grouped aggregate and one ordered stream -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One posting on a project account, with what the tables need of its entry."""
+
+    entry_id: int
+    value_date: dt.date
+    kind: str
+    voucher: str | None
+    memo: str
+    account: str
+    family: str | None
+    book: str
+    lane_uscc: str | None
+    amount_fen: int
+    category: str | None
+    source: str | None
+    event_lane: int | None
+    payload: str | None
+
+
+def _aggregate(session: Session, code: str, as_of: dt.date) -> pd.DataFrame:
+    """Debits and credits per project account, entry kind and budget category, in SQL."""
+    debit = func.sum(case((Posting.amount_fen > 0, Posting.amount_fen), else_=0))
+    credit = func.sum(case((Posting.amount_fen < 0, -Posting.amount_fen), else_=0))
+    rows = session.execute(
+        select(Account.name, Account.book, Account.lane, JournalEntry.kind, Posting.budget_category,
+               debit.label("debit"), credit.label("credit"), func.count().label("n"))
+        .select_from(Posting)
+        .join(Account, Account.id == Posting.account_id)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(Account.project_code == code, Posting.value_date <= as_of)
+        .group_by(Account.name, Account.book, Account.lane, JournalEntry.kind, Posting.budget_category)
+    ).all()
+    frame = pd.DataFrame.from_records(
+        [(r.name, r.book, r.lane, r.kind, r.budget_category, int(r.debit), int(r.credit), int(r.n)) for r in rows],
+        columns=["account", "book", "lane", "kind", "category", "debit", "credit", "n"],
+    )
+    frame["family"] = [chart.family_of(a) for a in frame["account"]]
+    return frame
+
+
+def _legs(session: Session, code: str, as_of: dt.date):
+    """Stream the project's postings up to the cut-off in date, entry and posting order."""
+    rows = session.execute(
+        select(
+            Posting.entry_id, Posting.value_date, JournalEntry.kind, JournalEntry.voucher, JournalEntry.memo,
+            Account.name, Posting.book, Account.lane, Posting.amount_fen, Posting.budget_category, Posting.fund_source,
+            ProjectEvent.lane_no, ProjectEvent.payload,
+        )
+        .select_from(Posting)
+        .join(Account, Account.id == Posting.account_id)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .outerjoin(ProjectEvent, ProjectEvent.entry_id == Posting.entry_id)
+        .where(Account.project_code == code, Posting.value_date <= as_of)
+        .order_by(Posting.value_date, Posting.entry_id, Posting.id),
+        execution_options={"yield_per": STREAM_BATCH},
+    )
+    for r in rows:
+        yield Leg(r.entry_id, r.value_date, r.kind, r.voucher, r.memo or "", r.name, chart.family_of(r.name), r.book,
+                  r.lane, int(r.amount_fen), r.budget_category, r.fund_source, r.lane_no, r.payload)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def rate_percent(numerator_fen: int | None, denominator_fen: int | None) -> Decimal | None:
+    """numerator / denominator in percent, two decimals, ROUND_HALF_UP; None when undefined."""
+    if numerator_fen is None or not denominator_fen:
+        return None
+    return (Decimal(numerator_fen) * 100 / Decimal(denominator_fen)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _frame(columns: tuple[Column, ...], rows: list[dict]) -> pd.DataFrame:
+    keys = [c.key for c in columns] + ["_role", "_group"]
+    records = [[row.get(k, "item" if k == "_role" else None) for k in keys] for row in rows]
+    # dtype=object keeps whole fen as Python ints (never floats) and dates as dates.
+    return pd.DataFrame(records, columns=keys, dtype=object)
+
+
+def _table(sheet: str, title: str, columns: tuple[Column, ...], rows: list[dict], notes: tuple[str, ...] = ()) -> ReportTable:
+    return ReportTable(sheet, title, columns, _frame(columns, rows), notes)
+
+
+def _lane_segment(account: str) -> int | None:
+    for part in account.split(":"):
+        if len(part) > 1 and part[0] == "L" and part[1:].isdigit():
+            return int(part[1:])
+    return None
+
+
+def _category_of_account(account: str) -> str | None:
+    segments = {v: k for k, v in chart.CATEGORY_SEGMENTS.items()}
+    return segments.get(account.rsplit(":", 1)[-1])
+
+
+def _family(agg: pd.DataFrame, family: str) -> list[dict]:
+    """The aggregate rows of one account family, as dicts of Python values."""
+    return agg[agg["family"] == family].to_dict("records")
+
+
+def _sum(rows: list[dict], key: str) -> int:
+    return sum(r[key] for r in rows if r.get("_role", "item") == "item" and r.get(key) is not None)
+
+
+# --- 一、项目基本情况 -------------------------------------------------------------------------
+
+
+def _profile(scope: Scope) -> Section:
+    p, rules, state = scope.project, scope.rules, scope.state
+    status = ("已撤销" if any(e.kind == "revocation" for e in scope.events) else "已终止") if state.terminated_on else "实施中"
+    if any(e.kind == "stage" and e.stage == "acceptance" and e.passed for e in scope.events):
+        status = "已验收"
+    columns = (Column("item", "项目\nItem", "text", 1.2), Column("value", "内容\nValue", "long", 3.6), Column("amount", "金额（元）\nAmount (CNY)", "amount", 1.1))
+    rows = [
+        {"item": "项目编号 Project code", "value": p.code},
+        {"item": "项目名称 Name", "value": p.name},
+        {"item": "城市 City", "value": f"{rules.city_name}（{p.city}）"},
+        {"item": "政策依据 Rules", "value": f"{rules.document}；规则版本 {rules.version}"},
+        {"item": "项目类别 Category", "value": PROJECT_CATEGORY_ZH.get(p.category, p.category)},
+        {"item": "组织方式 Mode", "value": MODE_ZH.get(p.mode, p.mode)},
+        {"item": "立项日期 Approved", "value": p.approval_date.isoformat()},
+        {"item": "实施期 Period", "value": f"{p.start_date.isoformat()} 至 {p.end_date.isoformat()}"},
+        {"item": "截至截止日的实施期 Period with extensions", "value": f"{p.start_date.isoformat()} 至 {state.end_date.isoformat()}（延期 {state.extensions} 次，共 {state.extension_months} 个月）"},
+        {"item": "截止日状态 Status", "value": status + (f"（{state.terminated_on.isoformat()}）" if state.terminated_on else "")},
+        {"item": "预算年度 Budget year", "value": str(p.budget_year)},
+        {"item": "研发总投入 Total R&D investment", "amount": p.total_investment_fen},
+        {"item": "批复财政资助 / 补助上限 Approved grant or subsidy ceiling", "amount": p.approved_grant_fen},
+        {"item": "审计截止日 Audit cut-off", "value": f"{scope.as_of.isoformat()}：{scope.cutoff_basis}"},
+    ]
+    overview = _table("1 基本情况", "（一）项目概况 Project profile", columns, rows)
+
+    party_columns = (
+        Column("role", "角色\nRole", "text", 1.0), Column("lane", "车道\nLane", "text", 0.5),
+        Column("name", "单位名称\nName", "long", 2.4), Column("uscc", "统一社会信用代码\nUSCC", "text", 1.6),
+        Column("kind", "类型\nKind", "text", 0.8), Column("status", "截止日状态\nStatus", "long", 1.4),
+    )
+    party_rows = [{"role": "需求方（发榜方）", "lane": "", "name": scope.party_name(p.demand_uscc), "uscc": p.demand_uscc,
+                   "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(p.demand_uscc), "kind", ""), ""), "status": ""}]
+    for n, uscc in sorted(scope.lanes.items()):
+        if state.terminated_on:
+            lane_status = f"项目终止 {state.terminated_on.isoformat()}"
+        elif n in state.eliminated:
+            lane_status = f"已淘汰 {state.eliminated[n].isoformat()}"
+        else:
+            lane_status = "在研"
+        party_rows.append({"role": "揭榜方", "lane": f"L{n}", "name": scope.party_name(uscc), "uscc": uscc,
+                           "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(uscc), "kind", ""), ""), "status": lane_status})
+    parties = _table("1 参与单位", "（二）参与单位 Parties", party_columns, party_rows)
+
+    change_columns = (
+        Column("date", "日期\nDate", "date", 0.8), Column("event", "事项\nEvent", "text", 1.3), Column("lane", "车道\nLane", "text", 0.45),
+        Column("result", "结果\nResult", "long", 1.8), Column("reference", "文号\nReference", "long", 1.6),
+        Column("voucher", "凭证号\nVoucher", "long", 1.5), Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    change_rows = []
+    for e in scope.events:
+        if e.kind == "stage":
+            event = STAGE_ZH.get(e.stage, e.stage or "")
+            result = "通过" if e.passed else ("未通过（淘汰）" if e.stage == "stage_assessment" else "未通过")
+        elif e.kind == "extension":
+            months = json.loads(e.payload or "{}").get("months", 0)
+            trace = json.loads(e.trace or "{}")
+            event, result = "延期", f"延期 {months} 个月，实施期截止日 {trace.get('end_before', '')} → {trace.get('end_after', '')}"
+        elif e.kind in ("termination", "revocation", "elimination"):
+            event, result = KIND_ZH[e.kind], e.memo
+        else:
+            continue
+        change_rows.append({"date": e.value_date, "event": event, "lane": scope.lane_label(e.lane_no), "result": result,
+                            "reference": e.reference or "", "voucher": e.voucher or "", "entry": e.entry_id})
+    changes = _table("1 进程及变更", "（三）实施进程及变更（延期、淘汰、终止） Stages and changes", change_columns, change_rows,
+                     () if change_rows else ("截至截止日无阶段事项或变更记录。",))
+    return Section("一、项目基本情况", (), (overview, parties, changes))
+
+
+# --- 二、资金到位情况 -------------------------------------------------------------------------
+
+
+def _arrival(scope: Scope, lane_balances: dict[int, dict[str, int]], balances: dict[str, int], due_fiscal: dict[int, int]) -> Section:
+    staged = scope.rules.funding.model == "staged_grant"
+    columns = (
+        Column("source", "资金来源\nSource", "text", 1.3), Column("lane", "车道\nLane", "text", 0.45),
+        Column("party", "单位\nParty", "long", 2.0), Column("committed", "批复/承诺数\nCommitted", "amount", 1.1),
+        Column("due", "应到位\nDue", "amount", 1.1), Column("arrived", "实际到位\nArrived", "amount", 1.1),
+        Column("rate", "到位率%\nArrival rate", "rate", 0.7),
+    )
+    rows = []
+    fiscal_label = "市财政资助" if staged else "市财政补助（后补助）"
+    for n in sorted(scope.lanes):
+        lb = lane_balances[n]
+        arrived = lb["grant_released"]
+        due = due_fiscal[n] if staged else lb["subsidy_earned"]
+        recipient = scope.lanes[n] if staged or scope.rules.funding.subsidy_recipient != "demand" else scope.project.demand_uscc
+        rows.append({"source": fiscal_label, "lane": f"L{n}", "party": scope.party_name(recipient), "committed": lb["grant_obligated"],
+                     "due": due, "arrived": arrived, "rate": rate_percent(arrived, due), "_group": "fiscal"})
+    if len(scope.lanes) > 1:
+        fiscal = [r for r in rows if r["_group"] == "fiscal"]
+        due, arrived = _sum(fiscal, "due"), _sum(fiscal, "arrived")
+        rows.append({"source": fiscal_label + " 小计", "committed": _sum(fiscal, "committed"), "due": due, "arrived": arrived,
+                     "rate": rate_percent(arrived, due), "_role": "subtotal", "_group": "fiscal"})
+    pledged, contributed = balances["self_funding_pledged"], balances["self_funding_contributed"]
+    rows.append({"source": "单位自筹", "lane": "", "party": scope.party_name(scope.project.demand_uscc), "committed": pledged,
+                 "due": pledged, "arrived": contributed, "rate": rate_percent(contributed, pledged), "_group": "self"})
+    for n in sorted(scope.lanes):
+        lb = lane_balances[n]
+        paid = lb["bid_paid_cash"] + lb["bid_paid_equity"] + lb["bid_paid_in_kind"]
+        if lb["bid_contracted"] or paid:
+            rows.append({"source": "揭榜金额（需求方拨付揭榜方）", "lane": f"L{n}", "party": scope.party_name(scope.lanes[n]),
+                         "committed": lb["bid_contracted"], "due": lb["bid_contracted"], "arrived": paid,
+                         "rate": rate_percent(paid, lb["bid_contracted"]), "_group": "bid"})
+    notes = (
+        "到位率 = 实际到位 ÷ 应到位，以百分比列示，四舍五入（ROUND_HALF_UP）保留两位小数；应到位为零时不计算（—）。",
+        ("市财政应到位 = 截至截止日拨付条件已全部满足的各期资助额（已拨付或可拨付；已取消的期次不计）；批复数为截至截止日的财政承诺（终止、淘汰后已核减）。"
+         if staged else
+         "市财政应到位 = 截至截止日按现金拨付的揭榜金额计提的补助（后补助）；批复数为补助上限（合同揭榜金额 × 上限比例）。"),
+        "单位自筹应到位 = 承诺总额（自投研发资金承诺函未约定分期）；揭榜金额应到位 = 合同揭榜金额，实际到位含现金、技术入股与实物。",
+    )
+    table = _table("2 资金到位", "资金到位情况表 Fund arrival by source", columns, rows, notes)
+    return Section("二、资金到位情况", (), (table,))
+
+
+def _due_fiscal(scope: Scope, views) -> dict[int, int]:
+    due = {n: 0 for n in scope.lanes}
+    for v in views:
+        if v.basis == "grant_share" and v.status in ("released", "eligible"):
+            due[v.lane_no] += v.amount_fen
+    return due
+
+
+# --- 三、预算执行情况 -------------------------------------------------------------------------
+
+
+def _budget(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) -> Section:
+    staged = scope.rules.funding.model == "staged_grant"
+    columns = (
+        Column("source", "资金来源\nSource", "text", 1.2), Column("category", "预算科目\nCategory", "text", 0.9),
+        Column("budget", "预算数\nBudget", "amount", 1.1), Column("adjusted", "调整后预算\nAdjusted budget", "amount", 1.1),
+        Column("arrived", "到位\nArrived", "amount", 1.1), Column("spent", "实际支出\nSpent", "amount", 1.1),
+        Column("rate", "执行率%\nExecution rate", "rate", 0.75), Column("balance", "结余\nBalance", "amount", 1.1),
+    )
+    rows: list[dict] = []
+    spent_by_cat = {c: 0 for c in CATEGORY_ZH}
+    for r in _family(agg, "grant_spent"):
+        spent_by_cat[_category_of_account(r["account"])] += r["debit"] - r["credit"]
+    if staged:
+        for cat, zh in CATEGORY_ZH.items():
+            rows.append({"source": "市财政", "category": zh, "spent": spent_by_cat[cat], "_group": "fiscal"})
+        adjusted, arrived, total_spent = balances["grant_obligated"], balances["grant_released"], balances["fiscal_spent"]
+        rows.append({"source": "市财政 小计", "category": "", "budget": scope.project.approved_grant_fen, "adjusted": adjusted,
+                     "arrived": arrived, "spent": total_spent, "rate": rate_percent(total_spent, adjusted),
+                     "balance": arrived - total_spent, "_role": "subtotal", "_group": "fiscal"})
+    else:
+        rows.append({"source": "市财政补助（后补助）", "category": "", "budget": scope.project.approved_grant_fen,
+                     "adjusted": balances["grant_obligated"], "arrived": balances["grant_released"], "_group": "fiscal_subsidy"})
+
+    pledged_by_cat: dict[str | None, int] = defaultdict(int)
+    for r in _family(agg, "self_funding_pledged"):
+        pledged_by_cat[r["category"] if r["category"] in CATEGORY_ZH else None] += r["credit"] - r["debit"]
+    contributed_by_cat: dict[str | None, int] = defaultdict(int)
+    for r in _family(agg, "self_funding_contributed"):
+        contributed_by_cat[_category_of_account(r["account"])] += r["debit"] - r["credit"]
+    categories = [*CATEGORY_ZH] + ([None] if pledged_by_cat.get(None) else [])
+    for cat in categories:
+        budget = pledged_by_cat.get(cat, 0)
+        got = contributed_by_cat.get(cat, 0)
+        rows.append({"source": "单位自筹", "category": CATEGORY_ZH.get(cat, UNCATEGORISED), "budget": budget, "adjusted": budget,
+                     "arrived": got, "spent": got, "rate": rate_percent(got, budget), "balance": 0, "_group": "self"})
+    self_rows = [r for r in rows if r["_group"] == "self"]
+    budget, got = _sum(self_rows, "budget"), _sum(self_rows, "spent")
+    rows.append({"source": "单位自筹 小计", "category": "", "budget": budget, "adjusted": budget, "arrived": got, "spent": got,
+                 "rate": rate_percent(got, budget), "balance": 0, "_role": "subtotal", "_group": "self"})
+    notes = [
+        "执行率 = 实际支出 ÷ 调整后预算；结余 = 到位 − 实际支出；百分比四舍五入保留两位小数。",
+    ]
+    if staged:
+        notes.append("专账未按科目批复财政预算：市财政预算数取批复资助额，调整后预算取截至截止日的财政承诺（终止、淘汰核减后），"
+                     "实际支出为按科目报告的合规支出；终止时认定的违规使用金额已从支出转入追回，见第六部分。")
+    else:
+        notes.append("乌鲁木齐市财政补助为后补助，按需求方现金拨付揭榜金额计提，不按预算科目报支，故不计算执行率与结余。")
+    notes.append("单位自筹预算数取自筹承诺（承诺函未列科目的计入“未分类”），到位与实际支出均取按科目提供凭证的自筹到位额，故结余为零。")
+    table = _table("3 预算执行", "预算执行情况表 Budget execution by category and source", columns, rows, tuple(notes))
+    return Section("三、预算执行情况", (), (table,))
+
+
+# --- 四、外拨 ---------------------------------------------------------------------------------
+
+
+def _transfers(scope: Scope, bid_legs: list[Leg], lane_balances: dict[int, dict[str, int]]) -> Section:
+    columns = (
+        Column("date", "日期\nDate", "date", 0.8), Column("voucher", "凭证号\nVoucher", "long", 1.5),
+        Column("kind", "业务\nKind", "text", 0.9), Column("lane", "车道\nLane", "text", 0.45),
+        Column("name", "收款单位（揭榜方）\nSolver", "long", 1.9), Column("uscc", "统一社会信用代码\nUSCC", "text", 1.5),
+        Column("form", "形式\nForm", "text", 1.2), Column("amount", "金额\nAmount", "amount", 1.1), Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    segments = {v: k for k, v in chart.PAYMENT_FORM_SEGMENTS.items()}
+    rows = []
+    for leg in bid_legs:
+        n = _lane_segment(leg.account)
+        form = segments[leg.account.split(":")[3]]
+        rows.append({"date": leg.value_date, "voucher": leg.voucher or "", "kind": KIND_ZH.get(leg.kind, leg.kind), "lane": f"L{n}",
+                     "name": scope.party_name(scope.lanes.get(n)), "uscc": scope.lanes.get(n, ""), "form": FORM_ZH[form],
+                     "amount": leg.amount_fen, "entry": leg.entry_id})
+    if rows:
+        rows.append({"date": None, "voucher": "合计 Total", "amount": _sum(rows, "amount"), "_role": "total"})
+    detail = _table("4 外拨明细", "（一）揭榜金额拨付明细 Bid payments to solvers", columns, rows,
+                    () if rows else ("截至截止日无揭榜金额拨付记录。",))
+
+    sum_columns = (
+        Column("lane", "车道\nLane", "text", 0.45), Column("name", "揭榜方\nSolver", "long", 2.0),
+        Column("contracted", "合同金额\nContracted", "amount", 1.1), Column("cash", "现金\nCash", "amount", 1.1),
+        Column("equity", "技术入股\nEquity", "amount", 1.1), Column("in_kind", "实物\nIn kind", "amount", 1.1),
+        Column("paid", "已付合计\nPaid", "amount", 1.1), Column("unpaid", "未付\nUnpaid", "amount", 1.1),
+    )
+    sum_rows = []
+    for n in sorted(scope.lanes):
+        lb = lane_balances[n]
+        paid = lb["bid_paid_cash"] + lb["bid_paid_equity"] + lb["bid_paid_in_kind"]
+        sum_rows.append({"lane": f"L{n}", "name": scope.party_name(scope.lanes[n]), "contracted": lb["bid_contracted"],
+                         "cash": lb["bid_paid_cash"], "equity": lb["bid_paid_equity"], "in_kind": lb["bid_paid_in_kind"],
+                         "paid": paid, "unpaid": lb["bid_unpaid"]})
+    if len(sum_rows) > 1:
+        sum_rows.append({"lane": "合计", **{k: _sum(sum_rows, k) for k in ("contracted", "cash", "equity", "in_kind", "paid", "unpaid")},
+                         "_role": "total"})
+    summary = _table("4 外拨汇总", "（二）按揭榜方汇总 By solver", sum_columns, sum_rows,
+                     ("付款方为需求方；冲销分录以负数列示，合计与各科目余额一致。",))
+    return Section("四、外拨资金（揭榜金额拨付）", (), (detail, summary))
+
+
+# --- 五、补助计算及拨付记录 ------------------------------------------------------------------
+
+
+def _subsidy_tables(scope: Scope, lane_balances, bid_legs: list[Leg], accrual_legs: list[Leg]) -> list[ReportTable]:
+    rules = scope.rules
+    f = rules.funding
+    rate, cap_rate = f.subsidy_rate, f.subsidy_cap_rate_of_contract
+    columns = (
+        Column("lane", "车道\nLane", "text", 0.45), Column("name", "揭榜方\nSolver", "long", 1.6),
+        Column("contracted", "合同揭榜金额\nContracted", "amount", 1.1), Column("base", "现金累计基数\nCash base", "amount", 1.1),
+        Column("excluded", "排除额\nExcluded", "amount", 1.0), Column("rate", "补助比例%\nRate", "rate", 0.65),
+        Column("by_rate", "按比例计算\nRate × base", "amount", 1.05), Column("cap", "合同上限\nCap", "amount", 1.05),
+        Column("entitled", "应享补助\nEntitled", "amount", 1.05), Column("earned", "已计提\nEarned", "amount", 1.05),
+        Column("released", "已拨付\nReleased", "amount", 1.05), Column("payable", "应付未付\nPayable", "amount", 1.05),
+    )
+    rows = []
+    for n in sorted(scope.lanes):
+        lb = lane_balances[n]
+        by_rate = apply_rate(lb["bid_paid_cash"], rate, rounding=ROUND_HALF_UP)
+        cap = apply_rate(lb["bid_contracted"], cap_rate, rounding=ROUND_HALF_UP)
+        rows.append({"lane": f"L{n}", "name": scope.party_name(scope.lanes[n]), "contracted": lb["bid_contracted"],
+                     "base": lb["bid_paid_cash"], "excluded": lb["bid_paid_equity"] + lb["bid_paid_in_kind"],
+                     "rate": (rate * 100).quantize(Decimal("0.01")), "by_rate": by_rate, "cap": cap, "entitled": min(by_rate, cap),
+                     "earned": lb["subsidy_earned"], "released": lb["subsidy_released"], "payable": lb["subsidy_payable"]})
+    notes = [
+        f"应享补助 = min(四舍五入(补助比例 × 现金累计基数), 四舍五入(上限比例 × 合同揭榜金额))，四舍五入为 ROUND_HALF_UP 到分；依据：{rules.clause('funding.subsidy_rate')}。",
+        "已计提、已拨付、应付未付取自分录；已计提与应享补助不一致时，差额为终止时核销的应付未付补助或冲销。",
+    ]
+    computation = _table("5 补助计算", "（一）补助计算 Subsidy computation", columns, rows, tuple(notes))
+
+    ex_columns = (
+        Column("date", "日期\nDate", "date", 0.8), Column("voucher", "凭证号\nVoucher", "long", 1.6), Column("lane", "车道\nLane", "text", 0.45),
+        Column("form", "形式\nForm", "text", 1.3), Column("amount", "金额\nAmount", "amount", 1.1),
+        Column("reason", "排除理由\nWhy excluded", "long", 2.6), Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    segments = {v: k for k, v in chart.PAYMENT_FORM_SEGMENTS.items()}
+    ex_rows = []
+    for leg in bid_legs:
+        form = segments[leg.account.split(":")[3]]
+        if form in f.eligible_payment_forms:
+            continue
+        ex_rows.append({"date": leg.value_date, "voucher": leg.voucher or "", "lane": f"L{_lane_segment(leg.account)}", "form": FORM_ZH[form],
+                        "amount": leg.amount_fen, "reason": EXCLUSION_REASON.get(form, "不属于补助基数的拨付形式"), "entry": leg.entry_id})
+    if ex_rows:
+        ex_rows.append({"voucher": "合计 Total", "amount": _sum(ex_rows, "amount"), "_role": "total"})
+    exclusions = _table("5 补助排除项", "（二）不计入补助基数的拨付（逐笔） Exclusions, one by one", ex_columns, ex_rows,
+                        (f"依据：{rules.clause('funding.excluded_payment_forms')}。",) if ex_rows else ("截至截止日无不计入补助基数的拨付。",))
+
+    ac_columns = (
+        Column("date", "日期\nDate", "date", 0.8), Column("voucher", "凭证号\nVoucher", "long", 1.6), Column("kind", "业务\nKind", "text", 0.9),
+        Column("lane", "车道\nLane", "text", 0.45), Column("amount", "计提/冲减\nAccrued", "amount", 1.1),
+        Column("memo", "摘要\nMemo", "long", 2.4), Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    ac_rows = [{"date": leg.value_date, "voucher": leg.voucher or "", "kind": KIND_ZH.get(leg.kind, leg.kind),
+                "lane": f"L{_lane_segment(leg.account)}", "amount": leg.amount_fen, "memo": leg.memo, "entry": leg.entry_id}
+               for leg in accrual_legs]
+    if ac_rows:
+        ac_rows.append({"voucher": "合计 Total", "amount": _sum(ac_rows, "amount"), "_role": "total"})
+    accruals = _table("5 补助计提", "（三）补助计提记录 Subsidy accruals (entry by entry)", ac_columns, ac_rows,
+                      ("每笔现金拨付按累计基数重算应享补助，差额计提；合计等于已计提补助。",) if ac_rows else ("截至截止日无补助计提。",))
+    return [computation, exclusions, accruals]
+
+
+def _tranche_table(scope: Scope, views, release_legs: dict[int, dict[str, int]]) -> ReportTable:
+    columns = (
+        Column("lane", "车道\nLane", "text", 0.45), Column("seq", "期次\nNo.", "int", 0.4), Column("name", "名称\nTranche", "text", 0.85),
+        Column("basis", "依据\nBasis", "text", 1.0), Column("scheduled", "计划金额/上限\nScheduled", "amount", 1.05),
+        Column("conditions", "拨付条件（满足日期）\nConditions (met on)", "long", 2.3), Column("status", "状态\nStatus", "text", 0.6),
+        Column("date", "拨付日期\nReleased on", "date", 0.8), Column("voucher", "拨付凭证\nVoucher", "long", 1.3),
+        Column("released", "实拨金额\nReleased", "amount", 1.05), Column("offset", "其中抵扣\nOffset", "amount", 0.95),
+        Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    releases = {e.tranche_id: e for e in scope.events if e.kind == "release" and e.tranche_id is not None}
+    rows = []
+    for v in views:
+        parts = []
+        for c in v.conditions:
+            met = scope.met_on.get((v.lane_no, c)) or scope.met_on.get((None, c))
+            parts.append(f"{CONDITION_ZH.get(c, c)}（{met.isoformat()}）" if met else f"{CONDITION_ZH.get(c, c)}（未满足）")
+        e = releases.get(v.id)
+        amounts = release_legs.get(e.entry_id, {}) if e else {}
+        rows.append({
+            "lane": f"L{v.lane_no}", "seq": v.seq, "name": TRANCHE_NAME_ZH.get(v.name, v.name), "basis": BASIS_ZH.get(v.basis, v.basis),
+            "scheduled": v.amount_fen, "conditions": "；".join(parts), "status": TRANCHE_STATUS_ZH.get(v.status, v.status),
+            "date": e.value_date if e else None, "voucher": e.voucher if e else "",
+            "released": amounts.get("released", 0) if e else None, "offset": amounts.get("offset", 0) if e else None,
+            "entry": e.entry_id if e else None,
+        })
+    staged = scope.rules.funding.model == "staged_grant"
+    rows.append({"lane": "合计", "scheduled": _sum(rows, "scheduled") if staged else None,
+                 "released": _sum(rows, "released"), "offset": _sum(rows, "offset"), "_role": "total"})
+    notes = ["状态：已拨付 / 可拨付（条件已满足、尚未拨付）/ 待条件 / 已取消（终止或淘汰后不再拨付）；均按截止日判断。",
+             "其中抵扣：拨付时以该单位未缴回的追回款抵扣的部分（实拨金额含抵扣额）。"]
+    if not staged:
+        notes.append("后补助各期的计划金额为车道补助上限（每期按拨付时应付未付补助与未拨付承诺孰低拨付），不合计。")
+    return _table("5 拨付记录", "拨付记录 Tranche history", columns, rows, tuple(notes))
+
+
+def _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs) -> Section:
+    tables: list[ReportTable] = []
+    intro: tuple[str, ...] = ()
+    if scope.rules.funding.model == "bid_subsidy":
+        tables += _subsidy_tables(scope, lane_balances, bid_legs, accrual_legs)
+    else:
+        intro = (f"本项目适用{scope.rules.city_name}规则（{scope.rules.version}），财政资金按批复资助额分期拨付，不计算揭榜金额补助；以下为拨付记录。",)
+    tables.append(_tranche_table(scope, views, release_legs))
+    return Section("五、补助计算及拨付记录", intro, tuple(tables))
+
+
+# --- 六、结余及追回 ---------------------------------------------------------------------------
+
+
+def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouchers: dict[str, Leg]) -> Section:
+    staged = scope.rules.funding.model == "staged_grant"
+    columns = (
+        Column("lane", "车道\nLane", "text", 0.45), Column("released", "财政到位\nReleased", "amount", 1.05),
+        Column("spent", "合规支出\nEligible spent", "amount", 1.05), Column("balance", "结余\nBalance", "amount", 1.05),
+        Column("advances", "预拨结余\nAdvances", "amount", 1.05), Column("assessed", "追回核定\nAssessed", "amount", 1.05),
+        Column("collected", "已收回(含抵扣)\nCollected", "amount", 1.05), Column("offset", "其中抵扣\nOffset", "amount", 0.95),
+        Column("written_off", "核销\nWritten off", "amount", 0.95), Column("reversed", "冲销净额\nReversed", "amount", 0.95),
+        Column("outstanding", "未追回\nOutstanding", "amount", 1.05),
+    )
+    by_lane: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for leg in receivable_legs:
+        n = _lane_segment(leg.account)
+        bucket = by_lane[n]
+        if leg.kind == "reversal":
+            bucket["reversed"] += leg.amount_fen
+        elif leg.kind == "write_off":
+            bucket["written_off"] -= leg.amount_fen
+        elif leg.kind in ("collection", "release"):
+            bucket["collected"] -= leg.amount_fen
+            if leg.kind == "release":
+                bucket["offset"] -= leg.amount_fen
+        elif leg.amount_fen > 0:
+            bucket["assessed"] += leg.amount_fen
+    rows = []
+    for n in sorted(scope.lanes):
+        lb, b = lane_balances[n], by_lane[n]
+        rows.append({
+            "lane": f"L{n}", "released": lb["grant_released"], "spent": lb["fiscal_spent"] if staged else None,
+            "balance": lb["grant_released"] - lb["fiscal_spent"] if staged else None, "advances": lb["advances_outstanding"],
+            "assessed": lb["clawback_assessed"], "collected": lb["clawback_collected"], "offset": b["offset"],
+            "written_off": b["written_off"], "reversed": b["reversed"], "outstanding": lb["clawback_outstanding"],
+        })
+    if len(rows) > 1:
+        rows.append({"lane": "合计", **{c.key: _sum(rows, c.key) for c in columns[1:] if not (c.key in ("spent", "balance") and not staged)},
+                     "_role": "total"})
+    notes = ["结余 = 财政到位 − 合规支出；未追回 = 追回核定 − 已收回 − 核销 + 冲销净额。",
+             f"终止时追回：{scope.rules.clause('closure.termination_recovers')}。"]
+    if not staged:
+        notes.append("后补助不形成预拨结余，故不计算结余。")
+    summary = _table("6 结余追回", "（一）结余及追回计算 Balance and clawback", columns, rows, tuple(notes))
+
+    mis_columns = (
+        Column("lane", "车道\nLane", "text", 0.45), Column("spend_voucher", "支出凭证\nSpend voucher", "long", 1.5),
+        Column("spend_date", "支出日期\nSpent on", "date", 0.8), Column("category", "预算科目\nCategory", "text", 0.8),
+        Column("spend_amount", "支出金额\nSpent", "amount", 1.05), Column("misused", "违规使用金额\nMisused", "amount", 1.05),
+        Column("decision", "认定文号\nDecision", "long", 1.6), Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    mis_rows = []
+    for e in scope.events:
+        if e.kind not in ("termination", "revocation"):
+            continue
+        for lane_key, lane_trace in sorted(json.loads(e.trace or "{}").get("lanes", {}).items()):
+            for voucher, amount in sorted(lane_trace.get("misused", {}).items()):
+                spend = spend_vouchers.get(voucher)
+                mis_rows.append({"lane": lane_key, "spend_voucher": voucher, "spend_date": spend.value_date if spend else None,
+                                 "category": CATEGORY_ZH.get(spend.category, "") if spend else "", "spend_amount": spend.amount_fen if spend else None,
+                                 "misused": _fen(amount), "decision": e.reference or "", "entry": e.entry_id})
+    if mis_rows:
+        mis_rows.append({"lane": "合计", "misused": _sum(mis_rows, "misused"), "_role": "total"})
+    misused = _table("6 违规使用", "（二）违规使用（逐笔） Misused amounts, one by one", mis_columns, mis_rows,
+                     () if mis_rows else ("截至截止日未认定违规使用金额。",))
+
+    rec_columns = (
+        Column("date", "日期\nDate", "date", 0.8), Column("voucher", "凭证号\nVoucher", "long", 1.6), Column("kind", "业务\nKind", "text", 0.9),
+        Column("lane", "车道\nLane", "text", 0.45), Column("amount", "金额（+核定 −收回）\nAmount", "amount", 1.15),
+        Column("memo", "摘要\nMemo", "long", 2.4), Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    rec_rows = []
+    for leg in receivable_legs:
+        kind = "抵扣" if leg.kind == "release" else ("追回核定" if leg.kind in ("termination", "revocation", "stage") else KIND_ZH.get(leg.kind, leg.kind))
+        rec_rows.append({"date": leg.value_date, "voucher": leg.voucher or "", "kind": kind, "lane": f"L{_lane_segment(leg.account)}",
+                         "amount": leg.amount_fen, "memo": leg.memo, "entry": leg.entry_id})
+    if rec_rows:
+        rec_rows.append({"voucher": "合计 Total", "amount": _sum(rec_rows, "amount"), "_role": "total"})
+    ledger_rows = _table("6 追回明细", "（三）追回、收回、抵扣与核销明细 Clawback postings", rec_columns, rec_rows,
+                         ("合计等于未追回余额。",) if rec_rows else ("截至截止日无追回事项。",))
+    return Section("六、结余及追回", (), (summary, misused, ledger_rows))
+
+
+def _fen(text: str) -> int:
+    from ledger.money import parse_fen
+
+    return parse_fen(text, allow_negative=True)
+
+
+# --- 七、专账明细 ---------------------------------------------------------------------------
+
+
+def _counterparty(scope: Scope, leg: Leg) -> str:
+    if leg.kind == "spend" and leg.payload:
+        return json.loads(leg.payload).get("counterparty") or ""
+    if leg.kind in ("pledge", "contribution"):
+        return scope.party_name(scope.project.demand_uscc)
+    n = leg.event_lane or _lane_segment(leg.account)
+    if not n:
+        return ""
+    to_demand = scope.rules.funding.model == "bid_subsidy" and scope.rules.funding.subsidy_recipient == "demand"
+    if to_demand and leg.kind in ("release", "collection", "termination", "revocation", "write_off"):
+        return scope.party_name(scope.project.demand_uscc)
+    return scope.party_name(scope.lanes.get(n))
+
+
+DETAIL_COLUMNS = (
+    Column("date", "日期\nDate", "date", 0.8), Column("voucher", "凭证号\nVoucher", "long", 1.45),
+    Column("kind", "业务\nKind", "text", 0.8), Column("account", "科目\nAccount", "long", 1.35),
+    Column("book", "账簿\nBook", "text", 0.45), Column("category", "预算科目\nCategory", "text", 0.65),
+    Column("source", "资金来源\nSource", "text", 0.65), Column("counterparty", "对方单位\nCounterparty", "long", 1.5),
+    Column("debit", "借方\nDebit", "amount", 1.0), Column("credit", "贷方\nCredit", "amount", 1.0),
+    Column("entry", "分录号\nEntry", "int", 0.5),
+)
+
+
+def _detail_row(scope: Scope, leg: Leg) -> dict:
+    lane = _lane_segment(leg.account)
+    name = FAMILY_ZH.get(leg.family or "", leg.account.split(":")[-1])
+    if leg.family in ("grant_spent", "self_funding_contributed"):
+        name += "·" + CATEGORY_ZH.get(_category_of_account(leg.account) or "", "")
+    return {
+        "date": leg.value_date, "voucher": leg.voucher or "", "kind": KIND_ZH.get(leg.kind, leg.kind),
+        "account": name + (f" L{lane}" if lane else ""), "book": BOOK_ZH.get(leg.book, leg.book),
+        "category": CATEGORY_ZH.get(leg.category or "", ""), "source": SOURCE_ZH.get(leg.source or "", ""),
+        "counterparty": _counterparty(scope, leg), "debit": leg.amount_fen if leg.amount_fen > 0 else None,
+        "credit": -leg.amount_fen if leg.amount_fen < 0 else None, "entry": leg.entry_id,
+    }
+
+
+# --- 八、科目余额表 --------------------------------------------------------------------------
+
+
+def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) -> Section:
+    columns = (
+        Column("account", "科目\nAccount", "long", 3.0), Column("name", "中文名称\nName", "text", 1.3),
+        Column("book", "账簿\nBook", "text", 0.45), Column("lane", "车道\nLane", "text", 0.45),
+        Column("debit", "借方发生额\nDebits", "amount", 1.1), Column("credit", "贷方发生额\nCredits", "amount", 1.1),
+        Column("balance", "余额\nBalance", "amount", 1.1),
+    )
+    grouped = agg.groupby(["book", "account"], sort=True)[["debit", "credit"]].sum() if len(agg) else None
+    rows = []
+    for book in ("fiscal", "memo"):
+        book_rows = []
+        if grouped is not None:
+            for (b, account), values in grouped.iterrows():
+                if b != book:
+                    continue
+                d, c = int(values["debit"]), int(values["credit"])
+                lane = _lane_segment(account)
+                book_rows.append({"account": account, "name": FAMILY_ZH.get(chart.family_of(account) or "", ""),
+                                  "book": BOOK_ZH[book], "lane": f"L{lane}" if lane else "", "debit": d, "credit": c,
+                                  "balance": d - c, "_group": book})
+        if book_rows:
+            rows += book_rows
+            rows.append({"account": f"{BOOK_ZH[book]}账簿小计 Subtotal ({book})", "book": BOOK_ZH[book],
+                         **{k: _sum(book_rows, k) for k in ("debit", "credit", "balance")}, "_role": "subtotal", "_group": book})
+    trial = _table("8 科目余额", "（一）项目科目余额表 Trial balance of the project's accounts", columns, rows,
+                   ("余额 = 借方发生额 − 贷方发生额（借方为正），截至截止日（含当日）；仅列本项目科目，对应的共用科目（国库、预算指标）不在本表。",))
+    b_columns = (Column("key", "余额项\nBalance key", "text", 1.6), Column("name", "中文名称\nName", "text", 1.4), Column("amount", "金额\nAmount", "amount", 1.1))
+    b_rows = [{"key": key, "name": BALANCE_ZH.get(key, key), "amount": balances[key]} for key in BALANCE_KEYS]
+    summary = _table("8 余额汇总", "（二）余额汇总（与 jiebang balances 一致） Balances contract", b_columns, b_rows,
+                     (f"与 `jiebang balances --project {scope.project.code} --as-of {scope.as_of.isoformat()} --format json` 逐项相等。",))
+    return Section("八、科目余额表", (), (trial, summary))
+
+
+# --- 九、完整性 -----------------------------------------------------------------------------
+
+
+def _integrity(session: Session, scope: Scope, project_postings: int) -> Integrity:
+    from ledger.verify import verify
+
+    as_of, code = scope.as_of, scope.project.code
+    anchor = session.execute(
+        select(JournalEntry.id, JournalEntry.hash, JournalEntry.value_date)
+        .where(JournalEntry.value_date <= as_of).order_by(JournalEntry.id.desc()).limit(1)
+    ).first()
+    entries_as_of = session.execute(select(func.count()).select_from(JournalEntry).where(JournalEntry.value_date <= as_of)).scalar_one()
+    project_entries = session.execute(
+        select(func.count(func.distinct(Posting.entry_id)))
+        .select_from(Posting).join(Account, Account.id == Posting.account_id)
+        .where(Account.project_code == code, Posting.value_date <= as_of)
+    ).scalar_one()
+    fact_entries = session.execute(
+        select(func.count()).select_from(JournalEntry)
+        .where(and_(JournalEntry.project_code == code, JournalEntry.value_date <= as_of),
+               ~select(Posting.id).where(Posting.entry_id == JournalEntry.id).exists())
+    ).scalar_one()
+    result = verify(session)
+    problem = None if result.ok else f"entry {result.first_bad_entry}: {result.problem}"
+    return Integrity(
+        anchor.id if anchor else None, anchor.hash if anchor else None, anchor.value_date if anchor else None,
+        int(entries_as_of), int(project_entries) + int(fact_entries), project_postings, result.ok, problem,
+    )
+
+
+def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, font_note: str | None, beancount_dir: str) -> Section:
+    verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
+    pairs = [
+        ("审计截止日 As of", as_of.isoformat()),
+        ("报告生成时间 Generated", f"{as_of.isoformat()}（取审计截止日，不取系统时间）"),
+        ("锚点分录 Anchor entry", "" if integrity.anchor_id is None else f"第 {integrity.anchor_id} 笔（记账日期 {integrity.anchor_date.isoformat()}）"),
+        ("锚点哈希 Anchor hash", integrity.anchor_hash or ""),
+        ("截至截止日全账分录数 Entries ≤ as-of", str(integrity.entries_as_of)),
+        ("本项目分录数 Project entries", str(integrity.project_entries)),
+        ("本项目过账笔数 Project postings", str(integrity.project_postings)),
+        ("校验结果 verify", verdict),
+        ("beancount 导出 Extract", f"{beancount_dir}/fiscal-{pack_code}.beancount，{beancount_dir}/memo-{pack_code}.beancount"),
+    ]
+    if font_note:
+        pairs.append(("字体 Font", font_note))
+    columns = (Column("item", "项目\nItem", "text", 1.3), Column("value", "内容\nValue", "long", 4.2))
+    table = _table("9 完整性", "完整性 Integrity", columns, [{"item": k, "value": v} for k, v in pairs], (
+        "锚点分录为记账日期不晚于截止日的编号最大的分录；哈希链使其哈希覆盖之前的全部分录，即本资料包读取的全部分录。",
+        "当前链头不列入本资料包：它随截止日之后的每一笔新分录变化，列入将破坏同一截止日报告的逐字节一致；如需核对当前链头，请运行 jiebang verify。",
+    ))
+    return Section("九、完整性", (), (table,))
+
+
+# --- the pack -----------------------------------------------------------------------------
+
+
+def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, font_note: str | None = None) -> AuditPack:
+    """Build the audit pack of ``code`` as of ``as_of`` (default: the audit cut-off)."""
+    scope = load_scope(session, code, as_of)
+    code, as_of = scope.project.code, scope.as_of
+    balances = project_balances(session, code, as_of=as_of)
+    lane_balances = {n: project_balances(session, code, as_of=as_of, lane=f"L{n}") for n in scope.lanes}
+    views = tranche_views(session, scope.state)
+    agg = _aggregate(session, code, as_of)
+
+    detail_rows: list[dict] = []
+    bid_legs: list[Leg] = []
+    accrual_legs: list[Leg] = []
+    receivable_legs: list[Leg] = []
+    spend_vouchers: dict[str, Leg] = {}
+    release_legs: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    count = 0
+    for leg in _legs(session, code, as_of):
+        count += 1
+        detail_rows.append(_detail_row(scope, leg))
+        if leg.family in ("bid_paid_cash", "bid_paid_equity", "bid_paid_in_kind"):
+            bid_legs.append(leg)
+        elif leg.family == "subsidy_expense":
+            accrual_legs.append(leg)
+        elif leg.family == "clawback_receivable":
+            receivable_legs.append(leg)
+            if leg.kind == "release":
+                release_legs[leg.entry_id]["offset"] -= leg.amount_fen
+        elif leg.family == "grant_released" and leg.kind == "release":
+            release_legs[leg.entry_id]["released"] += leg.amount_fen
+        elif leg.family == "grant_spent" and leg.kind == "spend" and leg.amount_fen > 0 and leg.voucher:
+            spend_vouchers[leg.voucher] = leg
+    if detail_rows:
+        detail_rows.append({"voucher": "合计 Total", "debit": _sum(detail_rows, "debit"), "credit": _sum(detail_rows, "credit"), "_role": "total"})
+    detail = _table("7 专账明细", "专账明细（凭证级） Voucher-level detail", DETAIL_COLUMNS, detail_rows,
+                    ("列示本项目全部科目截至截止日（含当日）的过账，按日期、分录号排序；借方为正、贷方为负的分录金额分列借贷两栏。",))
+
+    integrity = _integrity(session, scope, count)
+    bean_dir = f"beancount-{code}-{as_of.isoformat()}"
+    sections = (
+        _profile(scope),
+        _arrival(scope, lane_balances, balances, _due_fiscal(scope, views)),
+        _budget(scope, agg, balances),
+        _transfers(scope, bid_legs, lane_balances),
+        _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs),
+        _closure(scope, lane_balances, receivable_legs, spend_vouchers),
+        Section("七、专账明细", (), (detail,)),
+        _trial_balance(scope, agg, balances),
+        _integrity_section(code, as_of, integrity, font_note, bean_dir),
+    )
+    return AuditPack(code, scope.project.name, as_of, scope.cutoff_basis, scope.rules, balances, sections, integrity)
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _cell_text(value, kind: str) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—" if kind in ("amount", "rate") else ""
+    if kind == "amount":
+        return format_fen_grouped(value)
+    if kind == "rate":
+        return f"{value}%"
+    if kind == "date":
+        return value.isoformat()
+    return str(value)
+
+
+def render_pdf(pack: AuditPack, path: Path, font=None) -> None:
+    """Write the pack's PDF: cover lines, the nine sections, a table per DataFrame."""
+    from reportlab.platypus import Paragraph, Spacer
+
+    from reports import pdf
+
+    font = font or pdf.cjk_font()
+    st = pdf.styles(font)
+    story = [
+        Paragraph("揭榜挂帅项目专项审计资料包", st["title"]),
+        Paragraph(pdf.escape(f"项目 {pack.code} {pack.name} · 审计截止日 {pack.as_of.isoformat()}"), st["subtitle"]),
+        Paragraph(pdf.escape(
+            f"本资料包由 jiebang 项目专账按审计截止日 {pack.as_of.isoformat()}（{pack.cutoff_basis}）生成，供会计师事务所出具专项审计报告使用。"
+            "所列金额均取自截止日（含当日）及以前记账的分录，单位为人民币元；截止日之后记录的分录不影响本资料包。"
+            f"同一账簿与截止日生成的 PDF 与 xlsx 逐字节一致；xlsx 工作底稿中每张表一页，合计为 SUM 公式。"), st["body"]),
+    ]
+    for section in pack.sections:
+        story.append(Paragraph(pdf.escape(section.heading), st["h1"]))
+        for text in section.intro:
+            story.append(Paragraph(pdf.escape(text), st["body"]))
+        for table in section.tables:
+            story.append(Paragraph(pdf.escape(table.title), st["h2"]))
+            story.append(_pdf_table(table, font, st))
+            for note in table.notes:
+                story.append(Paragraph(pdf.escape("注：" + note), st["note"]))
+            story.append(Spacer(1, 2))
+    header = f"专项审计资料包 · 项目 {pack.code}"
+    pdf.build_pdf(
+        path, story, font=font, as_of=pack.as_of,
+        title=f"专项审计资料包 {pack.code} {pack.as_of.isoformat()}",
+        subject=f"Audit pack of project {pack.code} ({pack.name}) as of {pack.as_of.isoformat()}",
+        keywords=["jiebang", "专项审计", pack.code, f"as-of {pack.as_of.isoformat()}"],
+        header_left=header, header_right=f"审计截止日 {pack.as_of.isoformat()}", footer_left=f"项目 {pack.code}",
+    )
+
+
+def _pdf_table(table: ReportTable, font, st):
+    from reportlab.platypus import Paragraph
+
+    from reports import pdf
+
+    total_width = sum(c.width for c in table.columns)
+    widths = [pdf.usable_width() * c.width / total_width for c in table.columns]
+    right = {i for i, c in enumerate(table.columns) if c.kind in ("amount", "rate", "int")}
+    rows, emphasis = [], set()
+    for index, record in enumerate(table.frame.to_dict("records")):
+        if record["_role"] != "item":
+            emphasis.add(index)
+        cells = []
+        for c in table.columns:
+            text = _cell_text(record[c.key], c.kind)
+            cells.append(Paragraph(pdf.escape(text), st["cell"]) if c.kind == "long" and text else text)
+        rows.append(cells)
+    if not rows:
+        rows = [["（无）", *[""] * (len(table.columns) - 1)]]
+    return pdf.data_table([c.header for c in table.columns], rows, widths=widths, right=right, font=font, emphasis=emphasis)
+
+
+def render_xlsx(pack: AuditPack, path: Path) -> None:
+    """Write the pack's workbook: one sheet per table, in the PDF's order."""
+    from reports import xlsx
+
+    wb = xlsx.new_workbook()
+    for table in pack.tables():
+        kinds = [c.kind for c in table.columns]
+        rows = [
+            xlsx.SheetRow(tuple(record[c.key] for c in table.columns), record["_role"], record["_group"])
+            for record in table.frame.to_dict("records")
+        ]
+        xlsx.add_sheet(wb, table.sheet, [c.header for c in table.columns], kinds, rows, notes=tuple("注：" + n for n in table.notes))
+    xlsx.save_workbook(
+        wb, path, as_of=pack.as_of, title=f"专项审计资料包 {pack.code} {pack.as_of.isoformat()}",
+        subject=f"Audit pack of project {pack.code} as of {pack.as_of.isoformat()}", keywords=f"jiebang; {pack.code}; as-of {pack.as_of.isoformat()}",
+    )
+
+
+def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.date | None = None) -> list[Path]:
+    """Write audit-CODE-DATE.pdf, audit-CODE-DATE.xlsx and beancount-CODE-DATE/ into ``out_dir``.
+
+    Everything is written into a staging directory inside ``out_dir`` first and moved into
+    place at the end, so a failure leaves no partial pack behind.
+    """
+    from ledger.export import export_beancount
+    from reports import pdf
+
+    font = pdf.cjk_font()
+    pack = audit_pack(session, code, as_of=as_of, font_note=font.note)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{pack.stem}.", dir=out_dir))
+    try:
+        render_pdf(pack, staging / f"{pack.stem}.pdf", font)
+        render_xlsx(pack, staging / f"{pack.stem}.xlsx")
+        export_beancount(session, staging / pack.beancount_dir, as_of=pack.as_of, project_code=pack.code,
+                         title=f"jiebang audit extract {pack.code} as of {pack.as_of.isoformat()}")
+        final = [out_dir / f"{pack.stem}.pdf", out_dir / f"{pack.stem}.xlsx", out_dir / pack.beancount_dir]
+        if final[2].exists():
+            shutil.rmtree(final[2])
+        for target in final:
+            os.replace(staging / target.name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,258 @@
+"""Rendering helpers for PDF reports with Chinese text: the CJK font, the page template with
+page numbers and the project code on every page, and tables whose header row repeats across
+page breaks. Output is byte-identical for the same content: reportlab's invariant mode, a
+creation date taken from the report's as-of date, and fixed metadata.
+
+Font policy. An audit document should embed its fonts, so a TrueType CJK font is used when
+one can be found: ``JIEBANG_PDF_FONT`` (a .ttf or .ttc path) if set, else Debian's
+``fonts-wqy-microhei`` (then ``fonts-wqy-zenhei``). reportlab embeds a subset of such a font;
+it refuses OpenType/CFF files such as Noto CJK. When no usable TrueType font exists, the
+built-in CID font STSong-Light is used: every PDF viewer renders it, but it is not embedded,
+and the document says so in its metadata (Keywords) and in its integrity block.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_CENTER, TA_LEFT
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import BaseDocTemplate, Frame, LongTable, PageTemplate, Paragraph, TableStyle
+from reportlab.platypus.flowables import Flowable
+
+FONT_ENV = "JIEBANG_PDF_FONT"
+TTF_CANDIDATES = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+)
+FALLBACK_CID_FONT = "STSong-Light"
+PAGE_SIZE = landscape(A4)
+MARGIN = 14 * mm
+BODY_SIZE = 9
+TABLE_SIZE = 7.5
+
+
+# --- the font ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FontChoice:
+    """The CJK font a document is set in.
+
+    Attributes:
+      name: the name registered with reportlab.
+      embedded: True for an embedded TrueType subset, False for the CID fallback.
+      source: the font file, or "built-in" for the CID font.
+      note: one sentence for the document's metadata and its integrity block.
+    """
+
+    name: str
+    embedded: bool
+    source: str
+    note: str
+
+
+def cjk_font() -> FontChoice:
+    """Register (once) and return the CJK font to use, following the module's font policy."""
+    named = os.environ.get(FONT_ENV, "").strip()
+    candidates = (named,) if named else TTF_CANDIDATES
+    tried = []
+    for path in candidates:
+        if not Path(path).is_file():
+            tried.append(f"{path} (not found)")
+            continue
+        choice = _register_ttf(path)
+        if choice is not None:
+            return choice
+        tried.append(f"{path} (not a TrueType font reportlab can embed)")
+    if FALLBACK_CID_FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont(FALLBACK_CID_FONT))
+    return FontChoice(
+        FALLBACK_CID_FONT,
+        False,
+        "built-in",
+        f"font: {FALLBACK_CID_FONT} (built-in CID font, NOT embedded; fallback because no embeddable "
+        f"TrueType CJK font was found: {'; '.join(tried)}; install fonts-wqy-microhei or set {FONT_ENV})",
+    )
+
+
+def _register_ttf(path: str) -> FontChoice | None:
+    from reportlab.pdfbase.ttfonts import TTFError, TTFont
+
+    name = "JiebangCJK-" + Path(path).stem
+    if name not in pdfmetrics.getRegisteredFontNames():
+        try:
+            font = TTFont(name, path, subfontIndex=0)
+        except (TTFError, OSError, ValueError):
+            return None
+        pdfmetrics.registerFont(font)
+    family = pdfmetrics.getFont(name).face.name
+    family = family.decode("latin-1") if isinstance(family, bytes) else str(family)
+    return FontChoice(name, True, path, f"font: {family} from {Path(path).name} (TrueType, embedded subset)")
+
+
+# --- styles -----------------------------------------------------------------------------
+
+
+def styles(font: FontChoice) -> dict[str, ParagraphStyle]:
+    """The few paragraph styles a report needs, all in the CJK font."""
+    base = ParagraphStyle("body", fontName=font.name, fontSize=BODY_SIZE, leading=BODY_SIZE * 1.45, wordWrap="CJK")
+    return {
+        "title": ParagraphStyle("title", parent=base, fontSize=17, leading=24, alignment=TA_CENTER, spaceAfter=4 * mm),
+        "subtitle": ParagraphStyle("subtitle", parent=base, fontSize=10, leading=15, alignment=TA_CENTER, spaceAfter=5 * mm),
+        "h1": ParagraphStyle("h1", parent=base, fontSize=13, leading=19, spaceBefore=5 * mm, spaceAfter=2.5 * mm),
+        "h2": ParagraphStyle("h2", parent=base, fontSize=10.5, leading=15, spaceBefore=3 * mm, spaceAfter=1.5 * mm),
+        "body": base,
+        "note": ParagraphStyle("note", parent=base, fontSize=8, leading=11.5, textColor=colors.HexColor("#333333"), spaceBefore=1 * mm),
+        "cell": ParagraphStyle("cell", parent=base, fontSize=TABLE_SIZE, leading=TABLE_SIZE * 1.3, alignment=TA_LEFT),
+        "head": ParagraphStyle("head", parent=base, fontSize=TABLE_SIZE, leading=TABLE_SIZE * 1.3, alignment=TA_CENTER),
+    }
+
+
+def escape(text: object) -> str:
+    """Text made safe for a reportlab Paragraph (its mini-markup)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- tables -----------------------------------------------------------------------------
+
+
+def data_table(
+    header: list[str],
+    rows: list[list[object]],
+    *,
+    widths: list[float],
+    right: set[int],
+    font: FontChoice,
+    emphasis: set[int] = frozenset(),
+) -> LongTable:
+    """A table whose header row repeats on every page it spans.
+
+    ``header`` cells may hold a line break ("应到位\\nDue"). Row cells are plain strings
+    (numbers, dates: they never wrap, so pdftotext keeps them whole) or Paragraphs (text that
+    may wrap). ``emphasis`` lists data-row indexes (0-based) to shade, e.g. totals.
+    """
+    st = styles(font)
+    head = [Paragraph("<br/>".join(escape(part) for part in cell.split("\n")), st["head"]) for cell in header]
+    table = LongTable([head, *rows], colWidths=widths, repeatRows=1, splitByRow=1)
+    commands = [
+        ("FONTNAME", (0, 0), (-1, -1), font.name),
+        ("FONTSIZE", (0, 0), (-1, -1), TABLE_SIZE),
+        ("LEADING", (0, 0), (-1, -1), TABLE_SIZE * 1.3),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("GRID", (0, 0), (-1, -1), 0.3, colors.HexColor("#7f7f7f")),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.6),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.6),
+        ("LEFTPADDING", (0, 0), (-1, -1), 2.5),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 2.5),
+    ]
+    for column in sorted(right):
+        commands.append(("ALIGN", (column, 1), (column, -1), "RIGHT"))
+    for index in sorted(emphasis):
+        commands.append(("BACKGROUND", (0, index + 1), (-1, index + 1), colors.HexColor("#f2f2f2")))
+    table.setStyle(TableStyle(commands))
+    return table
+
+
+# --- the document -----------------------------------------------------------------------
+
+
+def pdf_date(as_of: dt.date) -> str:
+    """The PDF date string for midnight of the as-of date, China Standard Time."""
+    return f"D:{as_of:%Y%m%d}000000+08'00'"
+
+
+def _canvas_class(*, header_left: str, header_right: str, footer_left: str, font: FontChoice, as_of: dt.date):
+    """A canvas that stamps the running header and "第 N 页 共 M 页" once the page count is known."""
+    stamp = pdf_date(as_of)
+
+    class ReportCanvas(Canvas):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._pages: list[dict] = []
+            self.setDateFormatter(lambda *_parts: stamp)
+
+        def showPage(self):  # noqa: N802 - reportlab's name
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self):
+            total = len(self._pages)
+            for number, state in enumerate(self._pages, start=1):
+                self.__dict__.update(state)
+                self._decorate(number, total)
+                Canvas.showPage(self)
+            Canvas.save(self)
+
+        def _decorate(self, number: int, total: int) -> None:
+            width, height = self._pagesize
+            self.saveState()
+            self.setFont(font.name, 8)
+            self.setFillColor(colors.HexColor("#444444"))
+            self.drawString(MARGIN, height - MARGIN + 4 * mm, header_left)
+            self.drawRightString(width - MARGIN, height - MARGIN + 4 * mm, header_right)
+            self.setStrokeColor(colors.HexColor("#999999"))
+            self.setLineWidth(0.4)
+            self.line(MARGIN, height - MARGIN + 2.5 * mm, width - MARGIN, height - MARGIN + 2.5 * mm)
+            self.line(MARGIN, MARGIN - 3 * mm, width - MARGIN, MARGIN - 3 * mm)
+            self.drawString(MARGIN, MARGIN - 7 * mm, footer_left)
+            self.drawCentredString(width / 2, MARGIN - 7 * mm, f"第 {number} 页 共 {total} 页")
+            self.restoreState()
+
+    return ReportCanvas
+
+
+def build_pdf(
+    path: Path,
+    story: list[Flowable],
+    *,
+    font: FontChoice,
+    as_of: dt.date,
+    title: str,
+    subject: str,
+    keywords: list[str],
+    header_left: str,
+    header_right: str,
+    footer_left: str,
+) -> None:
+    """Lay out ``story`` on landscape A4 pages and write the PDF, deterministically.
+
+    The metadata is fixed: author and creator "jiebang", the given title and subject, the
+    keywords plus the font note, and creation/modification dates at the as-of date.
+    """
+    doc = BaseDocTemplate(
+        str(path),
+        pagesize=PAGE_SIZE,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN + 2 * mm,
+        bottomMargin=MARGIN,
+        title=title,
+        author="jiebang",
+        subject=subject,
+        creator="jiebang report audit",
+        keywords=[*keywords, font.note],
+        invariant=1,
+        pageCompression=1,
+    )
+    frame = Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="body", leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
+    doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
+    doc.build(
+        story,
+        canvasmaker=_canvas_class(header_left=header_left, header_right=header_right, footer_left=footer_left, font=font, as_of=as_of),
+    )
+
+
+def usable_width() -> float:
+    """The width of the text frame on a page, in points."""
+    return PAGE_SIZE[0] - 2 * MARGIN

@@ -1,0 +1,580 @@
+"""The matched-investment status of one enterprise: its projects and lanes as of a date, built
+as plain data from the ledger's services, with the JSON, table and xlsx renderings kept apart.
+
+A party sees a project where it is the demand side (every lane) or a lane's solver (its own
+lane only). Self-funding (pledged vs contributed, 到位率) is the demand side's commitment and is
+shown to the demand side only. Nothing here reads the wall clock: the default as-of date is the
+latest entry's value date, so the same ledger and as-of date always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from funding_rules.uscc import normalize_uscc
+from ledger.errors import Refusal
+from ledger.models import JournalEntry, Lane, Party, Project
+from ledger.money import format_fen, format_fen_grouped
+from ledger.programme import CONDITION_HINTS, load_project, project_balances, tranche_views
+
+PERIOD_END_WARNING_DAYS = 90
+SUBSIDY_DUE_CONDITION = "subsidy_payable"
+SUBSIDY_DUE_HINT = "a cash bid payment that earns subsidy (jiebang bid pay --form cash; equity and in-kind earn none)"
+
+
+# --- plain data -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NextTranche:
+    """The next tranche of a lane that is neither released nor cancelled.
+
+    Attributes:
+      amount_fen: the tranche's share for a grant; for a subsidy tranche, what a release on the
+        as-of date would pay: min(subsidy payable, unreleased obligation).
+      status: "eligible" (every condition met) or "planned".
+      waits_on: (condition, hint) pairs still missing, in rules order; a subsidy tranche with
+        nothing earned and unpaid also waits on ``subsidy_payable``.
+    """
+
+    lane: str
+    seq: int
+    name: str
+    basis: str
+    amount_fen: int
+    status: str
+    waits_on: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStatus:
+    """One solver lane as the party may see it; ``balances`` is project_balances for the lane."""
+
+    lane: str
+    solver_uscc: str
+    solver_name: str
+    status: str
+    balances: dict[str, int]
+    next_tranche: NextTranche | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusWarning:
+    """Something the enterprise should act on, with a predicate code and one sentence."""
+
+    code: str
+    project: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectStatus:
+    """One project of the party as of the report date.
+
+    Attributes:
+      roles: "demand" and/or "solver".
+      status: "active", "accepted" or "terminated".
+      end_date: the period end including extensions approved by the as-of date.
+      self_funding: pledged / contributed / outstanding in fen for the demand side, else None.
+    """
+
+    code: str
+    name: str
+    city: str
+    rules_version: str
+    category: str
+    mode: str
+    roles: tuple[str, ...]
+    status: str
+    approval_date: dt.date
+    start_date: dt.date
+    end_date: dt.date
+    extensions: int
+    self_funding: dict[str, int] | None
+    lanes: tuple[LaneStatus, ...]
+    warnings: tuple[StatusWarning, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """The whole report, tied to the ledger by the last entry dated on or before ``as_of``."""
+
+    party_uscc: str
+    party_name: str
+    party_kind: str
+    as_of: dt.date
+    entries: int
+    last_entry_id: int | None
+    last_entry_hash: str | None
+    projects: tuple[ProjectStatus, ...]
+
+    @property
+    def warnings(self) -> list[StatusWarning]:
+        return [w for p in self.projects for w in p.warnings]
+
+
+# --- building ---------------------------------------------------------------------------
+
+
+def default_as_of(session: Session) -> dt.date:
+    """The latest entry's value date; today only for an empty ledger."""
+    latest = session.execute(select(func.max(JournalEntry.value_date))).scalar()
+    return latest or dt.date.today()
+
+
+def arrival_rate(contributed_fen: int, pledged_fen: int) -> str:
+    """到位率 as a percentage with two decimals (ROUND_HALF_UP), or "n/a" when nothing is pledged."""
+    if pledged_fen <= 0:
+        return "n/a"
+    rate = (Decimal(contributed_fen) * 100 / Decimal(pledged_fen)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{rate}%"
+
+
+def status_report(session: Session, party: str, *, as_of: dt.date | None = None) -> StatusReport:
+    """Build the status of every project the party is in, as of ``as_of`` (default: latest entry)."""
+    code = normalize_uscc(party or "")
+    row = session.execute(select(Party).where(Party.uscc == code)).scalar_one_or_none()
+    if row is None:
+        raise Refusal(
+            "party_must_be_registered",
+            f"no party {code or '(empty)'} is registered; `jiebang parties` lists the registered USCCs.",
+        )
+    as_of = as_of or default_as_of(session)
+    entries, last_id, last_hash = _ledger_position(session, as_of)
+    solver_projects = select(Lane.project_code).where(Lane.solver_uscc == code)
+    projects = session.scalars(
+        select(Project)
+        .where(Project.approval_date <= as_of, or_(Project.demand_uscc == code, Project.code.in_(solver_projects)))
+        .order_by(Project.code)
+    ).all()
+    names = _party_names(session, [p.code for p in projects])
+    return StatusReport(
+        party_uscc=code,
+        party_name=row.name,
+        party_kind=row.kind,
+        as_of=as_of,
+        entries=entries,
+        last_entry_id=last_id,
+        last_entry_hash=last_hash,
+        projects=tuple(_project_status(session, p.code, code, as_of, names) for p in projects),
+    )
+
+
+def _ledger_position(session: Session, as_of: dt.date) -> tuple[int, int | None, str | None]:
+    count = session.execute(select(func.count()).select_from(JournalEntry).where(JournalEntry.value_date <= as_of)).scalar_one()
+    last = session.execute(
+        select(JournalEntry.id, JournalEntry.hash).where(JournalEntry.value_date <= as_of).order_by(JournalEntry.id.desc()).limit(1)
+    ).first()
+    return int(count), (last.id if last else None), (last.hash if last else None)
+
+
+def _party_names(session: Session, codes: list[str]) -> dict[str, str]:
+    if not codes:
+        return {}
+    solvers = select(Lane.solver_uscc).where(Lane.project_code.in_(codes))
+    return dict(session.execute(select(Party.uscc, Party.name).where(Party.uscc.in_(solvers))).all())
+
+
+def _project_status(session: Session, code: str, party: str, as_of: dt.date, names: dict[str, str]) -> ProjectStatus:
+    state = load_project(session, code, as_of=as_of)
+    project = state.project
+    is_demand = project.demand_uscc == party
+    roles = tuple(r for r, on in (("demand", is_demand), ("solver", party in state.lanes.values())) if on)
+    visible = sorted(n for n, uscc in state.lanes.items() if is_demand or uscc == party)
+    views = tranche_views(session, state)
+    accepted = "acceptance_passed" in state.conditions.get(None, set())
+    status = "terminated" if state.terminated_on else "accepted" if accepted else "active"
+    lanes = []
+    for n in visible:
+        balances = project_balances(session, code, as_of=as_of, lane=f"L{n}")
+        lane_views = [v for v in views if v.lane_no == n]
+        lanes.append(
+            LaneStatus(
+                lane=f"L{n}",
+                solver_uscc=state.lanes[n],
+                solver_name=names.get(state.lanes[n], ""),
+                status="eliminated" if n in state.eliminated else "terminated" if state.terminated_on else "active",
+                balances=balances,
+                next_tranche=_next_tranche(lane_views, balances),
+            )
+        )
+    self_funding = None
+    if is_demand:
+        totals = project_balances(session, code, as_of=as_of)
+        self_funding = {k: totals[f"self_funding_{k}"] for k in ("pledged", "contributed", "outstanding")}
+    shown = {f"L{n}" for n in visible}
+    paying = [v for v in views if f"L{v.lane_no}" in shown and v.status in ("eligible", "released")]
+    warnings = _warnings(code, status, state.end_date, as_of, self_funding, paying, lanes)
+    return ProjectStatus(
+        code=code,
+        name=project.name,
+        city=project.city,
+        rules_version=project.rules_version,
+        category=project.category,
+        mode=project.mode,
+        roles=roles,
+        status=status,
+        approval_date=project.approval_date,
+        start_date=project.start_date,
+        end_date=state.end_date,
+        extensions=state.extensions,
+        self_funding=self_funding,
+        lanes=tuple(lanes),
+        warnings=tuple(warnings),
+    )
+
+
+def _next_tranche(views, balances: dict[str, int]) -> NextTranche | None:
+    pending = [v for v in views if v.status in ("eligible", "planned")]
+    if not pending:
+        return None
+    view = pending[0]
+    waits = [(c, CONDITION_HINTS.get(c, c)) for c in view.unmet]
+    if view.basis == "grant_share":
+        amount = view.amount_fen
+    else:
+        amount = max(0, min(balances["subsidy_payable"], balances["grant_unreleased"]))
+        if amount == 0:
+            waits.append((SUBSIDY_DUE_CONDITION, SUBSIDY_DUE_HINT))
+    return NextTranche(
+        lane=f"L{view.lane_no}",
+        seq=view.seq,
+        name=view.name,
+        basis=view.basis,
+        amount_fen=amount,
+        status="eligible" if not waits else "planned",
+        waits_on=tuple(waits),
+    )
+
+
+def _warnings(code, status, end_date, as_of, self_funding, paying, lanes) -> list[StatusWarning]:
+    found = []
+    if self_funding and paying:
+        pledged, contributed = self_funding["pledged"], self_funding["contributed"]
+        if pledged > 0 and contributed < pledged:
+            first = paying[0]
+            found.append(
+                StatusWarning(
+                    "self_funding_should_be_in_place",
+                    code,
+                    f"{code}: self-funding arrival (到位率) is {arrival_rate(contributed, pledged)} "
+                    f"({format_fen_grouped(contributed)} of {format_fen_grouped(pledged)} pledged) while tranche "
+                    f"{first.seq} ({first.name}) of L{first.lane_no} is {first.status}; record the contributions "
+                    "with `jiebang contribute` before the next tranche check.",
+                )
+            )
+    # The period concerns a party only while one of its lanes is still in the race.
+    if status == "active" and any(lane.status == "active" for lane in lanes):
+        days = (end_date - as_of).days
+        if 0 <= days <= PERIOD_END_WARNING_DAYS:
+            found.append(
+                StatusWarning(
+                    "period_end_is_near",
+                    code,
+                    f"{code}: the period ends on {end_date}, {days} day(s) after {as_of}; apply for acceptance "
+                    "or for an extension (`jiebang extend`) before it ends.",
+                )
+            )
+        elif days < 0:
+            found.append(
+                StatusWarning(
+                    "period_has_ended",
+                    code,
+                    f"{code}: the period ended on {end_date}, {-days} day(s) before {as_of}, and no acceptance is "
+                    "recorded; record the acceptance (`jiebang stage --stage acceptance`) or the termination.",
+                )
+            )
+    for lane in lanes:
+        outstanding = lane.balances["clawback_outstanding"]
+        if outstanding > 0:
+            found.append(
+                StatusWarning(
+                    "clawback_is_outstanding",
+                    code,
+                    f"{code} {lane.lane}: a clawback of {format_fen_grouped(outstanding)} is outstanding "
+                    f"(assessed {format_fen_grouped(lane.balances['clawback_assessed'])}, collected "
+                    f"{format_fen_grouped(lane.balances['clawback_collected'])}); repay it to the bureau "
+                    "(recorded with `jiebang collect`).",
+                )
+            )
+    return found
+
+
+# --- rendering: JSON --------------------------------------------------------------------
+
+
+def report_dict(report: StatusReport) -> dict:
+    """The report as JSON-ready data: amounts as two-decimal strings, dates as ISO strings."""
+    return {
+        "report": "matched-investment status",
+        "party": {"uscc": report.party_uscc, "name": report.party_name, "kind": report.party_kind},
+        "as_of": report.as_of.isoformat(),
+        "ledger": {
+            "entries_as_of": report.entries,
+            "last_entry_id": report.last_entry_id,
+            "last_entry_hash": report.last_entry_hash,
+        },
+        "projects": [_project_dict(p) for p in report.projects],
+        "warnings": [{"code": w.code, "project": w.project, "message": w.message} for w in report.warnings],
+    }
+
+
+def _project_dict(p: ProjectStatus) -> dict:
+    self_funding = None
+    if p.self_funding is not None:
+        self_funding = {k: format_fen(v) for k, v in p.self_funding.items()}
+        self_funding["arrival_rate"] = arrival_rate(p.self_funding["contributed"], p.self_funding["pledged"])
+    return {
+        "code": p.code,
+        "name": p.name,
+        "city": p.city,
+        "rules_version": p.rules_version,
+        "category": p.category,
+        "mode": p.mode,
+        "roles": list(p.roles),
+        "status": p.status,
+        "approval_date": p.approval_date.isoformat(),
+        "start_date": p.start_date.isoformat(),
+        "end_date": p.end_date.isoformat(),
+        "extensions": p.extensions,
+        "self_funding": self_funding,
+        "lanes": [_lane_dict(lane) for lane in p.lanes],
+        "warnings": [{"code": w.code, "message": w.message} for w in p.warnings],
+    }
+
+
+def _lane_dict(lane: LaneStatus) -> dict:
+    b = {k: format_fen(v) for k, v in lane.balances.items()}
+    nxt = lane.next_tranche
+    return {
+        "lane": lane.lane,
+        "solver": {"uscc": lane.solver_uscc, "name": lane.solver_name},
+        "status": lane.status,
+        "bid": {"contracted": b["bid_contracted"], "paid_cash": b["bid_paid_cash"], "paid_equity": b["bid_paid_equity"],
+                "paid_in_kind": b["bid_paid_in_kind"], "unpaid": b["bid_unpaid"]},
+        "subsidy": {"base": b["subsidy_base"], "earned": b["subsidy_earned"], "released": b["subsidy_released"],
+                    "payable": b["subsidy_payable"]},
+        "grant": {"obligated": b["grant_obligated"], "released": b["grant_released"], "unreleased": b["grant_unreleased"]},
+        "advances_outstanding": b["advances_outstanding"],
+        "fiscal_spent": b["fiscal_spent"],
+        "clawback": {"assessed": b["clawback_assessed"], "collected": b["clawback_collected"],
+                     "outstanding": b["clawback_outstanding"]},
+        "next_tranche": None if nxt is None else {
+            "lane": nxt.lane, "seq": nxt.seq, "name": nxt.name, "basis": nxt.basis, "amount": format_fen(nxt.amount_fen),
+            "status": nxt.status, "waits_on": [{"condition": c, "hint": h} for c, h in nxt.waits_on],
+        },
+    }
+
+
+def render_json(report: StatusReport) -> str:
+    return json.dumps(report_dict(report), ensure_ascii=False, indent=2) + "\n"
+
+
+# --- rendering: terminal table ----------------------------------------------------------
+
+LANE_COLUMNS = (
+    ("lane", None), ("status", None), ("bid contracted", "bid_contracted"), ("paid cash", "bid_paid_cash"),
+    ("paid equity", "bid_paid_equity"), ("paid in-kind", "bid_paid_in_kind"), ("subsidy earned", "subsidy_earned"),
+    ("released", "subsidy_released"), ("payable", "subsidy_payable"), ("grant released", "grant_released"),
+    ("unreleased", "grant_unreleased"), ("clawback outstanding", "clawback_outstanding"),
+)
+
+
+def render_table(report: StatusReport) -> list[str]:
+    """The report as lines for a terminal (CJK-width aware)."""
+    lines = [
+        f"Matched-investment status of {report.party_name} ({report.party_uscc}) as of {report.as_of}",
+        f"ledger: {report.entries} entries dated on or before {report.as_of}, last entry "
+        f"{report.last_entry_id} {report.last_entry_hash or ''}".rstrip(),
+    ]
+    if not report.projects:
+        lines += ["", "(no projects of this party were approved by this date)"]
+    for p in report.projects:
+        lines += [
+            "",
+            f"{p.code} {p.name} — {p.city} {p.mode} {p.category}; role {'+'.join(p.roles)}; {p.status}; "
+            f"period {p.start_date}..{p.end_date}" + (f" ({p.extensions} extension)" if p.extensions else ""),
+        ]
+        if p.self_funding is not None:
+            sf = p.self_funding
+            lines.append(
+                f"  self-funding: pledged {format_fen_grouped(sf['pledged'])}, contributed "
+                f"{format_fen_grouped(sf['contributed'])}, 到位率 {arrival_rate(sf['contributed'], sf['pledged'])}"
+            )
+        header = [name for name, _ in LANE_COLUMNS]
+        rows = [
+            [lane.lane, lane.status, *(format_fen_grouped(lane.balances[key]) for _, key in LANE_COLUMNS[2:])]
+            for lane in p.lanes
+        ]
+        lines += ["  " + line for line in _aligned(header, rows, right_from=2)]
+        for lane in p.lanes:
+            nxt = lane.next_tranche
+            if nxt is None:
+                continue
+            what = f"  next: {nxt.lane} tranche {nxt.seq} ({nxt.name}) {format_fen_grouped(nxt.amount_fen)}"
+            if nxt.waits_on:
+                lines.append(what + " waits on " + "; ".join(h for _, h in nxt.waits_on))
+            else:
+                lines.append(what + " is eligible now (jiebang release)")
+        lines += [f"  warning: {w.message}" for w in p.warnings]
+    return lines
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _aligned(header: list[str], rows: list[list[str]], *, right_from: int) -> list[str]:
+    widths = [max(_width(header[i]), *(_width(r[i]) for r in rows)) if rows else _width(header[i]) for i in range(len(header))]
+
+    def line(values):
+        parts = []
+        for i, value in enumerate(values):
+            pad = " " * (widths[i] - _width(value))
+            parts.append(pad + value if i >= right_from else value + pad)
+        return "  ".join(parts).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+# --- rendering: xlsx --------------------------------------------------------------------
+
+MONEY_FORMAT = "0.00"
+PROJECT_SHEET = (
+    ("project 项目", "code"), ("name 名称", "name"), ("city 城市", "city"), ("rules 规则版本", "rules_version"),
+    ("category 类别", "category"), ("mode 方式", "mode"), ("role 角色", "roles"), ("status 状态", "status"),
+    ("start 开始", "start_date"), ("end 结束", "end_date"), ("extensions 延期", "extensions"),
+    ("pledged 承诺自筹", "pledged"), ("contributed 实际到位", "contributed"), ("outstanding 未到位", "outstanding"),
+    ("到位率 %", "rate"),
+)
+LANE_SHEET = (
+    ("project 项目", None), ("lane 赛道", None), ("solver USCC 揭榜方", None), ("solver name", None), ("status 状态", None),
+    ("bid contracted 揭榜合同额", "bid_contracted"), ("paid cash 现金", "bid_paid_cash"), ("paid equity 股权", "bid_paid_equity"),
+    ("paid in-kind 实物", "bid_paid_in_kind"), ("bid unpaid 未付", "bid_unpaid"), ("subsidy base 补助基数", "subsidy_base"),
+    ("subsidy earned 应补助", "subsidy_earned"), ("subsidy released 已拨补助", "subsidy_released"),
+    ("subsidy payable 应付未付", "subsidy_payable"), ("grant obligated 资助额", "grant_obligated"),
+    ("grant released 已拨付", "grant_released"), ("grant unreleased 未拨付", "grant_unreleased"),
+    ("advances 结余", "advances_outstanding"), ("spent 已支出", "fiscal_spent"),
+    ("clawback assessed 应收回", "clawback_assessed"), ("clawback collected 已收回", "clawback_collected"),
+    ("clawback outstanding 未收回", "clawback_outstanding"),
+    ("next tranche seq", None), ("next tranche name", None), ("next tranche amount 金额", None),
+    ("next tranche status", None), ("waits on 待满足条件", None),
+)
+
+
+def _yuan(fen: int) -> Decimal:
+    return Decimal(fen).scaleb(-2)
+
+
+def _rate_number(contributed: int, pledged: int) -> Decimal | str:
+    text = arrival_rate(contributed, pledged)
+    return text if text == "n/a" else Decimal(text.rstrip("%"))
+
+
+def write_xlsx(report: StatusReport, path: Path) -> Path:
+    """Write the report as a workbook: numbers as numbers (0.00), frozen headers, fixed metadata."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "projects"
+    _sheet_header(ws, [h for h, _ in PROJECT_SHEET], Font)
+    for p in report.projects:
+        sf = p.self_funding
+        values = {
+            "code": p.code, "name": p.name, "city": p.city, "rules_version": p.rules_version, "category": p.category,
+            "mode": p.mode, "roles": "+".join(p.roles), "status": p.status, "start_date": p.start_date.isoformat(),
+            "end_date": p.end_date.isoformat(), "extensions": p.extensions,
+            "pledged": _yuan(sf["pledged"]) if sf else None, "contributed": _yuan(sf["contributed"]) if sf else None,
+            "outstanding": _yuan(sf["outstanding"]) if sf else None,
+            "rate": _rate_number(sf["contributed"], sf["pledged"]) if sf else None,
+        }
+        ws.append([values[key] for _, key in PROJECT_SHEET])
+        for cell in ws[ws.max_row][11:15]:
+            cell.number_format = MONEY_FORMAT
+
+    ws = wb.create_sheet("lanes")
+    _sheet_header(ws, [h for h, _ in LANE_SHEET], Font)
+    for p in report.projects:
+        for lane in p.lanes:
+            nxt = lane.next_tranche
+            row = [p.code, lane.lane, lane.solver_uscc, lane.solver_name, lane.status]
+            row += [_yuan(lane.balances[key]) for _, key in LANE_SHEET[5:22]]
+            row += [nxt.seq, nxt.name, _yuan(nxt.amount_fen), nxt.status, "; ".join(c for c, _ in nxt.waits_on)] if nxt else [None] * 5
+            ws.append(row)
+            for cell in [*ws[ws.max_row][5:22], ws[ws.max_row][24]]:
+                cell.number_format = MONEY_FORMAT
+
+    ws = wb.create_sheet("warnings")
+    _sheet_header(ws, ["project 项目", "code", "message 提示"], Font)
+    for w in report.warnings:
+        ws.append([w.project, w.code, w.message])
+
+    ws = wb.create_sheet("about")
+    _sheet_header(ws, ["field", "value"], Font)
+    for key, value in (
+        ("report", "matched-investment status 配套投入情况"),
+        ("party USCC", report.party_uscc),
+        ("party name", report.party_name),
+        ("as of", report.as_of.isoformat()),
+        ("entries dated on or before", report.entries),
+        ("last entry id", report.last_entry_id),
+        ("last entry hash", report.last_entry_hash),
+    ):
+        ws.append([key, value])
+    _save_deterministic(wb, path, report.as_of)
+    return path
+
+
+def _sheet_header(ws, header: list[str], font_cls) -> None:
+    ws.append(header)
+    for cell in ws[1]:
+        cell.font = font_cls(bold=True)
+    ws.freeze_panes = "A2"
+    for i, title in enumerate(header, start=1):
+        ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = max(12, min(40, _width(title) + 2))
+
+
+def _save_deterministic(wb, path: Path, when: dt.date) -> None:
+    """Save with the as-of date as document and zip timestamps, so equal inputs give equal bytes."""
+    from openpyxl.writer.excel import ExcelWriter
+
+    stamp = dt.datetime.combine(when, dt.time())
+    wb.properties.creator = "jiebang"
+    wb.properties.created = stamp
+    wb.properties.modified = stamp
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+        ExcelWriter(wb, archive).save()
+    fixed = io.BytesIO()
+    date_time = (max(when.year, 1980), when.month, when.day, 0, 0, 0)
+    with zipfile.ZipFile(raw) as source, zipfile.ZipFile(fixed, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            entry = zipfile.ZipInfo(info.filename, date_time=date_time)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o600 << 16
+            target.writestr(entry, source.read(info.filename))
+    path.write_bytes(fixed.getvalue())
+
+
+# --- files ------------------------------------------------------------------------------
+
+
+def write_report_files(report: StatusReport, out_dir: Path) -> list[Path]:
+    """Write status-USCC-DATE.json and .xlsx into ``out_dir``; return the paths."""
+    stem = f"status-{report.party_uscc}-{report.as_of.isoformat()}"
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(render_json(report), encoding="utf-8", newline="\n")
+    xlsx_path = write_xlsx(report, out_dir / f"{stem}.xlsx")
+    return [json_path, xlsx_path]

@@ -1,0 +1,179 @@
+"""Helpers for xlsx working papers: one sheet per table, numbers stored as numbers in a 0.00
+format, a frozen header row, totals written as SUM formulas over the rows they add up, and
+a byte-identical file for the same content.
+
+openpyxl's own ``save`` stamps the workbook's modified time with the wall clock and writes
+each zip member with the current time, so neither is used: the workbook is written through
+``ExcelWriter`` into memory and then re-zipped with every member dated at the report's as-of
+date and fixed permissions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.writer.excel import ExcelWriter
+
+NUMBER_FORMAT = "0.00"
+INTEGER_FORMAT = "0"
+DATE_FORMAT = "yyyy-mm-dd"
+HEADER_FILL = PatternFill("solid", fgColor="E6E6E6")
+TOTAL_FILL = PatternFill("solid", fgColor="F2F2F2")
+WIDTHS = {"text": 22, "long": 44, "amount": 16, "rate": 10, "int": 9, "date": 12}
+
+
+@dataclass(frozen=True, slots=True)
+class SheetRow:
+    """One row of a sheet.
+
+    Attributes:
+      values: cell values in column order: str, int (fen for amount columns), Decimal (rates,
+        already in percent), dt.date, or None for an empty cell.
+      role: "item", "subtotal" or "total". In a subtotal row, an amount cell holding a number
+        is written as a SUM formula over the item rows of the same ``group`` when every one of
+        them holds a number (the value given must equal that sum), else as the value given; a
+        total row does the same over every item row.
+      group: the group a subtotal closes, or the group an item belongs to.
+    """
+
+    values: tuple
+    role: str = "item"
+    group: str | None = None
+
+
+def new_workbook() -> Workbook:
+    wb = Workbook()
+    wb.remove(wb.active)
+    return wb
+
+
+def add_sheet(
+    wb: Workbook,
+    title: str,
+    headers: Sequence[str],
+    kinds: Sequence[str],
+    rows: Sequence[SheetRow],
+    *,
+    notes: Sequence[str] = (),
+) -> None:
+    """Write one table on its own sheet: header row 1 (frozen), then the rows, then notes
+    below a blank row. ``kinds`` per column: text, long, amount, rate, int or date."""
+    ws = wb.create_sheet(title=title[:31])
+    bold = Font(bold=True)
+    for column, header in enumerate(headers, start=1):
+        cell = ws.cell(row=1, column=column, value=header.replace("\n", " "))
+        cell.font = bold
+        cell.fill = HEADER_FILL
+        cell.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
+        ws.column_dimensions[get_column_letter(column)].width = WIDTHS.get(kinds[column - 1], 14)
+    ws.freeze_panes = "A2"
+    first = 2
+    item_rows: dict[str | None, list[int]] = {}
+    for offset, row in enumerate(rows):
+        if row.role == "item":
+            item_rows.setdefault(row.group, []).append(first + offset)
+    every_item = sorted(r for rows_ in item_rows.values() for r in rows_)
+    for offset, row in enumerate(rows):
+        number = first + offset
+        covers = item_rows.get(row.group, []) if row.role == "subtotal" else every_item if row.role == "total" else []
+        for column, (value, kind) in enumerate(zip(row.values, kinds), start=1):
+            cell = ws.cell(row=number, column=column)
+            if kind == "amount" and row.role != "item" and isinstance(value, int) and covers and _all_numbers(rows, first, covers, column - 1):
+                # The formula must say what the PDF prints; a mismatch is a bug in the caller.
+                assert value == sum(rows[r - first].values[column - 1] for r in covers), (title, row)
+                cell.value = f"=SUM({_ranges(get_column_letter(column), covers)})"
+            else:
+                cell.value = _cell_value(value, kind)
+            if kind in ("amount", "rate"):
+                cell.number_format = NUMBER_FORMAT
+            elif kind == "int":
+                cell.number_format = INTEGER_FORMAT
+            elif kind == "date":
+                cell.number_format = DATE_FORMAT
+            elif kind == "long":
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
+            if row.role != "item":
+                cell.font = bold
+                cell.fill = TOTAL_FILL
+    if notes:
+        line = first + len(rows) + 1
+        for note in notes:
+            ws.cell(row=line, column=1, value=note)
+            line += 1
+
+
+def _all_numbers(rows: Sequence[SheetRow], first: int, covers: list[int], index: int) -> bool:
+    return all(isinstance(rows[r - first].values[index], int) for r in covers)
+
+
+def _ranges(letter: str, numbers: list[int]) -> str:
+    """Row numbers as the fewest ranges: [2,3,4,7] -> "C2:C4,C7"."""
+    parts, start, prev = [], numbers[0], numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(f"{letter}{start}:{letter}{prev}" if prev != start else f"{letter}{start}")
+        if n is not None:
+            start = prev = n
+    return ",".join(parts)
+
+
+def _cell_value(value, kind: str):
+    if value is None:
+        return None
+    if kind == "amount":
+        if not isinstance(value, int):
+            raise TypeError(f"an amount cell takes whole fen (int), got {value!r}")
+        return Decimal(value).scaleb(-2)
+    if kind == "rate":
+        return Decimal(value)
+    return value
+
+
+def key_value_sheet(wb: Workbook, title: str, pairs: Sequence[tuple[str, object]], *, headers=("项目 Item", "内容 Value")) -> None:
+    """A two-column sheet of labelled facts (all text)."""
+    add_sheet(wb, title, list(headers), ["text", "long"], [SheetRow((k, "" if v is None else str(v))) for k, v in pairs])
+
+
+def save_workbook(
+    wb: Workbook,
+    path: Path,
+    *,
+    as_of: dt.date,
+    title: str,
+    subject: str,
+    keywords: str,
+) -> None:
+    """Write ``wb`` to ``path`` with fixed properties and zip timestamps at the as-of date."""
+    stamp = dt.datetime(as_of.year, as_of.month, as_of.day)
+    props = wb.properties
+    props.creator = "jiebang"
+    props.lastModifiedBy = "jiebang"
+    props.title = title
+    props.subject = subject
+    props.keywords = keywords
+    props.created = stamp
+    props.modified = stamp
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+        ExcelWriter(wb, archive).save()
+    fixed = io.BytesIO()
+    date_time = (max(as_of.year, 1980), as_of.month, as_of.day, 0, 0, 0)
+    with zipfile.ZipFile(raw) as source, zipfile.ZipFile(fixed, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            member = zipfile.ZipInfo(info.filename, date_time=date_time)
+            member.compress_type = zipfile.ZIP_DEFLATED
+            member.external_attr = 0o644 << 16
+            member.create_system = 3
+            target.writestr(member, source.read(info.filename))
+    path.write_bytes(fixed.getvalue())

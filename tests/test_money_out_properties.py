@@ -1,0 +1,689 @@
+"""Invariants of money out and back over random sequences of programme events.
+
+Each hypothesis example gets a fresh database (a copy of the migrated SQLite template, or a
+PostgreSQL database cloned from the migrated template) holding two small projects that share
+a solver, both with their contracts signed: a Jiangmen 赛马 project with two lanes and an
+Urumqi 揭榜挂帅 project. Up to twenty
+random events follow — bid payments, contributions, stage results (eliminations included),
+releases, spending, extensions, termination or revocation, collections, remittances and
+write-offs — with amounts drawn at and around the limits that matter.
+
+A small independent model, written from the rules and not from the services, decides
+whether each event must be accepted and what every lane's balances become (the tranche
+amounts, the 40% subsidy, the indirect cap, the offset of a clawback against a later release
+to the same party). After every event the ledger must agree with the model, and hold:
+every entry balances in every book; released ≤ obligated; advances never negative;
+clawback collected ≤ assessed; after termination no release or spend is accepted. At the end
+``verify`` passes and the beancount export, loaded by beancount, has exactly the database's
+account balances.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import datetime as dt
+import itertools
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from ledger.balances import account_balances
+from ledger.db import make_engine
+from ledger.errors import Refusal
+from ledger.export import export_beancount
+from ledger.programme import (
+    ApprovalInput,
+    Misuse,
+    PartyInput,
+    appropriate,
+    approve_project,
+    bid_pay,
+    collect,
+    contribute,
+    extend,
+    project_balances,
+    record_stage,
+    register_party,
+    release,
+    remit,
+    spend,
+    terminate,
+    write_off,
+)
+from ledger.verify import verify
+
+D = dt.date
+ACTOR = "machine"
+APPROVED_ON = D(2025, 2, 1)
+START, END = D(2025, 3, 1), D(2025, 12, 31)
+
+JM_DEMAND = "91440700MA51A00018"
+SOLVER_1 = "12440700MB2C000120"  # solves lane L1 of both projects: clawbacks offset across them
+SOLVER_2 = "91440700MA51A0002B"
+UR_DEMAND = "91650100MA7B00011L"
+
+A, B = "JM2025-801", "UR2025-802"
+APPROPRIATION = 50_000_000_00
+A_GRANT = 1_000_000_00  # two racers: 500,000.00 each, paid 300,000.00 at contract and 200,000.00 after the stage
+A_TRANCHES = (300_000_00, 200_000_00)
+B_CONTRACT = 1_000_000_00  # Urumqi: obligation = 40% of the contract = 400,000.00
+EQUIPMENT_JUSTIFY_FEN = 500_000_00
+
+CATEGORY_NAMES = {
+    "business": "business", "labour": "labour", "equipment": "equipment", "indirect": "indirect",
+    "材料费": "business", "设备费": "equipment", "劳务费": "labour", "间接费用": "indirect", "差旅费": "business",
+}
+
+
+# --- the independent model ---------------------------------------------------------------
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    year, month = divmod(day.month - 1 + months, 12)
+    year += day.year
+    return D(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+@dataclass
+class LaneModel:
+    project: str
+    n: int
+    solver: str
+    obligated: int
+    tranches: tuple[int | None, ...]  # grant shares; None where the tranche pays the subsidy earned
+    released_count: int = 0
+    released: int = 0
+    advances: int = 0
+    spent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("equipment", "business", "labour", "indirect"), 0))
+    stage_passed: bool = False
+    eliminated: bool = False
+    assessed: int = 0
+    collected: int = 0
+    outstanding: int = 0
+    contract: int = 0
+    paid: dict[str, int] = field(default_factory=lambda: {"cash": 0, "equity": 0, "in_kind": 0})
+    earned: int = 0
+    payable: int = 0
+
+    @property
+    def unreleased(self) -> int:
+        return self.obligated - self.released
+
+
+@dataclass
+class ProjectModel:
+    code: str
+    lanes: list[LaneModel]
+    end: dt.date = END
+    extensions: int = 0
+    terminated: bool = False
+    conditions: set[str] = field(default_factory=set)
+    contributed: int = 0
+    spends: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # voucher -> lane, category, amount
+
+
+@dataclass
+class Model:
+    projects: dict[str, ProjectModel]
+    available: int
+    due_to_finance: int = 0
+    funding: int = 0  # treasury money paid out (a credit balance, so <= 0)
+
+    def lanes_of(self, solver: str) -> list[LaneModel]:
+        """The party's lanes in the order their accounts were opened (A before B, L1 before L2)."""
+        return [lane for p in self.projects.values() for lane in p.lanes if lane.solver == solver]
+
+
+def new_model() -> Model:
+    a = ProjectModel(A, [LaneModel(A, 1, SOLVER_1, A_GRANT // 2, A_TRANCHES), LaneModel(A, 2, SOLVER_2, A_GRANT // 2, A_TRANCHES)])
+    b_obligation = (4 * B_CONTRACT + 5) // 10
+    b = ProjectModel(B, [LaneModel(B, 1, SOLVER_1, b_obligation, (None, None), contract=B_CONTRACT)])
+    a.conditions.add("contract_signed")
+    b.conditions.add("contract_signed")
+    return Model({A: a, B: b}, available=APPROPRIATION - A_GRANT - b_obligation)
+
+
+# --- a fresh database per example ---------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_engine(request, tmp_path_factory):
+    """A factory of fresh, migrated, empty ledgers: ``with fresh_engine() as engine: ...``."""
+    backend = request.param
+    if request.config.getoption("--backend") not in ("all", backend):
+        pytest.skip(f"--backend excludes {backend}")
+    if backend == "sqlite":
+        template = request.getfixturevalue("_sqlite_template")
+        directory = tmp_path_factory.mktemp("machine")
+        numbers = itertools.count()
+
+        @contextlib.contextmanager
+        def fresh():
+            path = directory / f"example-{next(numbers)}.db"
+            shutil.copyfile(template, path)
+            engine = make_engine(f"sqlite:///{path}")
+            try:
+                yield engine
+            finally:
+                engine.dispose()
+                path.unlink()
+
+        return fresh
+    admin, url, template = request.getfixturevalue("_pg_admin")
+
+    @contextlib.contextmanager
+    def fresh():
+        name = f"jiebang_m_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        engine = create_engine(make_url(url).set(database=name))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return fresh
+
+
+def build_world(engine) -> None:
+    with Session(engine) as s, s.begin():
+        register_party(s, PartyInput(JM_DEMAND, "江门市某智能装备有限公司", revenue_fen=600_000_000_00, date=D(2025, 1, 2)), actor=ACTOR)
+        register_party(s, PartyInput(SOLVER_1, "五邑某大学", kind="university", date=D(2025, 1, 2)), actor=ACTOR)
+        register_party(s, PartyInput(SOLVER_2, "江门市某科技有限公司", date=D(2025, 1, 2)), actor=ACTOR)
+        register_party(s, PartyInput(UR_DEMAND, "新疆某光伏有限公司", date=D(2025, 1, 2)), actor=ACTOR)
+        appropriate(s, year=2025, amount_fen=APPROPRIATION, date=D(2025, 1, 10), voucher=None, actor=ACTOR)
+        common = dict(category="tech_breakthrough", total_investment_fen=8_000_000_00, approval_date=APPROVED_ON,
+                      start_date=START, end_date=END)
+        approve_project(s, ApprovalInput(code=A, name="赛马", city="jiangmen", mode="saima", demand_uscc=JM_DEMAND,
+                                         solver_usccs=(SOLVER_1, SOLVER_2), approved_grant_fen=A_GRANT, **common), actor=ACTOR)
+        approve_project(s, ApprovalInput(code=B, name="揭榜", city="urumqi", mode="jbgs", demand_uscc=UR_DEMAND,
+                                         solver_usccs=(SOLVER_1,), bid_contract_fen=(B_CONTRACT,), **common), actor=ACTOR)
+        # Both contracts are signed on approval day, so the first tranches wait only on what
+        # the random events do (a bid payment for Urumqi).
+        for code in (A, B):
+            record_stage(s, project=code, stage="contract_signed", passed=True, date=APPROVED_ON, voucher=None, actor=ACTOR)
+
+
+# --- events: each draws its parameters, predicts the outcome and updates the model -------
+
+
+@dataclass
+class Event:
+    """One attempted event: what the model expects, the service call, the model update."""
+
+    text: str
+    expected: bool
+    call: object  # (session) -> Posted
+    apply: object = lambda: None  # noqa: E731
+    money_out_of: str | None = None  # the project a release or spend pays out of
+
+
+def amount_near(data, limit: int, label: str) -> int:
+    """An amount at the limit, one fen over it, or anywhere from one fen to a little over it."""
+    return data.draw(
+        st.one_of(
+            st.just(max(limit, 1)),
+            st.just(max(limit + 1, 1)),
+            st.integers(1, max(limit, 1)),
+            st.integers(1, max(limit, 1) + 100_000_00),
+        ),
+        label=label,
+    )
+
+
+def lane_dict(lane: LaneModel) -> dict[str, int]:
+    return {
+        "grant_obligated": lane.obligated,
+        "grant_released": lane.released,
+        "grant_unreleased": lane.unreleased,
+        "advances_outstanding": lane.advances,
+        "fiscal_spent": sum(lane.spent.values()),
+        "clawback_assessed": lane.assessed,
+        "clawback_collected": lane.collected,
+        "clawback_outstanding": lane.outstanding,
+        "subsidy_earned": lane.earned,
+        "subsidy_payable": lane.payable,
+        "bid_paid_cash": lane.paid["cash"],
+        "bid_paid_equity": lane.paid["equity"],
+        "bid_paid_in_kind": lane.paid["in_kind"],
+    }
+
+
+def lane_accounts(accounts: dict[str, int], lane: LaneModel) -> dict[str, int]:
+    """The lane's own accounts, from the database's balances (debits positive)."""
+    tail = f"{lane.project}:L{lane.n}"
+    return {name: amount for name, amount in accounts.items() if name.endswith(tail) or f"{tail}:" in name}
+
+
+def lane_accounts_expected(lane: LaneModel) -> dict[str, int]:
+    """The same accounts as the model sees them; zero balances are absent."""
+    tail = f"{lane.project}:L{lane.n}"
+    expected = {
+        f"Assets:Memo:Grant:Unreleased:{tail}": lane.unreleased,
+        f"Assets:Memo:Grant:Released:{tail}": lane.released,
+        f"Assets:Fiscal:Advances:{tail}": lane.advances,
+        f"Assets:Fiscal:ClawbackReceivable:{tail}": lane.outstanding,
+        f"Expenses:Fiscal:Subsidy:{tail}": lane.earned,
+        f"Liabilities:Fiscal:SubsidyPayable:{tail}": -lane.payable,
+        f"Equity:Memo:Bid:Contracted:{tail}": -lane.contract,
+        f"Assets:Memo:Bid:Unpaid:{tail}": lane.contract - sum(lane.paid.values()),
+        f"Assets:Memo:Bid:PaidCash:{tail}": lane.paid["cash"],
+        f"Assets:Memo:Bid:PaidEquity:{tail}": lane.paid["equity"],
+        f"Assets:Memo:Bid:PaidInKind:{tail}": lane.paid["in_kind"],
+    }
+    for category, segment in (("equipment", "Equipment"), ("business", "Business"), ("labour", "Labour"), ("indirect", "Indirect")):
+        expected[f"Expenses:Fiscal:Grant:{tail}:{segment}"] = lane.spent[category]
+    return {name: amount for name, amount in expected.items() if amount}
+
+
+class Run:
+    def __init__(self, engine, data):
+        self.engine, self.data = engine, data
+        self.model = new_model()
+        self.today = APPROVED_ON
+        self.voucher_numbers = itertools.count(1)
+
+    def voucher(self) -> str:
+        return f"EV-{next(self.voucher_numbers)}"
+
+    def draw(self, strategy, label):
+        return self.data.draw(strategy, label=label)
+
+    def pick_lane(self, prefer=None) -> tuple[ProjectModel, LaneModel]:
+        """Any lane, or mostly one where ``prefer(lane)`` holds, so that events have something to act on."""
+        lanes = [lane for p in self.model.projects.values() for lane in p.lanes]
+        preferred = [lane for lane in lanes if prefer is not None and prefer(lane)]
+        if preferred and self.draw(st.integers(0, 3), "preferred lane?"):
+            lanes = preferred
+        lane = self.draw(st.sampled_from(lanes), "lane")
+        return self.model.projects[lane.project], lane
+
+    # --- event builders -------------------------------------------------------------------
+
+    def bid_payment(self) -> Event:
+        project, lane = self.model.projects[B], self.model.projects[B].lanes[0]
+        form = self.draw(st.sampled_from(["cash", "equity", "cash", "in_kind"]), "form")
+        remaining = lane.contract - sum(lane.paid.values())
+        amount = amount_near(self.data, remaining, "bid amount")
+        expected = not project.terminated and amount <= remaining
+
+        def apply():
+            lane.paid[form] += amount
+            project.conditions.add("first_bid_payment")
+            # 40% of the cash paid, rounded half up, never above 40% of the contract.
+            earned = min((4 * lane.paid["cash"] + 5) // 10, (4 * lane.contract + 5) // 10)
+            if earned > lane.earned:
+                lane.payable += earned - lane.earned
+                lane.earned = earned
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"bid pay {B} {form} {amount}", expected,
+                     lambda s: bid_pay(s, project=B, lane="L1", amount_fen=amount, form=form, date=when, voucher=voucher, actor=ACTOR),
+                     apply)
+
+    def contribution(self) -> Event:
+        project, _ = self.pick_lane()
+        amount = self.draw(st.integers(1, 2_000_000_00), "contribution")
+        category = self.draw(st.sampled_from(["equipment", "business", "labour", "indirect"]), "category")
+
+        def apply():
+            project.contributed += amount
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"contribute {project.code} {amount}", not project.terminated,
+                     lambda s: contribute(s, project=project.code, amount_fen=amount, category=category, date=when, voucher=voucher, actor=ACTOR),
+                     apply)
+
+    def stage(self) -> Event:
+        project, lane = self.pick_lane(lambda lane: not lane.eliminated and lane.advances > 0)
+        if project.code == A:
+            stage = self.draw(st.sampled_from(["contract_signed", "stage_assessment", "stage_assessment"]), "stage")
+        else:
+            stage = self.draw(st.sampled_from(["contract_signed", "acceptance", "audit_report", "stage_assessment"]), "stage")
+        passed = stage != "stage_assessment" or self.draw(st.booleans(), "passed")
+        per_lane = stage == "stage_assessment"
+        expected = not project.terminated and not (per_lane and (project.code == B or lane.eliminated))
+
+        def apply():
+            if not per_lane:
+                project.conditions.add(stage)
+            elif passed:
+                lane.stage_passed = True
+            else:
+                # Elimination: the unspent advance is assessed, the unreleased share freed.
+                lane.eliminated = True
+                self.assess(lane, lane.advances)
+                lane.advances = 0
+                self.deobligate(lane)
+
+        when, voucher = self.today, self.voucher()
+        lane_arg = f"L{lane.n}" if per_lane else None
+        return Event(f"stage {project.code} {stage} {lane_arg} {'passed' if passed else 'failed'}", expected,
+                     lambda s: record_stage(s, project=project.code, stage=stage, passed=passed, date=when, voucher=voucher,
+                                            actor=ACTOR, lane=lane_arg),
+                     apply)
+
+    def next_release(self, lane: LaneModel) -> int | None:
+        """The amount the lane's next tranche would release now, or None if it must be refused."""
+        project = self.model.projects[lane.project]
+        if project.terminated or lane.eliminated or lane.released_count == len(lane.tranches):
+            return None
+        seq = lane.released_count + 1
+        if project.code == A:
+            met = "contract_signed" in project.conditions if seq == 1 else lane.stage_passed
+            amount = lane.tranches[seq - 1]
+        else:
+            needs = {"contract_signed", "first_bid_payment"} if seq == 1 else {"acceptance", "audit_report"}
+            met = needs <= project.conditions
+            amount = min(lane.payable, lane.unreleased)  # the subsidy earned and unpaid
+        return amount if met and 0 < amount <= lane.unreleased else None
+
+    def release_event(self) -> Event:
+        project, lane = self.pick_lane(lambda lane: self.next_release(lane) is not None)
+        amount = self.next_release(lane)
+        expected = amount is not None
+
+        def apply():
+            lane.released_count += 1
+            lane.released += amount
+            if project.code == A:
+                lane.advances += amount
+            else:
+                lane.payable -= amount
+            # An outstanding clawback owed by the same party is netted, oldest account first.
+            left = amount
+            for other in self.model.lanes_of(lane.solver):
+                take = min(other.outstanding, left)
+                if take > 0:
+                    event("release: offset against a clawback")
+                    other.outstanding -= take
+                    other.collected += take
+                    left -= take
+            self.model.funding -= left
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"release {project.code} L{lane.n} ({amount})", expected,
+                     lambda s: release(s, project=project.code, lane=f"L{lane.n}", date=when, voucher=voucher, actor=ACTOR),
+                     apply, money_out_of=project.code)
+
+    def spend_event(self) -> Event:
+        project, lane = self.pick_lane(lambda lane: lane.advances > 0)
+        name = self.draw(st.sampled_from(sorted(CATEGORY_NAMES)), "category")
+        category = CATEGORY_NAMES[name]
+        direct = lane.spent["equipment"] + lane.spent["business"] + lane.spent["labour"]
+        cap = (direct - lane.spent["equipment"]) * 3 // 10  # 30% band: the base stays under 5,000,000.00
+        limit = min(lane.advances, cap - lane.spent["indirect"]) if category == "indirect" else lane.advances
+        amount = amount_near(self.data, limit, "spend amount")
+        justification = self.draw(st.sampled_from([None, "规格与必要性说明"]), "justification") if category == "equipment" else None
+        expected = (
+            not project.terminated
+            and not lane.eliminated
+            and START <= self.today <= project.end
+            and amount <= lane.advances
+            and not (category == "equipment" and amount >= EQUIPMENT_JUSTIFY_FEN and not justification)
+            and not (category == "indirect" and lane.spent["indirect"] + amount > cap)
+        )
+        voucher = self.voucher()
+
+        def apply():
+            lane.advances -= amount
+            lane.spent[category] += amount
+            project.spends[voucher] = (lane.n, category, amount)
+
+        when = self.today
+        return Event(f"spend {project.code} L{lane.n} {name} {amount} (advances {lane.advances})", expected,
+                     lambda s: spend(s, project=project.code, lane=f"L{lane.n}", amount_fen=amount, category=name, date=when,
+                                     voucher=voucher, actor=ACTOR, justification=justification),
+                     apply, money_out_of=project.code)
+
+    def extension(self) -> Event:
+        project, _ = self.pick_lane()
+        months = self.draw(st.integers(1, 14), "months")
+        expected = not project.terminated and project.extensions == 0 and months <= 12 and self.today <= project.end
+
+        def apply():
+            project.extensions += 1
+            project.end = add_months(project.end, months)
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"extend {project.code} {months} months (end {project.end})", expected,
+                     lambda s: extend(s, project=project.code, months=months, date=when, reference="延期批复", voucher=voucher, actor=ACTOR),
+                     apply)
+
+    def termination(self) -> Event:
+        project, _ = self.pick_lane()
+        revoke = self.draw(st.booleans(), "revoke")
+        misused: list[Misuse] = []
+        # Misuse is named on spends of lanes still racing (see test_money_out.py for the
+        # eliminated-lane case, a known bug).
+        candidates = sorted(v for v, (n, _, _) in project.spends.items() if not project.lanes[n - 1].eliminated)
+        if not revoke and candidates and self.draw(st.booleans(), "misuse?"):
+            voucher = self.draw(st.sampled_from(candidates), "misused voucher")
+            misused.append(Misuse(voucher, self.draw(st.integers(1, project.spends[voucher][2]), "misused amount")))
+
+        def apply():
+            project.terminated = True
+            for lane in project.lanes:
+                if lane.eliminated:
+                    continue
+                if revoke:
+                    # Rate 1.00: everything released, from the advance, then the spending by
+                    # category, then the subsidy paid.
+                    target = lane.released
+                    rest = target - min(lane.advances, target)
+                    for category in ("equipment", "business", "labour", "indirect"):
+                        take = min(rest, lane.spent[category])
+                        lane.spent[category] -= take
+                        rest -= take
+                    take = min(rest, lane.earned - lane.payable)
+                    lane.earned -= take
+                    rest -= take
+                    assert rest == 0, "the model cannot source the revocation"
+                    self.assess(lane, target)
+                else:
+                    misuse = 0
+                    for item in misused:
+                        n, category, _ = project.spends[item.spend_voucher]
+                        if n == lane.n:
+                            lane.spent[category] -= item.amount_fen
+                            misuse += item.amount_fen
+                    self.assess(lane, lane.advances + misuse)
+                lane.advances = 0
+                self.deobligate(lane)
+                # Subsidy earned but unpaid is forfeited (both rules files: forfeit).
+                lane.earned -= lane.payable
+                lane.payable = 0
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"{'revoke' if revoke else 'terminate'} {project.code} misused={misused}", not project.terminated,
+                     lambda s: terminate(s, project=project.code, date=when, reference="决定书", voucher=voucher, actor=ACTOR,
+                                         misused=misused, revoke=revoke),
+                     apply)
+
+    def collection(self) -> Event:
+        project, lane = self.pick_lane(lambda lane: lane.outstanding > 0)
+        amount = amount_near(self.data, lane.outstanding, "collected")
+
+        def apply():
+            lane.outstanding -= amount
+            lane.collected += amount
+            self.model.due_to_finance += amount
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"collect {project.code} L{lane.n} {amount}", amount <= lane.outstanding,
+                     lambda s: collect(s, project=project.code, lane=f"L{lane.n}", amount_fen=amount, date=when, voucher=voucher, actor=ACTOR),
+                     apply)
+
+    def remittance(self) -> Event:
+        amount = amount_near(self.data, self.model.due_to_finance, "remitted")
+
+        def apply():
+            self.model.due_to_finance -= amount
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"remit {amount}", amount <= self.model.due_to_finance,
+                     lambda s: remit(s, amount_fen=amount, date=when, voucher=voucher, actor=ACTOR), apply)
+
+    def write_off_event(self) -> Event:
+        project, lane = self.pick_lane(lambda lane: lane.outstanding > 0)
+        amount = amount_near(self.data, lane.outstanding, "written off")
+        reason = self.draw(st.sampled_from(["单位注销", "单位注销", " "]), "reason")
+
+        def apply():
+            lane.outstanding -= amount
+
+        when, voucher = self.today, self.voucher()
+        return Event(f"write off {project.code} L{lane.n} {amount} reason={reason!r}", amount <= lane.outstanding and bool(reason.strip()),
+                     lambda s: write_off(s, project=project.code, lane=f"L{lane.n}", amount_fen=amount, date=when, reason=reason,
+                                         approval="核销批复", voucher=voucher, actor=ACTOR),
+                     apply)
+
+    # --- model helpers --------------------------------------------------------------------
+
+    def assess(self, lane: LaneModel, amount: int) -> None:
+        lane.assessed += amount
+        lane.outstanding += amount
+
+    def deobligate(self, lane: LaneModel) -> None:
+        self.model.available += lane.unreleased
+        lane.obligated = lane.released
+
+    # --- running and checking -------------------------------------------------------------
+
+    def weights(self) -> dict[str, int]:
+        """How often each event is drawn; recovery events come forward once something is owed."""
+        lanes = [lane for p in self.model.projects.values() for lane in p.lanes]
+        owed = any(lane.outstanding for lane in lanes)
+        advanced = any(lane.advances for lane in lanes)
+        # Hypothesis favours the front of a list, so the events that open the way come first.
+        return {
+            "release_event": 4, "spend_event": 5, "stage": 3, "collection": 5 if owed else 1,
+            "remittance": 3 if self.model.due_to_finance else 1, "write_off_event": 2 if owed else 1,
+            "bid_payment": 2, "contribution": 1, "extension": 1, "termination": 2 if advanced else 1,
+        }
+
+    def step(self) -> None:
+        self.today += dt.timedelta(days=self.draw(st.integers(0, 40), "days later"))
+        kind = self.draw(st.sampled_from([k for k, weight in self.weights().items() for _ in range(weight)]), "event")
+        attempt: Event = getattr(self, kind)()
+        note(f"{self.today} {attempt.text}: expected {'accepted' if attempt.expected else 'refused'}")
+        entries_before = self.entries()
+        refusal = None
+        try:
+            with Session(self.engine) as s, s.begin():
+                attempt.call(s)
+        except Refusal as caught:
+            refusal = caught
+        assert (refusal is None) == attempt.expected, f"{attempt.text} on {self.today}: model expected " + (
+            "acceptance" if attempt.expected else "a refusal") + (f", ledger refused: {refusal.message}" if refusal else ", ledger accepted")
+        assert self.entries() == entries_before + (1 if refusal is None else 0)
+        if attempt.money_out_of and self.model.projects[attempt.money_out_of].terminated:
+            assert refusal is not None, f"{attempt.text} accepted after termination"
+        event(f"{kind}: {'accepted' if refusal is None else 'refused'}")
+        if refusal is None:
+            attempt.apply()
+        self.check()
+
+    def entries(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM journal_entries")).scalar_one()
+
+    def check(self) -> None:
+        """After every event: the books balance, the contract's invariants hold, the model agrees.
+
+        Each project's contract is read once (``project_balances``); each lane is compared
+        through its accounts, read in one query, to keep a step cheap; ``finish`` also reads
+        every lane's contract.
+        """
+        with Session(self.engine) as s, s.begin():
+            unbalanced = s.execute(text(
+                "SELECT entry_id, book, SUM(amount_fen) FROM postings GROUP BY entry_id, book HAVING SUM(amount_fen) <> 0"
+            )).all()
+            contracts = {code: project_balances(s, code) for code in self.model.projects}
+            accounts = {b.account: b.balance_fen for b in account_balances(s)}
+        assert unbalanced == []
+        for code, project in self.model.projects.items():
+            got = contracts[code]
+            assert got["grant_released"] <= got["grant_obligated"]
+            assert got["advances_outstanding"] >= 0
+            assert got["clawback_collected"] <= got["clawback_assessed"]
+            expected = {key: sum(lane_dict(lane)[key] for lane in project.lanes) for key in lane_dict(project.lanes[0])}
+            assert {key: got[key] for key in expected} == expected, code
+            assert got["self_funding_contributed"] == project.contributed
+            for lane in project.lanes:
+                assert lane_accounts(accounts, lane) == lane_accounts_expected(lane), f"{code} L{lane.n}"
+                assert accounts.get(f"Assets:Fiscal:Advances:{code}:L{lane.n}", 0) >= 0
+        assert accounts.get("Assets:Memo:Budget:Available:Y2025", 0) == self.model.available
+        assert accounts.get("Liabilities:Fiscal:DueToFinance", 0) == -self.model.due_to_finance
+        assert sum(v for k, v in accounts.items() if k.startswith("Income:Fiscal:Funding:")) == self.model.funding
+
+    def check_lanes(self) -> None:
+        with Session(self.engine) as s, s.begin():
+            for code, project in self.model.projects.items():
+                for lane in project.lanes:
+                    got = project_balances(s, code, lane=f"L{lane.n}")
+                    assert got["grant_released"] <= got["grant_obligated"]
+                    assert got["advances_outstanding"] >= 0
+                    assert got["clawback_collected"] <= got["clawback_assessed"]
+                    assert {key: got[key] for key in lane_dict(lane)} == lane_dict(lane), f"{code} L{lane.n}"
+
+    def finish(self, out_dir) -> None:
+        from beancount import loader
+        from beancount.core.data import Transaction
+
+        self.check_lanes()
+        with Session(self.engine) as s, s.begin():
+            result = verify(s)
+            assert result.ok, result.problem
+            paths = export_beancount(s, out_dir)
+            database = {}
+            for book in ("fiscal", "memo"):
+                database[book] = {b.account: b.balance_fen for b in account_balances(s, book=book)}
+        for path in paths:
+            entries, errors, _ = loader.load_file(str(path))
+            assert errors == [], [e.message for e in errors]
+            sums: dict[str, int] = {}
+            for entry in entries:
+                if isinstance(entry, Transaction):
+                    for posting in entry.postings:
+                        fen = posting.units.number * 100
+                        assert fen == fen.to_integral_value()
+                        sums[posting.account] = sums.get(posting.account, 0) + int(fen)
+            assert {k: v for k, v in sums.items() if v} == database[path.stem]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_money_out_and_back_keeps_the_books_and_the_model_in_step(fresh_engine, tmp_path_factory, data):
+    steps = data.draw(st.integers(12, 20), label="steps")
+    with fresh_engine() as engine:
+        build_world(engine)
+        run = Run(engine, data)
+        run.check()
+        for _ in range(steps):
+            run.step()
+        run.finish(tmp_path_factory.mktemp("export"))
+
+
+def test_the_model_starts_where_the_ledger_does():
+    """The model's opening figures, by hand: 500,000.00 per racer, 400,000.00 for Urumqi."""
+    model = new_model()
+    assert [lane.obligated for p in model.projects.values() for lane in p.lanes] == [500_000_00, 500_000_00, 400_000_00]
+    assert model.available == 48_600_000_00
+    assert add_months(D(2025, 12, 31), 2) == D(2026, 2, 28)
+    assert Decimal(A_TRANCHES[0]) / (A_GRANT // 2) == Decimal("0.6")
