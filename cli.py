@@ -1165,6 +1165,91 @@ def report_status(obj: Context, uscc: str, as_of, out_dir: Path | None, fmt: str
             click.echo(line)
 
 
+@report.command("audit")
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
+              help="Audit cut-off (default: the period end with approved extensions, or the termination date if earlier).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory to write the pack into.")
+@pass_context
+def report_audit(obj: Context, code: str, as_of, out_dir: Path) -> None:
+    """The 专项审计资料包 of one project: audit-CODE-DATE.pdf, audit-CODE-DATE.xlsx and the
+    project's beancount extract beancount-CODE-DATE/, as of the audit cut-off.
+
+    Nine sections (一、项目基本情况 … 九、完整性); every amount equals
+    `jiebang balances --project CODE --as-of DATE`. The same ledger and date give
+    byte-identical files; entries dated after the cut-off never change them.
+
+    \b
+    Example:
+      jiebang report audit --project JM2025-003 --out audit/
+      jiebang report audit --project UR2025-011 --as-of 2026-06-30 --out audit/
+    """
+    from reports.audit import resolve_as_of, write_audit_pack
+
+    with obj.read() as session:
+        _project, when, _basis = resolve_as_of(session, code, _date_or_none(as_of))
+        _check_writable(out_dir)
+        paths = write_audit_pack(session, code, out_dir, as_of=when)
+    for path in paths:
+        click.echo(f"wrote {path}{'/' if path.is_dir() else ''}")
+
+
+@report.command("forecast")
+@click.option("--from", "from_year", type=int, help="First fiscal year (default: the as-of year).")
+@click.option("--years", type=int, default=5, show_default=True, help="How many fiscal years (1..30).")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
+              help="Forecast from the ledger as it stood on this date (default: today); a past date adds a back-test.")
+@click.option("--city", help="Only this city's projects (jiangmen, urumqi).")
+@click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Scenario TOML: mid-term failure, termination, 赛马 survivors, delays, clawback collection.")
+@click.option("--pipeline", "pipeline_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Planned projects not yet approved (TOML [[project]] tables or CSV); the ledger is not touched.")
+@click.option("--runs", type=int, default=10_000, show_default=True, help="Monte Carlo runs (1..100,000).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed; the same seed gives the same output.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the xlsx workbook and the PDF (chart and assumptions) into this directory instead of printing.")
+@format_option
+@pass_context
+def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, pipeline_path, runs, seed, out_dir, fmt) -> None:
+    """Budget exposure by fiscal year: the releases every active project and lane needs if
+    each condition is met on time (Jiangmen tranches on their expected dates, the Urumqi
+    subsidy spread over the remaining period), pipeline projects, expected recoveries, and
+    the headroom against each year's appropriation; with a scenario, a seeded Monte Carlo
+    gives the expected exposure and P50/P90/P95. With --as-of in the past it compares the
+    forecast with the releases recorded since (a back-test).
+
+    \b
+    Example:
+      jiebang report forecast
+      jiebang report forecast --scenario cautious.toml --runs 20000 --seed 7 --out forecast/
+      jiebang report forecast --as-of 2025-06-30 --from 2025 --years 3 --format json
+      jiebang report forecast --pipeline pipeline-2027.toml --city jiangmen
+    """
+    from reports.forecast import Scenario, build_forecast, check_runs, check_window, load_scenario
+    from reports.forecast_render import render_csv, render_json, render_table, write_forecast_files
+
+    today = dt.date.today()
+    when = parse_date(as_of) if as_of is not None else today
+    window = check_window(when, from_year, years, as_of_given=as_of is not None, today=today)
+    check_runs(runs)
+    scenario = load_scenario(scenario_path) if scenario_path is not None else Scenario()
+    with obj.read() as session:
+        forecast = build_forecast(session, window=window, scenario=scenario, runs=runs, seed=seed, city=city,
+                                  pipeline=pipeline_path)
+    if out_dir is not None:
+        _check_writable(out_dir)
+        for path in write_forecast_files(forecast, out_dir):
+            click.echo(f"wrote {path}")
+        return
+    if fmt == "json":
+        click.echo(render_json(forecast), nl=False)
+    elif fmt == "csv":
+        click.echo(render_csv(forecast), nl=False)
+    else:
+        for line in render_table(forecast):
+            click.echo(line)
+
+
 @main.group()
 def export() -> None:
     """Export the ledger to other tools' formats."""

@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy.orm import Session  # noqa: E402
+from sqlalchemy.orm import Session
 
-from ledger.balances import account_balances  # noqa: E402
-from ledger.db import make_engine, read_only  # noqa: E402
-from ledger.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many  # noqa: E402
-from ledger.verify import verify  # noqa: E402
-from migrations import upgrade_to_head  # noqa: E402
+from ledger.balances import account_balances
+from ledger.db import make_engine, read_only
+from ledger.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many
+from ledger.verify import verify
+from migrations import upgrade_to_head
 
 PROJECTS = 200
 START = dt.date(2025, 1, 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
 from ledger.balances import account_balances
@@ -47,6 +47,19 @@ def export_beancount(
     return written
 
 
+def _project_entries(project_code: str):
+    """The entries of a project's extract: its own, and any other entry that posts to one of
+    its accounts (a release of another project offset against this project's clawback), so
+    that the balance assertions on the project's accounts hold."""
+    own_accounts = (
+        select(Posting.entry_id)
+        .join(Account, Account.id == Posting.account_id)
+        .where(Account.project_code == project_code)
+    )
+    # A UNION of two indexed lookups, not an OR, so the planner can start from the few ids.
+    return JournalEntry.id.in_(union(select(JournalEntry.id).where(JournalEntry.project_code == project_code), own_accounts))
+
+
 def beancount_lines(
     session: Session,
     book: str,
@@ -62,14 +75,19 @@ def beancount_lines(
     yield ""
 
     accounts = select(Account.name, Account.opened_on, Account.closed_on).where(Account.book == book)
+    in_extract = _project_entries(project_code) if project_code else None
     if project_code:
         # A project's extract holds the project's accounts and the shared accounts its
         # entries touch, so every transaction in it still balances.
         touched = (
             select(Posting.account_id)
             .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-            .where(JournalEntry.project_code == project_code)
+            .where(in_extract)
         )
+        if as_of:
+            # Only entries the extract holds: a later entry must not add an open directive
+            # (year accounts open a year early, so their opening date alone does not exclude them).
+            touched = touched.where(Posting.value_date <= as_of)
         accounts = accounts.where(Account.id.in_(touched))
     if as_of:
         accounts = accounts.where(Account.opened_on <= as_of)
@@ -106,7 +124,7 @@ def beancount_lines(
     if as_of:
         entries = entries.where(JournalEntry.value_date <= as_of)
     if project_code:
-        entries = entries.where(JournalEntry.project_code == project_code)
+        entries = entries.where(in_extract)
     current = None
     for row in session.execute(entries, execution_options={"yield_per": 10_000}):
         if row.id != current:

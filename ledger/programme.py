@@ -10,7 +10,10 @@ both pass the same check (SQLite's BEGIN IMMEDIATE gives the same order).
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -74,6 +77,75 @@ def reversed_entries():
     return select(JournalEntry.reverses_id).where(JournalEntry.reverses_id.is_not(None))
 
 
+# Idempotency of business events: an entry's content includes a calculation trace built from
+# the balances at the time, so a retried voucher would not reproduce the same content. The
+# services therefore compare the *request* (the service's own arguments), recorded in the
+# trace of the first entry, and return that entry before any rule is checked again.
+_request: contextvars.ContextVar[dict | None] = contextvars.ContextVar("jiebang_request", default=None)
+
+
+def _canonical_request(kind: str, arguments: dict) -> dict:
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if dataclasses.is_dataclass(value):
+            return plain(dataclasses.asdict(value))
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (dt.date, Decimal)):
+            return str(value)
+        return value
+
+    return {"kind": kind, **{k: plain(v) for k, v in sorted(arguments.items()) if k not in ("actor", "voucher")}}
+
+
+def _replayed(session: Session, kind: str, voucher: str, request: dict) -> Posted | None:
+    """The entry a voucher already recorded for the same request, or a conflict refusal."""
+    row = session.execute(
+        select(JournalEntry.id, JournalEntry.hash, JournalEntry.trace).where(
+            JournalEntry.kind == kind, JournalEntry.voucher == voucher
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    recorded = json.loads(row.trace or "{}").get("request")
+    if recorded != request:
+        raise Refusal(
+            "voucher_must_match_first_use",
+            f"voucher {voucher} was already used for {kind} entry {row.id} with different details; "
+            f"use a new voucher, or reverse entry {row.id} first if it was wrong.",
+        )
+    return Posted(row.id, row.hash, created=False)
+
+
+def idempotent(kind):
+    """Make a service return the first entry when called again with the same voucher and arguments.
+
+    ``kind`` is the entry kind, or a function of the arguments that gives it.
+    """
+
+    def decorate(service):
+        @functools.wraps(service)
+        def run(session: Session, **arguments):
+            entry_kind = kind(arguments) if callable(kind) else kind
+            request = _canonical_request(entry_kind, arguments)
+            voucher = (arguments.get("voucher") or "").strip()
+            if voucher:
+                lock(session)
+                prior = _replayed(session, entry_kind, voucher, request)
+                if prior is not None:
+                    return prior
+            token = _request.set(request)
+            try:
+                return service(session, **arguments)
+            finally:
+                _request.reset(token)
+
+        return run
+
+    return decorate
+
+
 def _post_event(
     session: Session,
     draft: EntryDraft,
@@ -81,6 +153,13 @@ def _post_event(
     event: dict | None,
 ) -> Posted:
     """Open the accounts, post the entry and, when new, write the event's facts."""
+    request = _request.get()
+    if request is not None:
+        if draft.voucher:
+            prior = _replayed(session, draft.kind, draft.voucher, request)
+            if prior is not None:
+                return prior
+        draft = dataclasses.replace(draft, trace={**(draft.trace or {}), "request": request})
     if accounts:
         open_accounts(session, accounts)
     posted = post(session, draft)
@@ -223,6 +302,7 @@ def _party_checks_facts(session: Session, row: Party) -> checks.PartyFacts:
 # --- appropriations ---------------------------------------------------------------------
 
 
+@idempotent("appropriation")
 def appropriate(session: Session, *, year: int, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
     """Record budget authority for a year (memo book)."""
     lock(session)
@@ -613,6 +693,7 @@ def _require_active(state: ProjectState, when: dt.date, what: str, n: int | None
 # --- self-funding -----------------------------------------------------------------------
 
 
+@idempotent("pledge")
 def pledge(session: Session, *, project: str, amount_fen: int, date: dt.date, voucher: str | None, actor: str, category: str | None = None) -> Posted:
     """Record self-funding promised (自投研发资金承诺函), memo book."""
     lock(session)
@@ -641,6 +722,7 @@ def pledge(session: Session, *, project: str, amount_fen: int, date: dt.date, vo
     )
 
 
+@idempotent("contribution")
 def contribute(session: Session, *, project: str, amount_fen: int, category: str, date: dt.date, voucher: str | None, actor: str, memo: str = "") -> Posted:
     """Record self-funding evidenced as arrived, by budget category, memo book."""
     lock(session)
@@ -706,6 +788,7 @@ def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
     return sums
 
 
+@idempotent("bid_contract")
 def bid_contract(session: Session, *, project: str, lane: str | None, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
     """Record (more) contracted bid money for a lane; under bid-subsidy rules it obligates the ceiling too."""
     lock(session)
@@ -751,6 +834,7 @@ def bid_contract(session: Session, *, project: str, lane: str | None, amount_fen
     )
 
 
+@idempotent("bid_payment")
 def bid_pay(
     session: Session,
     *,
@@ -822,6 +906,7 @@ def bid_pay(
 # --- stages -----------------------------------------------------------------------------
 
 
+@idempotent("stage")
 def record_stage(
     session: Session,
     *,
@@ -929,6 +1014,7 @@ CONDITION_HINTS = {
 }
 
 
+@idempotent("release")
 def release(
     session: Session,
     *,
@@ -1142,6 +1228,7 @@ def _lane_balance(session: Session, name: str) -> int:
     return _sum_account(session, name)
 
 
+@idempotent("spend")
 def spend(
     session: Session,
     *,
@@ -1234,6 +1321,7 @@ def _spent_by_category(session: Session, state: ProjectState, n: int) -> dict[st
     return {segments[name.rsplit(":", 1)[1]]: int(v) for name, v in rows}
 
 
+@idempotent("extension")
 def extend(session: Session, *, project: str, months: int, date: dt.date, reference: str, voucher: str | None, actor: str) -> Posted:
     """Record an approved extension of the project period (bounded by the rules)."""
     lock(session)
@@ -1356,6 +1444,7 @@ def _spend_entries(session: Session, code: str) -> dict[str, tuple[int, str, int
     return {v: (lane_no, category, int(amount)) for v, lane_no, category, amount in rows}
 
 
+@idempotent(lambda arguments: "revocation" if arguments.get("revoke") else "termination")
 def terminate(
     session: Session,
     *,
@@ -1408,6 +1497,7 @@ def eliminate_lane_postings(session: Session, state: ProjectState, n: int) -> tu
     return _closing_postings(session, state, [n], misused=[], recover_all_rate=None)
 
 
+@idempotent("collection")
 def collect(session: Session, *, project: str, lane: str | None, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
     """Record recovered money received; it is owed to the finance bureau (应缴财政款) until remitted."""
     lock(session)
@@ -1464,6 +1554,7 @@ def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | No
     )
 
 
+@idempotent("write_off")
 def write_off(
     session: Session, *, project: str, lane: str | None, amount_fen: int, date: dt.date, reason: str, approval: str, voucher: str | None, actor: str
 ) -> Posted:
@@ -1528,6 +1619,7 @@ def reverse_event(session: Session, entry_id: int, *, reason: str, actor: str, v
     return reverse(session, entry_id, reason=reason, actor=actor, value_date=value_date)
 
 
+@idempotent("closure")
 def close(session: Session, *, project: str, date: dt.date, reference: str, voucher: str | None, actor: str) -> Posted:
     """Close a project after a passed acceptance: what was never released is deobligated.
 

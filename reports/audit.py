@@ -32,6 +32,7 @@ Choices, stated once (they are printed in the pack's notes too):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -61,6 +62,7 @@ KIND_ZH = {
     "bid_payment": "揭榜金额拨付", "stage": "阶段事项", "release": "财政拨付", "spend": "经费支出",
     "extension": "延期", "termination": "终止", "revocation": "撤销", "elimination": "淘汰",
     "collection": "追回收款", "write_off": "核销", "reversal": "冲销", "remittance": "上缴财政",
+    "closure": "结题",
 }
 CATEGORY_ZH = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
 UNCATEGORISED = "未分类"
@@ -95,6 +97,12 @@ BALANCE_ZH = {
     "advances_outstanding": "预拨经费结余", "fiscal_spent": "财政资金支出", "clawback_assessed": "追回核定",
     "clawback_collected": "已收回（含抵扣）", "clawback_outstanding": "未追回",
 }
+CHANGE_RESULT_ZH = {
+    "termination": "项目终止：核定追回结余及违规使用资金，未拨付部分核减（见第六部分）",
+    "revocation": "项目撤销：按规则比例追回已拨付资金，未拨付部分核减（见第六部分）",
+    "elimination": "车道淘汰：停止拨付（见第六部分）",
+    "closure": "验收后结题：未拨付部分核减，结余按规则留用",
+}
 EXCLUSION_REASON = {
     "equity": "技术入股股权评估资金不予补助",
     "in_kind": "实物出资非资金拨付，不计入补助基数",
@@ -113,12 +121,18 @@ class Column:
       header: "中文\\nEnglish", the two lines of the header cell.
       kind: text, long (wrapping text), amount (int fen), rate (Decimal percent), int or date.
       width: relative width in the PDF.
+      empty: what the PDF prints for an empty cell of this column.
     """
 
     key: str
     header: str
     kind: str = "text"
     width: float = 1.0
+    empty: str | None = None
+
+    def __post_init__(self):
+        if self.empty is None:
+            object.__setattr__(self, "empty", "—" if self.kind in ("amount", "rate") else "")
 
 
 @dataclass(frozen=True)
@@ -256,7 +270,7 @@ def audit_cutoff(session: Session, code: str) -> tuple[Project, dt.date, str]:
 def resolve_as_of(session: Session, code: str, as_of: dt.date | None) -> tuple[Project, dt.date, str]:
     """The project, the as-of date to use and its basis; refuses a date before approval."""
     project, cutoff, basis = audit_cutoff(session, code)
-    if as_of is None:
+    if as_of is None or as_of == cutoff:
         return project, cutoff, basis
     if as_of < project.approval_date:
         raise Refusal(
@@ -310,6 +324,8 @@ def _state(project: Project, rules: Rules, lanes: dict[int, str], events: list) 
             state.extension_months += json.loads(e.payload or "{}").get("months", 0)
         elif e.kind in ("termination", "revocation"):
             state.terminated_on = state.terminated_on or e.value_date
+        elif e.kind == "closure":
+            state.closed_on = state.closed_on or e.value_date
         elif e.kind == "elimination" and e.lane_no:
             state.eliminated.setdefault(e.lane_no, e.value_date)
     state.conditions.setdefault(None, set()).add("approved")
@@ -443,7 +459,9 @@ def _profile(scope: Scope) -> Section:
     status = ("已撤销" if any(e.kind == "revocation" for e in scope.events) else "已终止") if state.terminated_on else "实施中"
     if any(e.kind == "stage" and e.stage == "acceptance" and e.passed for e in scope.events):
         status = "已验收"
-    columns = (Column("item", "项目\nItem", "text", 1.2), Column("value", "内容\nValue", "long", 3.6), Column("amount", "金额（元）\nAmount (CNY)", "amount", 1.1))
+    if state.closed_on:
+        status = f"已结题（{state.closed_on.isoformat()}）"
+    columns = (Column("item", "项目\nItem", "long", 1.5), Column("value", "内容\nValue", "long", 3.3), Column("amount", "金额（元）\nAmount (CNY)", "amount", 1.1, ""))
     rows = [
         {"item": "项目编号 Project code", "value": p.code},
         {"item": "项目名称 Name", "value": p.name},
@@ -494,8 +512,8 @@ def _profile(scope: Scope) -> Section:
             months = json.loads(e.payload or "{}").get("months", 0)
             trace = json.loads(e.trace or "{}")
             event, result = "延期", f"延期 {months} 个月，实施期截止日 {trace.get('end_before', '')} → {trace.get('end_after', '')}"
-        elif e.kind in ("termination", "revocation", "elimination"):
-            event, result = KIND_ZH[e.kind], e.memo
+        elif e.kind in ("termination", "revocation", "elimination", "closure"):
+            event, result = KIND_ZH[e.kind], CHANGE_RESULT_ZH[e.kind]
         else:
             continue
         change_rows.append({"date": e.value_date, "event": event, "lane": scope.lane_label(e.lane_no), "result": result,
@@ -549,6 +567,15 @@ def _arrival(scope: Scope, lane_balances: dict[int, dict[str, int]], balances: d
     )
     table = _table("2 资金到位", "资金到位情况表 Fund arrival by source", columns, rows, notes)
     return Section("二、资金到位情况", (), (table,))
+
+
+def _tranche_views(session: Session, state: ProjectState) -> list:
+    """``tranche_views`` as of the cut-off, where a closure (结题) also ends every tranche not
+    yet released, as the closure service deobligates them."""
+    views = tranche_views(session, state)
+    if state.closed_on is None:
+        return views
+    return [v if v.status in ("released", "cancelled") else dataclasses.replace(v, status="cancelled") for v in views]
 
 
 def _due_fiscal(scope: Scope, views) -> dict[int, int]:
@@ -668,7 +695,7 @@ def _subsidy_tables(scope: Scope, lane_balances, bid_legs: list[Leg], accrual_le
     columns = (
         Column("lane", "车道\nLane", "text", 0.45), Column("name", "揭榜方\nSolver", "long", 1.6),
         Column("contracted", "合同揭榜金额\nContracted", "amount", 1.1), Column("base", "现金累计基数\nCash base", "amount", 1.1),
-        Column("excluded", "排除额\nExcluded", "amount", 1.0), Column("rate", "补助比例%\nRate", "rate", 0.65),
+        Column("excluded", "排除额\nExcluded", "amount", 1.0), Column("rate", "补助比例%\nRate", "rate", 0.8),
         Column("by_rate", "按比例计算\nRate × base", "amount", 1.05), Column("cap", "合同上限\nCap", "amount", 1.05),
         Column("entitled", "应享补助\nEntitled", "amount", 1.05), Column("earned", "已计提\nEarned", "amount", 1.05),
         Column("released", "已拨付\nReleased", "amount", 1.05), Column("payable", "应付未付\nPayable", "amount", 1.05),
@@ -784,16 +811,14 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
     for leg in receivable_legs:
         n = _lane_segment(leg.account)
         bucket = by_lane[n]
+        # Assessed and collected come from the balances contract; these three complete the
+        # identity outstanding = assessed − collected − written off + reversed.
         if leg.kind == "reversal":
             bucket["reversed"] += leg.amount_fen
         elif leg.kind == "write_off":
             bucket["written_off"] -= leg.amount_fen
-        elif leg.kind in ("collection", "release"):
-            bucket["collected"] -= leg.amount_fen
-            if leg.kind == "release":
-                bucket["offset"] -= leg.amount_fen
-        elif leg.amount_fen > 0:
-            bucket["assessed"] += leg.amount_fen
+        elif leg.kind == "release":
+            bucket["offset"] -= leg.amount_fen
     rows = []
     for n in sorted(scope.lanes):
         lb, b = lane_balances[n], by_lane[n]
@@ -856,6 +881,20 @@ def _fen(text: str) -> int:
     return parse_fen(text, allow_negative=True)
 
 
+def _release_offsets(session: Session, release_ids: list[int]) -> dict[int, int]:
+    """Per release entry of the project, the clawback it settled by offset: the credit it
+    posted to a clawback receivable, which may belong to another project of the same unit."""
+    if not release_ids:
+        return {}
+    rows = session.execute(
+        select(Posting.entry_id, func.sum(Posting.amount_fen))
+        .join(Account, Account.id == Posting.account_id)
+        .where(Posting.entry_id.in_(release_ids), Account.name.like("Assets:Fiscal:ClawbackReceivable:%"))
+        .group_by(Posting.entry_id)
+    ).all()
+    return {int(entry_id): -int(amount) for entry_id, amount in rows}
+
+
 # --- 七、专账明细 ---------------------------------------------------------------------------
 
 
@@ -864,7 +903,9 @@ def _counterparty(scope: Scope, leg: Leg) -> str:
         return json.loads(leg.payload).get("counterparty") or ""
     if leg.kind in ("pledge", "contribution"):
         return scope.party_name(scope.project.demand_uscc)
-    n = leg.event_lane or _lane_segment(leg.account)
+    # The account's lane first: an offset posts to this project's receivable from another
+    # project's release, whose event names that other project's lane.
+    n = _lane_segment(leg.account) or leg.event_lane
     if not n:
         return ""
     to_demand = scope.rules.funding.model == "bid_subsidy" and scope.rules.funding.subsidy_recipient == "demand"
@@ -995,7 +1036,7 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
     code, as_of = scope.project.code, scope.as_of
     balances = project_balances(session, code, as_of=as_of)
     lane_balances = {n: project_balances(session, code, as_of=as_of, lane=f"L{n}") for n in scope.lanes}
-    views = tranche_views(session, scope.state)
+    views = _tranche_views(session, scope.state)
     agg = _aggregate(session, code, as_of)
 
     detail_rows: list[dict] = []
@@ -1014,12 +1055,12 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
             accrual_legs.append(leg)
         elif leg.family == "clawback_receivable":
             receivable_legs.append(leg)
-            if leg.kind == "release":
-                release_legs[leg.entry_id]["offset"] -= leg.amount_fen
         elif leg.family == "grant_released" and leg.kind == "release":
             release_legs[leg.entry_id]["released"] += leg.amount_fen
         elif leg.family == "grant_spent" and leg.kind == "spend" and leg.amount_fen > 0 and leg.voucher:
             spend_vouchers[leg.voucher] = leg
+    for entry_id, offset in _release_offsets(session, [e.entry_id for e in scope.events if e.kind == "release"]).items():
+        release_legs[entry_id]["offset"] = offset
     if detail_rows:
         detail_rows.append({"voucher": "合计 Total", "debit": _sum(detail_rows, "debit"), "credit": _sum(detail_rows, "credit"), "_role": "total"})
     detail = _table("7 专账明细", "专账明细（凭证级） Voucher-level detail", DETAIL_COLUMNS, detail_rows,
@@ -1044,9 +1085,10 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
 # --- rendering ----------------------------------------------------------------------------
 
 
-def _cell_text(value, kind: str) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "—" if kind in ("amount", "rate") else ""
+def _cell_text(value, column: Column) -> str:
+    kind = column.kind
+    if value is None:
+        return column.empty
     if kind == "amount":
         return format_fen_grouped(value)
     if kind == "rate":
@@ -1073,10 +1115,12 @@ def render_pdf(pack: AuditPack, path: Path, font=None) -> None:
             f"同一账簿与截止日生成的 PDF 与 xlsx 逐字节一致；xlsx 工作底稿中每张表一页，合计为 SUM 公式。"), st["body"]),
     ]
     for section in pack.sections:
+        story.append(pdf.keep_room(48 * pdf.mm))
         story.append(Paragraph(pdf.escape(section.heading), st["h1"]))
         for text in section.intro:
             story.append(Paragraph(pdf.escape(text), st["body"]))
         for table in section.tables:
+            story.append(pdf.keep_room())
             story.append(Paragraph(pdf.escape(table.title), st["h2"]))
             story.append(_pdf_table(table, font, st))
             for note in table.notes:
@@ -1089,6 +1133,7 @@ def render_pdf(pack: AuditPack, path: Path, font=None) -> None:
         subject=f"Audit pack of project {pack.code} ({pack.name}) as of {pack.as_of.isoformat()}",
         keywords=["jiebang", "专项审计", pack.code, f"as-of {pack.as_of.isoformat()}"],
         header_left=header, header_right=f"审计截止日 {pack.as_of.isoformat()}", footer_left=f"项目 {pack.code}",
+        creator="jiebang report audit",
     )
 
 
@@ -1106,7 +1151,7 @@ def _pdf_table(table: ReportTable, font, st):
             emphasis.add(index)
         cells = []
         for c in table.columns:
-            text = _cell_text(record[c.key], c.kind)
+            text = _cell_text(record[c.key], c)
             cells.append(Paragraph(pdf.escape(text), st["cell"]) if c.kind == "long" and text else text)
         rows.append(cells)
     if not rows:

@@ -61,7 +61,7 @@ OFFSET_DAYS_MAX = 3_650
 ACCEPTANCE_MONTHS_MAX = 120
 # Runs are simulated in blocks of this many; a constant, never derived from the machine, so
 # the stream of random numbers (and the result) never depends on where the forecast runs.
-BLOCK_RUNS = 500
+BLOCK_RUNS = 100
 NEVER = 2**30  # a day offset later than any flow: "this event does not happen"
 # Exactness: per-run sums go through float64 bincounts, exact for integers below 2**53.
 FLOAT_EXACT_FEN = 2**53
@@ -239,7 +239,7 @@ def load_scenario(path: Path | str) -> Scenario:
         for key in table:
             if key not in SCENARIO_KEYS[section]:
                 raise _scenario_refusal(path, f"{section}.{key}", f"unknown key; known keys are {', '.join(SCENARIO_KEYS[section])}")
-    get = lambda section, key: data.get(section, {}).get(key)  # noqa: E731
+    get = lambda section, key: data.get(section, {}).get(key)
     values: dict[str, Any] = {"source": str(path), "name": path.stem, "description": ""}
     for key in ("name", "description"):
         if get("scenario", key) is not None:
@@ -593,7 +593,7 @@ def _pipeline_project(path: Path, i: int, row: Any, *, as_of: dt.date, scenario:
     if mode == "saima" and (lanes < a.saima_min_racers or (a.saima_max_racers is not None and lanes > a.saima_max_racers)):
         top = a.saima_max_racers if a.saima_max_racers is not None else "any number of"
         raise refuse("lanes", f"赛马 takes {a.saima_min_racers} to {top} lanes under {rules.version}, not {lanes}")
-    conditions = lambda t: tuple(t.conditions_for(mode))  # noqa: E731
+    conditions = lambda t: tuple(t.conditions_for(mode))
     if rules.funding.model == "staged_grant":
         if "grant" not in row:
             raise refuse("grant", f"{rules.version} pays an approved grant in tranches; give grant = \"300万\"")
@@ -709,7 +709,7 @@ class Schedule:
     plans: tuple[ProjectPlan, ...]
     flows: pd.DataFrame
     cells: tuple[tuple[str, str, str], ...]
-    sim: "SimInput"
+    sim: SimInput
 
 
 @dataclass(frozen=True)
@@ -782,7 +782,7 @@ def schedule(plans: Sequence[ProjectPlan], window: Window, scenario: Scenario) -
     lane_rows: list[tuple[int, int]] = []
     cell_index: dict[tuple[str, str, str], int] = {}
     project_cols: dict[str, list] = {k: [] for k in ("cell", "term_lo", "term_hi", "mid_day", "midterm_at_risk", "recoveries")}
-    day = lambda d: (d - as_of).days  # noqa: E731
+    day = lambda d: (d - as_of).days
     for p, plan in enumerate(plans):
         key = (plan.city, plan.category, plan.mode)
         cell = cell_index.setdefault(key, len(cell_index))
@@ -933,49 +933,72 @@ def simulate(sim: SimInput, scenario: Scenario, *, runs: int, seed: int) -> SimR
     project_releases = np.zeros((P, buckets), dtype=np.int64)
     project_recoveries = np.zeros(P, dtype=np.int64)
     delay_cum = np.cumsum(np.array(scenario.delay_probabilities, dtype=np.float64))
-    delay_days = np.array(scenario.delay_days, dtype=np.int64)
-    mid = sim.flow_mid
+    delays = len(scenario.delay_days)
+    fp, fl = sim.flow_project, sim.flow_lane
+    t0 = sim.flow_t0.astype(np.int32)
+    amount = sim.flow_amount.astype(np.float64)
     interval = np.flatnonzero(sim.flow_t1 > sim.flow_t0)
     span = (sim.flow_t1 - sim.flow_t0)[interval].astype(np.float64)
-    staged = sim.flow_stage >= 1
-    amount = sim.flow_amount.astype(np.float64)
-    fp, fl = sim.flow_project, sim.flow_lane
+    t1_last = (sim.flow_t1[interval] - 1).astype(np.int32)  # the last day an interval flow earns on
+    staged = np.flatnonzero(sim.flow_stage >= 1)
+    # Where each flow lands for each delay: (delay, flow) tables of the run-independent part
+    # of the two accumulation indexes, so a block only gathers from them.
+    landing = np.stack([np.searchsorted(sim.edges, sim.flow_mid + d, side="right") for d in scenario.delay_days])
+    cell_index = (sim.project_cell[fp] * buckets + landing).ravel()
+    project_index = (fp * buckets + landing).ravel()
+    flow_offset = np.arange(F, dtype=np.int32)
+    flow_sums = np.zeros(delays * F, dtype=np.int64)  # released per (delay, flow), over the runs
     races = _races(sim, scenario)
-    lane_mid = sim.mid_day[sim.lane_project] if L else np.zeros(0, dtype=np.int64)
+    lane_project = sim.lane_project
+    lane_mid = sim.mid_day[lane_project].astype(np.int32)
     low, high = scenario.termination_timing
     for first in range(0, runs, BLOCK_RUNS):
         b = min(BLOCK_RUNS, runs - first)
         # One fixed order of draws per block, whatever the probabilities are.
-        u_term, u_when, u_mid, u_delay = (rng.random((b, P)) for _ in range(4))
-        u_collect = rng.random((b, P))
+        u_term, u_when, u_mid, u_delay, u_collect = (rng.random((b, P), dtype=np.float32) for _ in range(5))
         eliminated = np.zeros((b, L), dtype=bool)
         for lanes, survivors in races:
-            keys = rng.random((b, *lanes.shape))
-            rank = keys.argsort(axis=2).argsort(axis=2)
-            eliminated[:, lanes] = rank >= survivors
+            # A random order of each race's lanes; those after the survivors are eliminated.
+            order = rng.random((b, *lanes.shape)).argsort(axis=2)
+            out = np.zeros((b, *lanes.shape), dtype=bool)
+            np.put_along_axis(out, order[:, :, survivors:], True, axis=2)
+            eliminated[:, lanes] = out
         stop = np.where(
             u_term < scenario.termination_rate,
             sim.term_lo + np.floor((low + (high - low) * u_when) * (sim.term_hi - sim.term_lo)).astype(np.int64),
             NEVER,
         )
         failed = (u_mid < scenario.midterm_failure_rate) & sim.midterm_at_risk
-        stop = np.where(failed, np.minimum(stop, sim.mid_day), stop)
-        lane_stop = np.where(eliminated, lane_mid, NEVER)
-        cut = np.minimum(stop[:, fp], lane_stop[:, fl])
-        cancelled = (failed[:, fp] | eliminated[:, fl]) & staged
-        weights = np.where((sim.flow_t0 <= cut) & ~cancelled, amount, 0.0)
+        stop = np.where(failed, np.minimum(stop, sim.mid_day), stop).astype(np.int32)
+        # Per lane first (few), then one gather per flow (many). np.take keeps the result in
+        # C order; a[:, index] would come back in Fortran order and every ravel would copy.
+        lane_cut = np.minimum(np.take(stop, lane_project, axis=1), np.where(eliminated, lane_mid, np.int32(NEVER)))
+        lane_cancelled = np.take(failed, lane_project, axis=1) | eliminated
+        cut = np.take(lane_cut, fl, axis=1)
+        alive = t0 <= cut
+        alive[:, staged] &= ~np.take(lane_cancelled, fl[staged], axis=1)
+        weights = alive * amount
         if len(interval):
-            share = np.clip((cut[:, interval] + 1 - sim.flow_t0[interval]) / span, 0.0, 1.0)
-            weights[:, interval] = np.where(cancelled[:, interval], 0.0, np.floor(amount[interval] * share + 0.5))
-        delay = delay_days[np.minimum(np.searchsorted(delay_cum, u_delay, side="right"), len(delay_days) - 1)]
-        bucket = np.searchsorted(sim.edges, mid + delay[:, fp], side="right")
-        run_cell = (np.arange(b)[:, None] * C + sim.project_cell[fp]) * buckets + bucket
-        releases[first:first + b] = np.bincount(run_cell.ravel(), weights=weights.ravel(), minlength=b * C * buckets).reshape(b, C, buckets).astype(np.int64)
-        project_releases += np.bincount((fp * buckets + bucket).ravel(), weights=weights.ravel(), minlength=P * buckets).reshape(P, buckets).astype(np.int64)
+            # An interval flow cut inside its days keeps the share earned by the cut day.
+            runs_cut, which = np.nonzero(cut[:, interval] < t1_last)
+            f = interval[which]
+            share = (cut[runs_cut, f] + 1 - t0[f]) / span[which]
+            weights[runs_cut, f] = np.where(alive[runs_cut, f], np.floor(amount[f] * share + 0.5), 0.0)
+        if delays == 1:
+            key = np.broadcast_to(flow_offset, (b, F))
+        else:
+            choice = np.zeros((b, P), dtype=np.int32)
+            for edge in delay_cum[:-1]:
+                choice += u_delay >= edge
+            key = np.take(choice, fp, axis=1) * np.int32(F) + flow_offset
+        run_cell = (np.arange(b, dtype=np.int64)[:, None] * (C * buckets) + cell_index[key]).ravel()
+        releases[first:first + b] = np.bincount(run_cell, weights=weights.ravel(), minlength=b * C * buckets).reshape(b, C, buckets).astype(np.int64)
+        flow_sums += np.bincount(key.ravel(), weights=weights.ravel(), minlength=delays * F).astype(np.int64)
         collected = np.where(u_collect < scenario.collected_share, sim.recoveries, 0)
-        recoveries[first:first + b] = np.bincount((np.arange(b)[:, None] * C + sim.project_cell).ravel(), weights=collected.ravel().astype(np.float64),
-                                                  minlength=b * C).reshape(b, C).astype(np.int64)
+        run_cell = (np.arange(b, dtype=np.int64)[:, None] * C + sim.project_cell).ravel()
+        recoveries[first:first + b] = np.bincount(run_cell, weights=collected.ravel().astype(np.float64), minlength=b * C).reshape(b, C).astype(np.int64)
         project_recoveries += collected.sum(axis=0)
+    np.add.at(project_releases.ravel(), project_index, flow_sums)
     return SimResult(releases, recoveries, project_releases, project_recoveries, runs, seed)
 
 
@@ -1171,7 +1194,7 @@ def _summary(sched: Schedule, result: SimResult, appropriations: Mapping[int, in
         "recoveries": recoveries_planned, "recoveries_expected": recoveries_expected,
         "headroom": appropriation_total - in_years, "headroom_p90": None, "unreleased_after": 0,
     })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, dtype=object)  # object: exact ints, and None where nothing applies
 
 
 def _groups(sched: Schedule, result: SimResult) -> pd.DataFrame:

@@ -26,7 +26,14 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import BaseDocTemplate, Frame, LongTable, PageTemplate, Paragraph, TableStyle
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Frame,
+    LongTable,
+    PageTemplate,
+    Paragraph,
+    TableStyle,
+)
 from reportlab.platypus.flowables import Flowable
 
 FONT_ENV = "JIEBANG_PDF_FONT"
@@ -118,6 +125,14 @@ def styles(font: FontChoice) -> dict[str, ParagraphStyle]:
     }
 
 
+def keep_room(height: float = 38 * mm):
+    """Start a new page unless ``height`` is left: put before a heading so it never ends a
+    page alone, without holding a long table back until a fresh page."""
+    from reportlab.platypus import CondPageBreak
+
+    return CondPageBreak(height)
+
+
 def escape(text: object) -> str:
     """Text made safe for a reportlab Paragraph (its mini-markup)."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -182,7 +197,7 @@ def _canvas_class(*, header_left: str, header_right: str, footer_left: str, font
             self._pages: list[dict] = []
             self.setDateFormatter(lambda *_parts: stamp)
 
-        def showPage(self):  # noqa: N802 - reportlab's name
+        def showPage(self):
             self._pages.append(dict(self.__dict__))
             self._startPage()
 
@@ -224,10 +239,11 @@ def build_pdf(
     header_left: str,
     header_right: str,
     footer_left: str,
+    creator: str = "jiebang",
 ) -> None:
     """Lay out ``story`` on landscape A4 pages and write the PDF, deterministically.
 
-    The metadata is fixed: author and creator "jiebang", the given title and subject, the
+    The metadata is fixed: author "jiebang", the given creator, title and subject, the
     keywords plus the font note, and creation/modification dates at the as-of date.
     """
     doc = BaseDocTemplate(
@@ -240,7 +256,7 @@ def build_pdf(
         title=title,
         author="jiebang",
         subject=subject,
-        creator="jiebang report audit",
+        creator=creator,
         keywords=[*keywords, font.note],
         invariant=1,
         pageCompression=1,

@@ -159,7 +159,7 @@ def test_money_holds_whole_fen_only():
     assert not Money.zero()
     assert Money(12_345).to_decimal() == Decimal("123.45")
     assert str(Money(-123_450)) == "-1234.50"
-    for bad in (1.5, Decimal("1"), "1", True):
+    for bad in (1.5, Decimal(1), "1", True):
         with pytest.raises(TypeError):
             Money(bad)
 

@@ -11,17 +11,9 @@ import json
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
-
-from ledger import chart
-from ledger.errors import Refusal
-from ledger.journal import EntryDraft, PostingDraft, post, reverse
-from ledger.models import JournalEntry, Party
-from ledger.programme import bid_contract, bid_pay, pledge, project_balances, record_stage, release
 from programme_fixtures import (
     ACTOR,
     DAY,
-    D,
     JM_DEMAND,
     JM_FIRM,
     JM_INSTITUTE,
@@ -32,6 +24,7 @@ from programme_fixtures import (
     UR_SOLVER_2,
     UR_SOLVER_3,
     UR_SOLVER_4,
+    D,
     accepts,
     add_budget,
     add_party,
@@ -47,6 +40,12 @@ from programme_fixtures import (
     urumqi_world,
     yuan,
 )
+from sqlalchemy import select
+
+from ledger import chart
+from ledger.journal import EntryDraft, PostingDraft, post, reverse
+from ledger.models import JournalEntry, Party
+from ledger.programme import bid_contract, bid_pay, pledge, project_balances, record_stage, release
 
 
 @pytest.fixture
@@ -250,7 +249,7 @@ def test_period_may_end_three_years_after_its_start_not_one_day_later(engine, se
 def test_jiangmen_grant_may_use_the_whole_available_appropriation_not_one_fen_more(engine, session_factory, jm):
     with session_factory() as s:
         add_budget(s, "3,000,000.00", year=2026)
-    in_2026 = dict(approval_date=D(2026, 3, 1), start_date=D(2026, 4, 1), end_date=D(2029, 3, 31))
+    in_2026 = {"approval_date": D(2026, 3, 1), "start_date": D(2026, 4, 1), "end_date": D(2029, 3, 31)}
     refusal = refuses(
         engine, session_factory,
         lambda s: approve(s, jm_approval(approved_grant_fen=yuan("3,000,000.01"), **in_2026)),
@@ -269,7 +268,7 @@ def test_jiangmen_grant_may_use_the_whole_available_appropriation_not_one_fen_mo
 def test_urumqi_subsidy_ceiling_must_fit_the_appropriation_after_rounding(engine, session_factory, ur):
     with session_factory() as s:
         add_budget(s, "1,200,000.00", year=2026)
-    in_2026 = dict(approval_date=D(2026, 3, 1), start_date=D(2026, 4, 1), end_date=D(2028, 3, 31))
+    in_2026 = {"approval_date": D(2026, 3, 1), "start_date": D(2026, 4, 1), "end_date": D(2028, 3, 31)}
     # 0.40 × 3,000,000.03 = 1,200,000.012 -> 1,200,000.01: one fen over.
     refuses(
         engine, session_factory,
@@ -363,13 +362,13 @@ EVENTS_ON = {
 }
 
 
-@pytest.mark.parametrize("event", list(EVENTS_ON))
-def test_an_event_dated_the_day_before_approval_is_refused_on_the_day_accepted(engine, session_factory, ur, event):
+def test_an_event_dated_the_day_before_approval_is_refused_on_the_day_accepted(engine, session_factory, ur):
     accepts(engine, session_factory, lambda s: approve(s, ur_approval()))
     approved = ur_approval().approval_date
-    refusal = refuses(engine, session_factory, EVENTS_ON[event](approved - DAY), "event_must_follow_approval")
-    assert str(approved) in refusal.message
-    accepts(engine, session_factory, EVENTS_ON[event](approved))
+    for event, on in EVENTS_ON.items():
+        refusal = refuses(engine, session_factory, on(approved - DAY), "event_must_follow_approval")
+        assert str(approved) in refusal.message, event
+        accepts(engine, session_factory, on(approved))
 
 
 # --- bid payments: never above the contract, lane must exist (§9 rule 3) --------------------------
@@ -399,22 +398,24 @@ def test_bid_payment_to_an_unknown_lane_is_refused(engine, session_factory, ur):
 # --- the subsidy: 40% of cash only (§9 rules 1, 2, 30) ---------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("form", "amount", "earned"),
-    [
-        ("cash", "1,000,000.00", "400,000.00"),
-        ("cash", "0.01", "0.00"),  # 0.004 rounds down
-        ("cash", "0.02", "0.01"),  # 0.008 rounds up
-        ("equity", "1,000,000.00", "0.00"),  # 技术入股股权评估资金不予支持
-        ("in_kind", "1,000,000.00", "0.00"),
-    ],
-)
-def test_a_cash_payment_earns_40_percent_equity_and_in_kind_earn_nothing(engine, session_factory, ur, form, amount, earned):
+def test_a_cash_payment_earns_40_percent_equity_and_in_kind_earn_nothing(engine, session_factory, ur):
     accepts(engine, session_factory, lambda s: approve(s, ur_approval()))
-    accepts(engine, session_factory, pay("UR2025-011", amount, D(2025, 7, 1), form=form))
-    got = balances(session_factory, "UR2025-011")
-    assert (got["subsidy_earned"], got["subsidy_payable"]) == (yuan(earned), yuan(earned))
-    assert got["subsidy_base"] == (yuan(amount) if form == "cash" else 0)
+    steps = [
+        # (form, amount, subsidy earned after it: round_half_up(0.40 × cumulative cash))
+        ("equity", "1,000,000.00", "0.00"),  # 技术入股股权评估资金不予支持
+        ("in_kind", "500,000.00", "0.00"),
+        ("cash", "0.01", "0.00"),  # 0.004 rounds down
+        ("cash", "0.01", "0.01"),  # 0.008 rounds up
+        ("cash", "1,000,000.00", "400,000.01"),  # 400,000.008
+        ("equity", "0.01", "400,000.01"),
+    ]
+    for day, (form, amount, earned) in enumerate(steps, start=1):
+        accepts(engine, session_factory, pay("UR2025-011", amount, D(2025, 7, day), form=form))
+        got = balances(session_factory, "UR2025-011")
+        assert (got["subsidy_earned"], got["subsidy_payable"]) == (yuan(earned), yuan(earned)), (form, amount)
+    assert (got["subsidy_base"], got["bid_paid_equity"], got["bid_paid_in_kind"]) == (
+        yuan("1,000,000.02"), yuan("1,000,000.01"), yuan("500,000.00"),
+    )
 
 
 # --- tranches: conditions, once, within the obligation (§9 rules 6, 11, 17) ------------------------
@@ -546,12 +547,6 @@ def test_a_retried_stage_or_approval_is_a_no_op(engine, session_factory, ur):
     assert (again.entry_id, again.created) == (first.entry_id, False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Refusal,
-    reason="bug: bid_pay puts the cumulative subsidy state in the trace, so a retry with the same voucher "
-    "differs in content and is refused as a voucher conflict instead of returning the first entry",
-)
 @pytest.mark.parametrize("form", ["cash", "equity"])
 def test_a_retried_bid_payment_is_a_no_op(engine, session_factory, ur, form):
     accepts(engine, session_factory, lambda s: approve(s, ur_approval()))
@@ -563,12 +558,6 @@ def test_a_retried_bid_payment_is_a_no_op(engine, session_factory, ur, form):
     assert table_counts(engine) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Refusal,
-    reason="bug: release checks 'already released' before looking at the voucher, so a retry of a "
-    "committed release with the same voucher exits 1 instead of returning the first entry",
-)
 def test_a_retried_release_is_a_no_op(engine, session_factory, jm):
     run(session_factory, lambda s: approve(s, jm_approval()), stage("JM2025-003", "contract_signed", D(2025, 10, 8)))
     first = accepts(engine, session_factory, rel("JM2025-003", D(2025, 10, 10), voucher="ZF-2025-118"))
@@ -576,3 +565,12 @@ def test_a_retried_release_is_a_no_op(engine, session_factory, jm):
         again = rel("JM2025-003", D(2025, 10, 10), voucher="ZF-2025-118")(s)
     assert (again.entry_id, again.created) == (first.entry_id, False)
     assert entry_count(engine) == first.entry_id
+
+
+def test_the_same_voucher_with_other_details_is_refused(engine, session_factory, ur):
+    accepts(engine, session_factory, lambda s: approve(s, ur_approval()))
+    accepts(engine, session_factory, pay("UR2025-011", "1,000,000.00", D(2025, 7, 10), voucher="PAY-1"))
+    refusal = refuses(
+        engine, session_factory, pay("UR2025-011", "1,000,000.01", D(2025, 7, 10), voucher="PAY-1"), "voucher_must_match_first_use"
+    )
+    assert "PAY-1" in refusal.message

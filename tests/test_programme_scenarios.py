@@ -28,6 +28,7 @@ from programme_fixtures import (
     tranche_statuses,
     yuan,
 )
+
 from ledger.money import format_fen
 
 
@@ -111,6 +112,9 @@ def test_jiangmen_jbgs_is_paid_60_percent_at_contract_and_40_after_the_midterm(c
         cli, engine, "release", "--project", "JM2025-003", "--tranche", "1", "--date", "2027-03-21",
         says="was already released",
     )
+    # The voucher already used is a retry of the release, not a new one.
+    again = cli("release", "--project", "JM2025-003", "--date", "2027-03-20", "--voucher", "ZF-2027-031")
+    assert "nothing written" in again.stdout
 
     assert_verified(cli)
     export_and_bean_check(cli, tmp_path / "export")

@@ -23,7 +23,15 @@ from sqlalchemy import text
 
 from ledger.balances import account_balances, book_totals
 from ledger.errors import Refusal
-from ledger.journal import AccountSpec, EntryDraft, Posted, PostingDraft, open_accounts, post, post_many
+from ledger.journal import (
+    AccountSpec,
+    EntryDraft,
+    Posted,
+    PostingDraft,
+    open_accounts,
+    post,
+    post_many,
+)
 from ledger.verify import verify
 
 START = dt.date(2025, 1, 1)
