@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -418,7 +418,8 @@ def check_related_party(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
 
 
 def check_period(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
-    """The end date may be at most start + max years, to the day (a leap day maps to 28 Feb)."""
+    """The end date (inclusive) may be at most the day before start + max years: a period of
+    2025-10-01..2028-09-30 is exactly three years (a leap day start maps to 28 Feb)."""
     found = []
     if facts.end_date <= facts.start_date:
         found.append(
@@ -432,12 +433,13 @@ def check_period(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
             )
         )
     years = rules.approval.max_period_years
-    if years is not None and facts.end_date > add_years(facts.start_date, years):
+    last_day = None if years is None else add_years(facts.start_date, years) - timedelta(days=1)
+    if last_day is not None and facts.end_date > last_day:
         found.append(
             _violation(
                 "period_must_not_exceed_maximum_years",
                 f"Project {facts.code} runs {facts.start_date}..{facts.end_date}, past the "
-                f"{years}-year limit {add_years(facts.start_date, years)}",
+                f"{years}-year limit, whose last day is {last_day}",
                 "shorten the period; extend later by approval if needed",
                 rules,
                 "approval.max_period_years",

@@ -382,6 +382,12 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
     lock(session)
     code = chart.check_project_code(spec.code)
     rules = get_rules(spec.rules_version) if spec.rules_version else rules_in_force(spec.city, spec.approval_date)
+    if rules.city != spec.city:
+        raise Refusal(
+            "rules_city_must_match_project",
+            f"project {code} is in {spec.city} but rules {rules.version} are for {rules.city}; "
+            "leave --rules out to use the version in force, or name one of the project's city.",
+        )
     existing = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
     voucher = _voucher(spec.voucher, f"APPROVE-{code}")
     if existing is not None:
@@ -392,8 +398,9 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             return Posted(prior.id, "", created=False)
         raise Refusal(
             "project_must_be_approved_once",
-            f"project {code} was already approved in entry {prior.id}; a solver or amount change is not an edit "
-            "(the solver is locked after approval under these rules); record an extension or termination instead.",
+            f"project {code} was already approved in entry {prior.id}; approvals are not edited"
+            + (" and the solver is locked after approval under these rules" if rules.approval.solver_locked_after_approval else "")
+            + "; record an extension or termination, or approve a new project code.",
         )
     demand = _load_party(session, spec.demand_uscc, "demand side")
     solvers = [_load_party(session, s, f"solver of lane {i}") for i, s in enumerate(spec.solver_usccs, start=1)]
@@ -433,6 +440,14 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
     else:
         obligation = [checks.subsidy_ceiling_fen([bid], rules) for bid in spec.bid_contract_fen]
     total_obligation = sum(obligation)
+    if rules.funding.model == "staged_grant":
+        for n, amount in zip(lanes, obligation):
+            if min(checks.tranche_amounts(amount, rules)) <= 0:
+                raise Refusal(
+                    "grant_must_fill_every_tranche",
+                    f"the grant of {_yuan(amount)} for {code} L{n} is too small to split into "
+                    f"{len(rules.tranches)} tranches of at least 0.01; check the amount.",
+                )
     opened = spec.approval_date
     accounts = [AccountSpec(chart.budget_available(budget_year), "memo", min(chart.year_accounts_open_on(budget_year), opened))]
     postings: list[PostingDraft] = []
@@ -614,6 +629,12 @@ class ProjectState:
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _rules(version: str) -> Rules:
+    """Rules by version, read once per process: a project's version never changes."""
+    return get_rules(version)
+
+
 def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -> ProjectState:
     code = code.strip().upper()
     project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
@@ -621,7 +642,7 @@ def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -
         raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
     state = ProjectState(
         project=project,
-        rules=get_rules(project.rules_version),
+        rules=_rules(project.rules_version),
         lanes=dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all()),
     )
     query = (
@@ -857,6 +878,14 @@ def bid_pay(
     contracted = -sums.get("bid_contracted", 0)
     paid = {f: sums.get(f"bid_paid_{f}", 0) for f in PAYMENT_FORMS}
     _require_active(state, date, "bid payment", n)
+    if "acceptance_passed" in state.met(n) and rules.funding.model == "bid_subsidy":
+        # The final subsidy tranche trues up on the audited total at acceptance; money paid
+        # after it would earn a subsidy no tranche could pay.
+        raise Refusal(
+            "bid_payment_must_precede_acceptance",
+            f"{code} passed acceptance; bid payments after it earn no subsidy under {rules.version} "
+            f"({rules.clause('funding.subsidy_rate')}); record payments dated before the acceptance.",
+        )
     facts = checks.BidPaymentFacts(
         project_code=code,
         lane=f"L{n}",
@@ -920,8 +949,8 @@ def record_stage(
     reference: str | None = None,
 ) -> Posted:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment (per lane;
-    a failed lane is eliminated), acceptance, audit report received. Moves no money itself;
-    the clawback of an eliminated lane is assessed by the money-out services."""
+    a failed lane is eliminated), acceptance, audit report received. A pass moves no money; an
+    elimination assesses the lane's clawback and deobligation in the same entry."""
     lock(session)
     if stage not in STAGES:
         raise Refusal("stage_must_be_known", f"stage {stage!r} must be one of {', '.join(STAGES)}.")

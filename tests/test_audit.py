@@ -246,6 +246,10 @@ def test_pdf_has_the_nine_headings_the_key_amounts_and_the_code_on_every_page(le
     for number, page in enumerate(pages, start=1):
         assert JM in page, f"page {number} lacks the project code"
         assert re.search(rf"第\s*{number}\s*页\s*共\s*{len(pages)}\s*页", page), f"page {number} lacks its number"
+    # The voucher-level detail runs over pages; each page it is on repeats its header row.
+    detail_pages = [page for page in pages if re.search(r"^\d{4}-\d{2}-\d{2}\s+\S+\s+\S+\s+\S+.*\s(财务|备查)\s", page, re.MULTILINE)]
+    assert len(detail_pages) >= 2
+    assert all("Counterparty" in page for page in detail_pages)
     info = subprocess.run(["pdfinfo", str(files["pdf"])], capture_output=True, text=True, check=True).stdout if shutil.which("pdfinfo") else ""
     if info:
         assert "CreationDate:" in info and "2026" in info

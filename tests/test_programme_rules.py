@@ -231,16 +231,15 @@ def test_jiangmen_has_no_related_party_ban(engine, session_factory, jm):
 # --- approval: period <= 3 years (§9 rule 16, S1 五(三)) -------------------------------------------
 
 
-def test_period_may_end_three_years_after_its_start_not_one_day_later(engine, session_factory, jm):
-    # The check allows end_date <= start + 3 years (2025-10-01 -> 2028-10-01), the convention
-    # of funding_rules.checks.check_period; see the report on whether the end date is inclusive.
+def test_period_may_last_three_years_to_the_day_not_one_day_more(engine, session_factory, jm):
+    # End dates are inclusive: 2025-10-01..2028-09-30 is exactly three years; 2028-10-01 is one day more.
     refusal = refuses(
         engine, session_factory,
-        lambda s: approve(s, jm_approval(start_date=D(2025, 10, 1), end_date=D(2028, 10, 1) + DAY)),
+        lambda s: approve(s, jm_approval(start_date=D(2025, 10, 1), end_date=D(2028, 10, 1))),
         "period_must_not_exceed_maximum_years",
     )
     assert "3-year" in refusal.message and "五(三)" in refusal.message
-    accepts(engine, session_factory, lambda s: approve(s, jm_approval(start_date=D(2025, 10, 1), end_date=D(2028, 10, 1))))
+    accepts(engine, session_factory, lambda s: approve(s, jm_approval(start_date=D(2025, 10, 1), end_date=D(2028, 9, 30))))
 
 
 # --- approval: within the available appropriation (预算法 第十三条) ---------------------------------

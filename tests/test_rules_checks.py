@@ -57,7 +57,7 @@ JM_PROJECT = ApprovalFacts(
     category="tech_breakthrough",
     approval_date=date(2025, 9, 20),
     start_date=date(2025, 10, 1),
-    end_date=date(2028, 10, 1),
+    end_date=date(2028, 9, 30),
     total_investment_fen=yuan("3000000.00"),
     demand=DEMAND,
     solvers=(UNIVERSITY,),
@@ -255,8 +255,9 @@ def test_urumqi_refuses_a_related_solver_and_jiangmen_does_not(demand, solver):
 
 
 @pytest.mark.parametrize("start", [date(2025, 10, 1), date(2024, 2, 29)])
-def test_period_may_reach_start_plus_three_years_not_one_day_more(start):
-    limit = add_years(start, 3)
+def test_period_may_last_three_years_to_the_day_not_one_day_more(start):
+    # The end date is inclusive: 2025-10-01..2028-09-30 is exactly three years.
+    limit = add_years(start, 3) - DAY
     assert codes(replace(JM_PROJECT, start_date=start, end_date=limit), JM) == []
     assert codes(replace(JM_PROJECT, start_date=start, end_date=limit + DAY), JM) == [
         "period_must_not_exceed_maximum_years"
