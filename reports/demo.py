@@ -517,6 +517,11 @@ def build_demo(out_dir: Path, *, force: bool = False) -> DemoResult:
     return DemoResult(**result)
 
 
+# One project of each city gets its audit pack: the Jiangmen 揭榜挂帅 story and the Urumqi
+# story with cash, equity and both subsidy releases.
+AUDIT_PROJECTS = ("JM2024-001", "UR2024-001")
+
+
 def _write_outputs(session: Session, out_dir: Path, plan: Plan) -> dict:
     from ledger.export import export_beancount
     from ledger.models import JournalEntry
@@ -547,6 +552,12 @@ def _write_outputs(session: Session, out_dir: Path, plan: Plan) -> dict:
     names = {p.key: p for p in PARTIES}
     for key in STATUS_PARTIES:
         files += write_report_files(status_report(session, names[key].uscc, as_of=as_of), reports_dir)
+    from reports.audit import write_audit_pack
+    from reports.forecast_render import write_demo_forecast
+
+    for code in AUDIT_PROJECTS:
+        files += write_audit_pack(session, code, reports_dir)
+    files += write_demo_forecast(session, reports_dir, as_of=as_of, back_test_as_of=dt.date(2025, 6, 30))
     return {
         "entries": session.execute(select(func.count()).select_from(JournalEntry)).scalar_one(),
         "projects": dict(sorted(plan.stories.items())),
@@ -600,6 +611,8 @@ def summary_lines(result: DemoResult, *, shown: Callable[[Path], str] | None = N
         "",
         "next commands to try:",
         f"  jiebang --db {db} projects",
+        f"  jiebang --db {db} report audit --project JM2025-004 --out audit-out",
+        f"  jiebang --db {db} report forecast --as-of 2027-03-31 --from 2027 --years 4",
         f"  jiebang --db {db} project show JM2024-002",
         f"  jiebang --db {db} balances --project JM2025-004",
         f"  jiebang --db {db} balances --project UR2025-003 --lane L3 --format json",

@@ -57,7 +57,9 @@ def test_demo_exits_0_and_every_listed_path_exists(demo_run):
     assert result.exit_code == 0, result.output
     paths = _listed_paths(result.output)
     assert paths[0] == "demo-out/jiebang.db"
-    assert len(paths) == 1 + 2 + 9 + 4  # ledger, two books, nine balances files, two status reports × 2
+    # ledger, two books, nine balances files, two status reports × 2, two audit packs × 3
+    # (pdf, xlsx, beancount extract), the forecast scenario and two forecasts × 2 (xlsx, pdf)
+    assert len(paths) == 1 + 2 + 9 + 4 + 6 + 5
     for path in paths:
         assert not Path(path).is_absolute()
         assert (where / path).is_file(), path
