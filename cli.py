@@ -426,34 +426,126 @@ def journal(obj: Context, as_of, since, project, kind, limit, fmt) -> None:
 
 @main.command()
 @format_option
+@click.option("--anchor", "anchor_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also check the ledger still holds the chain head recorded in this file (written by `jiebang anchor`).")
 @pass_context
-def verify(obj: Context, fmt: str) -> None:
+def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
     """Recompute the hash chain and every entry's per-book balance.
 
-    Prints OK with the chain head, or names the first entry that fails (exit 1).
+    Prints OK with the chain head, or names the first entry that fails (exit 1). With
+    --anchor FILE it also checks that the entry at the anchored position still has the
+    anchored hash, which catches even a consistent rewrite of the whole chain.
 
     \b
     Example:
       jiebang verify
+      jiebang verify --anchor anchors/2025-12-31.json
     """
+    import dataclasses
+
     from ledger.progress import progress_bar
     from ledger.verify import entry_count, verify as verify_ledger
 
+    anchor = None
+    if anchor_path is not None:
+        from ledger.anchor import read_anchor
+
+        anchor = read_anchor(anchor_path)
     with obj.read() as session:
         total = entry_count(session)
         with progress_bar(total, "verifying", enabled=total >= 50_000) as advance:
             result = verify_ledger(session, progress=advance)
+        if anchor is not None and result.ok:
+            from ledger.anchor import check_anchor
+
+            mismatch = check_anchor(session, anchor)
+            if mismatch is not None:
+                result = dataclasses.replace(result, ok=False, first_bad_entry=mismatch[0], problem=mismatch[1])
     if fmt == "json":
         click.echo(json.dumps({
             "ok": result.ok, "entries": result.entries, "head_id": result.head_id, "head_hash": result.head_hash,
             "first_bad_entry": result.first_bad_entry, "problem": result.problem,
+            **({"anchor": {"head_id": anchor.head_id, "head_hash": anchor.head_hash}} if anchor is not None else {}),
         }, ensure_ascii=False))
     elif result.ok:
-        click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}")
+        anchored = f"; anchor entry {anchor.head_id} matches" if anchor is not None else ""
+        click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}")
     else:
         click.echo(f"FAILED at entry {result.first_bad_entry}: {result.problem}", err=fmt != "json")
     if not result.ok:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The anchor file to write (JSON); keep it outside the database, e.g. with the auditor.")
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+@pass_context
+def anchor(obj: Context, out_path: Path, force: bool) -> None:
+    """Verify the ledger and write its chain head (entry id, hash, entry count, latest value date) to a small file.
+
+    An auditor keeps the file; `jiebang verify --anchor FILE` later proves the ledger still
+    holds that exact head at that position, so no entry up to it was changed, removed or
+    re-hashed since. Refused when the ledger does not verify.
+
+    \b
+    Example:
+      jiebang anchor --out anchors/2025-12-31.json
+      jiebang verify --anchor anchors/2025-12-31.json
+    """
+    from ledger.anchor import take_anchor, write_anchor
+    from ledger.verify import verify as verify_ledger
+
+    with obj.read() as session:
+        result = verify_ledger(session)
+        if not result.ok:
+            raise Refusal("ledger_must_verify_before_anchoring",
+                          f"the ledger does not verify (entry {result.first_bad_entry}: {result.problem}); nothing anchored.")
+        taken = take_anchor(session, result.head_id, result.head_hash, result.entries)
+    write_anchor(taken, out_path, force=force)
+    click.echo(f"anchored entry {taken.head_id} {taken.head_hash} ({taken.entries} entries, latest value date "
+               f"{taken.latest_value_date or '-'}) in {out_path}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@pass_context
+def backup(obj: Context, path: Path, force: bool) -> None:
+    """Copy a SQLite ledger to FILE: a consistent snapshot taken online, checked before it is kept.
+
+    Officers may keep writing meanwhile. The copy is verified, then renamed onto FILE, so a
+    failure leaves no half-written backup. PostgreSQL ledgers are backed up with pg_dump
+    (see docs/operations.md).
+
+    \b
+    Example:
+      jiebang backup backups/jiebang-2025-12-31.db
+    """
+    from ledger.backup import backup as backup_ledger
+
+    snapshot = backup_ledger(obj.url, path, force=force)
+    click.echo(f"backed up {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) to {snapshot.path}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the --db ledger if it exists.")
+@pass_context
+def restore(obj: Context, path: Path, force: bool) -> None:
+    """Restore a backup FILE into the --db ledger file, which must not exist yet (or add --force).
+
+    The backup is checked (schema, verify) before anything is written; the restored ledger
+    is verified again. PostgreSQL dumps are restored with pg_restore (see docs/operations.md).
+
+    \b
+    Example:
+      jiebang --db restored.db restore backups/jiebang-2025-12-31.db
+    """
+    from ledger.backup import restore as restore_ledger
+
+    snapshot = restore_ledger(path, obj.url, force=force)
+    click.echo(f"restored {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) into {snapshot.path}; verify OK")
 
 
 # --- programme events -------------------------------------------------------------------
@@ -828,6 +920,8 @@ def release(obj, code, lane, tranche, when, voucher) -> None:
     """
     from ledger.programme import release as release_tranche
 
+    if _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher):
+        return
     with obj.write() as session:
         posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user)
     _done(posted, f"release for {code.upper()}")
@@ -908,6 +1002,8 @@ def terminate(obj, code, reference, misused, when, voucher) -> None:
     """
     from ledger.programme import terminate as terminate_project
 
+    if _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused)):
+        return
     with obj.write() as session:
         posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, misused=_misuse(misused))
     _done(posted, f"termination of {code.upper()}")
@@ -928,6 +1024,8 @@ def revoke(obj, code, reference, when, voucher) -> None:
     """
     from ledger.programme import terminate as terminate_project
 
+    if _held_for_approval(obj, "revocation", project=code, date=_today_or(when), reference=reference, voucher=voucher):
+        return
     with obj.write() as session:
         posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, revoke=True)
     _done(posted, f"revocation of {code.upper()}")
@@ -1011,6 +1109,8 @@ def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher) -> N
     """
     from ledger.programme import write_off
 
+    if _held_for_approval(obj, "write_off", project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher):
+        return
     with obj.write() as session:
         posted = write_off(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher, actor=obj.user)
     _done(posted, f"write-off for {code.upper()}")
@@ -1277,6 +1377,28 @@ def export_beancount_cmd(obj: Context, out_dir: Path, as_of, project) -> None:
         click.echo(f"wrote {path}")
 
 
+@export.command("ledger")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory to write into.")
+@as_of_option
+@pass_context
+def export_ledger_cmd(obj: Context, out_dir: Path, as_of) -> None:
+    """Write one hledger / ledger-cli journal per book, ending with exact balance assertions.
+
+    \b
+    Example:
+      jiebang export ledger --out export/ --as-of 2025-12-31
+      hledger -f export/fiscal.journal balance
+      ledger -f export/memo.journal balance
+    """
+    from ledger.export_ledger import export_ledger
+
+    _check_writable(out_dir)
+    with obj.read() as session:
+        paths = export_ledger(session, out_dir, as_of=_date_or_none(as_of))
+    for path in paths:
+        click.echo(f"wrote {path}")
+
+
 def _check_writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -1284,6 +1406,157 @@ def _check_writable(out_dir: Path) -> None:
         raise Refusal("output_directory_must_be_writable", f"cannot create {out_dir}: {exc.strerror}.") from None
     if not os.access(out_dir, os.W_OK):
         raise Refusal("output_directory_must_be_writable", f"cannot write into {out_dir}; choose another --out.")
+
+
+# --- maker–checker and access (ledger/approvals.py, ledger/roles.py; docs/access.md) -----
+
+
+def _held_for_approval(obj: Context, kind: str, **arguments) -> bool:
+    """When the ledger requires approval, record a request instead of posting; True if so."""
+    from ledger import approvals
+
+    with obj.write() as session:
+        if not approvals.requires_approval(session):
+            return False
+        user = approvals.acting_user(session, obj.user)
+        number = approvals.record_request(session, kind, arguments, user=user)
+    click.echo(f"request {number} recorded; it needs approval by another user with the approver role.")
+    return True
+
+
+@main.command()
+@click.option("--require-approval", type=click.Choice(["on", "off"]), help="Maker–checker for releases, write-offs, terminations and revocations.")
+@click.option("--approver", "add", multiple=True, help="SQLite: add a user to the approvers (an honour system). Repeatable.")
+@click.option("--remove-approver", "remove", multiple=True, help="SQLite: remove a user from the approvers. Repeatable.")
+@format_option
+@pass_context
+def settings(obj: Context, require_approval: str | None, add: tuple[str, ...], remove: tuple[str, ...], fmt: str) -> None:
+    """Show or change the ledger's settings; every change is recorded as a `setting` journal entry.
+
+    Off by default, so a single officer's SQLite file works as before. On PostgreSQL
+    approvers are the logins in the jiebang_approver role (`jiebang db grant approver LOGIN`).
+
+    \b
+    Example:
+      jiebang settings
+      jiebang --user chen settings --require-approval on --approver li
+    """
+    from ledger import approvals
+
+    if require_approval or add or remove:
+        with obj.write() as session:
+            user = approvals.acting_user(session, obj.user)
+            for name in add:
+                approvals.add_approver(session, name, user=user)
+            for name in remove:
+                approvals.remove_approver(session, name, user=user)
+            if require_approval:
+                approvals.change_setting(session, "require_approval", require_approval, user=user)
+    with obj.read() as session:
+        rows = approvals.all_settings(session)
+        postgres = approvals.is_postgres(session)
+    if postgres:
+        rows = [r for r in rows if r["setting"] != "approvers"]
+    emit(rows, ["setting", "value", "set_by", "set_at", "entry"], fmt)
+
+
+@main.command()
+@click.option("--status", type=click.Choice(["pending", "approved", "rejected"]), help="Only requests with this status.")
+@format_option
+@pass_context
+def requests(obj: Context, status: str | None, fmt: str) -> None:
+    """List money-out requests waiting for (or given) approval.
+
+    \b
+    Example:
+      jiebang requests --status pending
+    """
+    from ledger import approvals
+
+    with obj.read() as session:
+        rows = approvals.list_requests(session, status)
+    if fmt != "json":
+        rows = [r | {"arguments": ", ".join(f"{k}={v}" for k, v in r["arguments"].items() if v not in (None, [], ""))}
+                for r in rows]
+    emit(rows, ["id", "kind", "project", "status", "requested_by", "requested_at", "decided_by", "decided_at", "entry", "reason", "arguments"],
+         fmt, right=("id", "entry"))
+
+
+@main.command()
+@click.argument("request_id", type=int)
+@pass_context
+def approve(obj: Context, request_id: int) -> None:
+    """Approve a pending request: every rule is checked again now, then the entry is posted.
+
+    The approver must be another user than the requester and have the approver role. A
+    refusal leaves the request pending.
+
+    \b
+    Example:
+      jiebang --user li approve 3
+    """
+    from ledger import approvals
+
+    with obj.write() as session:
+        user = approvals.acting_user(session, obj.user)
+        row, posted = approvals.approve(session, request_id, user=user)
+    what = f"request {request_id} ({row['kind']} of {row['project_code']}) approved by {user}"
+    if posted.created:
+        click.echo(f"{what}: entry {posted.entry_id}.")
+    else:
+        click.echo(f"{what}: already recorded as entry {posted.entry_id}; nothing written.")
+
+
+@main.command()
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True, help="Why the request is rejected.")
+@pass_context
+def reject(obj: Context, request_id: int, reason: str) -> None:
+    """Reject a pending request with a reason (recorded as a journal fact entry).
+
+    \b
+    Example:
+      jiebang --user li reject 3 --reason "tranche conditions not evidenced"
+    """
+    from ledger import approvals
+
+    with obj.write() as session:
+        user = approvals.acting_user(session, obj.user)
+        _row, posted = approvals.reject(session, request_id, user=user, reason=reason)
+    click.echo(f"request {request_id} rejected by {user}: entry {posted.entry_id}.")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database administration (PostgreSQL roles)."""
+
+
+@db_group.command("grant")
+@click.argument("role", type=click.Choice(["officer", "approver", "auditor", "enterprise"]))
+@click.argument("login")
+@click.option("--party", help="Enterprise only: the USCC whose projects the login may see.")
+@pass_context
+def db_grant(obj: Context, role: str, login: str, party: str | None) -> None:
+    """Create or maintain the jiebang roles and give LOGIN one of them (PostgreSQL only).
+
+    Run it as a superuser (or the ledger's owner with CREATEROLE). Idempotent; re-run it
+    after `jiebang init` upgrades the schema. See docs/access.md.
+
+    \b
+    Example:
+      jiebang --db postgresql://postgres@db/ledger db grant officer chen
+      jiebang --db postgresql://postgres@db/ledger db grant enterprise jm_firm --party 91440700MA51A00018
+    """
+    from sqlalchemy.engine import make_url
+
+    from ledger.roles import grant
+
+    if make_url(obj.url).get_backend_name() != "postgresql":
+        raise Refusal("roles_need_postgresql", "database roles exist only on PostgreSQL; a SQLite ledger is protected by its file permissions.")
+    with obj.write() as session:
+        done = grant(session, role, login, party=party)
+    for line in done:
+        click.echo(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

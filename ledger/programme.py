@@ -1406,6 +1406,18 @@ def _closing_postings(
                 "misuse_must_not_exceed_the_spend",
                 f"misused amount {_yuan(item.amount_fen)} on voucher {item.spend_voucher} exceeds that spend of {_yuan(spent)}.",
             )
+    # Misuse can be named on any lane's spending, including a lane eliminated earlier whose
+    # unspent advance was already assessed: each misused amount is reclassified to that
+    # lane's clawback receivable here.
+    for n in sorted({spends[m.spend_voucher][0] for m in misused} - set(lanes)):
+        lane_misuse = [m for m in misused if spends[m.spend_voucher][0] == n]
+        for m in lane_misuse:
+            category = spends[m.spend_voucher][1]
+            postings.append(PostingDraft(chart.grant_spent(code, n, category), -m.amount_fen, category, "city_fiscal"))
+        total_misuse = sum(m.amount_fen for m in lane_misuse)
+        postings.append(PostingDraft(chart.clawback_receivable(code, n), total_misuse, None, "city_fiscal"))
+        trace["lanes"][f"L{n}"] = {"misused": {m.spend_voucher: format_fen(m.amount_fen) for m in lane_misuse},
+                                   "formula": "misused (lane eliminated earlier)", "clawback": format_fen(total_misuse)}
     for n in lanes:
         sums = _lane_sums(session, state, n)
         unspent = sums.get("advances", 0)

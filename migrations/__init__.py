@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEAD = "20261123_0002"
+HEAD = "20261123_0003"
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent)
 
 

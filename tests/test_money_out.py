@@ -300,10 +300,9 @@ def test_eliminated_racer_owes_its_unspent_advance_and_frees_its_obligation_whil
     assert_verified(cli)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: terminate ignores misuse named on an eliminated lane's spend voucher")
-def test_misuse_named_on_an_eliminated_lanes_voucher_is_assessed_or_refused(cli, engine):
+def test_misuse_named_on_an_eliminated_lanes_voucher_is_assessed(cli, engine):
     """Terminating a 赛马 project with --misused citing a spend of an already eliminated lane
-    validates the voucher, then assesses nothing for it: the misuse silently disappears."""
+    assesses that misuse on the eliminated lane, on top of its earlier clawback."""
     jiangmen_parties(cli)
     approve_jiangmen(cli, "JM2025-108", "1,000,000.00", JM_UNIVERSITY, JM_FIRM)
     cli("stage", "--project", "JM2025-108", "--stage", "contract_signed", "--passed", "--date", "2025-03-01")
@@ -314,10 +313,9 @@ def test_misuse_named_on_an_eliminated_lanes_voucher_is_assessed_or_refused(cli,
     assert cli_balances(cli, "JM2025-108", lane="L2")["clawback_assessed"] == "200000.00"
     result = cli("terminate", "--project", "JM2025-108", "--reference", "江科〔2025〕11号", "--misused", "PZ-E=50,000.00",
                  "--date", "2025-06-01", expect=None)
-    if result.exit_code == 0:
-        assert cli_balances(cli, "JM2025-108", lane="L2")["clawback_assessed"] == "250000.00"
-    else:
-        assert "PZ-E" in result.stderr
+    assert result.exit_code == 0, result.output
+    assert cli_balances(cli, "JM2025-108", lane="L2")["clawback_assessed"] == "250000.00"
+    assert cli_balances(cli, "JM2025-108", lane="L2")["fiscal_spent"] == "50000.00"
 
 
 # --- 3. Offset of a clawback against a later release to the same party ----------------------
@@ -451,7 +449,7 @@ def test_spending_is_bounded_by_advances_period_equipment_justification_and_indi
         cli, engine, "spend", *project, "--amount", format_fen(cap + 1), "--category", "间接费用", "--date", "2025-06-01",
         says=("67,096.98", "above the cap 67,096.97", "direct 1,223,656.58", "equipment 999,999.99"),
     )
-    assert "indirect_tiers" in message or "国办发〔2021〕32号" in message
+    assert "国办发〔2021〕32号" in message  # the rule the cap comes from
     cli("spend", *project, "--amount", format_fen(cap), "--category", "间接费用", "--date", "2025-06-01")
     cli_refused(cli, engine, "spend", *project, "--amount", "0.01", "--category", "indirect", "--date", "2025-06-02",
                 says="above the cap 67,096.97")
@@ -486,7 +484,7 @@ def test_one_extension_of_at_most_twelve_months_requested_in_time_moves_the_peri
     cli_refused(cli, engine, "extend", *project, "--months", "13", "--reference", "江科〔2027〕1号", "--date", "2027-01-15",
                 says=("13 months", "the limit is 12"))
     cli_refused(cli, engine, "extend", *project, "--months", "12", "--reference", "江科〔2027〕1号", "--date", "2027-03-01",
-                says=("after the period ended on 2027-02-28",))
+                says="after the period ended on 2027-02-28")
     # Spending after the end is refused until the extension is recorded.
     cli_refused(cli, engine, "spend", *project, "--amount", "1,000.00", "--category", "业务费", "--date", "2027-03-01",
                 says="outside JM2025-401's period")
@@ -654,3 +652,20 @@ def test_a_stage_pass_cannot_be_reversed_while_a_release_relies_on_it(cli, engin
     assert cli_balances(cli, "JM2025-701")["advances_outstanding"] == "1800000.00"
     no_unbalanced_entries(engine)
     assert_verified(cli)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a repeated command whose voucher belongs to a reversed entry reports that entry as recorded")
+def test_repeating_a_reversed_release_releases_again_or_is_refused(cli, engine):
+    """After `reverse`, the same `release` (default voucher REL-CODE-L1-T1) answers "already
+    recorded as entry N; nothing written" with exit 0, N being the reversed entry: nothing is
+    paid and the officer is told it was."""
+    jiangmen_parties(cli)
+    approve_jiangmen(cli, "JM2025-702", "3,000,000.00", JM_UNIVERSITY)
+    cli("stage", "--project", "JM2025-702", "--stage", "contract_signed", "--passed", "--date", "2025-03-01")
+    release = entry_of(cli("release", "--project", "JM2025-702", "--date", "2025-03-10"))
+    cli("reverse", str(release), "--reason", "拨付凭证作废")
+    again = cli("release", "--project", "JM2025-702", "--date", "2025-03-10", expect=None)
+    if again.exit_code == 0:
+        assert cli_balances(cli, "JM2025-702")["advances_outstanding"] == "1800000.00", again.stdout
+    else:
+        assert again.exit_code == 1 and "voucher" in again.stderr

@@ -1,8 +1,8 @@
 """Invariants of money out and back over random sequences of programme events.
 
-Each hypothesis example gets a fresh database (a copy of the migrated SQLite template, or a
-PostgreSQL database cloned from the migrated template) holding two small projects whose
-contracts are signed on approval day: a Jiangmen 赛马 project with two lanes, and either a
+Each hypothesis example gets a fresh ledger (a copy of the migrated SQLite template, or a
+fresh PostgreSQL schema, migrated, in conftest's database for the run) holding two small
+projects whose contracts are signed on approval day: a Jiangmen 赛马 project with two lanes, and either a
 Jiangmen 揭榜挂帅 project solved by the second racer (so clawbacks offset against later
 releases) or an Urumqi 揭榜挂帅 project solved by the first racer (a bid subsidy, and a
 clawback in another city, which is never offset). Twelve to twenty random events follow —

@@ -1,0 +1,220 @@
+"""Backup and restore of a SQLite ledger with SQLite's online backup API.
+
+``backup`` copies a live ledger into a single self-contained file: the copy is taken in one
+step inside one read transaction, so it is a consistent snapshot even while officers keep
+writing (WAL lets them). The copy is written beside the target as ``FILE.partial``, checked
+(schema at head, ``verify`` passes) and only then renamed onto ``FILE``: a crash leaves either
+no backup or a whole one.
+
+``restore`` checks a backup the same way before it touches anything, then writes it into a
+new ledger file (renamed into place) or, with ``force``, into an existing one through the
+backup API, which replaces its pages in one transaction under SQLite's own locks.
+
+PostgreSQL has its own tools (``pg_dump -Fc`` / ``pg_restore``); both verbs refuse there in
+one line that says so (docs/operations.md has the commands).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from ledger.db import sqlite_path
+from ledger.errors import Refusal
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+PG_BACKUP_HINT = (
+    "back up a PostgreSQL ledger with pg_dump: `pg_dump -Fc -f FILE DBURL` (add -n SCHEMA for one schema), "
+    "and restore it with `pg_restore -d NEWDB FILE`; see docs/operations.md"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a backup or restore copied: the file, the entry count and the chain head it verified."""
+
+    path: Path
+    entries: int
+    head_id: int
+    head_hash: str
+
+
+def _sqlite_file(url: str, verb: str) -> Path:
+    path = sqlite_path(url)
+    if path is None:
+        if url.startswith("sqlite"):
+            raise Refusal(f"{verb}_needs_a_file", f"jiebang {verb} works on a SQLite ledger file, not {url!r}.")
+        raise Refusal(f"{verb}_is_for_sqlite", f"jiebang {verb} copies SQLite ledgers; {PG_BACKUP_HINT}.")
+    return path
+
+
+def _looks_like_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def _check_copy(path: Path, role: str) -> Snapshot:
+    """Schema at head and ``verify`` passing on a standalone SQLite file, read-only."""
+    from migrations import HEAD
+
+    from ledger.verify import verify
+
+    if not _looks_like_sqlite(path):
+        raise Refusal("backup_must_be_a_ledger", f"{role} {path} is not a SQLite database; give a file written by `jiebang backup`.")
+    engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    try:
+        with engine.connect() as conn:
+            try:
+                revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except Exception:  # noqa: BLE001 - any failure here means "not a jiebang ledger"
+                revision = None
+        if revision != HEAD:
+            where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {HEAD}"
+            raise Refusal("backup_must_be_a_ledger", f"{role} {path} {where}; give a file written by `jiebang backup` of this version.")
+        with Session(engine) as session:
+            result = verify(session)
+    except sqlite3.DatabaseError as exc:
+        raise Refusal("backup_must_be_a_ledger", f"{role} {path} cannot be read as a ledger: {exc}.") from None
+    finally:
+        engine.dispose()
+    if not result.ok:
+        raise Refusal(
+            "backup_must_verify",
+            f"{role} {path} does not verify: at entry {result.first_bad_entry}: {result.problem}.",
+        )
+    return Snapshot(path, result.entries, result.head_id, result.head_hash)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy ``source`` into a new self-contained file ``target`` in one backup step."""
+    src = _connect(source)
+    dst = sqlite3.connect(str(target), isolation_level=None)
+    try:
+        src.backup(dst)  # pages=-1: everything in one step, under one read transaction
+        dst.execute("PRAGMA journal_mode = DELETE")  # one file, no -wal beside it
+    finally:
+        dst.close()
+        src.close()
+    _fsync(target)
+
+
+def backup(url: str, destination: Path, *, force: bool = False) -> Snapshot:
+    """Write a consistent, verified copy of the SQLite ledger at ``url`` to ``destination``."""
+    from ledger.db import make_engine, require_head
+
+    source = _sqlite_file(url, "backup")
+    engine = make_engine(url)  # refuses a missing or non-SQLite file in one line
+    try:
+        require_head(engine)
+    finally:
+        engine.dispose()
+    if destination.exists():
+        if _same_file(source, destination):
+            raise Refusal("backup_must_be_another_file", f"{destination} is the ledger itself; write the backup to another file.")
+        if not force:
+            raise Refusal("backup_must_not_overwrite", f"{destination} exists; choose another name or add --force to replace it.")
+    partial = destination.with_name(destination.name + ".partial")
+    try:
+        partial.unlink(missing_ok=True)
+        _copy(source, partial)
+        snapshot = _check_copy(partial, "the backup copy")
+        os.replace(partial, destination)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise Refusal("backup_must_be_writable", f"cannot write {destination}: {exc.strerror or exc}.") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _fsync(destination.parent)
+    return Snapshot(destination, snapshot.entries, snapshot.head_id, snapshot.head_hash)
+
+
+def restore(source: Path, url: str, *, force: bool = False) -> Snapshot:
+    """Restore the backup ``source`` into the SQLite ledger file named by ``url``."""
+    from ledger.db import make_engine
+    from ledger.verify import verify
+
+    target = sqlite_path(url)
+    if target is None:
+        if url.startswith("sqlite"):
+            raise Refusal("restore_needs_a_file", f"jiebang restore writes a SQLite ledger file, not {url!r}.")
+        raise Refusal(
+            "restore_is_for_sqlite",
+            "jiebang restore writes SQLite ledgers; restore a PostgreSQL dump with `pg_restore -d NEWDB FILE` "
+            "(written by `pg_dump -Fc`); see docs/operations.md.",
+        )
+    if not source.exists():
+        raise Refusal("backup_must_exist", f"backup {source} does not exist; check the path.")
+    if target.exists() and _same_file(source, target):
+        raise Refusal("restore_must_be_another_file", f"{source} is the --db ledger itself; restore into a new --db path.")
+    snapshot = _check_copy(source, "backup")
+    exists = target.exists() and target.stat().st_size > 0
+    if exists and not force:
+        raise Refusal(
+            "restore_must_not_overwrite",
+            f"{target} already exists; restore into a new --db path, or add --force to replace that ledger with the backup.",
+        )
+    try:
+        if exists:
+            src = _connect(source)
+            dst = _connect(target)
+            try:
+                src.backup(dst)  # replaces the target's pages in one transaction, under its locks
+            finally:
+                dst.close()
+                src.close()
+        else:
+            partial = target.with_name(target.name + ".partial")
+            partial.unlink(missing_ok=True)
+            for stale in (Path(f"{target}-wal"), Path(f"{target}-shm"), Path(f"{target}-journal")):
+                stale.unlink(missing_ok=True)
+            try:
+                _copy(source, partial)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+            _fsync(target.parent)
+    except OSError as exc:
+        raise Refusal("restore_must_be_writable", f"cannot write {target}: {exc.strerror or exc}.") from None
+    except sqlite3.Error as exc:
+        raise Refusal("restore_must_succeed", f"cannot restore into {target}: {exc}; the target is unchanged.") from None
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            result = verify(session)
+    finally:
+        engine.dispose()
+    if not result.ok or result.head_hash != snapshot.head_hash:
+        raise Refusal("restore_must_verify", f"the restored ledger {target} does not verify at entry {result.first_bad_entry}: {result.problem}.")
+    return Snapshot(target, result.entries, result.head_id, result.head_hash)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -1,0 +1,141 @@
+"""Database roles on PostgreSQL: officer, approver, auditor, enterprise.
+
+``grant(session, role, login, party=None)`` creates (or brings up to date) the four group
+roles, their privileges on the ledger's schema and the row-level security policies, then
+creates the LOGIN and makes it a member of the role. It is idempotent: run it again after an
+upgrade to re-apply the privileges to new tables. It must run as a superuser, or as the
+owner of the ledger's tables with CREATEROLE.
+
+Roles are cluster-wide (one set serves every ledger database and schema on the server);
+privileges and policies are per schema, so ``grant`` is run once per ledger.
+
+* ``jiebang_officer``: SELECT everywhere it records events, INSERT on the tables events
+  write, UPDATE only on ``chain_head`` (the writers' lock and the chain's last hash). No
+  DELETE or TRUNCATE anywhere; settings and the login mapping are read-only.
+* ``jiebang_approver``: an officer that may also fill in the decision columns of requests.
+* ``jiebang_auditor``: SELECT on every table, nothing else.
+* ``jiebang_enterprise``: SELECT on projects, lanes, tranches, project_events,
+  journal_entries, postings, accounts and parties, restricted by row-level security to the
+  projects where its party (``enterprise_logins``) is the demand side or a lane's solver.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ledger.errors import Refusal
+
+ROLES = ("officer", "approver", "auditor", "enterprise")
+GROUP = {role: f"jiebang_{role}" for role in ROLES}
+STAFF = ("jiebang_officer", "jiebang_approver", "jiebang_auditor")
+
+# What an officer writes when it records events (INSERT) and reads (SELECT).
+OFFICER_INSERT = (
+    "accounts", "journal_entries", "postings", "parties", "party_relations", "projects", "lanes", "tranches",
+    "project_events", "requests",
+)
+OFFICER_SELECT = (*OFFICER_INSERT, "chain_head", "settings", "alembic_version")
+DECISION_COLUMNS = ("status", "decided_by", "decided_at", "decision_reason", "decision_entry_id")
+
+# Row-level security: which rows of each table an enterprise sees.
+_MINE = "project_code IN (SELECT jiebang_my_projects())"
+ENTERPRISE_ROWS = {
+    "projects": "code IN (SELECT jiebang_my_projects())",
+    "lanes": _MINE,
+    "tranches": _MINE,
+    "project_events": _MINE,
+    "journal_entries": _MINE,
+    "accounts": _MINE,
+    # A posting is visible when its entry is (the entries policy applies inside the subquery).
+    "postings": "entry_id IN (SELECT id FROM journal_entries)",
+    "parties": "uscc IN (SELECT jiebang_my_parties())",
+}
+
+LOGIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def grant(session: Session, role: str, login: str, *, party: str | None = None) -> list[str]:
+    """Create or maintain the roles, privileges and policies, and give ``login`` the role.
+
+    Returns what was done, one line each, for the command to print.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        raise Refusal(
+            "roles_need_postgresql",
+            "database roles exist only on PostgreSQL; a SQLite ledger is a file: protect it with file permissions.",
+        )
+    if role not in ROLES:
+        raise Refusal("role_must_be_known", f"role must be one of {', '.join(ROLES)}, not {role!r}.")
+    if not LOGIN_RE.match(login or "") or login.startswith("pg_") or login.startswith("jiebang_"):
+        raise Refusal(
+            "login_must_be_a_plain_name",
+            f"login {login!r} must be 1-63 letters, digits, _ or -, start with a letter or _, and not start with pg_ or jiebang_.",
+        )
+    if role == "enterprise" and not party:
+        raise Refusal("enterprise_login_needs_party", "an enterprise login needs --party USCC: the party whose projects it may see.")
+    if role != "enterprise" and party:
+        raise Refusal("party_only_for_enterprise", "--party applies to enterprise logins only.")
+
+    execute = lambda sql, **params: session.execute(text(sql), params)  # noqa: E731
+    schema = execute("SELECT current_schema()").scalar_one()
+    if schema is None:
+        raise Refusal("schema_must_exist", "the connection has no current schema; check the URL's search_path.")
+    if execute("SELECT to_regclass('journal_entries') IS NULL").scalar_one():
+        raise Refusal("database_must_be_a_ledger", f"schema {schema} holds no jiebang ledger; run `jiebang init` first.")
+    if party is not None and execute("SELECT count(*) FROM parties WHERE uscc = :u", u=party).scalar_one() == 0:
+        raise Refusal("party_must_exist", f"party {party} is not registered in this ledger; add it with `jiebang party add` first.")
+    s = _ident(schema)
+    done = []
+
+    # 1. The group roles, cluster-wide (created once; a concurrent creator is tolerated).
+    for group in GROUP.values():
+        execute(
+            f"DO $$ BEGIN CREATE ROLE {group} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        )
+    execute("GRANT jiebang_officer TO jiebang_approver")
+
+    # 2. Privileges in this schema, from scratch each time so that the set is exact.
+    groups = ", ".join(GROUP.values())
+    execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {groups}")
+    execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM {groups}")
+    execute(f"GRANT USAGE ON SCHEMA {s} TO {groups}")
+    execute(f"GRANT SELECT ON {s}.alembic_version TO {groups}")
+    execute(f"GRANT SELECT ON {', '.join(f'{s}.{t}' for t in OFFICER_SELECT)} TO jiebang_officer")
+    execute(f"GRANT INSERT ON {', '.join(f'{s}.{t}' for t in OFFICER_INSERT)} TO jiebang_officer")
+    execute(f"GRANT UPDATE ON {s}.chain_head TO jiebang_officer")
+    execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {s} TO jiebang_officer")
+    execute(f"GRANT UPDATE ({', '.join(DECISION_COLUMNS)}) ON {s}.requests TO jiebang_approver")
+    execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO jiebang_auditor")
+    execute(f"GRANT SELECT ON {', '.join(f'{s}.{t}' for t in ENTERPRISE_ROWS)} TO jiebang_enterprise")
+    done.append(f"privileges of {groups} set on schema {schema}")
+
+    # 3. Row-level security: staff see every row; an enterprise sees its own projects' rows.
+    for table, rows in ENTERPRISE_ROWS.items():
+        execute(f"ALTER TABLE {s}.{table} ENABLE ROW LEVEL SECURITY")
+        execute(f"DROP POLICY IF EXISTS jiebang_staff ON {s}.{table}")
+        execute(f"CREATE POLICY jiebang_staff ON {s}.{table} TO {', '.join(STAFF)} USING (true) WITH CHECK (true)")
+        execute(f"DROP POLICY IF EXISTS jiebang_enterprise ON {s}.{table}")
+        execute(f"CREATE POLICY jiebang_enterprise ON {s}.{table} FOR SELECT TO jiebang_enterprise USING ({rows})")
+    done.append(f"row-level security on {', '.join(ENTERPRISE_ROWS)}")
+
+    # 4. The login, its role and (for an enterprise) its party.
+    exists = execute("SELECT count(*) FROM pg_roles WHERE rolname = :l", l=login).scalar_one()
+    execute(f"{'ALTER' if exists else 'CREATE'} ROLE {_ident(login)} LOGIN")
+    execute(f"GRANT {GROUP[role]} TO {_ident(login)}")
+    if party is not None:
+        execute(
+            "INSERT INTO enterprise_logins (login, party_uscc) VALUES (:l, :u) "
+            "ON CONFLICT (login) DO UPDATE SET party_uscc = excluded.party_uscc, granted_at = now()",
+            l=login, u=party,
+        )
+    done.append(f"login {login} {'updated' if exists else 'created'}, member of {GROUP[role]}"
+                + (f", sees the projects of party {party}" if party else ""))
+    return done
