@@ -298,7 +298,16 @@ def list_requests(session: Session, status: str | None = None) -> list[dict]:
 
 
 def _pending(session: Session, request_id: int, user: str, verb: str):
-    row = session.execute(select(REQUESTS).where(REQUESTS.c.id == request_id).with_for_update()).mappings().one_or_none()
+    # Checked first without a lock (an officer may read requests but not lock them), then
+    # locked and checked again so that two approvers cannot both decide the same request.
+    for lock in (False, True):
+        row = _checked(session, request_id, user, verb, lock)
+    return row
+
+
+def _checked(session: Session, request_id: int, user: str, verb: str, lock: bool):
+    query = select(REQUESTS).where(REQUESTS.c.id == request_id)
+    row = session.execute(query.with_for_update() if lock else query).mappings().one_or_none()
     if row is None:
         raise Refusal("request_must_exist", f"there is no request {request_id}; `jiebang requests` lists them.")
     if row["status"] != "pending":
@@ -311,7 +320,7 @@ def _pending(session: Session, request_id: int, user: str, verb: str):
             "approver_must_not_be_requester",
             f"request {request_id} was made by {user}; it needs another user with the approver role to {verb} it.",
         )
-    if not is_approver(session, user):
+    if not lock and not is_approver(session, user):
         where = (f"members of the {APPROVER_ROLE} role (jiebang db grant approver LOGIN)" if is_postgres(session)
                  else "the approvers named in the settings (jiebang settings --approver USER)")
         raise Refusal("approver_must_have_the_role", f"{user} is not an approver; only {where} can {verb} requests.")

@@ -360,8 +360,9 @@ def post_many(
     existing = _existing_vouchers(session, keys) if keys else {}
 
     results: list[Posted] = []
-    entry_rows: list[dict] = []
-    posting_rows: list[dict] = []
+    # (draft, digest, trace text, entry id, hash, previous hash) of each entry to write; the
+    # row dicts are built chunk by chunk in _write, so memory holds the drafts and these only.
+    new_entries: list[tuple[EntryDraft, str, str | None, int, str, str]] = []
     seen_in_batch: dict[tuple[str, str], tuple[int, str, str]] = {}
     next_id = head.last_entry_id + 1
     prev_hash = head.last_hash
@@ -377,62 +378,67 @@ def post_many(
         entry_id = next_id
         next_id += 1
         entry_hash = chain_hash(entry_id, digest, draft.actor, prev_hash)
-        entry_rows.append(
-            {
-                "id": entry_id,
-                "value_date": draft.value_date,
-                "kind": draft.kind,
-                "project_code": draft.project_code,
-                "voucher": draft.voucher,
-                "memo": draft.memo,
-                "actor": draft.actor,
-                "rules_version": draft.rules_version,
-                "trace": text,
-                "reverses_id": draft.reverses_id,
-                "content_hash": digest,
-                "prev_hash": prev_hash,
-                "hash": entry_hash,
-            }
-        )
-        for p in draft.postings:
-            row = accounts[p.account]
-            posting_rows.append(
-                {
-                    "entry_id": entry_id,
-                    "account_id": row.id,
-                    "value_date": draft.value_date,
-                    "book": row.book,
-                    "amount_fen": p.amount_fen,
-                    "budget_category": p.budget_category,
-                    "fund_source": p.fund_source,
-                }
-            )
+        new_entries.append((draft, digest, text, entry_id, entry_hash, prev_hash))
         prev_hash = entry_hash
         if draft.voucher is not None:
             seen_in_batch[(draft.kind, draft.voucher)] = (entry_id, digest, entry_hash)
         results.append(Posted(entry_id, entry_hash, created=True))
+    del contents, seen_in_batch
 
-    if entry_rows:
-        _write(session, entry_rows, posting_rows, progress)
+    if new_entries:
+        _write(session, new_entries, accounts, progress)
         session.execute(
             update(ChainHead).where(ChainHead.id == 1).values(last_entry_id=next_id - 1, last_hash=prev_hash)
         )
     return results
 
 
-def _write(session: Session, entry_rows: list[dict], posting_rows: list[dict], progress) -> None:
-    """Write postings, then their entries (which seals them), chunk by chunk."""
-    posting_index = 0
-    for start in range(0, len(entry_rows), BULK_CHUNK):
-        chunk = entry_rows[start : start + BULK_CHUNK]
-        last_id = chunk[-1]["id"]
-        end = posting_index
-        while end < len(posting_rows) and posting_rows[end]["entry_id"] <= last_id:
-            end += 1
-        if end > posting_index:  # an empty executemany would insert one row of NULLs
-            session.execute(insert(Posting.__table__), posting_rows[posting_index:end])
-        session.execute(insert(JournalEntry.__table__), chunk)
-        posting_index = end
+_ENTRY_COLUMNS = (
+    "id", "value_date", "kind", "project_code", "voucher", "memo", "actor", "rules_version", "trace",
+    "reverses_id", "content_hash", "prev_hash", "hash",
+)
+_POSTING_COLUMNS = ("entry_id", "account_id", "value_date", "book", "amount_fen", "budget_category", "fund_source")
+
+
+def _write(session: Session, new_entries: list, accounts: dict[str, _AccountRow], progress) -> None:
+    """Write postings, then their entries (which seals them), chunk by chunk.
+
+    On SQLite the rows go to the driver's executemany as plain tuples (dates as ISO text,
+    which is how SQLAlchemy stores a Date there): SQLAlchemy's per-row parameter processing
+    cost more than the inserts' Python side. Other databases get SQLAlchemy Core inserts.
+    """
+    raw = session.get_bind().dialect.name == "sqlite"
+    if raw:
+        connection = session.connection()
+        entry_sql = (
+            f"INSERT INTO {JournalEntry.__tablename__} ({', '.join(_ENTRY_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _ENTRY_COLUMNS)})"
+        )
+        posting_sql = (
+            f"INSERT INTO {Posting.__tablename__} ({', '.join(_POSTING_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _POSTING_COLUMNS)})"
+        )
+    for start in range(0, len(new_entries), BULK_CHUNK):
+        chunk = new_entries[start : start + BULK_CHUNK]
+        entry_rows: list = []
+        posting_rows: list = []
+        for draft, digest, text, entry_id, entry_hash, prev_hash in chunk:
+            value_date = draft.value_date.isoformat() if raw else draft.value_date
+            entry_rows.append((
+                entry_id, value_date, draft.kind, draft.project_code, draft.voucher, draft.memo, draft.actor,
+                draft.rules_version, text, draft.reverses_id, digest, prev_hash, entry_hash,
+            ))
+            for p in draft.postings:
+                row = accounts[p.account]
+                posting_rows.append((entry_id, row.id, value_date, row.book, p.amount_fen, p.budget_category, p.fund_source))
+        if raw:
+            if posting_rows:
+                connection.exec_driver_sql(posting_sql, posting_rows)
+            connection.exec_driver_sql(entry_sql, entry_rows)
+        else:
+            if posting_rows:  # an empty executemany would insert one row of NULLs
+                session.execute(insert(Posting.__table__), [dict(zip(_POSTING_COLUMNS, r)) for r in posting_rows])
+            session.execute(insert(JournalEntry.__table__), [dict(zip(_ENTRY_COLUMNS, r)) for r in entry_rows])
         if progress is not None:
             progress(len(chunk))
 
