@@ -108,6 +108,13 @@ def _replayed(session: Session, kind: str, voucher: str, request: dict) -> Poste
     ).one_or_none()
     if row is None:
         return None
+    reversal = session.execute(select(JournalEntry.id).where(JournalEntry.reverses_id == row.id)).scalar()
+    if reversal is not None:
+        raise Refusal(
+            "voucher_must_not_belong_to_a_reversed_entry",
+            f"voucher {voucher} belongs to {kind} entry {row.id}, which entry {reversal} reversed; "
+            "record the event again with a new --voucher.",
+        )
     recorded = json.loads(row.trace or "{}").get("request")
     if recorded != request:
         raise Refusal(
@@ -1235,7 +1242,9 @@ def project_balances(session: Session, code: str, *, as_of: dt.date | None = Non
         "bid_unpaid": g("bid_unpaid"),
         "subsidy_base": g("bid_paid_cash") if state.rules.funding.model == "bid_subsidy" else 0,
         "subsidy_earned": earned,
-        "subsidy_released": earned - payable,
+        # Under bid-subsidy rules the memo release account holds exactly the subsidy paid out,
+        # which stays true after a revocation recovers it (earned then drops, released not).
+        "subsidy_released": g("grant_released") if state.rules.funding.model == "bid_subsidy" else 0,
         "subsidy_payable": payable,
         "grant_obligated": g("grant_released") + g("grant_unreleased"),
         "grant_released": g("grant_released"),
