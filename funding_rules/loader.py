@@ -526,6 +526,8 @@ def _parse(path: Path) -> Rules:
     except tomllib.TOMLDecodeError as error:
         # The message already carries "(at line N, column M)".
         return f.fail("TOML", f"syntax error {error}")
+    except UnicodeDecodeError as error:
+        return f.fail("TOML", f"is not UTF-8 text (byte {error.start}); save it as UTF-8")
     _require_keys(f, "(top)", doc, _TOP_KEYS, _TOP_KEYS)
     head = doc["rules"]
     _require_keys(f, "rules", head, _HEADER_KEYS, _HEADER_KEYS - {"effective_to"})

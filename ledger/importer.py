@@ -48,6 +48,8 @@ from ledger.models import JournalEntry, Posting
 from ledger.money import parse_fen, parse_rate
 
 ROWS_MAX = 1_000_000  # a year of a large city's events is far below this; a limit on everything.
+CELL_CHARS_MAX = 32_767  # Excel's own limit on a cell; a longer cell is refused without being echoed.
+REASON_CHARS_MAX = 400  # a problem quoting a long cell is shortened in the middle
 COMMENT_PREFIX = "#"
 EXAMPLE_PREFIX = "#example "
 LIST_SEPARATORS = (";", "；")
@@ -290,7 +292,10 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.sheet}!{self.row}" + (f" {self.column}" if self.column else "")
-        return f"{where}: {self.reason}"
+        reason = self.reason
+        if len(reason) > REASON_CHARS_MAX:  # a reason quoting a huge cell: keep its start and its advice
+            reason = f"{reason[:200]}…({len(reason):,} characters)…{reason[-100:]}"
+        return f"{where}: {reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +508,10 @@ def read_sheet(batch: Batch, sheet_name: str, lines: Iterable[tuple | list]) -> 
                     bad = True
                 values[column.name] = column.default
                 continue
+            if isinstance(raw, str) and len(raw) > CELL_CHARS_MAX:
+                problems.append(Problem(sheet_name, number, column.name, f"holds {len(raw):,} characters; a cell holds at most {CELL_CHARS_MAX:,} (Excel's limit)."))
+                bad = True
+                continue
             if _is_formula(raw):
                 problems.append(Problem(sheet_name, number, column.name, "holds a formula; paste the values instead (选择性粘贴 → 数值), formulas are not evaluated."))
                 bad = True
@@ -600,7 +609,14 @@ def _read_csv(path: Path, kind: str) -> Batch:
         raise Refusal("file_must_be_text", f"{path} is not a CSV text file; save the sheet as CSV (UTF-8 or the Chinese default) and retry.")
     text = decode_text(raw, path)
     batch = Batch(str(path))
-    read_sheet(batch, kind, csv.reader(io.StringIO(text, newline="")))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        read_sheet(batch, kind, reader)
+    except csv.Error as exc:  # a NUL byte, or a field beyond the csv module's size limit
+        raise Refusal(
+            "file_must_be_csv",
+            f"{path} line {reader.line_num} cannot be read as CSV ({exc}); save the sheet as CSV again and retry.",
+        ) from None
     return batch
 
 

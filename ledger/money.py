@@ -103,6 +103,8 @@ def parse_fen(text: str | int | Decimal, *, allow_negative: bool = False, field:
         value = _parse_text(text, field)
     else:
         raise Refusal("amount_must_be_text", f"{field} {text!r} is not an amount.")
+    if value.adjusted() > 18:  # far beyond AMOUNT_FEN_MAX; refuse before any arithmetic on it
+        raise Refusal("amount_must_be_in_range", f"{field} {_show(text)} is beyond any plausible amount.")
     fen_exact = value * FEN_PER_YUAN
     if fen_exact != fen_exact.to_integral_value():
         raise Refusal(
@@ -121,7 +123,8 @@ def parse_fen(text: str | int | Decimal, *, allow_negative: bool = False, field:
 
 
 def _show(text: object) -> str:
-    return repr(text) if isinstance(text, str) else str(text)
+    shown = repr(text) if isinstance(text, str) else str(text)
+    return shown if len(shown) <= 60 else f"{shown[:40]}…({len(shown):,} characters)"
 
 
 def _parse_text(text: str, field: str) -> Decimal:
@@ -133,7 +136,7 @@ def _parse_text(text: str, field: str) -> Decimal:
     if match is None:
         raise Refusal(
             "amount_must_be_well_formed",
-            f"{field} {text!r} is not an amount; write e.g. 1,234,567.89 or 1234567.89元 or 300万.",
+            f"{field} {_show(text)} is not an amount; write e.g. 1,234,567.89 or 1234567.89元 or 300万.",
         )
     digits = match["int"].replace(",", "") + ("." + match["frac"] if match["frac"] else "")
     try:

@@ -215,5 +215,4 @@ def test_eight_processes_race_for_the_same_money_and_only_what_is_allowed_goes_t
         # every connection they open to this test's schema.
         assert "search_path" in db_url
     timings = _race_everything(cli, db_url)
-    print(backend, timings)
     assert all(seconds < RACE_TIMEOUT for seconds in timings.values()), timings
