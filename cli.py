@@ -1415,6 +1415,10 @@ def _held_for_approval(obj: Context, kind: str, **arguments) -> bool:
     """When the ledger requires approval, record a request instead of posting; True if so."""
     from ledger import approvals
 
+    # Read first without SQLite's write lock: the common case (off) costs one small read.
+    with obj.read() as session:
+        if not approvals.requires_approval(session):
+            return False
     with obj.write() as session:
         if not approvals.requires_approval(session):
             return False

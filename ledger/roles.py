@@ -73,7 +73,7 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
         )
     if role not in ROLES:
         raise Refusal("role_must_be_known", f"role must be one of {', '.join(ROLES)}, not {role!r}.")
-    if not LOGIN_RE.match(login or "") or login.startswith("pg_") or login.startswith("jiebang_"):
+    if not LOGIN_RE.match(login or "") or login.startswith(("pg_", "jiebang_")):
         raise Refusal(
             "login_must_be_a_plain_name",
             f"login {login!r} must be 1-63 letters, digits, _ or -, start with a letter or _, and not start with pg_ or jiebang_.",
@@ -83,7 +83,7 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
     if role != "enterprise" and party:
         raise Refusal("party_only_for_enterprise", "--party applies to enterprise logins only.")
 
-    execute = lambda sql, **params: session.execute(text(sql), params)  # noqa: E731
+    execute = lambda sql, **params: session.execute(text(sql), params)
     schema = execute("SELECT current_schema()").scalar_one()
     if schema is None:
         raise Refusal("schema_must_exist", "the connection has no current schema; check the URL's search_path.")

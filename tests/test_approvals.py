@@ -13,13 +13,12 @@ import json
 import uuid
 
 import pytest
+from conftest import Cli
+from programme_fixtures import JM_APPROVAL, approve, assert_verified, jiangmen_world
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-
-from conftest import Cli
-from programme_fixtures import JM_APPROVAL, approve, assert_verified, jiangmen_world
 
 CODE = JM_APPROVAL.code
 RECORDED = "recorded; it needs approval by another user with the approver role"
@@ -184,9 +183,8 @@ def test_postgresql_refuses_unapproved_money_out_even_behind_the_commands(world,
     world.admin("settings", "--require-approval", "on")
     maker_engine = create_engine(make_url(db_url).set(username=maker.login))
     try:
-        with pytest.raises(DBAPIError, match="money_out_must_be_approved"):
-            with Session(maker_engine) as session, session.begin():
-                release(session, project=CODE, lane=None, date=dt.date(2025, 10, 20), voucher="RAW-1", actor="maker")
+        with pytest.raises(DBAPIError, match="money_out_must_be_approved"), Session(maker_engine) as session, session.begin():
+            release(session, project=CODE, lane=None, date=dt.date(2025, 10, 20), voucher="RAW-1", actor="maker")
     finally:
         maker_engine.dispose()
     assert _entries(engine, "release") == []

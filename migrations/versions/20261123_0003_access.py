@@ -20,9 +20,8 @@ Create Date: 2026-11-23 09:00:00.000000
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '20261123_0003'
 down_revision = '20261123_0002'
@@ -182,7 +181,7 @@ POSTGRES_TRIGGERS = [
     END $$""",
     """CREATE TRIGGER requests_guard BEFORE INSERT OR UPDATE OR DELETE ON requests
     FOR EACH ROW EXECUTE FUNCTION jiebang_request_guard()""",
-    f"""CREATE FUNCTION jiebang_money_out_approved() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION jiebang_money_out_approved() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF COALESCE((SELECT value FROM settings WHERE name = 'require_approval' ORDER BY id DESC LIMIT 1), 'off') = 'on'
          AND NOT EXISTS (SELECT 1 FROM requests WHERE decision_entry_id = NEW.id AND status = 'approved') THEN
