@@ -28,14 +28,24 @@ def decode_text(raw: bytes, path: Path) -> str:
 
 
 def read_entries_file(path: Path, *, default_kind: str, actor: str) -> tuple[list[EntryDraft], list[AccountSpec]]:
+    if path.suffix.lower() != ".json":
+        # A CSV is read streaming (a large file never sits in memory as one string):
+        # UTF-8 first, then GB18030 as Chinese Excel saves it.
+        for encoding in ("utf-8-sig", "gb18030"):
+            try:
+                with path.open("r", encoding=encoding, newline="") as handle:
+                    return _read_csv(handle, path, default_kind, actor)
+            except UnicodeDecodeError:
+                continue
+            except OSError as exc:
+                raise Refusal("file_must_be_readable", f"cannot read {path}: {exc.strerror}.") from None
+        raise Refusal("file_must_be_text", f"{path} is neither UTF-8 nor GBK text; save it as CSV UTF-8 and retry.")
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise Refusal("file_must_be_readable", f"cannot read {path}: {exc.strerror}.") from None
     text = decode_text(raw, path)
-    if path.suffix.lower() == ".json":
-        return _read_json(text, path, default_kind, actor), []
-    return _read_csv(text, path, default_kind, actor)
+    return _read_json(text, path, default_kind, actor), []
 
 
 def _date(value: str, where: str) -> dt.date:
@@ -61,14 +71,14 @@ def _fen(text: str, field: str) -> int:
     return -fen if sign else fen
 
 
-def _read_csv(text: str, path: Path, default_kind: str, actor: str) -> tuple[list[EntryDraft], list[AccountSpec]]:
+def _read_csv(text, path: Path, default_kind: str, actor: str) -> tuple[list[EntryDraft], list[AccountSpec]]:
     """Rows sharing a txn_id make one entry, in the order of each txn_id's first row.
 
     Rows are read with ``csv.reader`` (no dict per row), dates and account names are
     interned, and plain amounts skip Decimal, so a 700,000-row file reads in about a second
     per 100,000 entries and holds only the drafts.
     """
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text) if isinstance(text, str) else text)
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
@@ -87,7 +97,7 @@ def _read_csv(text: str, path: Path, default_kind: str, actor: str) -> tuple[lis
 
     dates: dict[str, dt.date] = {}
     names: dict[str, str] = {}
-    # txn_id -> [first line, value date, first row, postings]
+    # txn_id -> [value date, kind, project, voucher, memo, postings]
     groups: dict[str, list] = {}
     first_use: dict[str, AccountSpec] = {}
     has_book, has_project = optional["book"] is not None, optional["project"] is not None
@@ -106,31 +116,39 @@ def _read_csv(text: str, path: Path, default_kind: str, actor: str) -> tuple[lis
             value_date = dates[raw_date] = _date(raw_date, f"{path} line {line_no}")
         group = groups.get(txn)
         if group is None:
-            group = groups[txn] = [line_no, value_date, row, []]
-        elif group[1] is not value_date and group[1] != value_date:
+            # Only what the entry needs from its first row (not the row itself).
+            group = groups[txn] = [
+                value_date,
+                names.setdefault(kind := (cell(row, "kind") or default_kind).strip(), kind),
+                cell(row, "project") or None,
+                cell(row, "voucher") or None,
+                names.setdefault(memo := cell(row, "memo"), memo),
+                [],
+            ]
+        elif group[0] is not value_date and group[0] != value_date:
             raise Refusal("entry_must_have_one_date", f"{path} line {line_no}: txn {txn} has rows with different dates.")
         account = row[i_account].strip()
         account = names.setdefault(account, account)
         amount = _fen(row[i_amount].strip(), f"{path} line {line_no} amount")
         if has_tags:
-            group[3].append(PostingDraft(account, amount, cell(row, "category") or None, cell(row, "source") or None))
+            group[5].append(PostingDraft(account, amount, cell(row, "category") or None, cell(row, "source") or None))
         else:
-            group[3].append(PostingDraft(account, amount))
+            group[5].append(PostingDraft(account, amount))
         spec = first_use.get(account)
         if spec is None or value_date < spec.opened_on:
             book = (cell(row, "book") or "fiscal").strip() if has_book else "fiscal"
             project = (cell(row, "project") or None) if has_project else None
             first_use[account] = AccountSpec(account, book, value_date, project)
     drafts: list[EntryDraft] = []
-    for txn, (line_no, value_date, first, postings) in groups.items():
+    for txn, (value_date, kind, project, voucher, memo, postings) in groups.items():
         drafts.append(
             EntryDraft(
                 value_date=value_date,
-                kind=(cell(first, "kind") or default_kind).strip(),
+                kind=kind,
                 postings=tuple(postings),
-                project_code=(cell(first, "project") or None),
-                voucher=(cell(first, "voucher") or None) or txn,
-                memo=cell(first, "memo"),
+                project_code=project,
+                voucher=voucher or txn,
+                memo=memo,
                 actor=actor,
             )
         )

@@ -1,0 +1,33 @@
+"""Smoke run of the benchmark tooling at a tiny size: the generator and bench/compare without
+peers. No timing is asserted; this only keeps the scripts working."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generator_and_compare_run_at_a_tiny_size(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import generate
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    shape = generate.write_csv(tmp_path / "p.csv", postings=1_000, seed=3)
+    again = generate.write_csv(tmp_path / "q.csv", postings=1_000, seed=3)
+    assert shape == again and (tmp_path / "p.csv").read_bytes() == (tmp_path / "q.csv").read_bytes()
+    assert 900 <= shape["postings"] <= 1_100
+
+    results = tmp_path / "results.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "compare"), "--size", "100", "--reps", "1", "--projects", "3",
+         "--no-peers", "--ops", "ingest,tb,project,verify", "--workdir", str(tmp_path / "work"), "--results", str(results)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = results.read_text(encoding="utf-8")
+    assert "| ingest | jiebang |" in text and "| verify | jiebang |" in text
+    assert "agree to the fen across jiebang" in text
