@@ -35,7 +35,7 @@ class JiebangGroup(click.Group):
             ctx.exit(1)
         except click.exceptions.Exit:
             raise
-        except Exception as exc:  # noqa: BLE001 - mapped in one place, like Fava's handlers
+        except Exception as exc:
             message = _database_problem(exc)
             if message is None:
                 raise
@@ -444,7 +444,8 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
     import dataclasses
 
     from ledger.progress import progress_bar
-    from ledger.verify import entry_count, verify as verify_ledger
+    from ledger.verify import entry_count
+    from ledger.verify import verify as verify_ledger
 
     anchor = None
     if anchor_path is not None:
@@ -771,11 +772,10 @@ def projects(obj, fmt) -> None:
     """
     from sqlalchemy import select
 
+    from funding_rules.checks import add_months
     from ledger.models import Project
     from ledger.money import format_fen
-
     from ledger.programme import extension_months_by_project
-    from funding_rules.checks import add_months
 
     with obj.read() as session:
         extended = extension_months_by_project(session)

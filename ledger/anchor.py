@@ -66,7 +66,7 @@ def take_anchor(session: Session, head_id: int, head_hash: str, entries: int) ->
     latest = session.execute(
         select(func.max(JournalEntry.value_date)).where(JournalEntry.id <= head_id)
     ).scalar()
-    taken = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    taken = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     return Anchor(head_id, head_hash, entries, latest, taken)
 
 

@@ -64,9 +64,8 @@ def _looks_like_sqlite(path: Path) -> bool:
 
 def _check_copy(path: Path, role: str) -> Snapshot:
     """Schema at head and ``verify`` passing on a standalone SQLite file, read-only."""
-    from migrations import HEAD
-
     from ledger.verify import verify
+    from migrations import HEAD
 
     if not _looks_like_sqlite(path):
         raise Refusal("backup_must_be_a_ledger", f"{role} {path} is not a SQLite database; give a file written by `jiebang backup`.")

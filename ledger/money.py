@@ -8,9 +8,9 @@ call (ROUND_HALF_UP, as Chinese accounting practice expects). Floats are refused
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Iterable, Sequence
 
 from ledger.errors import Refusal
 
@@ -41,20 +41,20 @@ class Money:
             raise TypeError(f"Money.fen must be an int, got {type(self.fen).__name__}")
 
     @classmethod
-    def zero(cls) -> "Money":
+    def zero(cls) -> Money:
         return cls(0)
 
     @classmethod
-    def of(cls, text: str | int | Decimal, *, allow_negative: bool = False) -> "Money":
+    def of(cls, text: str | int | Decimal, *, allow_negative: bool = False) -> Money:
         return cls(parse_fen(text, allow_negative=allow_negative))
 
-    def __add__(self, other: "Money") -> "Money":
+    def __add__(self, other: Money) -> Money:
         return Money(self.fen + other.fen)
 
-    def __sub__(self, other: "Money") -> "Money":
+    def __sub__(self, other: Money) -> Money:
         return Money(self.fen - other.fen)
 
-    def __neg__(self) -> "Money":
+    def __neg__(self) -> Money:
         return Money(-self.fen)
 
     def __bool__(self) -> bool:

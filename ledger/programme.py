@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, insert, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.orm import Session
 
 from funding_rules import checks
@@ -1228,7 +1228,7 @@ def project_balances(session: Session, code: str, *, as_of: dt.date | None = Non
                 receivable_collected += int(c)
             elif kind != "reversal":
                 receivable_debits += int(d)
-    g = lambda k: bal.get(k, 0)  # noqa: E731
+    g = lambda k: bal.get(k, 0)
     earned = g("subsidy_expense")
     payable = -g("subsidy_payable")
     result = {

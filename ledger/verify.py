@@ -7,8 +7,8 @@ memory stays flat however long the journal is.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session

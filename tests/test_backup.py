@@ -13,12 +13,12 @@ import shutil
 import threading
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from conftest import Cli
-from ledger.db import make_engine
 from programme_fixtures import JM_DEMAND, JM_UNIVERSITY
+from sqlalchemy.orm import Session
 from test_tamper import PROJECT, build
+
+from ledger.db import make_engine
 
 
 def outputs(cli: Cli, out_dir: Path) -> dict[str, bytes]:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from conftest import Cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text as sql
 
-from conftest import Cli
 from ledger.errors import Refusal
 from ledger.money import AMOUNT_FEN_MAX, format_fen, parse_fen, parse_rate
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 
-from ledger.money import format_fen
 from programme_fixtures import (
     JM_DEMAND,
     JM_FIRM,
@@ -29,6 +28,8 @@ from programme_fixtures import (
     unbalanced_entries,
     yuan,
 )
+
+from ledger.money import format_fen
 
 # The balances contract, spelled out so that a change to it is a visible change to this test.
 CONTRACT_KEYS = (

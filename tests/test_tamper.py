@@ -15,15 +15,15 @@ roll back, so one ledger serves them all; the CLI scenarios commit the damage an
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
+from programme_fixtures import JM_DEMAND, JM_UNIVERSITY
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from ledger.journal import chain_hash, content_hash
 from ledger.verify import verify
-from programme_fixtures import JM_DEMAND, JM_UNIVERSITY
 
 PROJECT = "JM2025-901"
 ENTRY_COLUMNS = "id, value_date, kind, project_code, voucher, memo, actor, recorded_at, rules_version, trace, reverses_id, content_hash, prev_hash, hash"

@@ -7,9 +7,8 @@ Create Date: 2026-11-23 05:49:07.420635
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '20261123_0002'
 down_revision = '20261123_0001'
