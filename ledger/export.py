@@ -20,6 +20,36 @@ from ledger.money import format_fen
 CURRENCY = "CNY"
 
 
+def book_postings(session: Session, book: str, *, as_of: dt.date | None = None, where=None):
+    """Stream one book's postings with their entry's fields, in date and chain order.
+
+    Both exports (beancount and ledger-cli) write from this one stream.
+    """
+    entries = (
+        select(
+            JournalEntry.id,
+            JournalEntry.value_date,
+            JournalEntry.kind,
+            JournalEntry.voucher,
+            JournalEntry.memo,
+            JournalEntry.project_code,
+            JournalEntry.reverses_id,
+            JournalEntry.hash,
+            Account.name,
+            Posting.amount_fen,
+        )
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(Account, Account.id == Posting.account_id)
+        .where(Posting.book == book)
+        .order_by(JournalEntry.value_date, JournalEntry.id, Posting.id)
+    )
+    if as_of:
+        entries = entries.where(JournalEntry.value_date <= as_of)
+    if where is not None:
+        entries = entries.where(where)
+    return session.execute(entries, execution_options={"yield_per": 10_000})
+
+
 def _quote(text: str | None) -> str:
     value = (text or "").replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
     return f'"{value}"'
@@ -103,30 +133,8 @@ def beancount_lines(
     yield ""
 
     last_date = None
-    entries = (
-        select(
-            JournalEntry.id,
-            JournalEntry.value_date,
-            JournalEntry.kind,
-            JournalEntry.voucher,
-            JournalEntry.memo,
-            JournalEntry.project_code,
-            JournalEntry.reverses_id,
-            JournalEntry.hash,
-            Account.name,
-            Posting.amount_fen,
-        )
-        .join(Posting, Posting.entry_id == JournalEntry.id)
-        .join(Account, Account.id == Posting.account_id)
-        .where(Posting.book == book)
-        .order_by(JournalEntry.value_date, JournalEntry.id, Posting.id)
-    )
-    if as_of:
-        entries = entries.where(JournalEntry.value_date <= as_of)
-    if project_code:
-        entries = entries.where(in_extract)
     current = None
-    for row in session.execute(entries, execution_options={"yield_per": 10_000}):
+    for row in book_postings(session, book, as_of=as_of, where=in_extract if project_code else None):
         if row.id != current:
             if current is not None:
                 yield ""

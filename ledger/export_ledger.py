@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.balances import account_balances
-from ledger.models import BOOKS, Account, JournalEntry, Posting
+from ledger.export import book_postings
+from ledger.models import BOOKS, Account
 from ledger.money import format_fen
 
 CURRENCY = "CNY"
@@ -82,28 +83,9 @@ def ledger_lines(session: Session, book: str, *, as_of: dt.date | None = None, t
         yield f"account {name}"
     yield ""
 
-    entries = (
-        select(
-            JournalEntry.id,
-            JournalEntry.value_date,
-            JournalEntry.kind,
-            JournalEntry.voucher,
-            JournalEntry.memo,
-            JournalEntry.project_code,
-            JournalEntry.hash,
-            Account.name,
-            Posting.amount_fen,
-        )
-        .join(Posting, Posting.entry_id == JournalEntry.id)
-        .join(Account, Account.id == Posting.account_id)
-        .where(Posting.book == book)
-        .order_by(JournalEntry.value_date, JournalEntry.id, Posting.id)
-    )
-    if as_of:
-        entries = entries.where(JournalEntry.value_date <= as_of)
     current = None
     last_date = None
-    for row in session.execute(entries, execution_options={"yield_per": 10_000}):
+    for row in book_postings(session, book, as_of=as_of):
         if row.id != current:
             if current is not None:
                 yield ""
