@@ -69,7 +69,7 @@ def timed(argv: list[str], *, record: bool = True) -> dict:
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         started = time.perf_counter()
         proc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", tf.name, *argv],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started
         user, system, rss = tf.read().split()[-3:]
     if proc.returncode != 0:
@@ -301,7 +301,7 @@ def main() -> None:
             table, last_db, _ = part1(args, base)
             made.append(last_db)
             e = table["ingest"]["entries"]
-            print(f"\n| operation | median wall | min–max | CPU | peak RSS |\n|---|---|---|---|---|")
+            print("\n| operation | median wall | min–max | CPU | peak RSS |\n|---|---|---|---|---|")
             for key, label in (("ingest", f"ingest {e:,} entries"), ("tb", "balances --as-of"), ("verify", "verify"),
                                ("export", "export beancount"), ("project", "balances --project (process)")):
                 s = table.get(key)

@@ -461,7 +461,7 @@ def _parse_section(f: _File, name: str, table: Any, sources: dict[str, str]) -> 
         if set(entry) - {"value", "source"}:
             f.fail(
                 where,
-                f"unknown key {sorted(set(entry) - {'value', 'source'})[0]!r} in the parameter",
+                f"unknown key {min(set(entry) - {'value', 'source'})!r} in the parameter",
             )
         if not isinstance(entry.get("source"), str) or not entry["source"].strip():
             f.fail(where, "missing source (cite the clause, or start with DEFAULT: and say why)")

@@ -139,14 +139,18 @@ def check_anchor(session: Session, anchor: Anchor) -> tuple[int, str] | None:
         count = session.execute(select(func.count()).select_from(JournalEntry)).scalar_one()
         return (
             count + 1,
-            f"the anchor taken {anchor.taken_at or 'earlier'} records {anchor.entries} entries ending in {anchor.head_hash[:16]}…, "
-            f"but the journal now ends at entry {count}: entries were removed",
+            (
+                f"the anchor taken {anchor.taken_at or 'earlier'} records {anchor.entries} entries ending in "
+                f"{anchor.head_hash[:16]}…, but the journal now ends at entry {count}: entries were removed"
+            ),
         )
     if row.hash != anchor.head_hash:
         return (
             anchor.head_id,
-            f"entry {anchor.head_id} has hash {row.hash[:16]}…, not the anchored {anchor.head_hash[:16]}… "
-            f"(anchor taken {anchor.taken_at or 'earlier'}): the chain up to it was rewritten",
+            (
+                f"entry {anchor.head_id} has hash {row.hash[:16]}…, not the anchored {anchor.head_hash[:16]}… "
+                f"(anchor taken {anchor.taken_at or 'earlier'}): the chain up to it was rewritten"
+            ),
         )
     latest = session.execute(
         select(func.max(JournalEntry.value_date)).where(JournalEntry.id <= anchor.head_id)

@@ -18,7 +18,7 @@ def normalize_url(db: str | None) -> str:
     """Turn ``--db`` into a SQLAlchemy URL: a bare path means a SQLite file."""
     db = db or os.environ.get("JIEBANG_DB") or DEFAULT_DB
     if "://" in db:
-        if db.startswith("postgresql://") or db.startswith("postgres://"):
+        if db.startswith(("postgresql://", "postgres://")):
             # psycopg 3 is the driver we ship; name it so users can paste libpq URLs.
             db = "postgresql+psycopg://" + db.split("://", 1)[1]
         return db

@@ -88,7 +88,7 @@ def parse_fen(text: str | int | Decimal, *, allow_negative: bool = False, field:
     (taken as yuan) and Decimals. Refuses floats, NaN, exponents, empty text, more than two
     decimals once the unit is applied, and negatives unless ``allow_negative``.
     """
-    if isinstance(text, bool) or isinstance(text, float):
+    if isinstance(text, (bool, float)):
         raise Refusal(
             "amount_must_not_be_float",
             f"{field} {text!r} is a binary float; give it as text such as '1234.56' so no fen is lost.",

@@ -1409,7 +1409,7 @@ def _closing_postings(
                 f"misused amount cites voucher {item.spend_voucher}, which is not a spending report of {code}; "
                 "`jiebang journal --project " + code + " --kind spend` lists them.",
             )
-        lane_no, category, spent = spends[item.spend_voucher]
+        _lane, _category, spent = spends[item.spend_voucher]
         if item.amount_fen <= 0 or item.amount_fen > spent:
             raise Refusal(
                 "misuse_must_not_exceed_the_spend",
