@@ -20,9 +20,10 @@ Conventions for the files (docs/import.md has the officer's version):
   key is its ``uscc``.
 * A row whose voucher is already in the ledger is "already present" when its project, date
   and amount agree with the entry recorded under that voucher, and a problem otherwise. The
-  comparison is done here, before the service runs, because several services compute their
-  trace from the balances at the time (a replayed bid payment would otherwise be refused as
-  a voucher reused with other content).
+  vouchers of the whole file are looked up here in one query per 500, before any service
+  runs, so a re-import costs no per-row round trip and a conflict is reported with the
+  recorded entry's project and date. (The services are idempotent on their own as well:
+  they compare the request recorded with the first entry.)
 """
 
 from __future__ import annotations

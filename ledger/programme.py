@@ -229,7 +229,7 @@ def register_party(session: Session, party: PartyInput, *, actor: str) -> Posted
     when = party.date or dt.date.today()
     existing = session.execute(select(Party).where(Party.uscc == result.code)).scalar_one_or_none()
     if existing is not None:
-        if _party_facts(existing, session) != {k: v for k, v in facts.items()}:
+        if _party_facts(existing, session) != facts:
             raise Refusal(
                 "party_must_be_registered_once",
                 f"party {result.code} is already registered as {existing.name} with other details; "
@@ -801,7 +801,10 @@ def _category(category: str) -> str:
 
 
 def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
-    """Balances of one lane's accounts by family (all dates), one grouped query."""
+    """Balances of one lane's accounts by family (all dates), one grouped query.
+
+    Grant spending is also kept per budget category, as ``grant_spent:<category>``.
+    """
     rows = session.execute(
         select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
         .join(Posting, Posting.account_id == Account.id)
@@ -813,7 +816,17 @@ def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
         family = chart.family_of(name)
         if family is not None:
             sums[family] = sums.get(family, 0) + int(amount)
+        if family == "grant_spent":
+            sums[f"grant_spent:{_SEGMENT_CATEGORIES[name.rsplit(':', 1)[1]]}"] = int(amount)
     return sums
+
+
+_SEGMENT_CATEGORIES = {segment: category for category, segment in chart.CATEGORY_SEGMENTS.items()}
+
+
+def _spent_by_category(sums: dict[str, int]) -> dict[str, int]:
+    """Grant spent per budget category, from ``_lane_sums``."""
+    return {c: sums[f"grant_spent:{c}"] for c in CATEGORIES if f"grant_spent:{c}" in sums}
 
 
 @idempotent("bid_contract")
@@ -1262,10 +1275,6 @@ def project_balances(session: Session, code: str, *, as_of: dt.date | None = Non
 # --- money out and back: spending, extension, termination, revocation, recovery ---------
 
 
-def _lane_balance(session: Session, name: str) -> int:
-    return _sum_account(session, name)
-
-
 @idempotent("spend")
 def spend(
     session: Session,
@@ -1312,7 +1321,7 @@ def spend(
         )
     trace: dict = {"lane": f"L{n}", "category": category, "advances_before": format_fen(outstanding)}
     if category == "indirect":
-        spent_by_category = _spent_by_category(session, state, n)
+        spent_by_category = _spent_by_category(sums)
         direct = sum(v for c, v in spent_by_category.items() if c != "indirect")
         equipment = spent_by_category.get("equipment", 0)
         cap = checks.indirect_cap_fen(direct, equipment, rules)
@@ -1346,17 +1355,6 @@ def spend(
         {"project_code": code, "lane_no": n, "stage": category,
          "payload": json.dumps({"counterparty": counterparty, "justification": justification, "category": category}, sort_keys=True, ensure_ascii=False)},
     )
-
-
-def _spent_by_category(session: Session, state: ProjectState, n: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
-        .join(Posting, Posting.account_id == Account.id)
-        .where(Account.project_code == state.project.code, Account.lane == state.lanes[n], Account.name.like("Expenses:Fiscal:Grant:%"))
-        .group_by(Account.name)
-    ).all()
-    segments = {v: k for k, v in chart.CATEGORY_SEGMENTS.items()}
-    return {segments[name.rsplit(":", 1)[1]]: int(v) for name, v in rows}
 
 
 @idempotent("extension")
@@ -1442,7 +1440,7 @@ def _closing_postings(
             rest = target - take_advances
             if take_advances:
                 postings.append(PostingDraft(chart.advances(code, n), -take_advances, None, "city_fiscal"))
-            spent_by_cat = _spent_by_category(session, state, n)
+            spent_by_cat = _spent_by_category(sums)
             for cat in CATEGORIES:
                 take = min(rest, spent_by_cat.get(cat, 0))
                 if take:

@@ -28,18 +28,16 @@ Examples per CI run (``python -m pytest`` with JIEBANG_TEST_PG set): see ``EXAMP
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import shutil
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 from test_money_out_properties import (
     WORLDS,
-    Event,
     ProjectSpec,
     Run,
     build_world,
@@ -49,7 +47,6 @@ from test_money_out_properties import (
 )
 
 from ledger.db import make_engine
-from ledger.errors import Refusal
 from ledger.programme import project_balances
 from migrations import upgrade_to_head
 
@@ -126,28 +123,6 @@ class RolledBackRun(Run):
 
     def session(self) -> Session:
         return Session(bind=self.engine, join_transaction_mode="create_savepoint")
-
-    def step(self) -> None:
-        self.today += dt.timedelta(days=self.draw(st.integers(0, 40), "days later"))
-        kind = self.draw(st.sampled_from([k for k, weight in self.weights().items() for _ in range(weight)]), "event")
-        attempt: Event = getattr(self, kind)()
-        note(f"{self.today} {attempt.text}: expected {'accepted' if attempt.expected else 'refused'}")
-        refusal = None
-        try:
-            with self.session() as s, s.begin():  # SAVEPOINT ... RELEASE, or ROLLBACK TO on a refusal
-                attempt.call(s)
-        except Refusal as caught:
-            refusal = caught
-        outcome = "accepted" if refusal is None else f"refused: {refusal.message}"
-        assert (refusal is None) == attempt.expected, f"{attempt.text} on {self.today}: the ledger {outcome}"
-        if attempt.money_out_of and self.model.projects[attempt.money_out_of].terminated:
-            assert refusal is not None, f"{attempt.text} accepted after termination"
-        event(f"{kind}: {'accepted' if refusal is None else 'refused'}")
-        entries_before = self.entry_count
-        if refusal is None:
-            attempt.apply()
-        self.check()
-        assert self.entry_count == entries_before + (1 if refusal is None else 0), "an event writes one entry, a refusal none"
 
     def check(self) -> None:
         """Every balance against the model, from one grouped query over the postings."""

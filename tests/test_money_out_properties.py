@@ -681,6 +681,10 @@ class Run:
             "bid_payment": 2, "contribution": 1, "extension": 1, "termination": 2 if advanced else 1,
         }
 
+    def session(self) -> Session:
+        """A session for one event, in its own transaction (subclasses may nest it)."""
+        return Session(self.engine)
+
     def step(self) -> None:
         self.today += dt.timedelta(days=self.draw(st.integers(0, 40), "days later"))
         kind = self.draw(st.sampled_from([k for k, weight in self.weights().items() for _ in range(weight)]), "event")
@@ -688,7 +692,7 @@ class Run:
         note(f"{self.today} {attempt.text}: expected {'accepted' if attempt.expected else 'refused'}")
         refusal = None
         try:
-            with Session(self.engine) as s, s.begin():
+            with self.session() as s, s.begin():
                 attempt.call(s)
         except Refusal as caught:
             refusal = caught
