@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,25 +93,37 @@ class JournalEntry(Base):
 
     __tablename__ = "journal_entries"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # On SQLite the id is the rowid (INTEGER PRIMARY KEY): one b-tree, not a table and an index.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     value_date: Mapped[dt.date] = mapped_column(Date, index=True)
     kind: Mapped[str] = mapped_column(String(40))
-    project_code: Mapped[str | None] = mapped_column(String(40), index=True)
+    project_code: Mapped[str | None] = mapped_column(String(40))
     voucher: Mapped[str | None] = mapped_column(String(120))
     memo: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(80))
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     rules_version: Mapped[str | None] = mapped_column(String(60))
     trace: Mapped[str | None] = mapped_column(Text)
-    reverses_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("journal_entries.id"), unique=True
-    )
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
     content_hash: Mapped[str] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not a unique index: each hash covers its id and its predecessor, and verify recomputes
+    # them all (migration 20261201_0004 says why the index went).
+    hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("kind", "voucher", name="uq_journal_entries_kind_voucher"),
+        # Partial indexes: most bulk entries reverse nothing and many name no project.
+        Index(
+            "uq_journal_entries_reverses_id", "reverses_id", unique=True,
+            sqlite_where=text("reverses_id IS NOT NULL"), postgresql_where=text("reverses_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_journal_entries_project_code", "project_code",
+            sqlite_where=text("project_code IS NOT NULL"), postgresql_where=text("project_code IS NOT NULL"),
+        ),
         CheckConstraint("id >= 1", name="id_positive"),
         CheckConstraint("reverses_id IS NULL OR reverses_id < id", name="reverses_earlier"),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEAD = "20261123_0003"
+HEAD = "20261201_0004"
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent)
 
 
@@ -28,6 +28,23 @@ def upgrade_to_head(engine) -> None:
     from alembic import command
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        return
+    # SQLite rebuilds a table to change its constraints; its documented procedure turns
+    # foreign keys off first (the pragma is ignored inside a transaction) and checks them
+    # before commit. The connection is discarded afterwards, so none keeps them off.
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    raise RuntimeError(f"migration left a dangling reference in table {broken[0]}; rolled back")
+        finally:
+            connection.invalidate()
