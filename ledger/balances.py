@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ledger import reads
 from ledger.models import Account, JournalEntry, Posting
 
 
@@ -37,34 +38,15 @@ def account_balances(
     lane: str | None = None,
     include_zero: bool = False,
 ) -> list[AccountBalance]:
-    """Balances of every matching account, one GROUP BY over the postings."""
-    total = func.coalesce(func.sum(Posting.amount_fen), 0)
-    query = (
-        select(Account.name, Account.book, Account.project_code, Account.lane, total.label("balance"))
-        .select_from(Account)
-        .outerjoin(
-            Posting,
-            (Posting.account_id == Account.id) & (Posting.value_date <= as_of if as_of else True),
-        )
-        .group_by(Account.id, Account.name, Account.book, Account.project_code, Account.lane)
-        .order_by(Account.book, Account.name)
+    """Balances of every matching account, one GROUP BY over the postings.
+
+    The statement is ``reads.account_rows``, the same one the CLI runs without SQLAlchemy.
+    """
+    rows = reads.account_rows(
+        reads.session_runner(session),
+        as_of=as_of, book=book, prefix=prefix, project_code=project_code, lane=lane, include_zero=include_zero,
     )
-    if book:
-        query = query.where(Account.book == book)
-    if prefix:
-        query = query.where(or_(Account.name == prefix, Account.name.like(_like_prefix(prefix), escape="\\")))
-    if project_code:
-        query = query.where(Account.project_code == project_code)
-    if lane:
-        query = query.where(Account.lane == lane)
-    if not include_zero:
-        query = query.having(total != 0)
-    return [AccountBalance(r.name, r.book, r.project_code, r.lane, int(r.balance)) for r in session.execute(query)]
-
-
-def _like_prefix(prefix: str) -> str:
-    escaped = prefix.rstrip(":").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + ":%"
+    return [AccountBalance(*row) for row in rows]
 
 
 def book_totals(session: Session, *, as_of: dt.date | None = None) -> dict[str, int]:

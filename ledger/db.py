@@ -11,18 +11,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from ledger.errors import Refusal, SchemaNotAtHead
 
-DEFAULT_DB = "jiebang.db"
-
-
-def normalize_url(db: str | None) -> str:
-    """Turn ``--db`` into a SQLAlchemy URL: a bare path means a SQLite file."""
-    db = db or os.environ.get("JIEBANG_DB") or DEFAULT_DB
-    if "://" in db:
-        if db.startswith(("postgresql://", "postgres://")):
-            # psycopg 3 is the driver we ship; name it so users can paste libpq URLs.
-            db = "postgresql+psycopg://" + db.split("://", 1)[1]
-        return db
-    return f"sqlite:///{db}"
+# Resolving --db needs no SQLAlchemy, so it lives with the CLI's SQLite read path.
+from ledger.reads import DEFAULT_DB, normalize_url  # noqa: F401
 
 
 def sqlite_path(url: str) -> Path | None:

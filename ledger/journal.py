@@ -107,7 +107,7 @@ def canonical_postings(postings: Iterable[tuple[str, str, int, str | None, str |
 
 def content_hash(
     *,
-    value_date: dt.date,
+    value_date: dt.date | str,
     kind: str,
     project_code: str | None,
     voucher: str | None,
@@ -122,23 +122,18 @@ def content_hash(
     The body is ``canonical_json`` of a dict with the keys below; it is assembled directly
     (keys already in sorted order, strings through json's own C encoder), which gives the
     same bytes as ``json.dumps(..., sort_keys=True, ensure_ascii=False, separators=(",", ":"))``
-    at a quarter of the cost. Values of any other type take the json.dumps path.
+    at a quarter of the cost. Values of any other type take the json.dumps path. ``value_date``
+    may be the ISO text SQLite stores, so a verifier reading raw rows need not parse it.
     """
+    iso_date = value_date if type(value_date) is str else value_date.isoformat()
     ordered = canonical_postings(postings)
     try:
-        legs = ",".join(
-            f"[{_enc(b)},{_enc(a)},{_enc_int(n)},{_enc(c)},{_enc(f)}]" for b, a, n, c, f in ordered
-        )
-        body = (
-            f'{{"kind":{_enc(kind)},"memo":{_enc(memo)},"postings":[{legs}],'
-            f'"project_code":{_enc(project_code)},"reverses_id":{_enc_int(reverses_id)},'
-            f'"rules_version":{_enc(rules_version)},"trace":{_enc(trace_text)},'
-            f'"value_date":{_enc(value_date.isoformat())},"voucher":{_enc(voucher)}}}'
-        )
+        legs = ",".join(canonical_leg(_enc(b), _enc(a), n, _enc(c), _enc(f)) for b, a, n, c, f in ordered)
+        body = canonical_body(iso_date, kind, project_code, voucher, memo, rules_version, trace_text, reverses_id, legs)
     except _NotPlain:
         body = canonical_json(
             {
-                "value_date": value_date.isoformat(),
+                "value_date": iso_date,
                 "kind": kind,
                 "project_code": project_code,
                 "voucher": voucher,
@@ -150,6 +145,25 @@ def content_hash(
             }
         )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def canonical_leg(book_json: str, account_json: str, amount_fen: int, category_json: str, source_json: str) -> str:
+    """One posting of the canonical body; the text arguments are already JSON-encoded."""
+    return f"[{book_json},{account_json},{_enc_int(amount_fen)},{category_json},{source_json}]"
+
+
+def canonical_body(iso_date, kind, project_code, voucher, memo, rules_version, trace_text, reverses_id, legs: str) -> str:
+    """The canonical JSON of an entry whose postings are already encoded and ordered (``legs``).
+
+    The one place the body's bytes are written, for single entries and the bulk CSV path alike;
+    raises ``_NotPlain`` for a value that is not a str, int or None.
+    """
+    return (
+        f'{{"kind":{_enc(kind)},"memo":{_enc(memo)},"postings":[{legs}],'
+        f'"project_code":{_enc(project_code)},"reverses_id":{_enc_int(reverses_id)},'
+        f'"rules_version":{_enc(rules_version)},"trace":{_enc(trace_text)},'
+        f'"value_date":{_enc(iso_date)},"voucher":{_enc(voucher)}}}'
+    )
 
 
 class _NotPlain(Exception):
@@ -431,9 +445,7 @@ def post_many(
 
     if next_id > head.last_entry_id + 1:
         _write(session, drafts, digests, texts, results, head.last_hash, accounts, progress)
-        session.execute(
-            update(ChainHead).where(ChainHead.id == 1).values(last_entry_id=next_id - 1, last_hash=prev_hash)
-        )
+        _advance_head(session, next_id - 1, prev_hash)
     return results
 
 
@@ -448,21 +460,9 @@ def _write(session: Session, drafts, digests, texts, results, prev_hash: str, ac
     """Write postings, then their entries (which seals them), chunk by chunk.
 
     Rows are built per chunk from the drafts and their results, so memory never holds every
-    row at once. On SQLite the rows go to the driver's executemany as plain tuples (dates as
-    ISO text, which is how SQLAlchemy stores a Date there): SQLAlchemy's per-row parameter
-    processing cost more than the inserts' Python side. Other databases get Core inserts.
+    row at once.
     """
     raw = session.get_bind().dialect.name == "sqlite"
-    if raw:
-        connection = session.connection()
-        entry_sql = (
-            f"INSERT INTO {JournalEntry.__tablename__} ({', '.join(_ENTRY_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _ENTRY_COLUMNS)})"
-        )
-        posting_sql = (
-            f"INSERT INTO {Posting.__tablename__} ({', '.join(_POSTING_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _POSTING_COLUMNS)})"
-        )
     for start in range(0, len(drafts), BULK_CHUNK):
         entry_rows: list = []
         posting_rows: list = []
@@ -483,16 +483,38 @@ def _write(session: Session, drafts, digests, texts, results, prev_hash: str, ac
                 posting_rows.append((entry_id, row.id, value_date, row.book, p.amount_fen, p.budget_category, p.fund_source))
         if not entry_rows:
             continue
-        if raw:
-            if posting_rows:
-                connection.exec_driver_sql(posting_sql, posting_rows)
-            connection.exec_driver_sql(entry_sql, entry_rows)
-        else:
-            if posting_rows:  # an empty executemany would insert one row of NULLs
-                session.execute(insert(Posting.__table__), [dict(zip(_POSTING_COLUMNS, r)) for r in posting_rows])
-            session.execute(insert(JournalEntry.__table__), [dict(zip(_ENTRY_COLUMNS, r)) for r in entry_rows])
+        insert_rows(session, entry_rows, posting_rows)
         if progress is not None:
             progress(len(entry_rows))
+
+
+_SQLITE_INSERT = {
+    table: f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    for table, columns in (("postings", _POSTING_COLUMNS), ("journal_entries", _ENTRY_COLUMNS))
+}
+
+
+def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Sequence[tuple]) -> None:
+    """Insert postings, then the entries that seal them: tuples in the ``_*_COLUMNS`` orders.
+
+    On SQLite the tuples go to the driver's executemany (dates as ISO text, which is how
+    SQLAlchemy stores a Date there): SQLAlchemy's per-row parameter processing cost more
+    than the inserts' Python side. On PostgreSQL they go through COPY.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        connection = session.connection()
+        if posting_rows:
+            connection.exec_driver_sql(_SQLITE_INSERT["postings"], posting_rows)
+        connection.exec_driver_sql(_SQLITE_INSERT["journal_entries"], entry_rows)
+        return
+    from ledger.pg_write import copy_rows  # psycopg is an optional dependency
+
+    copy_rows(session, Posting.__tablename__, _POSTING_COLUMNS, posting_rows)
+    copy_rows(session, JournalEntry.__tablename__, _ENTRY_COLUMNS, entry_rows)
+
+
+def _advance_head(session: Session, last_entry_id: int, last_hash: str) -> None:
+    session.execute(update(ChainHead).where(ChainHead.id == 1).values(last_entry_id=last_entry_id, last_hash=last_hash))
 
 
 # --- reversal ---------------------------------------------------------------------------

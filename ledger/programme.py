@@ -18,13 +18,13 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import case, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from funding_rules import checks
 from funding_rules.loader import Rules, get_rules, rules_in_force
 from funding_rules.uscc import validate_uscc
-from ledger import chart
+from ledger import chart, reads
 from ledger.errors import Refusal
 from ledger.journal import AccountSpec, EntryDraft, Posted, PostingDraft, open_accounts, post
 from ledger.models import (
@@ -1197,14 +1197,9 @@ def _offsets(session: Session, party_uscc: str, city: str, amount: int) -> list[
 
 # --- the balances contract --------------------------------------------------------------
 
-BALANCE_KEYS = (
-    "self_funding_pledged", "self_funding_contributed", "self_funding_outstanding",
-    "bid_contracted", "bid_paid_cash", "bid_paid_equity", "bid_paid_in_kind", "bid_unpaid",
-    "subsidy_base", "subsidy_earned", "subsidy_released", "subsidy_payable",
-    "grant_obligated", "grant_released", "grant_unreleased",
-    "advances_outstanding", "fiscal_spent",
-    "clawback_assessed", "clawback_collected", "clawback_outstanding",
-)
+# The keys, the SQL and its reading live in ledger.reads, which the CLI also runs without
+# SQLAlchemy; this module keeps the names its callers import.
+BALANCE_KEYS = reads.BALANCE_KEYS
 
 
 def project_balances(session: Session, code: str, *, as_of: dt.date | None = None, lane: str | None = None) -> dict[str, int]:
@@ -1212,64 +1207,7 @@ def project_balances(session: Session, code: str, *, as_of: dt.date | None = Non
 
     Project-level quantities (self-funding) are the project's; with a lane they are 0.
     """
-    state = load_project(session, code)
-    n = state.lane_of(lane) if lane is not None else None
-    debit = func.sum(case((Posting.amount_fen > 0, Posting.amount_fen), else_=0))
-    credit = func.sum(case((Posting.amount_fen < 0, -Posting.amount_fen), else_=0))
-    query = (
-        select(Account.name, Account.lane, JournalEntry.kind, debit, credit)
-        .select_from(Posting)
-        .join(Account, Account.id == Posting.account_id)
-        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .where(Account.project_code == state.project.code)
-        .group_by(Account.name, Account.lane, JournalEntry.kind)
-    )
-    if as_of is not None:
-        query = query.where(Posting.value_date <= as_of)
-    if n is not None:
-        query = query.where(Account.lane == state.lanes[n])
-    bal: dict[str, int] = {}
-    receivable_debits = receivable_collected = 0
-    for name, _lane, kind, d, c in session.execute(query):
-        family = chart.family_of(name)
-        if family is None:
-            continue
-        bal[family] = bal.get(family, 0) + int(d) - int(c)
-        if family == "clawback_receivable":
-            # A release netted against the clawback (an offset) settles it like a collection.
-            if kind in ("collection", "release"):
-                receivable_collected += int(c)
-            elif kind != "reversal":
-                receivable_debits += int(d)
-    g = lambda k: bal.get(k, 0)
-    earned = g("subsidy_expense")
-    payable = -g("subsidy_payable")
-    result = {
-        "self_funding_pledged": -g("self_funding_pledged"),
-        "self_funding_contributed": g("self_funding_contributed"),
-        "self_funding_outstanding": g("self_funding_outstanding"),
-        "bid_contracted": -g("bid_contracted"),
-        "bid_paid_cash": g("bid_paid_cash"),
-        "bid_paid_equity": g("bid_paid_equity"),
-        "bid_paid_in_kind": g("bid_paid_in_kind"),
-        "bid_unpaid": g("bid_unpaid"),
-        "subsidy_base": g("bid_paid_cash") if state.rules.funding.model == "bid_subsidy" else 0,
-        "subsidy_earned": earned,
-        # Under bid-subsidy rules the memo release account holds exactly the subsidy paid out,
-        # which stays true after a revocation recovers it (earned then drops, released not).
-        "subsidy_released": g("grant_released") if state.rules.funding.model == "bid_subsidy" else 0,
-        "subsidy_payable": payable,
-        "grant_obligated": g("grant_released") + g("grant_unreleased"),
-        "grant_released": g("grant_released"),
-        "grant_unreleased": g("grant_unreleased"),
-        "advances_outstanding": g("advances"),
-        "fiscal_spent": g("grant_spent"),
-        "clawback_assessed": receivable_debits,
-        "clawback_collected": receivable_collected,
-        "clawback_outstanding": g("clawback_receivable"),
-    }
-    assert tuple(result) == BALANCE_KEYS
-    return result
+    return reads.project_balances(reads.session_runner(session), code, as_of=as_of, lane=lane)
 
 
 # --- money out and back: spending, extension, termination, revocation, recovery ---------

@@ -558,3 +558,27 @@ def test_postings_cannot_be_added_to_a_written_entry_or_left_without_one(engine,
         conn.execute(text(_raw_posting(3, chart[TREASURY], -500)))
     assert "foreign key" in str(refused.value.orig).lower()
     assert counts(engine) == before
+
+
+def test_an_unbalanced_entry_past_the_checks_is_refused_by_the_bulk_path(cli, engine, chart, tmp_path, monkeypatch):
+    """The bulk writer (COPY on PostgreSQL) surfaces the trigger's refusal like an INSERT's.
+
+    The Python checks are switched off so the database sees the entry; chunks of one entry
+    put a balanced entry in the database first, which the refusal must take back too.
+    """
+    from ledger import bulk
+
+    monkeypatch.setattr(bulk, "_balance_problem", lambda batch, posting_book: None)
+    monkeypatch.setattr(journal, "BULK_CHUNK", 1)
+    path = tmp_path / "entries.csv"
+    path.write_text(
+        "txn_id,date,account,amount\n"
+        f"ok,2025-03-10,{ADVANCES},5.00\nok,2025-03-10,{TREASURY},-5.00\n"
+        f"bad,2025-03-10,{ADVANCES},5.00\nbad,2025-03-10,{TREASURY},-4.99\n",
+        encoding="utf-8",
+    )
+    before = counts(engine)
+    result = cli("post", "--file", str(path), expect=1)
+    assert "the database refused the operation: entry_must_balance_per_book" in result.stderr
+    assert "nothing was written" in result.stderr
+    assert counts(engine) == before

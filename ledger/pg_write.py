@@ -1,0 +1,58 @@
+"""Bulk writes of journal rows on PostgreSQL with COPY, and fresh statistics after a load.
+
+An INSERT per row (what SQLAlchemy's executemany sends through psycopg) pays a round of
+statement overhead per row and fires the entries' statement-level balance trigger once per
+entry. COPY streams a chunk of rows as one statement, so the balance trigger runs once per
+chunk over its transition table; row-level triggers, constraints and foreign keys still
+apply to every row, so COPY is no way around the database's guards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from ledger.models import ChainHead
+
+JOURNAL_TABLES = ("journal_entries", "postings", "accounts")
+ANALYZE_SHARE = 0.1  # autovacuum's default analyze_scale_factor
+
+
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """COPY rows (tuples in ``columns`` order) into ``table`` in the session's transaction.
+
+    COPY goes to psycopg directly, past SQLAlchemy, so a database error is wrapped here the
+    way SQLAlchemy wraps it for a statement (an IntegrityError for a trigger's refusal): the
+    CLI's refusal mapping and callers' ``except DBAPIError`` then see COPY like any INSERT.
+    """
+    import psycopg  # an optional dependency: only PostgreSQL ledgers get here
+
+    session.flush()  # pending ORM rows go first, as they would before a Core insert
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    driver = session.connection().connection.driver_connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+
+
+def analyze_after_bulk_post(session: Session, created: int) -> None:
+    """On PostgreSQL, ANALYZE the journal tables when a post grew the journal by a tenth.
+
+    Tables keep the statistics of their last ANALYZE (none for a new ledger) until
+    autovacuum gets to them, which may be late or never (it can be off); plans made from
+    empty-table statistics (voucher look-ups, the triggers' queries, reports) slow down as
+    the tables grow. ANALYZE runs in the loading transaction: it samples the rows this
+    transaction inserted, and its statistics commit with them. A small post into a large
+    journal changes no plan and is left to autovacuum, by its default threshold.
+    """
+    if session.get_bind().dialect.name != "postgresql" or not created:
+        return
+    entries = session.execute(select(ChainHead.last_entry_id).where(ChainHead.id == 1)).scalar_one()
+    if created >= ANALYZE_SHARE * entries:
+        session.connection().exec_driver_sql(f"ANALYZE {', '.join(JOURNAL_TABLES)}")
