@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import gc
 import hashlib
+import itertools
 import json
+import operator
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -69,14 +71,21 @@ def _fen(text: str, field: str) -> int:
 
 # --- the ledger-shaped CSV, column by column ----------------------------------------------
 #
-# A province's file holds millions of rows. They are read with pandas' C parser in slices
-# of CSV_SLICE rows and kept as integer columns (entry, account, amount in fen) plus one
+# A province's file holds millions of rows. They are read with the csv module's C reader in
+# slices of CSV_SLICE rows and kept as integer columns (entry, account, amount in fen) plus one
 # small table per entry, never as an object per row: that is what lets `post --file` ingest
 # 300,000 entries at tens of thousands a second in a few hundred MB.
 
 CSV_SLICE = 50_000
-_TWO_DECIMALS = r"-?\d{1,13}\.\d\d"  # the usual amount; anything else goes through _fen
-_EXTRA = "\x00extra"  # a column past the header: a row that has one more cell than the header fills it
+_TWO_DECIMALS = re.compile(r"-?\d{1,13}\.\d\d")  # the usual amount; anything else goes through _fen
+_WITHOUT_POINT = operator.methodcaller("replace", ".", "", 1)  # "-1234.56" -> "-123456" fen
+
+
+def _factorize(values) -> tuple[np.ndarray, list]:
+    """Codes (first appearance order) and the distinct values, as pandas.factorize gives."""
+    uniques = list(dict.fromkeys(values))
+    index = {v: i for i, v in enumerate(uniques)}
+    return np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values)), uniques
 
 
 @dataclass(slots=True)
@@ -101,7 +110,7 @@ class CsvBatch:
     project: list[str | None]
     voucher: list[str]
     memo: list[str]
-    line: list[int]
+    line: np.ndarray
     entry: np.ndarray
     account: np.ndarray
     amount_fen: np.ndarray
@@ -119,12 +128,27 @@ def read_csv_batch(path: Path, *, default_kind: str) -> CsvBatch:
     """Read a ledger-shaped CSV (UTF-8, or GB18030 as Chinese Excel saves it) into columns."""
     for encoding in ("utf-8-sig", "gb18030"):
         try:
-            return _CsvReader(path, default_kind).read(encoding)
+            with no_cyclic_gc():
+                return _CsvReader(path, default_kind).read(encoding)
         except UnicodeDecodeError:
             continue
         except OSError as exc:
             raise Refusal("file_must_be_readable", f"cannot read {path}: {exc.strerror}.") from None
     raise Refusal("file_must_be_text", f"{path} is neither UTF-8 nor GBK text; save it as CSV UTF-8 and retry.")
+
+
+@contextlib.contextmanager
+def no_cyclic_gc():
+    """Pause the cycle collector: the bulk path makes millions of short-lived lists, tuples and
+    strings, none in a cycle, and each automatic collection walked every object alive (a third
+    of the CSV read, measured). Reference counting still frees them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _CsvReader:
@@ -137,41 +161,26 @@ class _CsvReader:
         self.account_index: dict[str, int] = {}
         self.tag_index: dict[str, int] = {}  # category / source values; 0 is "none"
         self.dates: dict[str, int] = {}  # raw date cell -> ordinal
+        self.memos: dict[str, str] = {}  # one object per distinct memo (most repeat)
         self.entries: dict[str, list] = {k: [] for k in ("txn", "date", "kind", "project", "voucher", "memo", "line")}
         self.columns: dict[str, list[np.ndarray]] = {k: [] for k in ("entry", "account", "amount", "category", "source", "line")}
         self.spec_rows: dict[int, tuple[int, str, str | None]] = {}  # account -> (ordinal, book, project)
 
     def read(self, encoding: str) -> CsvBatch:
-        import pandas as pd
-
-        header = self._header(encoding)
-        try:
-            # index_col=False: a first row with surplus cells must not become an index; those
-            # cells land in _EXTRA and are refused (pandas warns of the truncation it does).
-            reader = pd.read_csv(
-                self.path, dtype=str, encoding=encoding, keep_default_na=False, na_filter=False,
-                skip_blank_lines=False, chunksize=CSV_SLICE, header=None, skiprows=1, names=[*header, _EXTRA],
-                index_col=False, engine="c",
-            )
+        with self.path.open("r", encoding=encoding, newline="") as handle:
+            reader = csv.reader(handle)
+            header = self._header(next(reader, []))
             seen = 0
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", pd.errors.ParserWarning)
-                for frame in reader:
-                    self._slice(frame, seen)
-                    seen += len(frame)
-        except pd.errors.ParserError as exc:
-            # Most often a row with more cells than the header: an amount such as 1,234.00
-            # written without quotes, which must not post as 1.00.
-            detail = str(exc).strip().splitlines()[0].removeprefix("Error tokenizing data. C error: ")
-            raise Refusal(
-                "csv_must_be_well_formed",
-                f"{self.path} is not well-formed CSV ({detail}); quote cells that contain commas, such as \"1,234.00\".",
-            ) from None
+            try:
+                while rows := list(itertools.islice(reader, CSV_SLICE)):
+                    self._slice(rows, header, seen + 2)
+                    seen += len(rows)
+            except csv.Error as exc:
+                raise Refusal("csv_must_be_well_formed", f"{self.path} line {reader.line_num} is not well-formed CSV: {exc}.") from None
         return self._batch(header)
 
-    def _header(self, encoding: str) -> list[str]:
-        with self.path.open("r", encoding=encoding, newline="") as handle:
-            header = [h.strip() for h in next(csv.reader(handle), [])]
+    def _header(self, first: list[str]) -> list[str]:
+        header = [h.strip() for h in first]
         missing = [c for c in CSV_REQUIRED if c not in header]
         if missing:
             raise Refusal("csv_must_have_columns", f"{self.path} lacks column(s) {', '.join(missing)}; the header must start txn_id,date,account,amount.")
@@ -182,32 +191,30 @@ class _CsvReader:
             raise Refusal("csv_columns_must_be_known", f"{self.path} names a column twice; each column may appear once.")
         return header
 
-    def _slice(self, frame, seen: int) -> None:
-        frame = frame.fillna("")
-        blank = (frame == "").all(axis=1).to_numpy()
-        lines = np.arange(seen + 2, seen + 2 + len(frame), dtype=np.int64)
-        if blank.any():
-            frame, lines = frame[~blank], lines[~blank]
-        if not len(frame):
-            return
-        extra = np.flatnonzero(frame.pop(_EXTRA).to_numpy(dtype=object) != "")
-        if extra.size:
-            raise Refusal(
-                "csv_row_must_fit_header",
-                f"{self.path} line {lines[extra[0]]} has more cells than the header; quote cells that contain commas, such as \"1,234.00\".",
-            )
-        cells = {name: frame[name].to_numpy(dtype=object) for name in frame.columns}
-        txn = np.array([t.strip() for t in cells["txn_id"]], dtype=object)
-        empty = np.flatnonzero(txn == "")
-        if empty.size:
-            raise Refusal("csv_row_must_have_txn_id", f"{self.path} line {lines[empty[0]]}: txn_id is empty.")
+    def _slice(self, rows: list[list[str]], header: list[str], first_line: int) -> None:
+        """One slice of records: columns by zip, then the same work for every column at once.
+
+        Lines are counted in records (a quoted cell spanning lines counts once), the header
+        being line 1.
+        """
+        width = len(header)
+        lines = np.arange(first_line, first_line + len(rows), dtype=np.int64)
+        widths = set(map(len, rows))
+        if widths != {width}:
+            rows, lines = self._fit(rows, lines, width)
+            if not rows:
+                return
+        cells = dict(zip(header, zip(*rows)))  # tuples of str per column; numpy object arrays cost more
+        txn = list(map(str.strip, cells["txn_id"]))
+        if "" in txn:
+            raise Refusal("csv_row_must_have_txn_id", f"{self.path} line {lines[txn.index('')]}: txn_id is empty.")
         date_ord = self._dates(cells["date"], lines)
         entry = self._entries(txn, date_ord, cells, lines)
         mismatch = np.flatnonzero(np.asarray(self.entries["date"], dtype=np.int64)[entry] != date_ord)
         if mismatch.size:
             first = mismatch[0]
             raise Refusal("entry_must_have_one_date", f"{self.path} line {lines[first]}: txn {txn[first]} has rows with different dates.")
-        account = self._intern([a.strip() for a in cells["account"]], self.account_index)
+        account = self._intern(list(map(str.strip, cells["account"])), self.account_index)
         self.columns["entry"].append(entry)
         self.columns["account"].append(account)
         self.columns["amount"].append(self._amounts(cells["amount"], lines))
@@ -217,10 +224,20 @@ class _CsvReader:
                 self.columns[tag].append(self._intern(cells[tag], self.tag_index, empty_is_none=True))
         self._first_use(account, date_ord, cells)
 
-    def _dates(self, raw: np.ndarray, lines: np.ndarray) -> np.ndarray:
-        import pandas as pd
+    def _fit(self, rows: list[list[str]], lines: np.ndarray, width: int):
+        """Rows of the header's width: blank lines dropped, short rows padded, long rows refused."""
+        keep = [i for i, row in enumerate(rows) if row]  # the csv module reads a blank line as []
+        rows, lines = [rows[i] for i in keep], lines[keep]
+        long = next((i for i, row in enumerate(rows) if len(row) > width and any(row[width:])), None)
+        if long is not None:
+            raise Refusal(
+                "csv_row_must_fit_header",
+                f"{self.path} line {lines[long]} has more cells than the header; quote cells that contain commas, such as \"1,234.00\".",
+            )
+        return [(row + [""] * width)[:width] for row in rows], lines
 
-        codes, uniques = pd.factorize(raw)
+    def _dates(self, raw: tuple[str, ...], lines: np.ndarray) -> np.ndarray:
+        codes, uniques = _factorize(raw)
         ordinals = np.empty(len(uniques), dtype=np.int64)
         for k, text in enumerate(uniques):
             ordinal = self.dates.get(text)
@@ -230,34 +247,33 @@ class _CsvReader:
             ordinals[k] = ordinal
         return ordinals[codes]
 
-    def _entries(self, txn: np.ndarray, date_ord: np.ndarray, cells: dict, lines: np.ndarray) -> np.ndarray:
+    def _entries(self, txn: list[str], date_ord: np.ndarray, cells: dict, lines: np.ndarray) -> np.ndarray:
         """Global entry index per row; an entry's fields come from its txn_id's first row."""
-        import pandas as pd
-
-        codes, uniques = pd.factorize(txn)
+        codes, uniques = _factorize(txn)
         _, first_rows = np.unique(codes, return_index=True)
-        ids = np.empty(len(uniques), dtype=np.int64)
-        e = self.entries
-        for k, name in enumerate(uniques):
-            known = self.txn_index.get(name)
-            if known is None:
-                known = self.txn_index[name] = len(e["txn"])
-                row = first_rows[k]
-                kind = ((cells["kind"][row] if "kind" in cells else "") or self.default_kind).strip()
-                e["txn"].append(name)
-                e["date"].append(int(date_ord[row]))
-                e["kind"].append(kind)
-                e["project"].append((cells["project"][row] or None) if "project" in cells else None)
-                e["voucher"].append((cells["voucher"][row] if "voucher" in cells else "") or name)
-                e["memo"].append(cells["memo"][row] if "memo" in cells else "")
-                e["line"].append(int(lines[row]))
-            ids[k] = known
+        index, e = self.txn_index, self.entries
+        ids = np.fromiter(map(index.get, uniques, repeat(-1)), dtype=np.int64, count=len(uniques))
+        new = np.flatnonzero(ids < 0)
+        if new.size:
+            ids[new] = np.arange(len(e["txn"]), len(e["txn"]) + new.size)
+            names = [uniques[k] for k in new.tolist()]
+            index.update(zip(names, ids[new].tolist()))
+            rows = first_rows[new]
+
+            def column(name: str, default: str = "") -> list:
+                return list(map(cells[name].__getitem__, rows.tolist())) if name in cells else [default] * len(rows)
+
+            e["txn"].extend(names)
+            e["date"].extend(date_ord[rows].tolist())
+            e["kind"].extend([(k or self.default_kind).strip() for k in column("kind")])
+            e["project"].extend([p or None for p in column("project")])
+            e["voucher"].extend([v or name for v, name in zip(column("voucher"), names)])
+            e["memo"].extend([self.memos.setdefault(m, m) for m in column("memo")])
+            e["line"].extend(lines[rows].tolist())
         return ids[codes]
 
     def _intern(self, values, index: dict[str, int], *, empty_is_none: bool = False) -> np.ndarray:
-        import pandas as pd
-
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+        codes, uniques = _factorize(values)
         offset = 1 if empty_is_none else 0
         ids = np.empty(len(uniques), dtype=np.int64)
         for k, value in enumerate(uniques):
@@ -270,18 +286,16 @@ class _CsvReader:
             ids[k] = known
         return ids[codes]
 
-    def _amounts(self, raw: np.ndarray, lines: np.ndarray) -> np.ndarray:
-        """Fen per row: ``-1234.56`` vectorised, anything else (万, 元, 1,234.5 …) by ``_fen``."""
-        import pandas as pd
-
-        series = pd.Series(raw, dtype=object)
-        usual = series.str.fullmatch(_TWO_DECIMALS).to_numpy(dtype=bool)
-        fen = np.zeros(len(raw), dtype=np.int64)
-        if usual.any():
-            fen[usual] = series[usual].str.replace(".", "", regex=False).astype(np.int64).to_numpy()
-        for i in np.flatnonzero(~usual):
-            fen[i] = _fen(raw[i].strip(), f"{self.path} line {lines[i]} amount")
-        return fen
+    def _amounts(self, raw: tuple[str, ...], lines: np.ndarray) -> np.ndarray:
+        """Fen per row: ``-1234.56`` without Decimal, anything else (万, 元, 1,234.5 …) by ``_fen``."""
+        usual = list(map(_TWO_DECIMALS.fullmatch, raw))
+        if all(usual):
+            return np.fromiter(map(int, map(_WITHOUT_POINT, raw)), dtype=np.int64, count=len(raw))
+        return np.array(
+            [int(text.replace(".", "", 1)) if match else _fen(text.strip(), f"{self.path} line {lines[i]} amount")
+             for i, (text, match) in enumerate(zip(raw, usual))],
+            dtype=np.int64,
+        )
 
     def _first_use(self, account: np.ndarray, date_ord: np.ndarray, cells: dict) -> None:
         """Each account's earliest-dated row (the first of equals): its book and project."""
@@ -306,7 +320,7 @@ class _CsvReader:
         return CsvBatch(
             path=self.path,
             txn=e["txn"], date_ordinal=np.asarray(e["date"], dtype=np.int64), kind=e["kind"], project=e["project"],
-            voucher=e["voucher"], memo=e["memo"], line=e["line"],
+            voucher=e["voucher"], memo=e["memo"], line=np.asarray(e["line"], dtype=np.int64),
             entry=joined("entry"), account=joined("account"), amount_fen=joined("amount"),
             category=[tags[i] for i in joined("category").tolist()] if "category" in header else None,
             source=[tags[i] for i in joined("source").tolist()] if "source" in header else None,
@@ -375,6 +389,11 @@ def post_batch(session, batch: CsvBatch, *, actor: str, progress: Callable[[int]
     read with one query per 500 names, balances per (entry, book) are summed in numpy, and
     rows go to the database in chunks.
     """
+    with no_cyclic_gc():
+        return _post_batch(session, batch, actor, progress)
+
+
+def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
     from ledger import journal
 
     if not len(batch):
@@ -481,8 +500,9 @@ def _balance_problem(batch: CsvBatch, posting_book: np.ndarray):
     return None
 
 
-def _digests(batch: CsvBatch, posting_book: np.ndarray) -> list[str]:
-    """Each entry's content digest, byte for byte as ``journal.content_hash`` computes it.
+def _digests(batch: CsvBatch, posting_book: np.ndarray) -> list[bytes]:
+    """Each entry's content digest, as ``journal.content_hash`` computes it (raw bytes here:
+    300,000 of them as hex text would cost 15 MB more).
 
     Postings are put in the canonical order (book, account, amount, category, source) with
     one lexsort over integer ranks; names are JSON-encoded once each, not once per posting;
@@ -503,7 +523,7 @@ def _digests(batch: CsvBatch, posting_book: np.ndarray) -> list[str]:
     book_json = [_enc(name) for name in BOOK_NAMES]
     iso = {o: dt.date.fromordinal(o).isoformat() for o in set(batch.date_ordinal.tolist())}
     ends = np.cumsum(np.bincount(batch.entry, minlength=len(batch))).tolist()
-    digests: list[str] = []
+    digests: list[bytes] = []
     for first in range(0, len(batch), DIGEST_SLICE):
         last = min(first + DIGEST_SLICE, len(batch))
         base = ends[first - 1] if first else 0
@@ -523,7 +543,7 @@ def _digests(batch: CsvBatch, posting_book: np.ndarray) -> list[str]:
                 iso[int(batch.date_ordinal[i])], batch.kind[i], batch.project[i], batch.voucher[i], batch.memo[i],
                 None, None, None, ",".join(legs[start:end]),
             )
-            digests.append(hashlib.sha256(body.encode("utf-8")).hexdigest())
+            digests.append(hashlib.sha256(body.encode("utf-8")).digest())
             start = end
     return digests
 
@@ -537,7 +557,7 @@ def _ranks(values: list[str]) -> np.ndarray:
     return np.array([ordered[v] for v in values], dtype=np.int64)
 
 
-def _number(batch: CsvBatch, digests: list[str], existing: dict, last_entry_id: int) -> tuple[list[int], int]:
+def _number(batch: CsvBatch, digests: list[bytes], existing: dict, last_entry_id: int) -> tuple[list[int], int]:
     """Entry ids for the new entries; an entry whose voucher was posted with the same content
     is recognised (id 0), with different content refused. Returns (ids, how many present).
     """
@@ -549,7 +569,9 @@ def _number(batch: CsvBatch, digests: list[str], existing: dict, last_entry_id: 
     present = 0
     for i, (kind, voucher, digest) in enumerate(zip(batch.kind, batch.voucher, digests)):
         prior = existing.get((kind, voucher))
-        if prior is None and (kind, voucher) in first_of:
+        if prior is not None:
+            prior = (prior[0], bytes.fromhex(prior[1]))
+        elif (kind, voucher) in first_of:
             j = first_of[(kind, voucher)]
             prior = (ids[j], digests[j])
         if prior is not None:
@@ -584,9 +606,10 @@ def _write_batch(session, batch, digests, ids, prev_hash, account_id, posting_bo
             chunk = new[start : start + BULK_CHUNK]
             entry_rows = []
             for i in chunk:
-                entry_hash = chain_hash(ids[i], digests[i], actor, prev_hash)
+                digest = digests[i].hex()
+                entry_hash = chain_hash(ids[i], digest, actor, prev_hash)
                 entry_rows.append((ids[i], dates[i], batch.kind[i], batch.project[i], batch.voucher[i], batch.memo[i],
-                                   actor, None, None, None, digests[i], prev_hash, entry_hash))
+                                   actor, None, None, None, digest, prev_hash, entry_hash))
                 prev_hash = entry_hash
             first, last = chunk[0], chunk[-1]
             span = order[(ends[first - 1] if first else 0) : ends[last]]

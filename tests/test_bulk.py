@@ -216,7 +216,8 @@ def test_refused_file_writes_nothing_and_a_good_one_verifies(cli, db_url, engine
     ("T1,2025-01-02,Assets:A,1.005\nT1,2025-01-02,Assets:B,-1.005\n", "line 2 amount '1.005' has more than two decimals (fen); round it to 0.01 yuan and retry."),
     ("T1,2025-01-02,Assets:A,1,234.00\n", "line 2 has more cells than the header"),
     ("T1,2025-01-02,Assets:A,1,234,567.00\n", "line 2 has more cells than the header"),
-    ("T1,2025-01-02,Assets:A,1.00\nT1,2025-01-02,Assets:B,-1,234,567.00\n", "is not well-formed CSV (Expected 5 fields in line 3, saw 6)"),
+    ("T1,2025-01-02,Assets:A,1.00\nT1,2025-01-02,Assets:B,-1,234,567.00\n", "line 3 has more cells than the header"),
+    ("T1,2025-01-02,Assets:A,1.00\nT1,2025-01-02," + "x" * 200_000 + ",-1.00\n", "line 3 is not well-formed CSV: field larger than field limit"),
 ])
 def test_malformed_rows_are_named_by_line(tmp_path, text, message):
     path = tmp_path / "bad.csv"
