@@ -413,9 +413,7 @@ def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
     digests = _digests(batch, posting_book)
 
     head = journal._lock_head(session)
-    existing = journal._existing_vouchers(session, list(zip(batch.kind, batch.voucher)))
-    ids, present = _number(batch, digests, existing, head.last_entry_id)
-    del existing
+    ids, present = _number(session, batch, digests, head.last_entry_id)
     created = len(batch) - present
     if created:
         last_hash = _write_batch(session, batch, digests, ids, head.last_hash, account_id, posting_book, actor, progress)
@@ -557,29 +555,33 @@ def _ranks(values: list[str]) -> np.ndarray:
     return np.array([ordered[v] for v in values], dtype=np.int64)
 
 
-def _number(batch: CsvBatch, digests: list[bytes], existing: dict, last_entry_id: int) -> tuple[list[int], int]:
+def _number(session, batch: CsvBatch, digests: list[bytes], last_entry_id: int) -> tuple[list[int], int]:
     """Entry ids for the new entries; an entry whose voucher was posted with the same content
-    is recognised (id 0), with different content refused. Returns (ids, how many present).
+    (earlier, or earlier in the file) is recognised (id 0), with other content refused.
+    Returns (ids, how many present). Posted vouchers are checked as they stream in.
     """
-    from ledger.journal import _voucher_conflict
+    from ledger.journal import _voucher_conflict, posted_vouchers
 
-    ids = [0] * len(batch)
     first_of: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(zip(batch.kind, batch.voucher)):
+        first_of.setdefault(key, i)
+    # Per first entry of a voucher: the id it was posted under before, and whether that
+    # entry says something else (arrays, not a tuple per entry: a re-posted file has 300,000).
+    posted_id = np.zeros(len(batch), dtype=np.int64)
+    differs = np.zeros(len(batch), dtype=bool)
+    for kind, voucher, entry_id, digest, _hash in posted_vouchers(session, first_of):
+        i = first_of[(kind, voucher)]
+        posted_id[i], differs[i] = entry_id, bytes.fromhex(digest) != digests[i]
+    ids = [0] * len(batch)
     next_id = last_entry_id + 1
     present = 0
-    for i, (kind, voucher, digest) in enumerate(zip(batch.kind, batch.voucher, digests)):
-        prior = existing.get((kind, voucher))
-        if prior is not None:
-            prior = (prior[0], bytes.fromhex(prior[1]))
-        elif (kind, voucher) in first_of:
-            j = first_of[(kind, voucher)]
-            prior = (ids[j], digests[j])
-        if prior is not None:
-            if prior[1] != digest:
-                raise _voucher_conflict(kind, voucher, prior[0])
+    for i, key in enumerate(zip(batch.kind, batch.voucher)):  # in file order, as post_many refuses
+        first = first_of[key]
+        if posted_id[first] or first != i:
+            if differs[first] or digests[i] != digests[first]:
+                raise _voucher_conflict(key[0], key[1], int(posted_id[first]) or ids[first])
             present += 1
             continue
-        first_of[(kind, voucher)] = i
         ids[i] = next_id
         next_id += 1
     return ids, present

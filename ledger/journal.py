@@ -357,32 +357,36 @@ def _lock_head(session: Session) -> ChainHead:
 
 def _existing_vouchers(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, str]]:
     """Map (kind, voucher) to (entry id, content hash, hash) for those already posted."""
-    found: dict[tuple[str, str], tuple[int, str, str]] = {}
-    by_kind: dict[str, list[str]] = defaultdict(list)
+    return {(kind, voucher): (entry_id, digest, chained) for kind, voucher, entry_id, digest, chained in posted_vouchers(session, keys)}
+
+
+def posted_vouchers(session: Session, keys: Iterable[tuple[str, str]]):
+    """Yield (kind, voucher, entry id, content hash, hash) of the given keys already posted.
+
+    A query per 500 vouchers; for a file larger than what the ledger holds of its kind (a
+    first load), one pass over the kind's vouchers instead. Rows stream, so a caller that
+    checks them as they come holds none of them.
+    """
+    by_kind: dict[str, set[str]] = defaultdict(set)
     for kind, voucher in keys:
-        by_kind[kind].append(voucher)
-    for kind, vouchers in by_kind.items():
-        unique = sorted(set(vouchers))
-        columns = (JournalEntry.id, JournalEntry.voucher, JournalEntry.content_hash, JournalEntry.hash)
+        by_kind[kind].add(voucher)
+    columns = (JournalEntry.voucher, JournalEntry.id, JournalEntry.content_hash, JournalEntry.hash)
+    for kind, wanted in by_kind.items():
         of_kind = select(JournalEntry.id).where(JournalEntry.kind == kind, JournalEntry.voucher.is_not(None))
         # Only for a large file; the count stops past the file's size.
-        if len(unique) > 500 and session.execute(
-            select(func.count()).select_from(of_kind.limit(len(unique) + 1).subquery())
-        ).scalar_one() <= len(unique):
-            # A file larger than what the ledger holds of its kind (a first load): one pass
-            # over the kind's vouchers beats a query per 500 of the file's.
-            wanted = set(unique)
-            for row in session.execute(of_kind.with_only_columns(*columns)):
-                if row.voucher in wanted:
-                    found[(kind, row.voucher)] = (row.id, row.content_hash, row.hash)
+        if len(wanted) > 500 and session.execute(
+            select(func.count()).select_from(of_kind.limit(len(wanted) + 1).subquery())
+        ).scalar_one() <= len(wanted):
+            stream = session.connection().execute(of_kind.with_only_columns(*columns), execution_options={"yield_per": 10_000})
+            for voucher, entry_id, digest, chained in stream:
+                if voucher in wanted:
+                    yield kind, voucher, entry_id, digest, chained
             continue
+        unique = sorted(wanted)
         for start in range(0, len(unique), 500):
-            rows = session.execute(
-                select(*columns).where(JournalEntry.kind == kind, JournalEntry.voucher.in_(unique[start : start + 500]))
-            )
-            for row in rows:
-                found[(kind, row.voucher)] = (row.id, row.content_hash, row.hash)
-    return found
+            rows = session.execute(of_kind.with_only_columns(*columns).where(JournalEntry.voucher.in_(unique[start : start + 500])))
+            for voucher, entry_id, digest, chained in rows:
+                yield kind, voucher, entry_id, digest, chained
 
 
 def _voucher_conflict(kind: str, voucher: str, entry_id: int) -> Refusal:
