@@ -76,7 +76,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def read_only(engine: Engine) -> Engine:
-    """The same engine, marked so that SQLite transactions on it start without a write lock."""
+    """The same engine for reading: SQLite transactions start without a write lock (a read
+    transaction there is one snapshot already); PostgreSQL ones are REPEATABLE READ, so a
+    report or ``verify`` sees one snapshot of the ledger across all its statements, not the
+    commits that land while it reads."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(jiebang_read_only=True, isolation_level="REPEATABLE READ")
     return engine.execution_options(jiebang_read_only=True)
 
 

@@ -213,3 +213,20 @@ def test_verify_json_names_the_tampered_entry(cli, engine, ledger):
     report = json.loads(result.stdout)
     assert (report["ok"], report["first_bad_entry"], report["entries"], report["head_id"]) == (False, 2, 1, 1)
     assert report["head_hash"] == ledger[0].hash
+
+
+def test_verify_reads_one_snapshot_while_officers_post(engine, ledger, session_factory):
+    """Entries committed while verify is reading are not half-seen (PostgreSQL reads are
+    REPEATABLE READ; a SQLite read transaction is a snapshot already)."""
+    from sqlalchemy.orm import Session
+
+    from ledger.db import read_only
+    from ledger.verify import verify
+
+    with Session(read_only(engine)) as reader, reader.begin():
+        reader.execute(text("SELECT COUNT(*) FROM accounts")).scalar()  # the snapshot starts here
+        with session_factory() as writer:
+            post_many(writer, [EntryDraft(D(2025, 4, 1), "release", _legs((ADVANCES, 100), (TREASURY, -100)), voucher="PV-9")])
+        result = verify(reader)
+    assert result.ok, result.problem
+    assert result.entries == 3
