@@ -35,12 +35,22 @@ def make_engine(url: str, *, must_exist: bool = True) -> Engine:
             raise Refusal("database_must_be_readable", f"ledger file {path} is not readable; check its permissions.")
         _check_sqlite_header(path)
     try:
-        engine = create_engine(url)
+        engine = create_engine(url, **_engine_options(url))
     except (ArgumentError, ImportError) as exc:
         raise Refusal("database_url_must_be_valid", f"cannot open database URL {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def _engine_options(url: str) -> dict:
+    """psycopg prepares a statement after its fifth run, and PostgreSQL may then switch to a
+    generic plan: for the 500-name ``IN`` look-ups of accounts and vouchers that plan scanned
+    every account per name (85 ms a query, measured with auto_explain; a 300,000-entry load
+    47.6 s -> 21.3 s without it). Planning each statement for its parameters is cheaper."""
+    if make_url(url).get_backend_name() == "postgresql":
+        return {"connect_args": {"prepare_threshold": None}}
+    return {}
 
 
 def _check_sqlite_header(path: Path) -> None:

