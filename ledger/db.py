@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from ledger.errors import Refusal, SchemaNotAtHead
+from ledger.errors import Refusal
 
 # Resolving --db needs no SQLAlchemy, so it lives with the CLI's SQLite read path.
-from ledger.reads import DEFAULT_DB, normalize_url  # noqa: F401
+from ledger.reads import DEFAULT_DB, normalize_url, require_revision_at_head, require_sqlite_file  # noqa: F401
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -26,14 +25,7 @@ def make_engine(url: str, *, must_exist: bool = True) -> Engine:
     """Create an engine; for a SQLite file that must exist, refuse a missing or unreadable one."""
     path = sqlite_path(url)
     if path is not None and must_exist:
-        if not path.exists():
-            raise Refusal(
-                "database_must_exist",
-                f"no ledger at {path}; create it with `jiebang init --db {path}` or point --db at an existing one.",
-            )
-        if not os.access(path, os.R_OK):
-            raise Refusal("database_must_be_readable", f"ledger file {path} is not readable; check its permissions.")
-        _check_sqlite_header(path)
+        require_sqlite_file(path)
     try:
         engine = create_engine(url, **_engine_options(url))
     except (ArgumentError, ImportError) as exc:
@@ -51,13 +43,6 @@ def _engine_options(url: str) -> dict:
     if make_url(url).get_backend_name() == "postgresql":
         return {"connect_args": {"prepare_threshold": None}}
     return {}
-
-
-def _check_sqlite_header(path: Path) -> None:
-    with path.open("rb") as handle:
-        head = handle.read(16)
-    if head and head != b"SQLite format 3\x00":
-        raise Refusal("database_must_be_sqlite", f"{path} is not a SQLite database; point --db at a jiebang ledger.")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -114,11 +99,4 @@ def current_revision(engine: Engine) -> str | None:
 
 def require_head(engine: Engine) -> None:
     """Refuse politely unless the schema is at the migrations' head."""
-    from migrations import HEAD
-
-    revision = current_revision(engine)
-    if revision != HEAD:
-        where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {HEAD}"
-        raise SchemaNotAtHead(
-            "database_must_be_at_head", f"the ledger database {where}; run `jiebang init` to create or upgrade it."
-        )
+    require_revision_at_head(current_revision(engine))

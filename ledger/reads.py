@@ -97,7 +97,7 @@ def sqlite_reader(path: str) -> Iterator[Run]:
 
     Refuses as ``ledger.db.make_engine`` and ``require_head`` do, in the same words.
     """
-    _require_sqlite_file(Path(path))
+    require_sqlite_file(Path(path))
     uri = Path(path).absolute().as_uri() + "?mode=ro"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -106,7 +106,7 @@ def sqlite_reader(path: str) -> Iterator[Run]:
     try:
         connection.execute("BEGIN")  # one snapshot for every statement, as a session has
         run = _runner(connection.execute, "qmark")
-        _require_head(_sqlite_revision(run))
+        require_revision_at_head(_sqlite_revision(run))
         yield run
     except sqlite3.Error as exc:
         raise _refused(exc) from None
@@ -114,7 +114,8 @@ def sqlite_reader(path: str) -> Iterator[Run]:
         connection.close()
 
 
-def _require_sqlite_file(path: Path) -> None:
+def require_sqlite_file(path: Path) -> None:
+    """Refuse a ledger file that is missing, unreadable or not SQLite (one message for both read paths)."""
     if not path.exists():
         raise Refusal(
             "database_must_exist",
@@ -139,7 +140,7 @@ def _sqlite_revision(run: Run) -> str | None:
     return None if row is None else row[0]
 
 
-def _require_head(revision: str | None) -> None:
+def require_revision_at_head(revision: str | None) -> None:
     from migrations import HEAD
 
     if revision != HEAD:
