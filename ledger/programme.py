@@ -621,19 +621,7 @@ class ProjectState:
                 "lane_must_be_named",
                 f"project {self.project.code} has {len(self.lanes)} lanes; name one with --lane (a solver USCC or L1..L{len(self.lanes)}).",
             )
-        text = str(solver).strip().upper()
-        if text.startswith("L") and text[1:].isdigit() and int(text[1:]) in self.lanes:
-            return int(text[1:])
-        if text.isdigit() and int(text) in self.lanes:
-            return int(text)
-        for n, uscc in self.lanes.items():
-            if uscc == text:
-                return n
-        raise Refusal(
-            "lane_must_exist",
-            f"project {self.project.code} has no lane {text}; its lanes are "
-            + ", ".join(f"L{n} {u}" for n, u in sorted(self.lanes.items())) + ".",
-        )
+        return reads.lane_number(self.project.code, self.lanes, solver)
 
 
 @functools.lru_cache(maxsize=64)

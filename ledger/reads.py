@@ -242,7 +242,7 @@ def _project_lanes(run: Run, code: str) -> tuple[str, dict[int, str]]:
 
 
 def lane_number(code: str, lanes: dict[int, str], solver: str | int) -> int:
-    """The lane a user named: ``L2``, ``2`` or the solver's USCC (as ``ProjectState.lane_of``)."""
+    """The lane a user named: ``L2``, ``2`` or the solver's USCC (``ProjectState.lane_of`` too)."""
     text = str(solver).strip().upper()
     if text.startswith("L") and text[1:].isdigit() and int(text[1:]) in lanes:
         return int(text[1:])
