@@ -103,13 +103,13 @@ POSTGRES_SEAL_PER_STATEMENT = [
     DECLARE bad_entry bigint; bad_account integer; bad_book text;
     BEGIN
       SELECT n.entry_id INTO bad_entry FROM new_postings n
-      WHERE EXISTS (SELECT 1 FROM journal_entries e WHERE e.id = n.entry_id) ORDER BY n.entry_id LIMIT 1;
+      WHERE EXISTS (SELECT 1 FROM journal_entries e WHERE e.id = n.entry_id) LIMIT 1;
       IF bad_entry IS NOT NULL THEN
         RAISE EXCEPTION 'entry_must_be_sealed: postings cannot be added to entry % already written', bad_entry
           USING ERRCODE = 'integrity_constraint_violation';
       END IF;
       SELECT n.account_id, n.book INTO bad_account, bad_book FROM new_postings n LEFT JOIN accounts a ON a.id = n.account_id
-      WHERE n.book IS DISTINCT FROM a.book ORDER BY n.id LIMIT 1;
+      WHERE n.book IS DISTINCT FROM a.book LIMIT 1;
       IF FOUND THEN
         RAISE EXCEPTION 'posting_book_must_match_account: posting to account % is in book %', bad_account, bad_book
           USING ERRCODE = 'integrity_constraint_violation';
