@@ -402,19 +402,22 @@ def balances(obj: Context, as_of, book, prefix, project, lane, by_account, fmt) 
 
 @contextlib.contextmanager
 def _reader(obj: Context):
-    """A ``ledger.reads`` executor: the stdlib sqlite3 for a SQLite file, a session otherwise.
+    """A ``ledger.reads`` executor: the stdlib sqlite3 for a SQLite file, psycopg for a
+    PostgreSQL URL, a session for anything else SQLAlchemy must interpret.
 
-    Importing SQLAlchemy costs 0.2 s, most of what a balances read on SQLite may take.
+    Importing SQLAlchemy costs 0.2 s, most of what a balances read may take.
     """
     from ledger import reads
 
-    path = reads.sqlite_file(obj.url)
-    if path is None:
-        with obj.read() as session:
-            yield reads.session_runner(session)
-    else:
+    if (path := reads.sqlite_file(obj.url)) is not None:
         with reads.sqlite_reader(path) as run:
             yield run
+    elif (conninfo := reads.postgres_conninfo(obj.url)) is not None:
+        with reads.postgres_reader(conninfo) as run:
+            yield run
+    else:
+        with obj.read() as session:
+            yield reads.session_runner(session)
 
 
 def _emit_account_rows(rows, fmt: str) -> None:

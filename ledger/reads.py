@@ -114,6 +114,48 @@ def sqlite_reader(path: str) -> Iterator[Run]:
         connection.close()
 
 
+def postgres_conninfo(url: str) -> str | None:
+    """The libpq URI behind a ``postgresql+psycopg://`` URL (the one the CLI makes), or None."""
+    prefix = "postgresql+psycopg://"
+    return "postgresql://" + url.removeprefix(prefix) if url.startswith(prefix) else None
+
+
+@contextlib.contextmanager
+def postgres_reader(conninfo: str) -> Iterator[Run]:
+    """A read-only psycopg connection at the migrations' head, REPEATABLE READ (one snapshot).
+
+    psycopg directly, for the same reason as ``sqlite_reader``: importing SQLAlchemy costs
+    more than the read. No prepared statements, as ``ledger.db`` configures its engines.
+    """
+    import psycopg
+
+    try:
+        connection = psycopg.connect(conninfo, prepare_threshold=None)
+    except psycopg.Error as exc:
+        detail = " ".join(str(exc).split())
+        raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {detail}") from None
+    try:
+        connection.read_only = True
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        run = _runner(connection.execute, "format")
+        require_revision_at_head(_postgres_revision(run))
+        yield run
+    except psycopg.Error as exc:
+        raise _refused(exc) from None
+    finally:
+        connection.close()
+
+
+def _postgres_revision(run: Run) -> str | None:
+    import psycopg
+
+    try:
+        row = next(iter(run("SELECT version_num FROM alembic_version")), None)
+    except psycopg.errors.UndefinedTable:
+        return None
+    return None if row is None else row[0]
+
+
 def require_sqlite_file(path: Path) -> None:
     """Refuse a ledger file that is missing, unreadable or not SQLite (one message for both read paths)."""
     if not path.exists():
@@ -150,7 +192,7 @@ def require_revision_at_head(revision: str | None) -> None:
         )
 
 
-def _refused(exc: sqlite3.Error) -> Refusal:
+def _refused(exc: Exception) -> Refusal:
     """The CLI's one line for a database error, as it words SQLAlchemy's."""
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return Refusal("database_must_accept_reads", f"the database refused the operation: {detail}; nothing was written.")

@@ -124,7 +124,8 @@ def test_the_sqlite_read_path_prints_what_sqlalchemy_prints(fast_ledger):
 
 
 def test_each_backend_through_sqlalchemy_prints_what_the_sqlite_read_path_prints(db_url, fast_ledger, tmp_path):
-    """The same world built again, on PostgreSQL where it is set up: the shared SQL must agree."""
+    """The same world built again, on PostgreSQL where it is set up (read there through psycopg
+    directly by the CLI): the shared SQL must agree."""
     other = Cli(sqlalchemy_url(db_url))
     build_world(other, tmp_path)
     for filters in FILTERS:
@@ -198,3 +199,10 @@ def test_balances_on_sqlite_never_import_sqlalchemy(fast_ledger, args):
     )
     assert "IMPORTED []\n" in result.stderr, result.stderr
     assert result.stdout == outcome(fast_ledger, *args)[1]
+
+
+def test_an_unknown_project_is_one_line_on_every_backend(cli):
+    """On PostgreSQL the CLI reads through psycopg directly: refusals keep their one line."""
+    result = cli("balances", "--project", "NOPE-1", expect=1)
+    assert result.stderr == "error: project NOPE-1 does not exist; `jiebang projects` lists the codes.\n"
+    assert result.stdout == ""
