@@ -311,22 +311,18 @@ def post(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
 
 def _post_drafts(obj: Context, drafts) -> None:
     from ledger.journal import post_many
-    from ledger.pg_write import analyze_after_bulk_post
     from ledger.progress import progress_bar
 
-    with obj.write() as session:
-        with progress_bar(len(drafts), "posting", enabled=len(drafts) >= 10_000) as advance:
-            results = post_many(session, drafts, progress=advance)
-        analyze_after_bulk_post(session, sum(1 for r in results if r.created))
+    with obj.write() as session, progress_bar(len(drafts), "posting", enabled=len(drafts) >= 10_000) as advance:
+        results = post_many(session, drafts, progress=advance)
     created = sum(1 for r in results if r.created)
-    _posted(created, len(results) - created)
+    _posted(obj, created, len(results) - created)
 
 
 def _post_csv(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
     """A ledger-shaped CSV goes the column path (ledger.bulk): the same checks and bytes, faster."""
     from ledger.bulk import post_batch, read_csv_batch
     from ledger.journal import open_accounts as open_specs
-    from ledger.pg_write import analyze_after_bulk_post
     from ledger.progress import progress_bar
 
     batch = read_csv_batch(path, default_kind=kind)
@@ -335,12 +331,17 @@ def _post_csv(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
             open_specs(session, batch.specs)
         with progress_bar(len(batch), "posting", enabled=len(batch) >= 10_000) as advance:
             result = post_batch(session, batch, actor=obj.user, progress=advance)
-        analyze_after_bulk_post(session, result.created)
-    _posted(result.created, result.present)
+    _posted(obj, result.created, result.present)
 
 
-def _posted(created: int, present: int) -> None:
+def _posted(obj: Context, created: int, present: int) -> None:
+    """Say what was posted; on PostgreSQL tidy the tables after a large load (committed first)."""
+    from ledger.pg_write import vacuum_after_bulk_post
+
     click.echo(f"posted {created} entr{'y' if created == 1 else 'ies'}; {present} already present.")
+    note = vacuum_after_bulk_post(obj.engine(), created)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 @main.command()

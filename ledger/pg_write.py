@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -57,19 +58,28 @@ def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Sequen
         raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
-def analyze_after_bulk_post(session: Session, created: int) -> None:
-    """On PostgreSQL, ANALYZE the journal tables when a post grew the journal by a tenth.
+def vacuum_after_bulk_post(engine: Engine, created: int) -> str | None:
+    """On PostgreSQL, VACUUM (ANALYZE) the journal tables after a post that grew the journal
+    by a tenth; returns a note when PostgreSQL could not do it (the post stands either way).
 
     Tables keep the statistics of their last ANALYZE (none for a new ledger) until
     autovacuum gets to them, which may be late or never (it can be off); plans made from
     empty-table statistics (voucher look-ups, the triggers' queries, reports) slow down as
-    the tables grow. ANALYZE runs in the loading transaction: it samples the rows this
-    transaction inserted, and its statistics commit with them. A small post into a large
-    journal changes no plan and is left to autovacuum, by its default threshold. For a
-    login that does not own the tables (an officer) PostgreSQL skips ANALYZE with a warning.
+    the tables grow (project_balances at 300,000 entries: 80 ms stale, 0.7 ms analysed).
+    VACUUM also sets the visibility map, without which the trial balance's index-only scan
+    visits the heap for every posting (0.48 s -> 0.35 s whole process at 300,000). It cannot
+    run inside a transaction, so it runs after the load commits, in autocommit. A small post
+    into a large journal is left to autovacuum, by its default threshold. For a login that
+    does not own the tables (an officer) PostgreSQL skips it with a warning.
     """
-    if session.get_bind().dialect.name != "postgresql" or not created:
-        return
-    entries = session.execute(select(ChainHead.last_entry_id).where(ChainHead.id == 1)).scalar_one()
-    if created >= ANALYZE_SHARE * entries:
-        session.connection().exec_driver_sql(f"ANALYZE {', '.join(JOURNAL_TABLES)}")
+    if engine.dialect.name != "postgresql" or not created:
+        return None
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            entries = connection.execute(select(ChainHead.last_entry_id).where(ChainHead.id == 1)).scalar_one()
+            if created >= ANALYZE_SHARE * entries:
+                connection.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(JOURNAL_TABLES)}")
+    except DBAPIError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        return f"the entries are posted; VACUUM (ANALYZE) of the journal was not done: {detail}"
+    return None

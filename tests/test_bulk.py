@@ -278,3 +278,27 @@ def test_large_load_rebuilds_the_balance_index_and_a_failed_one_keeps_it(cli, db
         plan = c.execute("EXPLAIN QUERY PLAN SELECT account_id, SUM(amount_fen) FROM postings "
                          "WHERE value_date <= '2025-12-31' GROUP BY account_id").fetchall()
     assert "ix_postings_account_date" in str(plan)
+
+
+def test_a_large_load_leaves_postgresql_vacuumed_and_analysed(cli, db_url, engine, tmp_path):
+    """After the load commits, VACUUM (ANALYZE) gives the planner statistics and the trial
+    balance an index-only scan (the visibility map); a small post into a large journal doesn't."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("VACUUM and the planner's statistics are PostgreSQL's")
+    from sqlalchemy import text
+
+    def vacuumed() -> int:
+        with engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'postings' AND schemaname = current_schema()"
+            )).scalar()
+
+    path = tmp_path / "load.csv"
+    path.write_text("txn_id,date,account,amount\n" + "".join(
+        f"T{i},2025-01-02,Assets:A{i % 7},1.00\nT{i},2025-01-02,Equity:B,-1.00\n" for i in range(50)))
+    assert cli("post", "--file", str(path), "--open-accounts").stderr == ""
+    assert vacuumed() == 1
+    small = tmp_path / "small.csv"
+    small.write_text("txn_id,date,account,amount\nS1,2025-01-03,Assets:A1,1.00\nS1,2025-01-03,Equity:B,-1.00\n")
+    cli("post", "--file", str(small))
+    assert vacuumed() == 1
