@@ -94,11 +94,11 @@ class CsvBatch:
 
     Attributes:
       path: the file, for messages.
-      txn / date_ordinal / kind / project / voucher / memo / line: per entry, in order of each
+      txn / date_ordinal / kind / project / voucher / memo: per entry, in order of each
         txn_id's first row (the entry's fields come from that row; the voucher defaults to
-        the txn_id; line is the row's line for messages).
-      entry / account / amount_fen / category / source / posting_line: per posting, in file
-        order; ``entry`` indexes the entries, ``account`` indexes ``accounts``.
+        the txn_id).
+      entry / account / amount_fen / category / source: per posting, in file order;
+        ``entry`` indexes the entries, ``account`` indexes ``accounts``.
       accounts: the account names, in order of first appearance.
       specs: for --open-accounts, each account's book and project from its earliest-dated row.
     """
@@ -110,13 +110,11 @@ class CsvBatch:
     project: list[str | None]
     voucher: list[str]
     memo: list[str]
-    line: np.ndarray
     entry: np.ndarray
     account: np.ndarray
     amount_fen: np.ndarray
     category: list[str | None] | None
     source: list[str | None] | None
-    posting_line: np.ndarray
     accounts: list[str]
     specs: list[AccountSpec]
 
@@ -162,8 +160,8 @@ class _CsvReader:
         self.tag_index: dict[str, int] = {}  # category / source values; 0 is "none"
         self.dates: dict[str, int] = {}  # raw date cell -> ordinal
         self.memos: dict[str, str] = {}  # one object per distinct memo (most repeat)
-        self.entries: dict[str, list] = {k: [] for k in ("txn", "date", "kind", "project", "voucher", "memo", "line")}
-        self.columns: dict[str, list[np.ndarray]] = {k: [] for k in ("entry", "account", "amount", "category", "source", "line")}
+        self.entries: dict[str, list] = {k: [] for k in ("txn", "date", "kind", "project", "voucher", "memo")}
+        self.columns: dict[str, list[np.ndarray]] = {k: [] for k in ("entry", "account", "amount", "category", "source")}
         self.spec_rows: dict[int, tuple[int, str, str | None]] = {}  # account -> (ordinal, book, project)
 
     def read(self, encoding: str) -> CsvBatch:
@@ -218,7 +216,6 @@ class _CsvReader:
         self.columns["entry"].append(entry)
         self.columns["account"].append(account)
         self.columns["amount"].append(self._amounts(cells["amount"], lines))
-        self.columns["line"].append(lines)
         for tag in ("category", "source"):
             if tag in cells:
                 self.columns[tag].append(self._intern(cells[tag], self.tag_index, empty_is_none=True))
@@ -269,7 +266,6 @@ class _CsvReader:
             e["project"].extend([p or None for p in column("project")])
             e["voucher"].extend([v or name for v, name in zip(column("voucher"), names)])
             e["memo"].extend([self.memos.setdefault(m, m) for m in column("memo")])
-            e["line"].extend(lines[rows].tolist())
         return ids[codes]
 
     def _intern(self, values, index: dict[str, int], *, empty_is_none: bool = False) -> np.ndarray:
@@ -320,11 +316,10 @@ class _CsvReader:
         return CsvBatch(
             path=self.path,
             txn=e["txn"], date_ordinal=np.asarray(e["date"], dtype=np.int64), kind=e["kind"], project=e["project"],
-            voucher=e["voucher"], memo=e["memo"], line=np.asarray(e["line"], dtype=np.int64),
+            voucher=e["voucher"], memo=e["memo"],
             entry=joined("entry"), account=joined("account"), amount_fen=joined("amount"),
             category=[tags[i] for i in joined("category").tolist()] if "category" in header else None,
             source=[tags[i] for i in joined("source").tolist()] if "source" in header else None,
-            posting_line=joined("line"),
             accounts=accounts,
             specs=[
                 AccountSpec(name, self.spec_rows[i][1], dt.date.fromordinal(self.spec_rows[i][0]), self.spec_rows[i][2])

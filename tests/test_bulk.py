@@ -233,8 +233,12 @@ def test_blank_and_short_rows(tmp_path):
     path.write_text("txn_id,date,account,amount,memo\nT1,2025-01-02,Assets:A,1.00\n\nT1,2025-01-02,Assets:B,-1.00,x\n", encoding="utf-8")
     batch = bulk.read_csv_batch(path, default_kind="manual")
     assert batch.txn == ["T1"] and batch.memo == [""]
-    assert batch.posting_line.tolist() == [2, 4]
     assert batch.amount_fen.tolist() == [100, -100]
+    # The blank line still counts: a bad amount after it is named by its own line.
+    path.write_text("txn_id,date,account,amount\nT1,2025-01-02,Assets:A,1.00\n\nT1,2025-01-02,Assets:B,-1.001\n", encoding="utf-8")
+    with pytest.raises(Refusal) as refusal:
+        bulk.read_csv_batch(path, default_kind="manual")
+    assert f"{path} line 4 amount '-1.001'" in refusal.value.message
 
 
 def test_large_load_rebuilds_the_balance_index_and_a_failed_one_keeps_it(cli, db_url, tmp_path, monkeypatch):
