@@ -103,12 +103,20 @@ def sqlite_reader(path: str) -> Iterator[Run]:
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
         raise _refused(exc) from None
-    try:
-        connection.execute("BEGIN")  # one snapshot for every statement, as a session has
-        run = _runner(connection.execute, "qmark")
-        require_revision_at_head(_sqlite_revision(run))
+    connection.execute("BEGIN")  # one snapshot for every statement, as a session has
+    with _reading(connection, "qmark", _sqlite_revision, sqlite3.Error) as run:
         yield run
-    except sqlite3.Error as exc:
+
+
+@contextlib.contextmanager
+def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None], errors) -> Iterator[Run]:
+    """A read on an open driver connection: the schema checked at head, a driver error as the
+    CLI's one line, the connection closed after."""
+    try:
+        run = _runner(connection.execute, paramstyle)
+        require_revision_at_head(revision(run))
+        yield run
+    except errors as exc:
         raise _refused(exc) from None
     finally:
         connection.close()
@@ -134,16 +142,10 @@ def postgres_reader(conninfo: str) -> Iterator[Run]:
     except psycopg.Error as exc:
         detail = " ".join(str(exc).split())
         raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {detail}") from None
-    try:
-        connection.read_only = True
-        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        run = _runner(connection.execute, "format")
-        require_revision_at_head(_postgres_revision(run))
+    connection.read_only = True
+    connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    with _reading(connection, "format", _postgres_revision, psycopg.Error) as run:
         yield run
-    except psycopg.Error as exc:
-        raise _refused(exc) from None
-    finally:
-        connection.close()
 
 
 def _postgres_revision(run: Run) -> str | None:
