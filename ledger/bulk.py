@@ -79,6 +79,8 @@ def _fen(text: str, field: str) -> int:
 CSV_SLICE = 50_000
 _TWO_DECIMALS = re.compile(r"-?\d{1,13}\.\d\d")  # the usual amount; anything else goes through _fen
 _WITHOUT_POINT = operator.methodcaller("replace", ".", "", 1)  # "-1234.56" -> "-123456" fen
+BOOK_NAMES = sorted(BOOKS)  # a posting's book as an index into this (fiscal 0, memo 1)
+BOOK_INDEX = {name: i for i, name in enumerate(BOOK_NAMES)}
 
 
 def _factorize(values) -> tuple[np.ndarray, list]:
@@ -395,7 +397,9 @@ def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
         return BatchResult(0, 0)
     # The order of refusals is post_many's: malformed entries first, then per entry its
     # accounts and its balance.
-    shape = _shape_problem(batch)
+    counts = np.bincount(batch.entry, minlength=len(batch))  # postings per entry
+    ends = np.cumsum(counts).tolist()  # each entry's postings end here in entry order
+    shape = _shape_problem(batch, counts)
     if shape is not None:
         raise shape[2]
     rows = journal._load_accounts(session, batch.accounts)
@@ -405,22 +409,18 @@ def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
     problems = [p for p in (_account_problem(batch, rows), _balance_problem(batch, posting_book)) if p is not None]
     if problems:
         raise min(problems, key=lambda p: p[:2])[2]
-    digests = _digests(batch, posting_book)
+    digests = _digests(batch, posting_book, ends)
 
     head = journal._lock_head(session)
     ids, present = _number(session, batch, digests, head.last_entry_id)
     created = len(batch) - present
     if created:
-        last_hash = _write_batch(session, batch, digests, ids, head.last_hash, account_id, posting_book, actor, progress)
+        last_hash = _write_batch(session, batch, ends, digests, ids, head.last_hash, account_id, posting_book, actor, progress)
         journal._advance_head(session, head.last_entry_id + created, last_hash)
     return BatchResult(created, present)
 
 
-BOOK_INDEX = {name: i for i, name in enumerate(sorted(BOOKS))}
-BOOK_NAMES = sorted(BOOKS)
-
-
-def _shape_problem(batch: CsvBatch):
+def _shape_problem(batch: CsvBatch, counts: np.ndarray):
     """(entry, 0, refusal) for the first entry whose kind, voucher or postings are malformed."""
     from ledger.journal import KIND_RE, VOUCHER_MAX
 
@@ -433,7 +433,6 @@ def _shape_problem(batch: CsvBatch):
         if not voucher.strip() or len(voucher) > VOUCHER_MAX:
             found.append((i, 1, Refusal("voucher_must_be_short_text", f"voucher {voucher!r} must be 1–{VOUCHER_MAX} characters.")))
             break
-    counts = np.bincount(batch.entry, minlength=len(batch))
     single = np.flatnonzero(counts == 1)
     if single.size:
         found.append((int(single[0]), 2, Refusal("entry_must_have_two_postings", "an entry needs at least two postings; got 1.")))
@@ -493,7 +492,7 @@ def _balance_problem(batch: CsvBatch, posting_book: np.ndarray):
     return None
 
 
-def _digests(batch: CsvBatch, posting_book: np.ndarray) -> list[bytes]:
+def _digests(batch: CsvBatch, posting_book: np.ndarray, ends: list[int]) -> list[bytes]:
     """Each entry's content digest, as ``journal.content_hash`` computes it (raw bytes here:
     300,000 of them as hex text would cost 15 MB more).
 
@@ -515,7 +514,6 @@ def _digests(batch: CsvBatch, posting_book: np.ndarray) -> list[bytes]:
     account_json = [_enc(name) for name in batch.accounts]
     book_json = [_enc(name) for name in BOOK_NAMES]
     iso = {o: dt.date.fromordinal(o).isoformat() for o in set(batch.date_ordinal.tolist())}
-    ends = np.cumsum(np.bincount(batch.entry, minlength=len(batch))).tolist()
     digests: list[bytes] = []
     for first in range(0, len(batch), DIGEST_SLICE):
         last = min(first + DIGEST_SLICE, len(batch))
@@ -582,7 +580,7 @@ def _number(session, batch: CsvBatch, digests: list[bytes], last_entry_id: int) 
     return ids, present
 
 
-def _write_batch(session, batch, digests, ids, prev_hash, account_id, posting_book, actor, progress) -> str:
+def _write_batch(session, batch, ends, digests, ids, prev_hash, account_id, posting_book, actor, progress) -> str:
     """Postings in file order grouped by entry, then their entries, chunk by chunk; the chain
     hashes are computed as the entries are written. Returns the last hash.
 
@@ -595,7 +593,6 @@ def _write_batch(session, batch, digests, ids, prev_hash, account_id, posting_bo
     days = {o: dt.date.fromordinal(o) for o in set(batch.date_ordinal.tolist())}
     dates = [days[o].isoformat() if sqlite else days[o] for o in batch.date_ordinal.tolist()]
     order = np.argsort(batch.entry, kind="stable")
-    ends = np.cumsum(np.bincount(batch.entry, minlength=len(batch))).tolist()
     entry_ids = np.asarray(ids, dtype=np.int64)
     new = [i for i in range(len(batch)) if ids[i]]
     with _bulk_indexes(session, sqlite, len(batch.entry)):
