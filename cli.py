@@ -203,6 +203,7 @@ def init(obj: Context) -> None:
     before = current_revision(engine)
     if before == HEAD:
         click.echo(f"ledger at {_where(obj)} is already at schema {HEAD}.")
+        _snapshot_if_needed(obj)
         return
     from alembic.util import CommandError
 
@@ -217,6 +218,20 @@ def init(obj: Context) -> None:
         ) from None
     action = "created" if before is None else f"upgraded from {before}"
     click.echo(f"ledger {action} at {_where(obj)} (schema {HEAD}).")
+    _snapshot_if_needed(obj)
+
+
+def _snapshot_if_needed(obj: Context) -> None:
+    """A ledger made before facts existed gets its programme state recorded as one hashed entry."""
+    from ledger import projection
+    from migrations import HEAD
+
+    with obj.write() as session:
+        if not projection.needs_snapshot(session):
+            return
+        posted = projection.record_snapshot(session, actor=obj.user, revision=HEAD)
+    click.echo(f"recorded the programme data as it stood as snapshot entry {posted.entry_id}; "
+               "from here on every programme fact is in the hash chain.")
 
 
 def _where(obj: Context) -> str:
@@ -506,8 +521,8 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
     import dataclasses
 
     from ledger.progress import progress_bar
+    from ledger.projection import verify_ledger
     from ledger.verify import entry_count
-    from ledger.verify import verify as verify_ledger
 
     anchor = None
     if anchor_path is not None:
@@ -534,7 +549,8 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
         anchored = f"; anchor entry {anchor.head_id} matches" if anchor is not None else ""
         click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}")
     else:
-        click.echo(f"FAILED at entry {result.first_bad_entry}: {result.problem}", err=fmt != "json")
+        where = f" at entry {result.first_bad_entry}" if result.first_bad_entry is not None else ""
+        click.echo(f"FAILED{where}: {result.problem}", err=fmt != "json")
     if not result.ok:
         sys.exit(1)
 
@@ -557,7 +573,7 @@ def anchor(obj: Context, out_path: Path, force: bool) -> None:
       jiebang verify --anchor anchors/2025-12-31.json
     """
     from ledger.anchor import take_anchor, write_anchor
-    from ledger.verify import verify as verify_ledger
+    from ledger.projection import verify_ledger
 
     with obj.read() as session:
         result = verify_ledger(session)
@@ -586,8 +602,9 @@ def backup(obj: Context, path: Path, force: bool) -> None:
       jiebang backup backups/jiebang-2025-12-31.db
     """
     from ledger.backup import backup as backup_ledger
+    from ledger.projection import verify_ledger
 
-    snapshot = backup_ledger(obj.url, path, force=force)
+    snapshot = backup_ledger(obj.url, path, force=force, check=verify_ledger)
     click.echo(f"backed up {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) to {snapshot.path}")
 
 
@@ -606,8 +623,9 @@ def restore(obj: Context, path: Path, force: bool) -> None:
       jiebang --db restored.db restore backups/jiebang-2025-12-31.db
     """
     from ledger.backup import restore as restore_ledger
+    from ledger.projection import verify_ledger
 
-    snapshot = restore_ledger(path, obj.url, force=force)
+    snapshot = restore_ledger(path, obj.url, force=force, check=verify_ledger)
     click.echo(f"restored {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) into {snapshot.path}; verify OK")
 
 

@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from ledger import projection
 from ledger.errors import Refusal
 from ledger.journal import EntryDraft, Posted, post
 
@@ -163,15 +164,14 @@ def change_setting(session: Session, name: str, value: str, *, user: str) -> Pos
     before = setting(session, name)
     if before == value:
         return None
-    posted = post(
-        session,
-        EntryDraft(
-            value_date=dt.date.today(), kind="setting", postings=(), fact=True,
-            memo=f"setting {name} = {value}", actor=user[:80],
-            trace={"setting": name, "value": value, "before": before},
-        ),
+    draft = EntryDraft(
+        value_date=dt.date.today(), kind="setting", postings=(), fact=True,
+        memo=f"setting {name} = {value}", actor=user[:80],
+        trace={"setting": name, "value": value, "before": before},
+        facts={"setting": {"name": name, "value": value, "set_by": user}},
     )
-    session.execute(insert(SETTINGS).values(name=name, value=value, set_by=user, entry_id=posted.entry_id))
+    posted = post(session, draft)
+    projection.record(session, posted, draft)
     return posted
 
 

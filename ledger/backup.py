@@ -62,9 +62,8 @@ def _looks_like_sqlite(path: Path) -> bool:
         return False
 
 
-def _check_copy(path: Path, role: str) -> Snapshot:
-    """Schema at head and ``verify`` passing on a standalone SQLite file, read-only."""
-    from ledger.verify import verify
+def _check_copy(path: Path, role: str, check) -> Snapshot:
+    """Schema at head and ``check`` (a verify) passing on a standalone SQLite file, read-only."""
     from migrations import HEAD
 
     if not _looks_like_sqlite(path):
@@ -80,7 +79,7 @@ def _check_copy(path: Path, role: str) -> Snapshot:
             where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {HEAD}"
             raise Refusal("backup_must_be_a_ledger", f"{role} {path} {where}; give a file written by `jiebang backup` of this version.")
         with Session(engine) as session:
-            result = verify(session)
+            result = check(session)
     except sqlite3.DatabaseError as exc:
         raise Refusal("backup_must_be_a_ledger", f"{role} {path} cannot be read as a ledger: {exc}.") from None
     finally:
@@ -121,7 +120,7 @@ def _copy(source: Path, target: Path) -> None:
     _fsync(target)
 
 
-def backup(url: str, destination: Path, *, force: bool = False) -> Snapshot:
+def backup(url: str, destination: Path, *, force: bool = False, check=None) -> Snapshot:
     """Write a consistent, verified copy of the SQLite ledger at ``url`` to ``destination``."""
     from ledger.db import make_engine, require_head
 
@@ -140,7 +139,7 @@ def backup(url: str, destination: Path, *, force: bool = False) -> Snapshot:
     try:
         partial.unlink(missing_ok=True)
         _copy(source, partial)
-        snapshot = _check_copy(partial, "the backup copy")
+        snapshot = _check_copy(partial, "the backup copy", check or _verify)
         os.replace(partial, destination)
     except OSError as exc:
         partial.unlink(missing_ok=True)
@@ -152,10 +151,9 @@ def backup(url: str, destination: Path, *, force: bool = False) -> Snapshot:
     return Snapshot(destination, snapshot.entries, snapshot.head_id, snapshot.head_hash)
 
 
-def restore(source: Path, url: str, *, force: bool = False) -> Snapshot:
+def restore(source: Path, url: str, *, force: bool = False, check=None) -> Snapshot:
     """Restore the backup ``source`` into the SQLite ledger file named by ``url``."""
     from ledger.db import make_engine
-    from ledger.verify import verify
 
     target = sqlite_path(url)
     if target is None:
@@ -170,7 +168,7 @@ def restore(source: Path, url: str, *, force: bool = False) -> Snapshot:
         raise Refusal("backup_must_exist", f"backup {source} does not exist; check the path.")
     if target.exists() and _same_file(source, target):
         raise Refusal("restore_must_be_another_file", f"{source} is the --db ledger itself; restore into a new --db path.")
-    snapshot = _check_copy(source, "backup")
+    snapshot = _check_copy(source, "backup", check or _verify)
     exists = target.exists() and target.stat().st_size > 0
     if exists and not force:
         raise Refusal(
@@ -204,12 +202,20 @@ def restore(source: Path, url: str, *, force: bool = False) -> Snapshot:
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            result = verify(session)
+            result = (check or _verify)(session)
     finally:
         engine.dispose()
     if not result.ok or result.head_hash != snapshot.head_hash:
         raise Refusal("restore_must_verify", f"the restored ledger {target} does not verify at entry {result.first_bad_entry}: {result.problem}.")
     return Snapshot(target, result.entries, result.head_id, result.head_hash)
+
+
+def _verify(session):
+    """The journal's own verify, for callers that pass no ``check`` (the CLI passes the
+    programme's, which also compares the tables folded from the journal)."""
+    from ledger.verify import verify
+
+    return verify(session)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -603,7 +603,7 @@ def _write_batch(session, batch, ends, digests, ids, prev_hash, account_id, post
                 digest = digests[i].hex()
                 entry_hash = chain_hash(ids[i], digest, actor, prev_hash)
                 entry_rows.append((ids[i], dates[i], batch.kind[i], batch.project[i], batch.voucher[i], batch.memo[i],
-                                   actor, None, None, None, digest, prev_hash, entry_hash))
+                                   actor, None, None, None, digest, prev_hash, entry_hash, None))
                 prev_hash = entry_hash
             first, last = chunk[0], chunk[-1]
             span = order[(ends[first - 1] if first else 0) : ends[last]]

@@ -164,3 +164,23 @@ def family_of(account_name: str) -> str | None:
         if account_name.startswith(prefix):
             return family
     return None
+
+
+_LANE_SEGMENT = re.compile(r"^L([1-9][0-9]*)$")
+
+
+def project_and_lane(account_name: str) -> tuple[str, int | None] | None:
+    """The project code and lane number a chart account's name gives, or None off the chart.
+
+    Project accounts are ``<family prefix><project>[:L<n>][:<more>]``; the name alone fixes
+    which project (and lane) an account belongs to, so ``verify`` can check both columns.
+    """
+    family = family_of(account_name)
+    if family is None:
+        return None
+    rest = account_name[len(FAMILIES[family]):].split(":")
+    lane_no = None
+    if len(rest) > 1:
+        match = _LANE_SEGMENT.match(rest[1])
+        lane_no = int(match.group(1)) if match else None
+    return rest[0], lane_no

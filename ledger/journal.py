@@ -54,6 +54,9 @@ class EntryDraft:
       voucher: the external reference; with ``kind`` it is the idempotency key.
       trace: the calculation (inputs, formula, result), JSON-serialisable.
       fact: True for an event that moves no money (a stage result); it may have no postings.
+      facts: the business facts of the event (a party, an approval with its lanes and
+        tranches, a stage result, the accounts it opens ...), JSON-serialisable; hashed with
+        the entry, and the programme tables are folded from them (``ledger.projection``).
     """
 
     value_date: dt.date
@@ -67,6 +70,7 @@ class EntryDraft:
     trace: dict | None = None
     reverses_id: int | None = None
     fact: bool = False
+    facts: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,7 @@ def content_hash(
     trace_text: str | None,
     reverses_id: int | None,
     postings: Iterable[tuple[str, str, int, str | None, str | None]],
+    facts_text: str | None = None,
 ) -> str:
     """Digest of what an entry says, without who posted it or where it sits in the chain.
 
@@ -129,10 +134,11 @@ def content_hash(
     ordered = canonical_postings(postings)
     try:
         legs = ",".join(canonical_leg(_enc(b), _enc(a), n, _enc(c), _enc(f)) for b, a, n, c, f in ordered)
-        body = canonical_body(iso_date, kind, project_code, voucher, memo, rules_version, trace_text, reverses_id, legs)
+        body = canonical_body(iso_date, kind, project_code, voucher, memo, rules_version, trace_text, reverses_id, legs, facts_text)
     except _NotPlain:
+        fields = {"facts": facts_text} if facts_text is not None else {}
         body = canonical_json(
-            {
+            fields | {
                 "value_date": iso_date,
                 "kind": kind,
                 "project_code": project_code,
@@ -152,14 +158,18 @@ def canonical_leg(book_json: str, account_json: str, amount_fen: int, category_j
     return f"[{book_json},{account_json},{_enc_int(amount_fen)},{category_json},{source_json}]"
 
 
-def canonical_body(iso_date, kind, project_code, voucher, memo, rules_version, trace_text, reverses_id, legs: str) -> str:
+def canonical_body(
+    iso_date, kind, project_code, voucher, memo, rules_version, trace_text, reverses_id, legs: str, facts_text=None
+) -> str:
     """The canonical JSON of an entry whose postings are already encoded and ordered (``legs``).
 
     The one place the body's bytes are written, for single entries and the bulk CSV path alike;
-    raises ``_NotPlain`` for a value that is not a str, int or None.
+    raises ``_NotPlain`` for a value that is not a str, int or None. An entry without facts
+    has no ``facts`` key at all, so entries posted before facts existed keep their digests.
     """
+    facts = "" if facts_text is None else f'"facts":{_enc(facts_text)},'
     return (
-        f'{{"kind":{_enc(kind)},"memo":{_enc(memo)},"postings":[{legs}],'
+        f'{{{facts}"kind":{_enc(kind)},"memo":{_enc(memo)},"postings":[{legs}],'
         f'"project_code":{_enc(project_code)},"reverses_id":{_enc_int(reverses_id)},'
         f'"rules_version":{_enc(rules_version)},"trace":{_enc(trace_text)},'
         f'"value_date":{_enc(iso_date)},"voucher":{_enc(voucher)}}}'
@@ -198,6 +208,10 @@ def trace_text(trace: dict | None) -> str | None:
     return None if trace is None else canonical_json(trace)
 
 
+def facts_text(facts: dict | None) -> str | None:
+    return None if facts is None else canonical_json(facts)
+
+
 # --- accounts ---------------------------------------------------------------------------
 
 
@@ -208,6 +222,13 @@ def account_name_problem(name: str) -> str | None:
             f"{', '.join(ACCOUNT_TYPES)} and each ':'-separated part must start with a capital letter or digit"
         )
     return None
+
+
+def missing_accounts(session: Session, specs: Sequence[AccountSpec]) -> list[AccountSpec]:
+    """The specs ``open_accounts`` would insert: per name the last spec given, in first-seen order."""
+    wanted = {spec.name: spec for spec in specs}
+    existing = _load_accounts(session, list(wanted))
+    return [spec for name, spec in wanted.items() if name not in existing]
 
 
 def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, int]:
@@ -251,9 +272,15 @@ def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, i
 
 
 def close_account(session: Session, name: str, closed_on: dt.date) -> None:
+    """Close an account from a date on: the one change an account row allows (the database
+    refuses any other), once; ``verify`` checks that no posting falls outside its dates."""
     row = _load_accounts(session, [name]).get(name)
     if row is None:
         raise Refusal("account_must_exist", f"account {name} does not exist.")
+    if row.closed_on is not None:
+        raise Refusal("account_must_close_once", f"account {name} was already closed on {row.closed_on}.")
+    if closed_on < row.opened_on:
+        raise Refusal("account_must_close_after_opening", f"account {name} opened on {row.opened_on}, after {closed_on}.")
     session.execute(update(Account).where(Account.id == row.id).values(closed_on=closed_on))
 
 
@@ -328,8 +355,9 @@ def _check_against_accounts(draft: EntryDraft, accounts: dict[str, _AccountRow])
             )
 
 
-def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple[str, str | None]:
+def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple[str, str | None, str | None]:
     text = trace_text(draft.trace)
+    facts = facts_text(draft.facts)
     digest = content_hash(
         value_date=draft.value_date,
         kind=draft.kind,
@@ -343,8 +371,9 @@ def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple
             (accounts[p.account].book, p.account, p.amount_fen, p.budget_category, p.fund_source)
             for p in draft.postings
         ],
+        facts_text=facts,
     )
-    return digest, text
+    return digest, text, facts
 
 
 # --- posting ----------------------------------------------------------------------------
@@ -421,13 +450,13 @@ def post_many(
     # One digest per draft; trace texts (rare in bulk files) by draft index. Nothing else is
     # kept per draft, so a 300,000-entry file costs the drafts and little more.
     digests: list[str] = []
-    texts: dict[int, str] = {}
+    texts: dict[int, tuple[str | None, str | None]] = {}
     for index, draft in enumerate(drafts):
         _check_against_accounts(draft, accounts)
-        digest, text = _draft_content(draft, accounts)
+        digest, text, facts = _draft_content(draft, accounts)
         digests.append(digest)
-        if text is not None:
-            texts[index] = text
+        if text is not None or facts is not None:
+            texts[index] = (text, facts)
 
     # Lock the head before looking at vouchers: a concurrent writer of the same voucher then
     # commits first and we see its entry, instead of both writing it.
@@ -466,9 +495,12 @@ def post_many(
 
 _ENTRY_COLUMNS = (
     "id", "value_date", "kind", "project_code", "voucher", "memo", "actor", "rules_version", "trace",
-    "reverses_id", "content_hash", "prev_hash", "hash",
+    "reverses_id", "content_hash", "prev_hash", "hash", "facts",
 )
 _POSTING_COLUMNS = ("entry_id", "account_id", "value_date", "book", "amount_fen", "budget_category", "fund_source")
+
+
+_NO_TEXTS = (None, None)
 
 
 def _write(session: Session, drafts, digests, texts, results, prev_hash: str, accounts: dict[str, _AccountRow], progress) -> None:
@@ -488,9 +520,10 @@ def _write(session: Session, drafts, digests, texts, results, prev_hash: str, ac
             draft = drafts[index]
             entry_id = result.entry_id
             value_date = draft.value_date.isoformat() if raw else draft.value_date
+            text, facts = texts.get(index, _NO_TEXTS)
             entry_rows.append((
                 entry_id, value_date, draft.kind, draft.project_code, draft.voucher, draft.memo, draft.actor,
-                draft.rules_version, texts.get(index), draft.reverses_id, digests[index], prev_hash, result.hash,
+                draft.rules_version, text, draft.reverses_id, digests[index], prev_hash, result.hash, facts,
             ))
             prev_hash = result.hash
             for p in draft.postings:

@@ -89,6 +89,7 @@ class JournalEntry(Base):
       trace: JSON text of the calculation (inputs, formula, result) for computed amounts.
       reverses_id: the entry this one reverses; unique, so an entry is reversed at most once.
       prev_hash / hash: the chain: ``hash = sha256(canonical content + prev_hash)``.
+      facts: the event's business facts as canonical JSON (part of the hashed content).
     """
 
     __tablename__ = "journal_entries"
@@ -112,6 +113,9 @@ class JournalEntry(Base):
     # Not a unique index: each hash covers its id and its predecessor, and verify recomputes
     # them all (migration 20261201_0004 says why the index went).
     hash: Mapped[str] = mapped_column(String(64))
+    # The event's business facts (canonical JSON), hashed with the entry; the programme
+    # tables are their projection (ledger.projection). NULL for entries that carry none.
+    facts: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("kind", "voucher", name="uq_journal_entries_kind_voucher"),

@@ -18,15 +18,24 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from funding_rules import checks
 from funding_rules.loader import Rules, get_rules, rules_in_force
 from funding_rules.uscc import validate_uscc
-from ledger import chart, reads
+from ledger import chart, fold, projection, reads
 from ledger.errors import Refusal
-from ledger.journal import AccountSpec, EntryDraft, Posted, PostingDraft, open_accounts, post
+from ledger.fold import STAGES
+from ledger.journal import (
+    AccountSpec,
+    EntryDraft,
+    Posted,
+    PostingDraft,
+    missing_accounts,
+    open_accounts,
+    post,
+)
 from ledger.models import (
     Account,
     ChainHead,
@@ -41,14 +50,6 @@ from ledger.models import (
 )
 from ledger.money import format_fen, format_fen_grouped
 
-STAGES = {
-    # stage name -> the condition a pass satisfies
-    "contract_signed": "contract_signed",
-    "midterm": "midterm_passed",
-    "stage_assessment": "stage_passed",
-    "acceptance": "acceptance_passed",
-    "audit_report": "audit_report_received",
-}
 PAYMENT_FORMS = ("cash", "equity", "in_kind")
 CATEGORIES = tuple(chart.CATEGORY_SEGMENTS)
 
@@ -158,8 +159,14 @@ def _post_event(
     draft: EntryDraft,
     accounts: list[AccountSpec],
     event: dict | None,
+    facts: dict | None = None,
 ) -> Posted:
-    """Open the accounts, post the entry and, when new, write the event's facts."""
+    """Open the accounts, post the entry with the event's facts and write their projection.
+
+    ``event`` holds the project event's facts (lane_no, stage, passed, tranche, reference,
+    payload); ``facts`` any others (a party, an approval's project, lanes and tranches). The
+    accounts this entry opens are recorded in its facts too, so the chain covers them.
+    """
     request = _request.get()
     if request is not None:
         if draft.voucher:
@@ -167,14 +174,18 @@ def _post_event(
             if prior is not None:
                 return prior
         draft = dataclasses.replace(draft, trace={**(draft.trace or {}), "request": request})
+    facts = dict(facts or {})
+    if event is not None:
+        facts["event"] = {k: v for k, v in event.items() if k != "project_code"}
+    opens = missing_accounts(session, accounts)
+    if opens:
+        facts["opens"] = [[a.name, a.book, a.opened_on.isoformat(), a.project_code, a.lane] for a in opens]
+    if facts:
+        draft = dataclasses.replace(draft, facts=facts)
     if accounts:
         open_accounts(session, accounts)
     posted = post(session, draft)
-    if posted.created and event is not None:
-        session.execute(
-            insert(ProjectEvent.__table__),
-            [{"entry_id": posted.entry_id, "value_date": draft.value_date, "kind": draft.kind, **event}],
-        )
+    projection.record(session, posted, draft)
     return posted
 
 
@@ -249,17 +260,7 @@ def register_party(session: Session, party: PartyInput, *, actor: str) -> Posted
         trace={"party": facts, "warnings": [w.message for w in result.warnings]},
         fact=True,
     )
-    posted = post(session, draft)
-    session.execute(
-        insert(Party.__table__),
-        [{k: v for k, v in facts.items() if k != "related"} | {"recorded_by": actor}],
-    )
-    if related:
-        session.execute(
-            insert(PartyRelation.__table__),
-            [{"party_uscc": result.code, "related_uscc": r} for r in related],
-        )
-    return posted
+    return _post_event(session, draft, [], None, {"party": facts})
 
 
 def _party_facts(row: Party, session: Session) -> dict:
@@ -489,7 +490,22 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         "checks": [c.__name__ for c in checks.APPROVAL_CHECKS],
         "warnings": [v.message for v in violations if v.severity != "error"],
     }
-    posted = _post_event(
+    project_facts = {
+        "code": code,
+        "name": spec.name,
+        "city": rules.city,
+        "rules_version": rules.version,
+        "category": spec.category,
+        "mode": spec.mode,
+        "demand_uscc": demand.uscc,
+        "total_investment_fen": spec.total_investment_fen,
+        "approved_grant_fen": total_obligation,
+        "budget_year": budget_year,
+        "approval_date": spec.approval_date.isoformat(),
+        "start_date": spec.start_date.isoformat(),
+        "end_date": spec.end_date.isoformat(),
+    }
+    return _post_event(
         session,
         EntryDraft(
             value_date=spec.approval_date,
@@ -504,35 +520,13 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             fact=not postings,
         ),
         accounts,
-        {"project_code": code, "payload": json.dumps({"budget_year": budget_year}, sort_keys=True)},
+        {"payload": {"budget_year": budget_year}},
+        {
+            "project": project_facts,
+            "lanes": [[n, solvers[n - 1].uscc] for n in lanes],
+            "tranches": _tranche_rows(lanes, obligation, rules, spec.mode),
+        },
     )
-    session.execute(
-        insert(Project.__table__),
-        [
-            {
-                "code": code,
-                "name": spec.name,
-                "city": rules.city,
-                "rules_version": rules.version,
-                "category": spec.category,
-                "mode": spec.mode,
-                "demand_uscc": demand.uscc,
-                "total_investment_fen": spec.total_investment_fen,
-                "approved_grant_fen": total_obligation,
-                "budget_year": budget_year,
-                "approval_date": spec.approval_date,
-                "start_date": spec.start_date,
-                "end_date": spec.end_date,
-                "entry_id": posted.entry_id,
-            }
-        ],
-    )
-    session.execute(
-        insert(Lane.__table__),
-        [{"project_code": code, "lane_no": n, "solver_uscc": solvers[n - 1].uscc} for n in lanes],
-    )
-    session.execute(insert(Tranche.__table__), _tranche_rows(code, lanes, obligation, rules, spec.mode))
-    return posted
 
 
 def _same_approval(session: Session, project: Project, spec: ApprovalInput, rules: Rules) -> bool:
@@ -565,7 +559,7 @@ def _lane_accounts(code: str, n: int, rules: Rules) -> list[tuple[str, str]]:
     return names
 
 
-def _tranche_rows(code: str, lanes: list[int], obligation: list[int], rules: Rules, mode: str) -> list[dict]:
+def _tranche_rows(lanes: list[int], obligation: list[int], rules: Rules, mode: str) -> list[dict]:
     rows = []
     for n, amount in zip(lanes, obligation):
         if rules.funding.model == "staged_grant":
@@ -575,13 +569,12 @@ def _tranche_rows(code: str, lanes: list[int], obligation: list[int], rules: Rul
         for seq, (tranche, value) in enumerate(zip(rules.tranches, amounts), start=1):
             rows.append(
                 {
-                    "project_code": code,
                     "lane_no": n,
                     "seq": seq,
                     "name": tranche.name,
                     "basis": tranche.basis,
                     "amount_fen": value,
-                    "conditions": json.dumps(list(tranche.conditions_for(mode))),
+                    "conditions": list(tranche.conditions_for(mode)),
                     "source": tranche.source,
                 }
             )
@@ -593,7 +586,8 @@ def _tranche_rows(code: str, lanes: list[int], obligation: list[int], rules: Rul
 
 @dataclass
 class ProjectState:
-    """What the services need to know about a project at a date, derived from its events."""
+    """What the services need to know about a project at a date, folded from its events
+    by ``ledger.fold.fold_project`` (see there for each attribute)."""
 
     project: Project
     rules: Rules
@@ -605,6 +599,8 @@ class ProjectState:
     extension_months: int = 0
     extensions: int = 0
     closed_on: dt.date | None = None
+    met_on: dict[tuple[int | None, str], dt.date] = field(default_factory=dict)
+    ended_by: str | None = None
 
     def met(self, n: int) -> set[str]:
         return self.conditions.get(None, set()) | self.conditions.get(n, set())
@@ -630,56 +626,58 @@ def _rules(version: str) -> Rules:
     return get_rules(version)
 
 
+def project_folds(session: Session, projects: list[Project], as_of: dt.date | None = None) -> dict[str, fold.ProjectFold]:
+    """The fold of each project's events as of ``as_of`` (None: now), from two queries."""
+    codes = [p.code for p in projects]
+    events: dict[str, list[fold.ProjectEvent]] = {code: [] for code in codes}
+    reversals: dict[int, dt.date] = {}
+    for start in range(0, len(codes), 500):
+        chunk = codes[start : start + 500]
+        query = (
+            select(ProjectEvent.project_code, ProjectEvent.entry_id, ProjectEvent.value_date, ProjectEvent.kind,
+                   ProjectEvent.lane_no, ProjectEvent.stage, ProjectEvent.passed, ProjectEvent.tranche_id, ProjectEvent.payload)
+            .where(ProjectEvent.project_code.in_(chunk))
+            .order_by(ProjectEvent.entry_id)
+        )
+        if as_of is not None:
+            query = query.where(ProjectEvent.value_date <= as_of)
+        for code, entry_id, value_date, kind, lane_no, stage, passed, tranche_id, payload in session.execute(query):
+            events[code].append(fold.ProjectEvent(
+                entry_id, value_date, kind, lane_no, stage, None if passed is None else bool(passed), tranche_id,
+                json.loads(payload) if payload else {},
+            ))
+        reversals.update(session.execute(
+            select(JournalEntry.reverses_id, JournalEntry.value_date).where(
+                JournalEntry.project_code.in_(chunk), JournalEntry.reverses_id.is_not(None)
+            )
+        ).tuples().all())
+    by_code = {p.code: p for p in projects}
+    return {code: fold.fold_project(by_code[code].approval_date, events[code], reversals, as_of) for code in codes}
+
+
+def project_state(project: Project, rules: Rules, lanes: dict[int, str], folded: fold.ProjectFold) -> ProjectState:
+    return ProjectState(
+        project=project, rules=rules, lanes=dict(lanes), conditions=folded.conditions, eliminated=folded.eliminated,
+        terminated_on=folded.terminated_on, released_tranches=folded.released_tranches,
+        extension_months=folded.extension_months, extensions=folded.extensions, closed_on=folded.closed_on,
+        met_on=folded.met_on, ended_by=folded.ended_by,
+    )
+
+
 def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -> ProjectState:
     code = code.strip().upper()
     project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
     if project is None:
         raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
-    state = ProjectState(
-        project=project,
-        rules=_rules(project.rules_version),
-        lanes=dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all()),
-    )
-    query = (
-        select(ProjectEvent)
-        .where(ProjectEvent.project_code == code, ProjectEvent.entry_id.not_in(reversed_entries()))
-        .order_by(ProjectEvent.entry_id)
-    )
-    if as_of is not None:
-        query = query.where(ProjectEvent.value_date <= as_of)
-    for event in session.scalars(query):
-        if event.kind == "stage" and event.passed:
-            state.conditions.setdefault(event.lane_no, set()).add(STAGES[event.stage])
-        elif event.kind == "stage" and event.stage == "stage_assessment" and not event.passed and event.lane_no:
-            state.eliminated.setdefault(event.lane_no, event.value_date)
-        elif event.kind == "bid_payment":
-            state.conditions.setdefault(event.lane_no, set()).add("first_bid_payment")
-        elif event.kind == "release" and event.tranche_id is not None:
-            state.released_tranches.add(event.tranche_id)
-        elif event.kind == "extension":
-            state.extensions += 1
-            state.extension_months += json.loads(event.payload or "{}").get("months", 0)
-        elif event.kind in ("termination", "revocation"):
-            state.terminated_on = state.terminated_on or event.value_date
-        elif event.kind == "closure":
-            state.closed_on = state.closed_on or event.value_date
-        elif event.kind == "elimination" and event.lane_no:
-            state.eliminated.setdefault(event.lane_no, event.value_date)
-    state.conditions.setdefault(None, set()).add("approved")
-    return state
+    lanes = dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all())
+    folded = project_folds(session, [project], as_of)[code]
+    return project_state(project, _rules(project.rules_version), lanes, folded)
 
 
 def extension_months_by_project(session: Session) -> dict[str, int]:
-    """Months of approved extension per project (extension events are few; one query)."""
-    months: dict[str, int] = {}
-    rows = session.execute(
-        select(ProjectEvent.project_code, ProjectEvent.payload).where(
-            ProjectEvent.kind == "extension", ProjectEvent.entry_id.not_in(reversed_entries())
-        )
-    )
-    for code, payload in rows:
-        months[code] = months.get(code, 0) + json.loads(payload or "{}").get("months", 0)
-    return months
+    """Months of approved extension per project, from the one fold."""
+    projects = session.scalars(select(Project)).all()
+    return {code: f.extension_months for code, f in project_folds(session, list(projects)).items()}
 
 
 def _require_active(state: ProjectState, when: dt.date, what: str, n: int | None = None) -> None:
@@ -936,7 +934,7 @@ def bid_pay(
             trace=trace,
         ),
         [],
-        {"project_code": code, "lane_no": n, "payload": json.dumps({"form": form}, sort_keys=True)},
+        {"project_code": code, "lane_no": n, "payload": {"form": form}},
     )
 
 
@@ -1032,8 +1030,8 @@ def tranche_views(session: Session, state: ProjectState) -> list[TrancheView]:
         unmet = tuple(c for c in conditions if c not in state.met(t.lane_no))
         if t.id in state.released_tranches:
             status = "released"
-        elif state.terminated_on is not None or t.lane_no in state.eliminated:
-            status = "cancelled"
+        elif state.terminated_on is not None or state.closed_on is not None or t.lane_no in state.eliminated:
+            status = "cancelled"  # closure deobligates what was never released, as termination does
         else:
             status = "planned" if unmet else "eligible"
         views.append(TrancheView(t.id, t.lane_no, t.seq, t.name, t.basis, t.amount_fen, conditions, status, unmet, t.source))
@@ -1155,7 +1153,7 @@ def release(
             trace=trace,
         ),
         [AccountSpec(funding, "fiscal", chart.year_accounts_open_on(date.year))],
-        {"project_code": code, "lane_no": n, "tranche_id": target.id},
+        {"project_code": code, "lane_no": n, "tranche": [target.lane_no, target.seq]},
     )
 
 
@@ -1279,7 +1277,7 @@ def spend(
         ),
         [],
         {"project_code": code, "lane_no": n, "stage": category,
-         "payload": json.dumps({"counterparty": counterparty, "justification": justification, "category": category}, sort_keys=True, ensure_ascii=False)},
+         "payload": {"counterparty": counterparty, "justification": justification, "category": category}},
     )
 
 
@@ -1305,7 +1303,7 @@ def extend(session: Session, *, project: str, months: int, date: dt.date, refere
             fact=True,
         ),
         [],
-        {"project_code": code, "reference": reference, "payload": json.dumps({"months": months}, sort_keys=True)},
+        {"project_code": code, "reference": reference, "payload": {"months": months}},
     )
 
 

@@ -32,7 +32,6 @@ Choices, stated once (they are printed in the pack's notes too):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -53,7 +52,14 @@ from ledger import chart
 from ledger.errors import Refusal
 from ledger.models import Account, JournalEntry, Lane, Party, Posting, Project, ProjectEvent
 from ledger.money import apply_rate, format_fen_grouped
-from ledger.programme import BALANCE_KEYS, STAGES, ProjectState, project_balances, tranche_views
+from ledger.programme import (
+    BALANCE_KEYS,
+    ProjectState,
+    project_balances,
+    project_folds,
+    project_state,
+    tranche_views,
+)
 
 STREAM_BATCH = 2_000
 
@@ -244,25 +250,12 @@ def audit_cutoff(session: Session, code: str) -> tuple[Project, dt.date, str]:
     project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
     if project is None:
         raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
-    months = 0
-    ended = None
-    reversed_ids = _reversed_ids(session, code, None)
-    rows = session.execute(
-        select(ProjectEvent.kind, ProjectEvent.value_date, ProjectEvent.payload, ProjectEvent.entry_id)
-        .where(ProjectEvent.project_code == code, ProjectEvent.kind.in_(("extension", "termination", "revocation")))
-        .order_by(ProjectEvent.entry_id)
-    ).all()
-    for kind, value_date, payload, entry_id in rows:
-        if entry_id in reversed_ids:
-            continue
-        if kind == "extension":
-            months += json.loads(payload or "{}").get("months", 0)
-        elif ended is None:
-            ended = (value_date, kind)
+    folded = project_folds(session, [project])[code]
+    months = folded.extension_months
     end = add_months(project.end_date, months)
-    if ended is not None and ended[0] < end:
-        word = "终止" if ended[1] == "termination" else "撤销"
-        return project, ended[0], f"项目{word}日期（早于实施期截止日 {end.isoformat()}）"
+    if folded.terminated_on is not None and folded.terminated_on < end:
+        word = "终止" if folded.ended_by == "termination" else "撤销"
+        return project, folded.terminated_on, f"项目{word}日期（早于实施期截止日 {end.isoformat()}）"
     basis = f"项目实施期截止日（含已批准延期 {months} 个月）" if months else "项目实施期截止日"
     return project, end, basis
 
@@ -303,35 +296,6 @@ def _events(session: Session, code: str, as_of: dt.date, reversed_ids: set[int])
     return [r for r in rows if r.entry_id not in reversed_ids]
 
 
-def _state(project: Project, rules: Rules, lanes: dict[int, str], events: list) -> tuple[ProjectState, dict]:
-    """The project's state as of the cut-off, read from its events as ``load_project`` does,
-    except that a reversal dated after the cut-off does not yet undo its event."""
-    state = ProjectState(project=project, rules=rules, lanes=dict(lanes))
-    met_on: dict[tuple[int | None, str], dt.date] = {(None, "approved"): project.approval_date}
-    for e in events:
-        if e.kind == "stage" and e.passed:
-            state.conditions.setdefault(e.lane_no, set()).add(STAGES[e.stage])
-            met_on.setdefault((e.lane_no, STAGES[e.stage]), e.value_date)
-        elif e.kind == "stage" and e.stage == "stage_assessment" and not e.passed and e.lane_no:
-            state.eliminated.setdefault(e.lane_no, e.value_date)
-        elif e.kind == "bid_payment":
-            state.conditions.setdefault(e.lane_no, set()).add("first_bid_payment")
-            met_on.setdefault((e.lane_no, "first_bid_payment"), e.value_date)
-        elif e.kind == "release" and e.tranche_id is not None:
-            state.released_tranches.add(e.tranche_id)
-        elif e.kind == "extension":
-            state.extensions += 1
-            state.extension_months += json.loads(e.payload or "{}").get("months", 0)
-        elif e.kind in ("termination", "revocation"):
-            state.terminated_on = state.terminated_on or e.value_date
-        elif e.kind == "closure":
-            state.closed_on = state.closed_on or e.value_date
-        elif e.kind == "elimination" and e.lane_no:
-            state.eliminated.setdefault(e.lane_no, e.value_date)
-    state.conditions.setdefault(None, set()).add("approved")
-    return state, met_on
-
-
 def load_scope(session: Session, code: str, as_of: dt.date | None = None) -> Scope:
     project, as_of, basis = resolve_as_of(session, code, as_of)
     code = project.code
@@ -340,8 +304,8 @@ def load_scope(session: Session, code: str, as_of: dt.date | None = None) -> Sco
     usccs = {project.demand_uscc, *lanes.values()}
     parties = {p.uscc: p for p in session.scalars(select(Party).where(Party.uscc.in_(usccs)))}
     events = _events(session, code, as_of, _reversed_ids(session, code, as_of))
-    state, met_on = _state(project, rules, lanes, events)
-    return Scope(project, rules, as_of, basis, lanes, parties, events, state, met_on)
+    state = project_state(project, rules, lanes, project_folds(session, [project], as_of)[code])
+    return Scope(project, rules, as_of, basis, lanes, parties, events, state, state.met_on)
 
 
 # --- postings: one grouped aggregate and one ordered stream -------------------------------
@@ -567,15 +531,6 @@ def _arrival(scope: Scope, lane_balances: dict[int, dict[str, int]], balances: d
     )
     table = _table("2 资金到位", "资金到位情况表 Fund arrival by source", columns, rows, notes)
     return Section("二、资金到位情况", (), (table,))
-
-
-def _tranche_views(session: Session, state: ProjectState) -> list:
-    """``tranche_views`` as of the cut-off, where a closure (结题) also ends every tranche not
-    yet released, as the closure service deobligates them."""
-    views = tranche_views(session, state)
-    if state.closed_on is None:
-        return views
-    return [v if v.status in ("released", "cancelled") else dataclasses.replace(v, status="cancelled") for v in views]
 
 
 def _due_fiscal(scope: Scope, views) -> dict[int, int]:
@@ -978,7 +933,7 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
 
 
 def _integrity(session: Session, scope: Scope, project_postings: int) -> Integrity:
-    from ledger.verify import verify
+    from ledger.projection import verify_ledger as verify
 
     as_of, code = scope.as_of, scope.project.code
     anchor = session.execute(
@@ -1036,7 +991,7 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
     code, as_of = scope.project.code, scope.as_of
     balances = project_balances(session, code, as_of=as_of)
     lane_balances = {n: project_balances(session, code, as_of=as_of, lane=f"L{n}") for n in scope.lanes}
-    views = _tranche_views(session, scope.state)
+    views = tranche_views(session, scope.state)
     agg = _aggregate(session, code, as_of)
 
     detail_rows: list[dict] = []

@@ -526,7 +526,7 @@ def _write_outputs(session: Session, out_dir: Path, plan: Plan) -> dict:
     from ledger.export import export_beancount
     from ledger.models import JournalEntry
     from ledger.programme import project_balances
-    from ledger.verify import verify
+    from ledger.projection import verify_ledger as verify
     from reports.status import default_as_of, status_report, write_report_files
 
     checked = verify(session)

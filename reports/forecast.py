@@ -50,9 +50,10 @@ from funding_rules import checks
 from funding_rules.loader import Rules, get_rules, rules_in_force
 from ledger import chart
 from ledger.errors import Refusal
-from ledger.models import Account, JournalEntry, Lane, Posting, Project, ProjectEvent, Tranche
+from ledger.fold import ProjectFold
+from ledger.models import Account, JournalEntry, Lane, Posting, Project, Tranche
 from ledger.money import parse_fen
-from ledger.programme import STAGES
+from ledger.programme import project_folds
 
 RUNS_MAX = 100_000
 YEARS_MAX = 30
@@ -350,9 +351,8 @@ class ProjectPlan:
 
 def read_plans(session: Session, as_of: dt.date, *, city: str | None = None) -> list[ProjectPlan]:
     """Every project approved by ``as_of`` (of one city, if given) as of that date, in code
-    order, from five grouped queries. The event fold mirrors ``ledger.programme.load_project``
-    (a test holds the two to the same answer), except that a reversal counts only from its
-    own value date, like the postings it makes."""
+    order, from grouped queries. Events are folded by ``ledger.fold.fold_project``, as for
+    every service and report (a reversal counts from its own value date)."""
     projects_q = select(Project.code).where(Project.approval_date <= as_of)
     if city:
         projects_q = projects_q.where(Project.city == city)
@@ -368,16 +368,7 @@ def read_plans(session: Session, as_of: dt.date, *, city: str | None = None) -> 
     tranches: dict[str, list[Tranche]] = {}
     for t in session.scalars(select(Tranche).where(Tranche.project_code.in_(chosen)).order_by(Tranche.project_code, Tranche.lane_no, Tranche.seq)):
         tranches.setdefault(t.project_code, []).append(t)
-    reversed_by_then = select(JournalEntry.reverses_id).where(JournalEntry.reverses_id.is_not(None), JournalEntry.value_date <= as_of)
-    folds = {p.code: _Fold() for p in projects}
-    events = session.execute(
-        select(ProjectEvent.project_code, ProjectEvent.kind, ProjectEvent.lane_no, ProjectEvent.stage, ProjectEvent.passed,
-               ProjectEvent.tranche_id, ProjectEvent.payload, ProjectEvent.value_date)
-        .where(ProjectEvent.project_code.in_(chosen), ProjectEvent.value_date <= as_of, ProjectEvent.entry_id.not_in(reversed_by_then))
-        .order_by(ProjectEvent.entry_id)
-    )
-    for row in events:
-        folds[row.project_code].add(row)
+    folds = project_folds(session, list(projects), as_of)
     sums: dict[tuple[str, str | None], dict[str, int]] = {}
     for code, lane_uscc, name, amount in session.execute(
         select(Account.project_code, Account.lane, Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
@@ -392,46 +383,16 @@ def read_plans(session: Session, as_of: dt.date, *, city: str | None = None) -> 
     return [_plan_from_ledger(p, lanes.get(p.code, {}), tranches.get(p.code, []), folds[p.code], sums) for p in projects]
 
 
-class _Fold:
-    """The facts of one project's events up to the as-of date (see load_project)."""
-
-    def __init__(self) -> None:
-        self.met: dict[int | None, set[str]] = {None: {"approved"}}
-        self.eliminated: set[int] = set()
-        self.released: set[int] = set()
-        self.extension_months = 0
-        self.terminated = False
-
-    def add(self, e) -> None:
-        if e.kind == "stage" and e.passed:
-            self.met.setdefault(e.lane_no, set()).add(STAGES[e.stage])
-        elif e.kind == "stage" and e.stage == "stage_assessment" and not e.passed and e.lane_no:
-            self.eliminated.add(e.lane_no)
-        elif e.kind == "bid_payment":
-            self.met.setdefault(e.lane_no, set()).add("first_bid_payment")
-        elif e.kind == "release" and e.tranche_id is not None:
-            self.released.add(e.tranche_id)
-        elif e.kind == "extension":
-            self.extension_months += json.loads(e.payload or "{}").get("months", 0)
-        elif e.kind in ("termination", "revocation"):
-            self.terminated = True
-        elif e.kind == "elimination" and e.lane_no:
-            self.eliminated.add(e.lane_no)
-
-    def met_by(self, lane_no: int) -> set[str]:
-        return self.met.get(None, set()) | self.met.get(lane_no, set())
-
-
-def _plan_from_ledger(project: Project, lanes: dict[int, str], tranches: list[Tranche], fold: _Fold, sums) -> ProjectPlan:
+def _plan_from_ledger(project: Project, lanes: dict[int, str], tranches: list[Tranche], fold: ProjectFold, sums) -> ProjectPlan:
     rules = get_rules(project.rules_version)
     clawback = sum(sums.get((project.code, uscc), {}).get("clawback_receivable", 0) for uscc in lanes.values())
-    active = [] if fold.terminated else [n for n in sorted(lanes) if n not in fold.eliminated]
+    active = [] if fold.terminated_on is not None or fold.closed_on is not None else [n for n in sorted(lanes) if n not in fold.eliminated]
     lane_plans = []
     for n in active:
-        met = fold.met_by(n)
+        met = fold.met(n)
         pending = tuple(
             PendingTranche(t.seq, t.name, t.basis, t.amount_fen, tuple(c for c in json.loads(t.conditions) if c not in met))
-            for t in tranches if t.lane_no == n and t.id not in fold.released
+            for t in tranches if t.lane_no == n and t.id not in fold.released_tranches
         )
         s = sums.get((project.code, lanes[n]), {})
         unreleased = s.get("grant_unreleased", 0)
@@ -443,14 +404,14 @@ def _plan_from_ledger(project: Project, lanes: dict[int, str], tranches: list[Tr
             future = max(0, min(due, unreleased - payable))
         lane_plans.append(LanePlan(n, pending, max(payable, 0), future, unreleased))
     racing = (
-        project.mode == "saima" and len(active) >= 2 and not any("stage_passed" in fold.met_by(n) for n in active)
+        project.mode == "saima" and len(active) >= 2 and not any("stage_passed" in fold.met(n) for n in active)
     )
     return ProjectPlan(
         code=project.code, name=project.name, city=project.city, category=project.category, mode=project.mode,
         source="ledger", funding_model=rules.funding.model, approval_date=project.approval_date,
         start_date=project.start_date, end_date=checks.add_months(project.end_date, fold.extension_months),
         acceptance_months=rules.closure.acceptance_apply_within_months, lanes=tuple(lane_plans), racing=racing,
-        terminated=fold.terminated, clawback_outstanding_fen=max(clawback, 0),
+        terminated=fold.terminated_on is not None, clawback_outstanding_fen=max(clawback, 0),
     )
 
 

@@ -1,0 +1,256 @@
+"""The one fold from journal facts to programme state: pure functions, no database.
+
+Every business event carries its facts in the hashed content of its journal entry
+(``JournalEntry.facts``). Two pure folds read them:
+
+* ``rows_of`` maps one event to the programme rows it adds (parties, relations, projects,
+  lanes, tranches, project events, settings, the accounts it opens). The services write
+  exactly these rows, and ``verify`` folds the whole journal through the same function and
+  compares the result with the tables (``ledger.projection``).
+* ``fold_project`` folds one project's events, in chain order and up to a date, into what
+  the rules need to know (conditions met, eliminated lanes, released tranches, extensions,
+  termination and closure). The services, the audit pack, the status report and the
+  forecast all call it; nothing else folds events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# The programme tables, in the order a fold writes them (a row's references come first).
+TABLES = ("parties", "party_relations", "projects", "lanes", "tranches", "project_events", "settings", "accounts")
+
+# Each table's natural key: what ``verify`` names when a row differs.
+KEYS = {
+    "parties": ("uscc",),
+    "party_relations": ("party_uscc", "related_uscc"),
+    "projects": ("code",),
+    "lanes": ("project_code", "lane_no"),
+    "tranches": ("project_code", "lane_no", "seq"),
+    "project_events": ("entry_id",),
+    "settings": ("entry_id",),
+    "accounts": ("name",),
+}
+
+# The columns each table holds, as the fold produces them. ``project_events.tranche`` is the
+# released tranche's (lane_no, seq); the table stores its row id.
+COLUMNS = {
+    "parties": ("uscc", "name", "kind", "revenue_fen", "rnd_intensity", "innovation_star", "bad_credit",
+                "uscc_override_reason", "recorded_by"),
+    "party_relations": ("party_uscc", "related_uscc"),
+    "projects": ("code", "name", "city", "rules_version", "category", "mode", "demand_uscc", "total_investment_fen",
+                 "approved_grant_fen", "budget_year", "approval_date", "start_date", "end_date", "entry_id"),
+    "lanes": ("project_code", "lane_no", "solver_uscc"),
+    "tranches": ("project_code", "lane_no", "seq", "name", "basis", "amount_fen", "conditions", "source"),
+    "project_events": ("entry_id", "project_code", "value_date", "kind", "lane_no", "stage", "passed", "tranche",
+                       "reference", "payload"),
+    "settings": ("entry_id", "name", "value", "set_by"),
+    # closed_on is left out: closing is the one change an account allows (once, by trigger),
+    # and verify checks every posting against the account's dates instead.
+    "accounts": ("name", "book", "type", "project_code", "lane", "opened_on"),
+}
+
+STAGES = {
+    # stage name -> the condition a pass satisfies
+    "contract_signed": "contract_signed",
+    "midterm": "midterm_passed",
+    "stage_assessment": "stage_passed",
+    "acceptance": "acceptance_passed",
+    "audit_report": "audit_report_received",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A journal entry as the fold sees it.
+
+    Attributes:
+      entry_id / value_date / kind / project_code / actor: the entry's own fields.
+      facts: the decoded ``facts`` of the entry (see ``rows_of`` for their shapes).
+    """
+
+    entry_id: int
+    value_date: dt.date
+    kind: str
+    project_code: str | None
+    actor: str
+    facts: dict
+
+
+def rows_of(event: Event) -> dict[str, list[dict]]:
+    """The programme rows one event adds, by table.
+
+    Fact shapes (any combination, each optional):
+
+    * ``party`` (with ``related``): a party registration;
+    * ``project``, ``lanes`` ([lane_no, solver]), ``tranches``: an approval;
+    * ``event``: the project event (lane_no, stage, passed, tranche [lane_no, seq],
+      reference, payload);
+    * ``setting``: a ledger setting (name, value);
+    * ``opens``: accounts the entry opens, as [name, book, opened_on, project_code, lane];
+    * ``snapshot``: rows by table, recorded once when a ledger made before facts existed
+      was upgraded.
+    """
+    facts = event.facts
+    out: dict[str, list[dict]] = {}
+    party = facts.get("party")
+    if party is not None:
+        row = {k: party[k] for k in COLUMNS["parties"] if k != "recorded_by"}
+        out["parties"] = [row | {"recorded_by": event.actor}]
+        out["party_relations"] = [{"party_uscc": party["uscc"], "related_uscc": r} for r in party.get("related", [])]
+    project = facts.get("project")
+    if project is not None:
+        out["projects"] = [{k: project[k] for k in COLUMNS["projects"] if k != "entry_id"} | {"entry_id": event.entry_id}]
+        out["lanes"] = [{"project_code": project["code"], "lane_no": n, "solver_uscc": s} for n, s in facts["lanes"]]
+        out["tranches"] = [{"project_code": project["code"], **t} for t in facts["tranches"]]
+    happened = facts.get("event")
+    if happened is not None:
+        tranche = happened.get("tranche")
+        out["project_events"] = [{
+            "entry_id": event.entry_id,
+            "project_code": event.project_code,
+            "value_date": event.value_date.isoformat(),
+            "kind": event.kind,
+            "lane_no": happened.get("lane_no"),
+            "stage": happened.get("stage"),
+            "passed": happened.get("passed"),
+            "tranche": None if tranche is None else tuple(tranche),
+            "reference": happened.get("reference"),
+            "payload": happened.get("payload"),
+        }]
+    setting = facts.get("setting")
+    if setting is not None:
+        out["settings"] = [{"entry_id": event.entry_id, "name": setting["name"], "value": setting["value"],
+                            "set_by": setting["set_by"]}]
+    opens = facts.get("opens")
+    if opens:
+        out["accounts"] = [account_row(*spec) for spec in opens]
+    snapshot = facts.get("snapshot")
+    if snapshot is not None:
+        for table in TABLES:
+            rows = [dict(r) for r in snapshot.get(table, [])]
+            if table == "project_events":
+                for r in rows:
+                    r["tranche"] = None if r["tranche"] is None else tuple(r["tranche"])
+            out.setdefault(table, []).extend(rows)
+    return out
+
+
+def account_row(name: str, book: str, opened_on: str, project_code: str | None, lane: str | None) -> dict:
+    return {"name": name, "book": book, "type": name.split(":", 1)[0], "project_code": project_code, "lane": lane,
+            "opened_on": opened_on}
+
+
+def fold(events: Iterable[Event]) -> dict[str, dict[tuple, dict]]:
+    """Every programme row the events add, by table and natural key, in chain order.
+
+    A key seen twice is a contradiction in the journal itself (the services refuse it), so
+    the first row is kept and the second reported by ``verify`` as a difference.
+    """
+    tables: dict[str, dict[tuple, dict]] = {t: {} for t in TABLES}
+    for event in events:
+        for table, rows in rows_of(event).items():
+            keyed = tables[table]
+            for row in rows:
+                keyed.setdefault(tuple(row[k] for k in KEYS[table]), row)
+    return tables
+
+
+def decode(text: str | None) -> dict | None:
+    return None if text is None else json.loads(text)
+
+
+# --- the project state fold ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectEvent:
+    """What ``fold_project`` reads of one project event (a ``project_events`` row)."""
+
+    entry_id: int
+    value_date: dt.date
+    kind: str
+    lane_no: int | None
+    stage: str | None
+    passed: bool | None
+    tranche_id: int | None
+    payload: dict
+
+
+@dataclass
+class ProjectFold:
+    """A project's state at a date, folded from its events.
+
+    Attributes:
+      conditions: lane (None: the whole project) -> the tranche conditions met.
+      met_on: (lane, condition) -> the date it was first met.
+      eliminated: lane -> the date it was eliminated.
+      released_tranches: ids of the tranches released.
+      extensions / extension_months: approved extensions, counted and summed.
+      terminated_on / ended_by: the first termination or revocation, and its kind.
+      closed_on: the closure after acceptance.
+    """
+
+    conditions: dict[int | None, set[str]] = field(default_factory=lambda: {None: {"approved"}})
+    met_on: dict[tuple[int | None, str], dt.date] = field(default_factory=dict)
+    eliminated: dict[int, dt.date] = field(default_factory=dict)
+    released_tranches: set[int] = field(default_factory=set)
+    extensions: int = 0
+    extension_months: int = 0
+    terminated_on: dt.date | None = None
+    ended_by: str | None = None
+    closed_on: dt.date | None = None
+
+    def met(self, lane_no: int) -> set[str]:
+        return self.conditions.get(None, set()) | self.conditions.get(lane_no, set())
+
+
+def counts(event_id: int, event_date: dt.date, reversals: dict[int, dt.date], as_of: dt.date | None) -> bool:
+    """Whether an event counts as of ``as_of``: dated on or before it and not reversed by
+    then. A reversal counts from its own value date, like the postings it makes; with no
+    date (the state now) every event and every reversal counts."""
+    if as_of is None:
+        return event_id not in reversals
+    undone = reversals.get(event_id)
+    return event_date <= as_of and (undone is None or undone > as_of)
+
+
+def fold_project(
+    approval_date: dt.date,
+    events: Iterable[ProjectEvent],
+    reversals: dict[int, dt.date],
+    as_of: dt.date | None = None,
+) -> ProjectFold:
+    """Fold one project's events (in chain order) into its state as of ``as_of``.
+
+    ``reversals`` maps a reversed entry id to the value date of the entry reversing it.
+    """
+    state = ProjectFold()
+    state.met_on[(None, "approved")] = approval_date
+    for e in events:
+        if not counts(e.entry_id, e.value_date, reversals, as_of):
+            continue
+        if e.kind == "stage" and e.passed:
+            state.conditions.setdefault(e.lane_no, set()).add(STAGES[e.stage])
+            state.met_on.setdefault((e.lane_no, STAGES[e.stage]), e.value_date)
+        elif e.kind == "stage" and e.stage == "stage_assessment" and not e.passed and e.lane_no:
+            state.eliminated.setdefault(e.lane_no, e.value_date)
+        elif e.kind == "bid_payment":
+            state.conditions.setdefault(e.lane_no, set()).add("first_bid_payment")
+            state.met_on.setdefault((e.lane_no, "first_bid_payment"), e.value_date)
+        elif e.kind == "release" and e.tranche_id is not None:
+            state.released_tranches.add(e.tranche_id)
+        elif e.kind == "extension":
+            state.extensions += 1
+            state.extension_months += e.payload.get("months", 0)
+        elif e.kind in ("termination", "revocation"):
+            if state.terminated_on is None:
+                state.terminated_on, state.ended_by = e.value_date, e.kind
+        elif e.kind == "closure":
+            state.closed_on = state.closed_on or e.value_date
+        elif e.kind == "elimination" and e.lane_no:
+            state.eliminated.setdefault(e.lane_no, e.value_date)
+    return state

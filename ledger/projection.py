@@ -1,0 +1,259 @@
+"""The programme tables as a projection of the journal: written from the fold, checked by it.
+
+``write`` inserts the rows ``ledger.fold.rows_of`` gives for a new event: the services
+write programme rows through it and nowhere else. ``differences`` folds every entry's facts
+in chain order and compares the result with what the tables hold, so a row inserted,
+changed or deleted behind the application's back is named by ``verify``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from ledger import chart
+from ledger.fold import COLUMNS, KEYS, TABLES, Event, decode, fold, rows_of
+from ledger.models import Base, Lane, Party, PartyRelation, Project, ProjectEvent, Tranche
+
+_DATE_COLUMNS = {"approval_date", "start_date", "end_date", "value_date", "opened_on", "closed_on"}
+_JSON_COLUMNS = {"conditions", "payload"}
+_MODELS = {
+    "parties": Party,
+    "party_relations": PartyRelation,
+    "projects": Project,
+    "lanes": Lane,
+    "tranches": Tranche,
+    "project_events": ProjectEvent,
+}
+
+
+def _table(name: str):
+    table = Base.metadata.tables.get(name)
+    if table is None:
+        from ledger import approvals  # settings live on approvals' own MetaData
+
+        table = approvals.metadata.tables[name]
+    return table
+
+
+def _stored(table: str, row: dict) -> dict:
+    """A fold row as the table stores it: dates as dates, JSON columns as text."""
+    out = {}
+    for column, value in row.items():
+        if column in _DATE_COLUMNS and value is not None:
+            value = dt.date.fromisoformat(value)
+        elif column in _JSON_COLUMNS and value is not None:
+            value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        out[column] = value
+    return out
+
+
+def record(session: Session, posted, draft) -> None:
+    """Write the programme rows of a draft just posted (nothing when its voucher was a replay)."""
+    if posted.created and draft.facts is not None:
+        write(session, Event(posted.entry_id, draft.value_date, draft.kind, draft.project_code, draft.actor, draft.facts))
+
+
+def write(session: Session, event: Event) -> None:
+    """Insert the programme rows of one new event (accounts are opened by the journal core)."""
+    rows = rows_of(event)
+    for table in TABLES:
+        if table == "accounts" or not rows.get(table):
+            continue
+        stored = [_stored(table, r) for r in rows[table]]
+        if table == "project_events":
+            for r in stored:
+                r["tranche_id"] = _tranche_id(session, r["project_code"], r.pop("tranche"))
+        session.execute(insert(_table(table)), stored)
+
+
+def _tranche_id(session: Session, code: str, slot: tuple[int, int] | None) -> int | None:
+    if slot is None:
+        return None
+    lane_no, seq = slot
+    return session.execute(
+        select(Tranche.id).where(Tranche.project_code == code, Tranche.lane_no == lane_no, Tranche.seq == seq)
+    ).scalar_one()
+
+
+# --- upgrading a ledger made before facts existed ---------------------------------------------
+
+SNAPSHOT_KIND = "snapshot"
+
+
+def needs_snapshot(session: Session) -> bool:
+    """True for a ledger whose programme rows predate facts: no entry carries facts yet, but
+    the programme tables hold rows (every programme row written since comes with its facts).
+    Such a ledger gets one snapshot entry on upgrade; a ledger of hand-opened accounts only
+    needs none (their names and books are in every posting's hashed content)."""
+    if session.execute(select_facts().limit(1)).first() is not None:
+        return False
+    return any(session.execute(select(_table(t)).limit(1)).first() is not None for t in TABLES if t != "accounts")
+
+
+def record_snapshot(session: Session, *, actor: str, revision: str):
+    """Post the programme tables and accounts as they are as one hashed fact entry, so that
+    from the upgrade on every programme fact is covered by the chain; old entries keep
+    their hashes (and old anchors still match)."""
+    from ledger.journal import EntryDraft, chain_head, post
+
+    tables = {}
+    for table in TABLES:
+        rows = sorted(table_rows(session, table).values(), key=lambda r: json.dumps([r[k] for k in KEYS[table]]))
+        tables[table] = [_json_row(r) for r in rows]
+    last_id, _ = chain_head(session)
+    value_date = session.execute(
+        select(_entries().c.value_date).where(_entries().c.id == last_id)
+    ).scalar() or dt.date.today()
+    draft = EntryDraft(
+        value_date=value_date if isinstance(value_date, dt.date) else dt.date.fromisoformat(value_date),
+        kind=SNAPSHOT_KIND,
+        postings=(),
+        voucher=f"SNAPSHOT-{revision}",
+        memo=f"升级时的项目数据快照（schema {revision}）",
+        actor=actor,
+        fact=True,
+        facts={"snapshot": tables},
+        trace={"entries_before": last_id, "rows": {t: len(r) for t, r in tables.items()}},
+    )
+    return post(session, draft)
+
+
+def _json_row(row: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in row.items()}
+
+
+# --- the check ------------------------------------------------------------------------------
+
+
+def verify_ledger(session: Session, *, progress=None):
+    """``ledger.verify.verify`` with the programme tables checked against the journal's facts."""
+    from ledger.verify import verify
+
+    return verify(session, progress=progress, projections=differences)
+
+
+def journal_events(session: Session) -> Iterator[Event]:
+    """Every entry that carries facts, in chain order."""
+    rows = session.execute(
+        select_facts().order_by(_entries().c.id),
+        execution_options={"yield_per": 2_000},
+    )
+    for entry_id, value_date, kind, project_code, actor, facts in rows:
+        yield Event(entry_id, value_date, kind, project_code, actor, decode(facts))
+
+
+def _entries():
+    return _table("journal_entries")
+
+
+def select_facts():
+    e = _entries()
+    return select(e.c.id, e.c.value_date, e.c.kind, e.c.project_code, e.c.actor, e.c.facts).where(e.c.facts.is_not(None))
+
+
+def _plain(value):
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def table_rows(session: Session, table: str) -> dict[tuple, dict]:
+    """What a programme table holds, in the fold's shape, by natural key."""
+    columns = [c for c in COLUMNS[table] if c != "tranche"]
+    t = _table(table)
+    query = select(*[t.c[c] for c in columns])
+    if table == "project_events":
+        slot = _table("tranches")
+        query = query.add_columns(slot.c.lane_no.label("tranche_lane"), slot.c.seq.label("tranche_seq")).outerjoin(
+            slot, slot.c.id == t.c.tranche_id
+        )
+    out: dict[tuple, dict] = {}
+    for record in session.execute(query).mappings():
+        row = {c: _plain(record[c]) for c in columns}
+        for column in _JSON_COLUMNS & row.keys():
+            if row[column] is not None:
+                row[column] = json.loads(row[column])
+        for column in ("innovation_star", "bad_credit", "passed"):
+            if column in row and row[column] is not None:
+                row[column] = bool(row[column])
+        if table == "project_events":
+            row["tranche"] = None if record["tranche_lane"] is None else (record["tranche_lane"], record["tranche_seq"])
+        key = tuple(row[k] for k in KEYS[table])
+        if key in out:
+            return {**out, ("duplicate",) + key: row}
+        out[key] = row
+    return out
+
+
+def _show(key: tuple) -> str:
+    return ", ".join(str(k) for k in key)
+
+
+def differences(session: Session, events: Iterator[Event] | None = None) -> str | None:
+    """The first difference between the tables and the fold of the journal, in one sentence, or None."""
+    expected = fold(journal_events(session) if events is None else events)
+    for table in TABLES:
+        want = expected[table]
+        have = table_rows(session, table)
+        if table == "accounts":
+            problem = _accounts_problem(want, have, expected["lanes"])
+            if problem:
+                return problem
+            continue
+        for key, row in want.items():
+            actual = have.get(key)
+            if actual is None:
+                return f"table {table} has lost row ({_show(key)}) that the journal records"
+            for column in COLUMNS[table]:
+                if actual[column] != row[column]:
+                    return (
+                        f"table {table}, row ({_show(key)}), column {column}: the journal says {row[column]!r}, "
+                        f"the table holds {actual[column]!r}"
+                    )
+        for key in have:
+            if key not in want:
+                if key[0] == "duplicate":
+                    return f"table {table} holds row ({_show(key[1:])}) twice"
+                return f"table {table} holds row ({_show(key)}) that no journal entry records"
+    return None
+
+
+def _accounts_problem(want: dict, have: dict, lanes: dict) -> str | None:
+    """Accounts opened by business events must equal their ``opens`` facts; every other
+    account (opened by hand or by a ledger-shaped file) must have the type of its name's
+    root, and one named by the chart must carry the project and lane its name gives."""
+    for key, row in want.items():
+        actual = have.get(key)
+        if actual is None:
+            return f"table accounts has lost account {key[0]} that the journal opened"
+        for column in COLUMNS["accounts"]:
+            if actual[column] != row[column]:
+                return (
+                    f"table accounts, account {key[0]}, column {column}: the journal says {row[column]!r}, "
+                    f"the table holds {actual[column]!r}"
+                )
+    for key, actual in have.items():
+        if key in want:
+            continue
+        name = key[0]
+        if actual["type"] != name.split(":", 1)[0]:
+            return f"table accounts, account {name}, column type: its name says {name.split(':', 1)[0]!r}, the table holds {actual['type']!r}"
+        derived = chart.project_and_lane(name)
+        if derived is None:
+            continue
+        code, lane_no = derived
+        solver = None if lane_no is None else lanes.get((code, lane_no), {}).get("solver_uscc")
+        if actual["project_code"] != code or (lane_no is not None and solver is not None and actual["lane"] != solver):
+            return (
+                f"table accounts, account {name}: its name gives project {code}"
+                + (f" lane L{lane_no} ({solver})" if lane_no is not None else "")
+                + f", the table holds project {actual['project_code']!r} lane {actual['lane']!r}"
+            )
+    return None
