@@ -807,9 +807,10 @@ def _load_cached(path: str, mtime_ns: int, size: int) -> Rules:
     return _parse_content(path, _read(Path(path)))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _parse_content(path: str, data: bytes) -> Rules:
-    # Keyed by the bytes themselves, so a hit is the same content and can never be stale.
+    # Keyed by the bytes themselves, so a hit is the same content and can never be stale. The
+    # cache holds the bytes, hence the smaller size: at most 64 MiB even for files at the limit.
     return _parse(Path(path), data)
 
 
