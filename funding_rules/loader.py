@@ -5,17 +5,26 @@ so the clause travels with the number into every report. Amounts and rates are s
 TOML floats, which are binary); ``"none"`` means "no limit" or "not applicable", and the source
 says which. A new city or policy version is a new file, never new code. Validation is strict:
 the first problem is refused with the file, the key and the reason in one line.
+
+A loaded file carries a fingerprint: the SHA-256 of its parsed document in canonical JSON, so
+comments, whitespace and key order do not change it but any value or source text does. A
+project is pinned to a version and its fingerprint at approval; ``get_rules(version,
+fingerprint=...)`` refuses a file edited in place since, because a change of policy is a new
+file with a new ``version``, never an edit of the one projects were approved under.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -27,6 +36,8 @@ from ledger.money import parse_fen, parse_rate
 RULES_DIR = Path(__file__).parent / "rules"
 RULES_PATH_ENV = "JIEBANG_RULES_PATH"
 NONE = "none"  # TOML has no null; this word stands for "no limit / not applicable".
+# The packaged files are a few KB; a limit keeps a stray or hostile file from eating memory.
+RULES_FILE_BYTES_MAX = 1 << 20
 
 FUNDING_MODELS = ("staged_grant", "bid_subsidy")
 PAYMENT_FORMS = ("cash", "equity", "in_kind")
@@ -51,6 +62,61 @@ class RulesFileError(Refusal):
         super().__init__("rules_file_must_be_valid", f"Rules file {path}: {key}: {reason}.")
         self.path = str(path)
         self.key = key
+
+
+class RulesChangedError(Refusal):
+    """A rules file whose content no longer matches the fingerprint a project was pinned to.
+
+    Attributes:
+      path: the file, as loaded.
+      version: the rules version the file defines.
+      expected: the fingerprint pinned at approval.
+      actual: the fingerprint of the file as it is now.
+      project: the project code once ``for_project`` named it, else None.
+      pinned_on: the date the project pinned the version, once named, else None.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        version: str,
+        expected: str,
+        actual: str,
+        *,
+        message: str | None = None,
+        project: str | None = None,
+        pinned_on: date | str | None = None,
+    ):
+        self.path = str(path)
+        self.version = version
+        self.expected = expected
+        self.actual = actual
+        self.project = project
+        self.pinned_on = pinned_on
+        super().__init__(
+            "rules_file_must_match_pinned_fingerprint",
+            message
+            or (
+                f"rules file {self.path} ({version}) changed since it was pinned "
+                f"(fingerprint {expected[:12]} now {actual[:12]}); "
+                "publish the change as a new version"
+            ),
+        )
+
+    def for_project(self, code: str, pinned_on: date | str) -> RulesChangedError:
+        """The same refusal, worded for the officer handling project ``code``."""
+        return RulesChangedError(
+            self.path,
+            self.version,
+            self.expected,
+            self.actual,
+            project=code,
+            pinned_on=pinned_on,
+            message=(
+                f"rules file {self.path} changed since project {code} pinned it on {pinned_on}; "
+                "publish the change as a new version (a new file with a new `version`)"
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +291,8 @@ class Rules:
       sources: "section.key" → clause or DEFAULT reason (read-only), e.g.
         sources["funding.subsidy_rate"]; tranches are "tranches.<name>".
       path: the file it came from.
+      fingerprint: SHA-256 (64 lowercase hex) of the parsed document in canonical JSON; the
+        same for any two files that say the same thing, whatever their comments or layout.
     """
 
     version: str
@@ -240,6 +308,7 @@ class Rules:
     closure: ClosureRules
     sources: Mapping[str, str]
     path: str
+    fingerprint: str
 
     def clause(self, key: str) -> str:
         """The source of ``section.key``, for messages that cite the rule."""
@@ -434,6 +503,7 @@ _TRANCHE_KEYS = {
 }
 _CATEGORY_KEYS = {"equipment", "business", "labour", "indirect"}
 _VERSION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _require_keys(
@@ -518,16 +588,101 @@ def _parse_tranche(f: _File, i: int, table: Any, model: str, sources: dict[str, 
     return Tranche(name, basis, share, ceiling, conditions, saima, source)
 
 
-def _parse(path: Path) -> Rules:
+def _canonical(value: Any) -> Any:
+    """The document as JSON values: TOML dates, date-times and times become ISO strings."""
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    if isinstance(value, (date, time)):  # datetime is a date subclass, so it is covered too.
+        return value.isoformat()
+    return value
+
+
+def _document_fingerprint(f: _File, doc: Mapping[str, Any]) -> str:
+    try:
+        return _fingerprint(doc)
+    except RecursionError:
+        # Validation leaves no deep nesting; this guards the walk should a schema ever allow it.
+        return f.fail("TOML", "is nested too deeply to read; a rules file nests a few levels")
+
+
+def _fingerprint(doc: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a parsed rules document, as 64 lowercase hex."""
+    canonical = json.dumps(
+        _canonical(doc), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _check_file(path: Path, info: os.stat_result) -> None:
+    """Refuse what is not a regular file of a sensible size, before anything opens it."""
+    if not stat.S_ISREG(info.st_mode):
+        raise RulesFileError(
+            path,
+            "(file)",
+            f"is {_file_kind(info.st_mode)}, not a regular file; point at a .toml file",
+        )
+    if info.st_size > RULES_FILE_BYTES_MAX:
+        raise _too_large(path, f"is {info.st_size:,} bytes")
+
+
+def _too_large(path: Path, size: str) -> RulesFileError:
+    return RulesFileError(
+        path,
+        "(file)",
+        f"{size}, over the {RULES_FILE_BYTES_MAX:,}-byte limit for a rules file "
+        "(the packaged ones are a few KB)",
+    )
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a regular rules file of at most RULES_FILE_BYTES_MAX, or a refusal.
+
+    The file is opened non-blocking and checked again through its descriptor, so a FIFO that
+    replaces the file after the caller's stat is refused instead of hanging the read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        raise RulesFileError(path, "(file)", f"cannot be read ({error.strerror})") from None
+    with open(descriptor, "rb", closefd=True) as handle:
+        _check_file(path, os.fstat(descriptor))
+        try:
+            data = handle.read(RULES_FILE_BYTES_MAX + 1)
+        except OSError as error:
+            raise RulesFileError(path, "(file)", f"cannot be read ({error.strerror})") from None
+    if len(data) > RULES_FILE_BYTES_MAX:  # The file grew after the check.
+        raise _too_large(path, "grew while being read")
+    return data
+
+
+def _parse(path: Path, data: bytes) -> Rules:
     f = _File(path)
     try:
-        with path.open("rb") as handle:
-            doc = tomllib.load(handle)
+        # What tomllib.load does with a binary handle, on the bytes already read and checked.
+        doc = tomllib.loads(data.decode())
     except tomllib.TOMLDecodeError as error:
         # The message already carries "(at line N, column M)".
         return f.fail("TOML", f"syntax error {error}")
     except UnicodeDecodeError as error:
         return f.fail("TOML", f"is not UTF-8 text (byte {error.start}); save it as UTF-8")
+    except RecursionError:
+        # tomllib recurses once per nesting level; thousands of [[[ ... exhaust the stack.
+        return f.fail("TOML", "is nested too deeply to read; a rules file nests a few levels")
     _require_keys(f, "(top)", doc, _TOP_KEYS, _TOP_KEYS)
     head = doc["rules"]
     _require_keys(f, "rules", head, _HEADER_KEYS, _HEADER_KEYS - {"effective_to"})
@@ -585,6 +740,7 @@ def _parse(path: Path) -> Rules:
         closure=closure,
         sources=MappingProxyType(sources),
         path=str(path),
+        fingerprint=_document_fingerprint(f, doc),
     )
 
 
@@ -646,17 +802,38 @@ def _check_consistency(
 @functools.lru_cache(maxsize=256)
 def _load_cached(path: str, mtime_ns: int, size: int) -> Rules:
     # mtime and size are in the key so an edited file is read again; a refusal is never cached.
-    return _parse(Path(path))
+    # An edit that keeps the size within one mtime tick is missed here, which is why a caller
+    # holding a pinned fingerprint goes through _load_fresh instead.
+    return _parse_content(path, _read(Path(path)))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_content(path: str, data: bytes) -> Rules:
+    # Keyed by the bytes themselves, so a hit is the same content and can never be stale. The
+    # cache holds the bytes, hence the smaller size: at most 64 MiB even for files at the limit.
+    return _parse(Path(path), data)
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise RulesFileError(path, "(file)", f"cannot be read ({error.strerror})") from None
+    _check_file(path, info)
+    return info
 
 
 def load_rules_file(path: str | os.PathLike[str]) -> Rules:
     """Load and validate one rules file, or raise RulesFileError naming the key and reason."""
     resolved = Path(path).resolve()
-    try:
-        stat = resolved.stat()
-    except OSError as error:
-        raise RulesFileError(resolved, "(file)", f"cannot be read ({error.strerror})") from None
-    return _load_cached(str(resolved), stat.st_mtime_ns, stat.st_size)
+    info = _stat(resolved)
+    return _load_cached(str(resolved), info.st_mtime_ns, info.st_size)
+
+
+def _load_fresh(path: Path) -> Rules:
+    """The file as it is on disk now: read and hashed every call, parsed only when it changed."""
+    _stat(path)
+    return _parse_content(str(path), _read(path))
 
 
 def rules_dirs(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
@@ -725,14 +902,45 @@ def rules_in_force(
     return winners[0]
 
 
-def get_rules(version: str, *, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> Rules:
-    """The rules version a project is pinned to, or a refusal listing the known versions."""
+def get_rules(
+    version: str,
+    *,
+    fingerprint: str | None = None,
+    extra_dirs: Iterable[str | os.PathLike[str]] = (),
+) -> Rules:
+    """The rules version a project is pinned to, or a refusal listing the known versions.
+
+    With ``fingerprint`` (the one pinned at approval) the file is read afresh, never from the
+    mtime cache, and RulesChangedError refuses it if its content has changed since.
+    """
+    if fingerprint is not None and not _FINGERPRINT_RE.fullmatch(fingerprint):
+        raise ValueError(f"fingerprint must be 64 lowercase hex digits, got {fingerprint!r}")
     versions = available_rules(extra_dirs)
     for rules in versions:
         if rules.version == version:
-            return rules
+            return rules if fingerprint is None else _pinned(rules, fingerprint)
     raise Refusal(
         "rules_version_must_exist",
         f"Rules version {version!r} is unknown; known versions: "
         f"{', '.join(r.version for r in versions) or 'none'}.",
     )
+
+
+def _pinned(rules: Rules, fingerprint: str) -> Rules:
+    # The version equals the file name, so the same path still defines the same version.
+    fresh = _load_fresh(Path(rules.path))
+    if fresh.fingerprint != fingerprint:
+        raise RulesChangedError(fresh.path, fresh.version, fingerprint, fresh.fingerprint)
+    return fresh
+
+
+def fingerprints(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> dict[str, str]:
+    """Every rules version found → the fingerprint of its file as it is on disk now.
+
+    For verify: each file is read afresh, so an in-place edit is seen even where the mtime
+    cache would miss it.
+    """
+    return {
+        rules.version: _load_fresh(Path(rules.path)).fingerprint
+        for rules in available_rules(extra_dirs)
+    }

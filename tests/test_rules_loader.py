@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from funding_rules import loader
 from funding_rules.loader import (
     RULES_DIR,
+    RULES_FILE_BYTES_MAX,
     RulesFileError,
     available_rules,
     get_rules,
@@ -358,3 +362,71 @@ def test_loaded_files_are_cached_until_they_change(tmp_path):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert load_rules_file(path).approval.max_extensions == 2
+
+
+# --- hostile files -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def must_not_hang(seconds: int = 5):
+    """Turn a blocked read into a test failure instead of a hung test run."""
+
+    def hung(signum, frame):
+        raise AssertionError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+
+
+@needs_fifo
+def test_a_fifo_named_like_a_rules_file_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "jiangmen-2023-trial.toml"
+    os.mkfifo(fifo)
+    with must_not_hang(), pytest.raises(RulesFileError) as error:
+        load_rules_file(fifo)
+    assert error.value.message == (
+        f"Rules file {fifo}: (file): is a FIFO, not a regular file; point at a .toml file."
+    )
+    with must_not_hang(), pytest.raises(RulesFileError, match="is a FIFO"):
+        available_rules([tmp_path])
+
+
+@needs_fifo
+def test_a_fifo_swapped_in_after_the_stat_is_refused_at_the_read(tmp_path):
+    # The read checks the open descriptor again, so losing the race cannot hang the loader.
+    fifo = tmp_path / "jiangmen-2023-trial.toml"
+    os.mkfifo(fifo)
+    with must_not_hang(), pytest.raises(RulesFileError, match="is a FIFO, not a regular file"):
+        loader._read(fifo)
+
+
+def test_a_directory_named_like_a_rules_file_is_refused(tmp_path):
+    (tmp_path / "jiangmen-2023-trial.toml").mkdir()
+    with pytest.raises(RulesFileError, match=r"\(file\): is a directory, not a regular file"):
+        available_rules([tmp_path])
+
+
+def test_a_file_of_exactly_the_size_limit_loads_and_one_byte_more_is_refused(tmp_path):
+    padding = RULES_FILE_BYTES_MAX - len(JIANGMEN.encode("utf-8")) - len("\n#\n")
+    at_limit = JIANGMEN + "\n#" + "x" * padding + "\n"
+    assert len(at_limit.encode("utf-8")) == RULES_FILE_BYTES_MAX
+    assert load_rules_file(write(tmp_path, at_limit)).version == "jiangmen-2023-trial"
+    message = refused(tmp_path, at_limit + "\n")
+    assert message.endswith(
+        "(file): is 1,048,577 bytes, over the 1,048,576-byte limit for a rules file "
+        "(the packaged ones are a few KB)."
+    )
+
+
+@pytest.mark.parametrize("nesting", ["[" * 50_000 + "]" * 50_000, "{ a = " * 50_000 + "}" * 50_000])
+def test_a_deeply_nested_file_is_refused_in_one_line(tmp_path, nesting):
+    message = refused(tmp_path, f"deep = {nesting}\n" + JIANGMEN)
+    assert message.endswith("TOML: is nested too deeply to read; a rules file nests a few levels.")
