@@ -41,7 +41,7 @@ COLUMNS = {
     "parties": ("uscc", "name", "kind", "revenue_fen", "rnd_intensity", "innovation_star", "bad_credit",
                 "uscc_override_reason", "recorded_by"),
     "party_relations": ("party_uscc", "related_uscc"),
-    "projects": ("code", "name", "city", "rules_version", "category", "mode", "demand_uscc", "total_investment_fen",
+    "projects": ("code", "name", "city", "rules_version", "rules_fingerprint", "category", "mode", "demand_uscc", "total_investment_fen",
                  "approved_grant_fen", "budget_year", "approval_date", "start_date", "end_date", "entry_id"),
     "lanes": ("project_code", "lane_no", "solver_uscc"),
     "tranches": ("project_code", "lane_no", "seq", "name", "basis", "amount_fen", "conditions", "source"),
@@ -103,7 +103,9 @@ def rows_of(event: Event) -> dict[str, list[dict]]:
         out["party_relations"] = [{"party_uscc": party["uscc"], "related_uscc": r} for r in party.get("related", [])]
     project = facts.get("project")
     if project is not None:
-        out["projects"] = [{k: project[k] for k in COLUMNS["projects"] if k != "entry_id"} | {"entry_id": event.entry_id}]
+        out["projects"] = [
+            {k: project.get(k) for k in COLUMNS["projects"] if k != "entry_id"} | {"entry_id": event.entry_id}
+        ]
         out["lanes"] = [{"project_code": project["code"], "lane_no": n, "solver_uscc": s} for n, s in facts["lanes"]]
         out["tranches"] = [{"project_code": project["code"], **t} for t in facts["tranches"]]
     happened = facts.get("event")

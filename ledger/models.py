@@ -254,6 +254,9 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     city: Mapped[str] = mapped_column(String(40))
     rules_version: Mapped[str] = mapped_column(String(60))
+    # SHA-256 of the rules file's canonical content at approval; NULL only for a project
+    # approved before fingerprints whose file could not be found at the upgrade.
+    rules_fingerprint: Mapped[str | None] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(30))
     mode: Mapped[str] = mapped_column(String(10))
     demand_uscc: Mapped[str] = mapped_column(String(18), ForeignKey("parties.uscc"), index=True)

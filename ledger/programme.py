@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from funding_rules import checks
-from funding_rules.loader import Rules, get_rules, rules_in_force
+from funding_rules.loader import Rules, RulesChangedError, get_rules, rules_in_force
 from funding_rules.uscc import validate_uscc
 from ledger import chart, fold, projection, reads
 from ledger.errors import Refusal
@@ -396,6 +396,7 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             f"project {code} is in {spec.city} but rules {rules.version} are for {rules.city}; "
             "leave --rules out to use the version in force, or name one of the project's city.",
         )
+    _refuse_changed_pin(session, rules)
     existing = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
     voucher = _voucher(spec.voucher, f"APPROVE-{code}")
     if existing is not None:
@@ -495,6 +496,7 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         "name": spec.name,
         "city": rules.city,
         "rules_version": rules.version,
+        "rules_fingerprint": rules.fingerprint,
         "category": spec.category,
         "mode": spec.mode,
         "demand_uscc": demand.uscc,
@@ -527,6 +529,21 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             "tranches": _tranche_rows(lanes, obligation, rules, spec.mode),
         },
     )
+
+
+def _refuse_changed_pin(session: Session, rules: Rules) -> None:
+    """Refuse a rules file whose content differs from what an earlier project pinned."""
+    pinned = session.execute(
+        select(Project.code, Project.approval_date, Project.rules_fingerprint)
+        .where(Project.rules_version == rules.version, Project.rules_fingerprint.is_not(None),
+               Project.rules_fingerprint != rules.fingerprint)
+        .order_by(Project.approval_date, Project.code)
+        .limit(1)
+    ).first()
+    if pinned is not None:
+        raise RulesChangedError(rules.path, rules.version, pinned.rules_fingerprint, rules.fingerprint).for_project(
+            pinned.code, pinned.approval_date
+        )
 
 
 def _same_approval(session: Session, project: Project, spec: ApprovalInput, rules: Rules) -> bool:
@@ -620,10 +637,14 @@ class ProjectState:
         return reads.lane_number(self.project.code, self.lanes, solver)
 
 
-@functools.lru_cache(maxsize=64)
-def _rules(version: str) -> Rules:
-    """Rules by version, read once per process: a project's version never changes."""
-    return get_rules(version)
+def pinned_rules(project: Project) -> Rules:
+    """The rules a project is pinned to: its version, refused in one line if the file's
+    content is no longer what the project pinned at approval (a change of policy must be
+    published as a new version, never edited into the pinned one)."""
+    try:
+        return get_rules(project.rules_version, fingerprint=project.rules_fingerprint)
+    except RulesChangedError as changed:
+        raise changed.for_project(project.code, project.approval_date) from None
 
 
 def project_folds(session: Session, projects: list[Project], as_of: dt.date | None = None) -> dict[str, fold.ProjectFold]:
@@ -671,7 +692,7 @@ def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -
         raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
     lanes = dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all())
     folded = project_folds(session, [project], as_of)[code]
-    return project_state(project, _rules(project.rules_version), lanes, folded)
+    return project_state(project, pinned_rules(project), lanes, folded)
 
 
 def extension_months_by_project(session: Session) -> dict[str, int]:

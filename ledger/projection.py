@@ -197,7 +197,32 @@ def _show(key: tuple) -> str:
 
 
 def differences(session: Session, events: Iterator[Event] | None = None) -> str | None:
-    """The first difference between the tables and the fold of the journal, in one sentence, or None."""
+    """The first difference between the tables and the fold of the journal, in one sentence,
+    or the first rules file changed since a project pinned it, or None."""
+    return _tables_problem(session, events) or pins_problem(session)
+
+
+def pins_problem(session: Session) -> str | None:
+    """The first project whose pinned rules file is missing or no longer has the pinned content."""
+    from funding_rules.loader import RulesChangedError, fingerprints, get_rules
+
+    current = fingerprints()
+    rows = session.execute(
+        select(Project.rules_version, Project.rules_fingerprint, Project.code, Project.approval_date)
+        .where(Project.rules_fingerprint.is_not(None))
+        .order_by(Project.approval_date, Project.code)
+    )
+    for version, pinned, code, approved in rows:
+        if version not in current:
+            return (f"rules version {version}, pinned by project {code} on {approved}, is not found; "
+                    "put its file back (or set JIEBANG_RULES_PATH to its folder)")
+        if current[version] != pinned:
+            path = get_rules(version).path
+            return RulesChangedError(path, version, pinned, current[version]).for_project(code, approved).message
+    return None
+
+
+def _tables_problem(session: Session, events: Iterator[Event] | None) -> str | None:
     expected = fold(journal_events(session) if events is None else events)
     for table in TABLES:
         want = expected[table]

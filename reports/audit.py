@@ -47,7 +47,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from funding_rules.checks import add_months
-from funding_rules.loader import Rules, get_rules
+from funding_rules.loader import Rules
 from ledger import chart
 from ledger.errors import Refusal
 from ledger.models import Account, JournalEntry, Lane, Party, Posting, Project, ProjectEvent
@@ -55,6 +55,7 @@ from ledger.money import apply_rate, format_fen_grouped
 from ledger.programme import (
     BALANCE_KEYS,
     ProjectState,
+    pinned_rules,
     project_balances,
     project_folds,
     project_state,
@@ -299,7 +300,7 @@ def _events(session: Session, code: str, as_of: dt.date, reversed_ids: set[int])
 def load_scope(session: Session, code: str, as_of: dt.date | None = None) -> Scope:
     project, as_of, basis = resolve_as_of(session, code, as_of)
     code = project.code
-    rules = get_rules(project.rules_version)
+    rules = pinned_rules(project)
     lanes = dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all())
     usccs = {project.demand_uscc, *lanes.values()}
     parties = {p.uscc: p for p in session.scalars(select(Party).where(Party.uscc.in_(usccs)))}

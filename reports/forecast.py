@@ -53,7 +53,7 @@ from ledger.errors import Refusal
 from ledger.fold import ProjectFold
 from ledger.models import Account, JournalEntry, Lane, Posting, Project, Tranche
 from ledger.money import parse_fen
-from ledger.programme import project_folds
+from ledger.programme import pinned_rules, project_folds
 
 RUNS_MAX = 100_000
 YEARS_MAX = 30
@@ -384,7 +384,7 @@ def read_plans(session: Session, as_of: dt.date, *, city: str | None = None) -> 
 
 
 def _plan_from_ledger(project: Project, lanes: dict[int, str], tranches: list[Tranche], fold: ProjectFold, sums) -> ProjectPlan:
-    rules = get_rules(project.rules_version)
+    rules = pinned_rules(project)
     clawback = sum(sums.get((project.code, uscc), {}).get("clawback_receivable", 0) for uscc in lanes.values())
     active = [] if fold.terminated_on is not None or fold.closed_on is not None else [n for n in sorted(lanes) if n not in fold.eliminated]
     lane_plans = []

@@ -207,18 +207,18 @@ def test_a_deleted_row_is_refused_or_named_by_verify(demo_engine, table, where):
 
 
 INSERTS = [
-    ("parties", "INSERT INTO parties (uscc, name, kind, innovation_star, bad_credit, recorded_by) "
-                "VALUES ('91440700MA51A0005L', '伪造', 'enterprise', false, false, 'x')"),
+    ("parties", ("INSERT INTO parties (uscc, name, kind, innovation_star, bad_credit, recorded_by) "
+                "VALUES ('91440700MA51A0005L', '伪造', 'enterprise', false, false, 'x')")),
     ("party_relations", "INSERT INTO party_relations (party_uscc, related_uscc) VALUES ('91440703MA4W1A276P', '91440700MA51A0004H')"),
     ("lanes", "INSERT INTO lanes (project_code, lane_no, solver_uscc) VALUES ('JM2024-002', 5, '91440700MA51A0003E')"),
-    ("tranches", "INSERT INTO tranches (project_code, lane_no, seq, name, basis, amount_fen, conditions, source) "
-                 "VALUES ('JM2024-002', 1, 9, 'x', 'grant_share', 100, '[]', '')"),
+    ("tranches", ("INSERT INTO tranches (project_code, lane_no, seq, name, basis, amount_fen, conditions, source) "
+                 "VALUES ('JM2024-002', 1, 9, 'x', 'grant_share', 100, '[]', '')")),
     # The attack of issue 12: a mid-term pass recorded without a journal entry of its own.
-    ("project_events", "INSERT INTO project_events (entry_id, project_code, value_date, kind, lane_no, stage, passed) "
-                       "VALUES (3, 'JM2025-003', DATE '2025-01-01', 'stage', NULL, 'midterm', true)"),
+    ("project_events", ("INSERT INTO project_events (entry_id, project_code, value_date, kind, lane_no, stage, passed) "
+                       "VALUES (3, 'JM2025-003', DATE '2025-01-01', 'stage', NULL, 'midterm', true)")),
     ("settings", "INSERT INTO settings (name, value, set_by, entry_id) VALUES ('require_approval', 'off', 'x', NULL)"),
-    ("accounts", "INSERT INTO accounts (name, book, type, project_code, lane, opened_on) "
-                 "VALUES ('Assets:Fiscal:Advances:JM2024-002:L1:Extra', 'fiscal', 'Assets', 'JM2025-003', NULL, DATE '2024-01-01')"),
+    ("accounts", ("INSERT INTO accounts (name, book, type, project_code, lane, opened_on) "
+                 "VALUES ('Assets:Fiscal:Advances:JM2024-002:L1:Extra', 'fiscal', 'Assets', 'JM2025-003', NULL, DATE '2024-01-01')")),
 ]
 
 

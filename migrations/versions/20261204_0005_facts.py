@@ -10,6 +10,8 @@ Create Date: 2026-12-04 23:30:00.000000
   from it (``ledger.projection``), so ``verify`` can rebuild them and compare. Entries
   posted before this revision have no facts and keep their digests; ``jiebang init`` records
   the programme state they left as one hashed snapshot entry right after this upgrade.
+* ``projects.rules_fingerprint`` pins each project to the SHA-256 of its rules file's
+  canonical content; projects that exist at the upgrade are pinned to their file as it is.
 * ``accounts`` becomes insert-only like the journal: name, book, type, project, lane and
   opening date are fixed when an account is opened; the one change allowed is closing it,
   once (``closed_on`` from NULL to a date). ``verify`` checks every posting against both dates.
@@ -31,6 +33,8 @@ _SAME = ("id", "name", "book", "type", "project_code", "lane", "opened_on", "cre
 
 def upgrade() -> None:
     op.add_column("journal_entries", sa.Column("facts", sa.Text(), nullable=True))
+    op.add_column("projects", sa.Column("rules_fingerprint", sa.String(length=64), nullable=True))
+    _pin_existing_projects()
     if op.get_bind().dialect.name == "sqlite":
         unchanged = " AND ".join(f"NEW.{c} IS OLD.{c}" for c in _SAME)
         op.execute(
@@ -65,14 +69,53 @@ def upgrade() -> None:
     )
 
 
+def _pin_existing_projects() -> None:
+    """Pin each existing project to the content of its rules file as it is at the upgrade
+    (the ``jiebang init`` that follows records this in the snapshot entry). A version whose
+    file cannot be found stays unpinned (NULL) and is loaded as before."""
+    from funding_rules.loader import fingerprints
+
+    bind = op.get_bind()
+    versions = [v for (v,) in bind.execute(sa.text("SELECT DISTINCT rules_version FROM projects"))]
+    if not versions:
+        return
+    known = fingerprints()
+    sqlite = bind.dialect.name == "sqlite"
+    # The projects table is insert-only; its guard is lifted for this one statement per version.
+    if sqlite:
+        op.execute("DROP TRIGGER IF EXISTS projects_no_update")
+    else:
+        op.execute("ALTER TABLE projects DISABLE TRIGGER projects_append_only")
+    for version in versions:
+        if version in known:
+            bind.execute(
+                sa.text("UPDATE projects SET rules_fingerprint = :f WHERE rules_version = :v"),
+                {"f": known[version], "v": version},
+            )
+    if sqlite:
+        op.execute(
+            "CREATE TRIGGER projects_no_update BEFORE UPDATE ON projects BEGIN SELECT RAISE(ABORT, "
+            "'projects is insert-only: UPDATE is refused; record a new event instead'); END"
+        )
+    else:
+        op.execute("ALTER TABLE projects ENABLE TRIGGER projects_append_only")
+
+
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS accounts_no_update")
         op.execute("DROP TRIGGER IF EXISTS accounts_no_delete")
         # SQLite (3.35+) drops a column in place: no table rebuild, the entries' triggers stay.
         op.execute("ALTER TABLE journal_entries DROP COLUMN facts")
+        op.execute("DROP TRIGGER IF EXISTS projects_no_update")
+        op.execute("ALTER TABLE projects DROP COLUMN rules_fingerprint")
+        op.execute(
+            "CREATE TRIGGER projects_no_update BEFORE UPDATE ON projects BEGIN SELECT RAISE(ABORT, "
+            "'projects is insert-only: UPDATE is refused; record a new event instead'); END"
+        )
     else:
         op.execute("DROP TRIGGER IF EXISTS accounts_append_only ON accounts")
         op.execute("DROP TRIGGER IF EXISTS accounts_no_truncate ON accounts")
         op.execute("DROP FUNCTION IF EXISTS jiebang_accounts_guard()")
         op.drop_column("journal_entries", "facts")
+        op.drop_column("projects", "rules_fingerprint")
