@@ -6,6 +6,7 @@ Nothing is mocked: tests talk to real databases through the same engine code as 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import uuid
@@ -76,7 +77,7 @@ def _pg_run_database(_pg_admin):
 
 
 def pytest_generate_tests(metafunc):
-    if "db_url" in metafunc.fixturenames:
+    if "db_url" in metafunc.fixturenames or "demo_engine" in metafunc.fixturenames:
         metafunc.parametrize("backend", _backends(metafunc.config), indirect=False)
 
 
@@ -106,6 +107,50 @@ def db_url(request, backend, tmp_path) -> str:
     with admin.connect() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     admin.dispose()
+
+
+_ENGINES: dict[str, object] = {}
+
+
+@pytest.fixture
+def demo_engine(backend, request, tmp_path_factory):
+    """The demo ledger (nine projects of two cities) plus a party relation and a setting, built
+    once per backend and run; tests that use it must not commit (tampering tests roll back)."""
+    if backend not in _ENGINES:
+        if backend == "sqlite":
+            path = tmp_path_factory.mktemp("projection") / "ledger.db"
+            shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+            url = f"sqlite:///{path}"
+        else:
+            run_url = request.getfixturevalue("_pg_run_database")
+            schema = f"t_{uuid.uuid4().hex[:12]}"
+            admin = create_engine(run_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            admin.dispose()
+            url = run_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+            upgrade_to_head(create_engine(url))
+        engine = make_engine(url)
+        from ledger.approvals import change_setting
+        from ledger.programme import PartyInput, register_party
+        from reports.demo import programme
+
+        with Session(engine) as session, session.begin():
+            programme().run(session)
+            register_party(
+                session,
+                PartyInput(uscc="91440700MA51A0003E", name="关联测试企业", related=("91440703MA4W1A276P",),
+                           date=dt.date(2024, 2, 1)),
+                actor="officer-test",
+            )
+        with Session(engine) as session, session.begin():
+            change_setting(session, "require_approval", "on", user="officer-test")
+        from ledger.projection import verify_ledger
+
+        with Session(engine) as session:
+            assert verify_ledger(session).ok
+        _ENGINES[backend] = engine
+    return _ENGINES[backend]
 
 
 @pytest.fixture

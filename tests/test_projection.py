@@ -10,64 +10,15 @@ plus a party relation and a setting.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import uuid
 
 import pytest
-from conftest import _backends
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger import projection
-from ledger.approvals import change_setting
-from ledger.db import make_engine
-from ledger.programme import PartyInput, register_party
-from migrations import upgrade_to_head
-from reports.demo import programme
 
 D = dt.date
-
-
-_ENGINES: dict[str, object] = {}
-
-
-def pytest_generate_tests(metafunc):
-    if "demo_engine" in metafunc.fixturenames:
-        metafunc.parametrize("backend", _backends(metafunc.config))
-
-
-@pytest.fixture
-def demo_engine(backend, request, tmp_path_factory):
-    """One demo ledger per backend for the whole module: every tamper below is rolled back."""
-    if backend not in _ENGINES:
-        if backend == "sqlite":
-            path = tmp_path_factory.mktemp("projection") / "ledger.db"
-            shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
-            url = f"sqlite:///{path}"
-        else:
-            run_url = request.getfixturevalue("_pg_run_database")
-            schema = f"t_{uuid.uuid4().hex[:12]}"
-            admin = create_engine(run_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            admin.dispose()
-            url = run_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-            upgrade_to_head(create_engine(url))
-        engine = make_engine(url)
-        with Session(engine) as session, session.begin():
-            programme().run(session)
-            register_party(
-                session,
-                PartyInput(uscc="91440700MA51A0003E", name="关联测试企业", related=("91440703MA4W1A276P",), date=D(2024, 2, 1)),
-                actor="officer-test",
-            )
-        with Session(engine) as session, session.begin():
-            change_setting(session, "require_approval", "on", user="officer-test")
-        with Session(engine) as session:
-            assert projection.verify_ledger(session).ok
-        _ENGINES[backend] = engine
-    return _ENGINES[backend]
 
 
 def _drop_guards(session: Session, table: str) -> None:

@@ -14,7 +14,15 @@ import json
 from pathlib import Path
 
 import pytest
-from programme_fixtures import UR_DEMAND, UR_SOLVER, add_budget, add_party, approve, cli_balances, ur_approval
+from programme_fixtures import (
+    UR_DEMAND,
+    UR_SOLVER,
+    add_budget,
+    add_party,
+    approve,
+    cli_balances,
+    ur_approval,
+)
 
 from funding_rules.loader import RULES_DIR
 
@@ -48,7 +56,7 @@ def pinned_world(tmp_path, monkeypatch, session_factory):
 
 
 def test_a_pinned_rules_file_edited_in_place_is_refused_and_named_by_verify(cli, pinned_world):
-    folder, path = pinned_world
+    _folder, path = pinned_world
     shown = json.loads(cli("project", "show", "UR2026-004", "--format", "json").stdout)
     assert shown["rules_version"] == PINNED
     path.write_text(path.read_text(encoding="utf-8").replace('value = "0.40"', 'value = "0.90"', 1), encoding="utf-8")
@@ -90,7 +98,7 @@ def test_a_new_approval_under_an_edited_version_is_refused(engine, pinned_world,
     refused too, naming the first project that pinned the old content."""
     from programme_fixtures import refuses
 
-    folder, path = pinned_world
+    _folder, path = pinned_world
     path.write_text(path.read_text(encoding="utf-8").replace('value = "0.40"', 'value = "0.90"', 1), encoding="utf-8")
     refusal = refuses(
         engine, session_factory,
