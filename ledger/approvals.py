@@ -28,55 +28,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ledger import projection
 from ledger.errors import Refusal
 from ledger.journal import EntryDraft, Posted, post
+from ledger.models import Request, Setting
 
-metadata = MetaData()
-
-SETTINGS = Table(
-    "settings",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(40), nullable=False),
-    Column("value", Text, nullable=False),
-    Column("set_by", String(80), nullable=False),
-    Column("set_at", DateTime(timezone=True), server_default=func.now()),
-    Column("entry_id", BigInteger),
-)
-
-REQUESTS = Table(
-    "requests",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("kind", String(40), nullable=False),
-    Column("project_code", String(40)),
-    Column("arguments", Text, nullable=False),
-    Column("requested_by", String(80), nullable=False),
-    Column("requested_at", DateTime(timezone=True), server_default=func.now()),
-    Column("status", String(10), nullable=False, default="pending"),
-    Column("decided_by", String(80)),
-    Column("decided_at", DateTime(timezone=True)),
-    Column("decision_reason", Text),
-    Column("decision_entry_id", BigInteger),
-)
+# The tables are defined with the others on the one metadata of ledger.models.
+SETTINGS = Setting.__table__
+REQUESTS = Request.__table__
 
 # Money-out request kinds (equal to the journal entry kinds they post).
 MONEY_OUT_KINDS = ("release", "write_off", "termination", "revocation")

@@ -422,7 +422,7 @@ def _voucher_conflict(kind: str, voucher: str, entry_id: int) -> Refusal:
     return Refusal(
         "voucher_must_match_first_use",
         f"voucher {voucher} was already used for {kind} entry {entry_id} with different content; "
-        "use a new voucher, or reverse entry {entry_id} first if it was wrong.".format(entry_id=entry_id),
+        f"use a new voucher, or reverse entry {entry_id} first if it was wrong.",
     )
 
 

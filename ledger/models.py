@@ -353,3 +353,75 @@ class ProjectEvent(Base):
     tranche_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("tranches.id"))
     reference: Mapped[str | None] = mapped_column(String(120))
     payload: Mapped[str | None] = mapped_column(Text)
+
+
+# --- access: settings, maker-checker requests and enterprise logins ----------------------
+#
+# Created by migration 20261123_0003, which also installs their guard triggers; the services
+# in ledger/approvals.py and ledger/roles.py read and write them.
+
+
+class Setting(Base):
+    """One value of a ledger setting; insert-only, the newest row of a name is current.
+
+    Attributes:
+      name / value: e.g. ``require_approval`` = ``on``.
+      set_by / set_at: who changed it and when (the database's clock).
+      entry_id: the fact journal entry of kind ``setting`` that records the change.
+    """
+
+    __tablename__ = "settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    value: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[str] = mapped_column(String(80))
+    set_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    entry_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("journal_entries.id", deferrable=True, initially="DEFERRED")
+    )
+
+    __table_args__ = (Index("ix_settings_name_id", "name", "id"),)
+
+
+class Request(Base):
+    """A money-out event waiting for (or given) an approver's decision.
+
+    Attributes:
+      kind: the journal entry kind it will post: release, write_off, termination, revocation.
+      arguments: the service's keyword arguments as JSON; approval runs the service with them.
+      status: pending, then approved or rejected once, by someone other than the requester.
+      decision_entry_id: the entry the approval posted, or the rejection's fact entry.
+    """
+
+    __tablename__ = "requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    project_code: Mapped[str | None] = mapped_column(String(40))
+    arguments: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    status: Mapped[str] = mapped_column(String(10), server_default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decision_entry_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("journal_entries.id", deferrable=True, initially="DEFERRED"), index=True
+    )
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status_known"),
+        CheckConstraint("kind IN ('release', 'write_off', 'termination', 'revocation')", name="kind_money_out"),
+        Index("ix_requests_status", "status"),
+    )
+
+
+class EnterpriseLogin(Base):
+    """A PostgreSQL login of an enterprise and the party whose projects it may see (row-level security)."""
+
+    __tablename__ = "enterprise_logins"
+
+    login: Mapped[str] = mapped_column(String(63), primary_key=True)
+    party_uscc: Mapped[str] = mapped_column(String(18), ForeignKey("parties.uscc"))
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -101,14 +101,15 @@ def csv_files(draw):
                     if other:
                         legs.append([other, -total])
         txn = f"T{t}" if draw(st.booleans()) else f" T{t} "
-        voucher = draw(st.sampled_from(["", "", "V-1", f"V-{t}"]))
+        # Braces and percent signs in vouchers and memos: messages must not read them as templates.
+        voucher = draw(st.sampled_from(["", "", "V{1}-%s", f"V-{t}", "PZ{2025}-1"]))
         kind = draw(st.sampled_from(["", "release", "Bad Kind"] if draw(st.integers(0, 20)) == 0 else ["", "release"]))
         for k, (account, fen) in enumerate(legs):
             rows.append([
                 txn, f" {date}" if draw(st.integers(0, 5)) == 0 else date,
                 f"{account} " if draw(st.integers(0, 5)) == 0 else account,
                 _yuan(fen, draw(st.integers(0, 3))), draw(st.sampled_from(["", ACCOUNTS[account], "fiscal"])),
-                draw(st.sampled_from(["", "首笔拨付", 'a "quoted", memo'])) if k == 0 else "",
+                draw(st.sampled_from(["", "首笔拨付", 'a "quoted", memo', "{0} 100%"])) if k == 0 else "",
                 voucher if k == 0 else "", kind if k == 0 else "",
                 draw(st.sampled_from(["", "JM2025-003"])) if k == 0 else "",
                 draw(st.sampled_from(["", "", "equipment", "labour"])), draw(st.sampled_from(["", "city_fiscal"])),
