@@ -32,12 +32,7 @@ _MODELS = {
 
 
 def _table(name: str):
-    table = Base.metadata.tables.get(name)
-    if table is None:
-        from ledger import approvals  # settings live on approvals' own MetaData
-
-        table = approvals.metadata.tables[name]
-    return table
+    return Base.metadata.tables[name]
 
 
 def _stored(table: str, row: dict) -> dict:
