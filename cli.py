@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 FORMATS = ("table", "json", "csv")
 
@@ -59,19 +59,22 @@ def _database_problem(exc: Exception) -> str | None:
 
 class Context:
     def __init__(self, db: str | None, user: str | None):
-        from ledger.reads import normalize_url  # not ledger.db: it would import SQLAlchemy
+        from ledger.core.reads import (
+            normalize_url,  # not ledger.core.db: it would import SQLAlchemy
+        )
 
         self.url = normalize_url(db)
         self.user = user or os.environ.get("JIEBANG_USER") or _login_name()
         self._engine = None
 
     def engine(self, *, must_exist: bool = True, check_head: bool = True):
-        from ledger.db import make_engine, require_head
+        from ledger.core.db import make_engine, require_head
+        from migrations import HEAD
 
         if self._engine is None:
             self._engine = make_engine(self.url, must_exist=must_exist)
         if check_head:
-            require_head(self._engine)
+            require_head(self._engine, HEAD)
         return self._engine
 
     @contextlib.contextmanager
@@ -86,7 +89,7 @@ class Context:
     def read(self):
         from sqlalchemy.orm import Session
 
-        from ledger.db import read_only
+        from ledger.core.db import read_only
 
         with Session(read_only(self.engine())) as session, session.begin():
             yield session
@@ -196,7 +199,7 @@ def init(obj: Context) -> None:
       jiebang init
       jiebang --db postgresql://postgres@127.0.0.1/jiebang init
     """
-    from ledger.db import current_revision
+    from ledger.core.db import current_revision
     from migrations import HEAD, upgrade_to_head
 
     engine = obj.engine(must_exist=False, check_head=False)
@@ -223,7 +226,7 @@ def init(obj: Context) -> None:
 
 def _snapshot_if_needed(obj: Context) -> None:
     """A ledger made before facts existed gets its programme state recorded as one hashed entry."""
-    from ledger import projection
+    from ledger.programme import projection
     from migrations import HEAD
 
     with obj.write() as session:
@@ -254,7 +257,7 @@ def open_account(obj: Context, account: str, book: str, opened: str, project: st
     Example:
       jiebang open Assets:Fiscal:Treasury --book fiscal --date 2025-01-01
     """
-    from ledger.journal import AccountSpec, open_accounts
+    from ledger.core.journal import AccountSpec, open_accounts
 
     with obj.write() as session:
         open_accounts(session, [AccountSpec(account, book, parse_date(opened), project, lane)])
@@ -275,7 +278,7 @@ def accounts(obj: Context, book: str | None, project: str | None, fmt: str) -> N
     """
     from sqlalchemy import select
 
-    from ledger.models import Account
+    from ledger.core.models import Account
 
     query = select(Account).order_by(Account.book, Account.name)
     if book:
@@ -317,7 +320,7 @@ def post(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
       jiebang post --file postings.csv --open-accounts
     """
     if path.suffix.lower() == ".json":
-        from ledger.bulk import read_json_entries
+        from ledger.core.bulk import read_json_entries
 
         _post_drafts(obj, read_json_entries(path, default_kind=kind, actor=obj.user))
         return
@@ -325,8 +328,8 @@ def post(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
 
 
 def _post_drafts(obj: Context, drafts) -> None:
-    from ledger.journal import post_many
-    from ledger.progress import progress_bar
+    from ledger.core.journal import post_many
+    from ledger.core.progress import progress_bar
 
     with obj.write() as session, progress_bar(len(drafts), "posting", enabled=len(drafts) >= 10_000) as advance:
         results = post_many(session, drafts, progress=advance)
@@ -335,10 +338,10 @@ def _post_drafts(obj: Context, drafts) -> None:
 
 
 def _post_csv(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
-    """A ledger-shaped CSV goes the column path (ledger.bulk): the same checks and bytes, faster."""
-    from ledger.bulk import post_batch, read_csv_batch
-    from ledger.journal import open_accounts as open_specs
-    from ledger.progress import progress_bar
+    """A ledger-shaped CSV goes the column path (ledger.core.bulk): the same checks and bytes, faster."""
+    from ledger.core.bulk import post_batch, read_csv_batch
+    from ledger.core.journal import open_accounts as open_specs
+    from ledger.core.progress import progress_bar
 
     batch = read_csv_batch(path, default_kind=kind)
     with obj.write() as session:
@@ -351,7 +354,7 @@ def _post_csv(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
 
 def _posted(obj: Context, created: int, present: int) -> None:
     """Say what was posted; on PostgreSQL tidy the tables after a large load (committed first)."""
-    from ledger.pg_write import vacuum_after_bulk_post
+    from ledger.core.pg_write import vacuum_after_bulk_post
 
     click.echo(f"posted {created} entr{'y' if created == 1 else 'ies'}; {present} already present.")
     note = vacuum_after_bulk_post(obj.engine(), created)
@@ -395,15 +398,16 @@ def balances(obj: Context, as_of, book, prefix, project, lane, by_account, fmt) 
       jiebang balances --as-of 2025-12-31 --book fiscal
       jiebang balances --project JM2025-003 --as-of 2026-06-30 --format json
     """
-    from ledger import reads
-    from ledger.money import format_fen
+    from ledger.core import reads
+    from ledger.core.money import format_fen
+    from ledger.programme import reads as programme_reads
 
     if lane and not project:
         raise click.UsageError("--lane needs --project.")
     contract = bool(project) and not by_account
     with _reader(obj) as run:
         if contract:
-            values = reads.project_balances(run, project, as_of=_date_or_none(as_of), lane=lane)
+            values = programme_reads.project_balances(run, project, as_of=_date_or_none(as_of), lane=lane)
         else:
             rows = reads.account_rows(run, as_of=_date_or_none(as_of), book=book, prefix=prefix, project_code=project)
     if not contract:
@@ -423,13 +427,14 @@ def _reader(obj: Context):
 
     Importing SQLAlchemy costs 0.2 s, most of what a balances read may take.
     """
-    from ledger import reads
+    from ledger.core import reads
+    from migrations import HEAD
 
     if (path := reads.sqlite_file(obj.url)) is not None:
-        with reads.sqlite_reader(path) as run:
+        with reads.sqlite_reader(path, head=HEAD) as run:
             yield run
     elif (conninfo := reads.postgres_conninfo(obj.url)) is not None:
-        with reads.postgres_reader(conninfo) as run:
+        with reads.postgres_reader(conninfo, head=HEAD) as run:
             yield run
     else:
         with obj.read() as session:
@@ -440,7 +445,7 @@ def _emit_account_rows(rows, fmt: str) -> None:
     """Account balances out. A trial balance is 30,000 rows, so CSV goes straight from the
     tuples into one buffer and one write: row by row, an unbuffered stdout costs a system call each.
     """
-    from ledger.money import format_fen
+    from ledger.core.money import format_fen
 
     columns = ["account", "book", "project", "lane", "balance"]
     if fmt == "csv":
@@ -476,8 +481,8 @@ def journal(obj: Context, as_of, since, project, kind, limit, fmt) -> None:
     Example:
       jiebang journal --project JM2025-003 --limit 20
     """
-    from ledger.balances import journal_rows
-    from ledger.money import format_fen
+    from ledger.core.balances import journal_rows
+    from ledger.core.money import format_fen
 
     with obj.read() as session:
         rows = [
@@ -520,13 +525,13 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
     """
     import dataclasses
 
-    from ledger.progress import progress_bar
-    from ledger.projection import verify_ledger
-    from ledger.verify import entry_count
+    from ledger.core.progress import progress_bar
+    from ledger.core.verify import entry_count
+    from ledger.programme.projection import verify_ledger
 
     anchor = None
     if anchor_path is not None:
-        from ledger.anchor import read_anchor
+        from ledger.core.anchor import read_anchor
 
         anchor = read_anchor(anchor_path)
     with obj.read() as session:
@@ -534,7 +539,7 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
         with progress_bar(total, "verifying", enabled=total >= 50_000) as advance:
             result = verify_ledger(session, progress=advance)
         if anchor is not None and result.ok:
-            from ledger.anchor import check_anchor
+            from ledger.core.anchor import check_anchor
 
             mismatch = check_anchor(session, anchor)
             if mismatch is not None:
@@ -572,8 +577,8 @@ def anchor(obj: Context, out_path: Path, force: bool) -> None:
       jiebang anchor --out anchors/2025-12-31.json
       jiebang verify --anchor anchors/2025-12-31.json
     """
-    from ledger.anchor import take_anchor, write_anchor
-    from ledger.projection import verify_ledger
+    from ledger.core.anchor import take_anchor, write_anchor
+    from ledger.programme.projection import verify_ledger
 
     with obj.read() as session:
         result = verify_ledger(session)
@@ -601,10 +606,11 @@ def backup(obj: Context, path: Path, force: bool) -> None:
     Example:
       jiebang backup backups/jiebang-2025-12-31.db
     """
-    from ledger.backup import backup as backup_ledger
-    from ledger.projection import verify_ledger
+    from ledger.core.backup import backup as backup_ledger
+    from ledger.programme.projection import verify_ledger
+    from migrations import HEAD
 
-    snapshot = backup_ledger(obj.url, path, force=force, check=verify_ledger)
+    snapshot = backup_ledger(obj.url, path, head=HEAD, force=force, check=verify_ledger)
     click.echo(f"backed up {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) to {snapshot.path}")
 
 
@@ -622,10 +628,11 @@ def restore(obj: Context, path: Path, force: bool) -> None:
     Example:
       jiebang --db restored.db restore backups/jiebang-2025-12-31.db
     """
-    from ledger.backup import restore as restore_ledger
-    from ledger.projection import verify_ledger
+    from ledger.core.backup import restore as restore_ledger
+    from ledger.programme.projection import verify_ledger
+    from migrations import HEAD
 
-    snapshot = restore_ledger(path, obj.url, force=force, check=verify_ledger)
+    snapshot = restore_ledger(path, obj.url, head=HEAD, force=force, check=verify_ledger)
     click.echo(f"restored {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) into {snapshot.path}; verify OK")
 
 
@@ -633,7 +640,7 @@ def restore(obj: Context, path: Path, force: bool) -> None:
 
 
 def amount_arg(value: str, name: str = "amount") -> int:
-    from ledger.money import parse_fen
+    from ledger.core.money import parse_fen
 
     return parse_fen(value, field=name)
 
@@ -681,7 +688,7 @@ def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_cr
     Example:
       jiebang party add --uscc 91440700MA4W0XXX0X --name 江门某某科技有限公司 --revenue 6亿
     """
-    from ledger.money import parse_rate
+    from ledger.core.money import parse_rate
     from ledger.programme import PartyInput, register_party
 
     spec = PartyInput(
@@ -708,7 +715,7 @@ def parties(obj, fmt) -> None:
     """
     from sqlalchemy import select
 
-    from ledger.models import Party
+    from ledger.programme.models import Party
 
     with obj.read() as session:
         rows = [
@@ -801,7 +808,7 @@ def project_show(obj, code, as_of, fmt) -> None:
     Example:
       jiebang project show JM2025-003
     """
-    from ledger.money import format_fen
+    from ledger.core.money import format_fen
     from ledger.programme import CONDITION_HINTS, load_project, tranche_views
 
     with obj.read() as session:
@@ -853,9 +860,9 @@ def projects(obj, fmt) -> None:
     from sqlalchemy import select
 
     from funding_rules.checks import add_months
-    from ledger.models import Project
-    from ledger.money import format_fen
+    from ledger.core.money import format_fen
     from ledger.programme import extension_months_by_project
+    from ledger.programme.models import Project
 
     with obj.read() as session:
         extended = extension_months_by_project(session)
@@ -1054,7 +1061,7 @@ def extend(obj, code, months, reference, when, voucher) -> None:
 
 
 def _misuse(values) -> list:
-    from ledger.money import parse_fen
+    from ledger.core.money import parse_fen
     from ledger.programme import Misuse
 
     items = []
@@ -1217,8 +1224,8 @@ def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool) -> Non
     """
     from sqlalchemy.orm import Session
 
-    from ledger import importer
-    from ledger.progress import progress_bar
+    from ledger.core.progress import progress_bar
+    from ledger.programme import importer
 
     is_csv = path.suffix.lower() == ".csv"
     if is_csv and not kind:
@@ -1266,7 +1273,7 @@ def template(path: Path, force: bool) -> None:
     Example:
       jiebang template import.xlsx
     """
-    from ledger.importer import SHEETS, write_template
+    from ledger.programme.importer import SHEETS, write_template
 
     if path.exists() and not force:
         raise Refusal("template_must_not_overwrite", f"{path} exists; choose another name or add --force to overwrite it.")
@@ -1448,7 +1455,7 @@ def export_beancount_cmd(obj: Context, out_dir: Path, as_of, project) -> None:
       jiebang export beancount --out export/ --as-of 2025-12-31
       bean-check export/fiscal.beancount
     """
-    from ledger.export import export_beancount
+    from ledger.core.export import export_beancount
 
     _check_writable(out_dir)
     with obj.read() as session:
@@ -1470,7 +1477,7 @@ def export_ledger_cmd(obj: Context, out_dir: Path, as_of) -> None:
       hledger -f export/fiscal.journal balance
       ledger -f export/memo.journal balance
     """
-    from ledger.export_ledger import export_ledger
+    from ledger.core.export_ledger import export_ledger
 
     _check_writable(out_dir)
     with obj.read() as session:
@@ -1493,7 +1500,7 @@ def _check_writable(out_dir: Path) -> None:
 
 def _held_for_approval(obj: Context, kind: str, **arguments) -> bool:
     """When the ledger requires approval, record a request instead of posting; True if so."""
-    from ledger import approvals
+    from ledger.programme import approvals
 
     # Read first without SQLite's write lock: the common case (off) costs one small read.
     with obj.read() as session:
@@ -1525,7 +1532,7 @@ def settings(obj: Context, require_approval: str | None, add: tuple[str, ...], r
       jiebang settings
       jiebang --user chen settings --require-approval on --approver li
     """
-    from ledger import approvals
+    from ledger.programme import approvals
 
     if require_approval or add or remove:
         with obj.write() as session:
@@ -1555,7 +1562,7 @@ def requests(obj: Context, status: str | None, fmt: str) -> None:
     Example:
       jiebang requests --status pending
     """
-    from ledger import approvals
+    from ledger.programme import approvals
 
     with obj.read() as session:
         rows = approvals.list_requests(session, status)
@@ -1579,7 +1586,7 @@ def approve(obj: Context, request_id: int) -> None:
     Example:
       jiebang --user li approve 3
     """
-    from ledger import approvals
+    from ledger.programme import approvals
 
     with obj.write() as session:
         user = approvals.acting_user(session, obj.user)
@@ -1602,7 +1609,7 @@ def reject(obj: Context, request_id: int, reason: str) -> None:
     Example:
       jiebang --user li reject 3 --reason "tranche conditions not evidenced"
     """
-    from ledger import approvals
+    from ledger.programme import approvals
 
     with obj.write() as session:
         user = approvals.acting_user(session, obj.user)
@@ -1633,7 +1640,7 @@ def db_grant(obj: Context, role: str, login: str, party: str | None) -> None:
     """
     from sqlalchemy.engine import make_url
 
-    from ledger.roles import grant
+    from ledger.programme.roles import grant
 
     if make_url(obj.url).get_backend_name() != "postgresql":
         raise Refusal("roles_need_postgresql", "database roles exist only on PostgreSQL; a SQLite ledger is protected by its file permissions.")

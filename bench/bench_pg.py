@@ -9,7 +9,7 @@
    ``balances --project``, and ``project_balances()`` as a service call in the process.
 2. Starts ``--writers`` processes (spawn) that wait on one barrier and then, for
    ``--duration`` seconds, post small balanced two-posting entries through
-   ``ledger.journal.post_many``: mode ``single`` posts one entry per transaction (an officer
+   ``ledger.core.journal.post_many``: mode ``single`` posts one entry per transaction (an officer
    recording events), mode ``batch`` posts ``--batch`` entries per transaction (an import).
    Reports entries/s, then runs ``jiebang verify`` and checks in SQL that every entry and
    every book sums to zero and that the entry count is what the writers reported.
@@ -87,7 +87,7 @@ SERVICE_CALL = r'''
 import sys, time, datetime as dt
 sys.path.insert(0, sys.argv[3])
 from sqlalchemy.orm import Session
-from ledger.db import make_engine, read_only
+from ledger.core.db import make_engine, read_only
 from ledger.programme import project_balances
 engine = read_only(make_engine(sys.argv[1]))
 as_of = dt.date.fromisoformat(sys.argv[4])
@@ -166,8 +166,8 @@ def part1(args, base: str) -> tuple[dict, str, dict]:
 def _writer(url: str, index: int, mode: str, batch: int, duration: float, barrier, results) -> None:
     from sqlalchemy.orm import Session
 
-    from ledger.db import make_engine
-    from ledger.journal import EntryDraft, PostingDraft, post_many
+    from ledger.core.db import make_engine
+    from ledger.core.journal import EntryDraft, PostingDraft, post_many
 
     engine = make_engine(url)
     debit, credit = f"Assets:Bench:W{index}:Advance", f"Assets:Bench:W{index}:Treasury"
@@ -209,8 +209,8 @@ def part2(args, name: str, mode: str) -> dict:
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from ledger.db import make_engine
-    from ledger.journal import AccountSpec, open_accounts
+    from ledger.core.db import make_engine
+    from ledger.core.journal import AccountSpec, open_accounts
 
     url = create_db(name)
     timed([JIEBANG, "--db", url, "init"], record=False)
@@ -225,7 +225,7 @@ def part2(args, name: str, mode: str) -> dict:
         # An existing ledger, its statistics current (as autovacuum / an operator leaves it
         # after a load): without ANALYZE the plans made on empty tables make every
         # transaction's statements slower as the tables grow (see bench/README.md).
-        from ledger.journal import EntryDraft, PostingDraft, post_many
+        from ledger.core.journal import EntryDraft, PostingDraft, post_many
 
         seed = [EntryDraft(value_date=dt.date(2026, 1, 2), kind="manual", voucher=f"SEED-{k:07d}", actor="seed",
                            postings=(PostingDraft("Assets:Bench:W0:Advance", 100 + k % 900),

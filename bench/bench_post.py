@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy.orm import Session
 
-from ledger.balances import account_balances
-from ledger.db import make_engine, read_only
-from ledger.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many
-from ledger.verify import verify
+from ledger.core.balances import account_balances
+from ledger.core.db import make_engine, read_only
+from ledger.core.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many
+from ledger.core.verify import verify
 from migrations import upgrade_to_head
 
 PROJECTS = 200

@@ -121,7 +121,7 @@ def build_services(db: str, projects: int, seed: int = 1) -> dict:
     """Create the ledger at ``db`` (a path or URL) and record ``projects`` projects through the services."""
     from sqlalchemy.orm import Session
 
-    from ledger.db import make_engine, normalize_url
+    from ledger.core.db import make_engine, normalize_url
     from migrations import upgrade_to_head
 
     started = time.perf_counter()

@@ -20,8 +20,8 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from funding_rules.loader import PAYMENT_FORMS, Rules, Tranche
-from ledger.errors import Refusal
-from ledger.money import apply_rate, format_fen, format_fen_grouped, split_equal, split_fen
+from ledger.core.errors import Refusal
+from ledger.core.money import apply_rate, format_fen, format_fen_grouped, split_equal, split_fen
 
 MODES = ("jbgs", "saima")  # 揭榜挂帅, 赛马
 CATEGORIES = ("tech_breakthrough", "commercialization")  # 技术攻关类, 成果转化类

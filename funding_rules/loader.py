@@ -30,8 +30,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ledger.errors import Refusal
-from ledger.money import parse_fen, parse_rate
+from ledger.core.errors import Refusal
+from ledger.core.money import parse_fen, parse_rate
 
 RULES_DIR = Path(__file__).parent / "rules"
 RULES_PATH_ENV = "JIEBANG_RULES_PATH"

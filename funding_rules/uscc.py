@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from funding_rules.checks import Violation
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # I, O, Z, S, V are never used.
 WEIGHTS = tuple(pow(3, i, 31) for i in range(17))  # 3^(i-1) mod 31 for positions 1..17.

@@ -58,11 +58,12 @@ def migrate(engine, target: str) -> None:
 
 def _is_ahead(config, engine, target: str) -> bool:
     """True when ``target`` is after the database's current revision (or it has none)."""
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from ledger.db import current_revision
-
-    current = current_revision(engine)
+    # alembic's own context reads the revision: migrations never import the ledger's storage code.
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
     if current is None:
         return True
     newest_first = [rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()]

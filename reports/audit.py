@@ -48,19 +48,20 @@ from sqlalchemy.orm import Session
 
 from funding_rules.checks import add_months
 from funding_rules.loader import Rules
-from ledger import chart
-from ledger.errors import Refusal
-from ledger.models import Account, JournalEntry, Lane, Party, Posting, Project, ProjectEvent
-from ledger.money import apply_rate, format_fen_grouped
+from ledger.core.errors import Refusal
+from ledger.core.models import Account, JournalEntry, Posting
+from ledger.core.money import apply_rate, format_fen_grouped
 from ledger.programme import (
     BALANCE_KEYS,
     ProjectState,
+    chart,
     pinned_rules,
     project_balances,
     project_folds,
     project_state,
     tranche_views,
 )
+from ledger.programme.models import Lane, Party, Project, ProjectEvent
 
 STREAM_BATCH = 2_000
 
@@ -832,7 +833,7 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
 
 
 def _fen(text: str) -> int:
-    from ledger.money import parse_fen
+    from ledger.core.money import parse_fen
 
     return parse_fen(text, allow_negative=True)
 
@@ -934,7 +935,7 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
 
 
 def _integrity(session: Session, scope: Scope, project_postings: int) -> Integrity:
-    from ledger.projection import verify_ledger as verify
+    from ledger.programme.projection import verify_ledger as verify
 
     as_of, code = scope.as_of, scope.project.code
     anchor = session.execute(
@@ -1139,7 +1140,7 @@ def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.da
     Everything is written into a staging directory inside ``out_dir`` first and moved into
     place at the end, so a failure leaves no partial pack behind.
     """
-    from ledger.export import export_beancount
+    from ledger.core.export import export_beancount
     from reports import pdf
 
     font = pdf.cjk_font()

@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from funding_rules.uscc import check_digit
-from ledger.errors import Refusal
-from ledger.journal import chain_head
-from ledger.money import format_fen
+from ledger.core.errors import Refusal
+from ledger.core.journal import chain_head
+from ledger.core.money import format_fen
 from ledger.programme import (
     ApprovalInput,
     Misuse,
@@ -497,7 +497,7 @@ def prepare(out_dir: Path, *, force: bool) -> Path:
 
 def build_demo(out_dir: Path, *, force: bool = False) -> DemoResult:
     """Create the ledger, record the programme, verify, export and report; see the module doc."""
-    from ledger.db import make_engine, read_only
+    from ledger.core.db import make_engine, read_only
     from migrations import upgrade_to_head
 
     started = time.perf_counter()
@@ -523,10 +523,10 @@ AUDIT_PROJECTS = ("JM2024-001", "UR2024-001")
 
 
 def _write_outputs(session: Session, out_dir: Path, plan: Plan) -> dict:
-    from ledger.export import export_beancount
-    from ledger.models import JournalEntry
+    from ledger.core.export import export_beancount
+    from ledger.core.models import JournalEntry
     from ledger.programme import project_balances
-    from ledger.projection import verify_ledger as verify
+    from ledger.programme.projection import verify_ledger as verify
     from reports.status import default_as_of, status_report, write_report_files
 
     checked = verify(session)

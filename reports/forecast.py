@@ -48,12 +48,12 @@ from sqlalchemy.orm import Session
 
 from funding_rules import checks
 from funding_rules.loader import Rules, get_rules, rules_in_force
-from ledger import chart
-from ledger.errors import Refusal
-from ledger.fold import ProjectFold
-from ledger.models import Account, JournalEntry, Lane, Posting, Project, Tranche
-from ledger.money import parse_fen
-from ledger.programme import pinned_rules, project_folds
+from ledger.core.errors import Refusal
+from ledger.core.models import Account, JournalEntry, Posting
+from ledger.core.money import parse_fen
+from ledger.programme import chart, pinned_rules, project_folds
+from ledger.programme.fold import ProjectFold
+from ledger.programme.models import Lane, Project, Tranche
 
 RUNS_MAX = 100_000
 YEARS_MAX = 30
@@ -351,7 +351,7 @@ class ProjectPlan:
 
 def read_plans(session: Session, as_of: dt.date, *, city: str | None = None) -> list[ProjectPlan]:
     """Every project approved by ``as_of`` (of one city, if given) as of that date, in code
-    order, from grouped queries. Events are folded by ``ledger.fold.fold_project``, as for
+    order, from grouped queries. Events are folded by ``ledger.programme.fold.fold_project``, as for
     every service and report (a reversal counts from its own value date)."""
     projects_q = select(Project.code).where(Project.approval_date <= as_of)
     if city:
@@ -828,7 +828,7 @@ def spread_by_year(amount_fen: int, start: dt.date, after: dt.date) -> list[tupl
     """An amount earned evenly over the days [start, after), cut at each 1 January: the parts
     are weighted by their days and add up to the fen, odd fen to the earliest (split_fen). An
     empty period puts the whole amount on ``start``."""
-    from ledger.money import split_fen
+    from ledger.core.money import split_fen
 
     if amount_fen == 0:
         return []
@@ -1075,7 +1075,7 @@ def build_forecast(
 ) -> Forecast:
     """Read the ledger as of the window's as-of date, add the pipeline, schedule, simulate,
     and tabulate. Reads only; the caller owns the session."""
-    from ledger.journal import chain_head
+    from ledger.core.journal import chain_head
 
     check_runs(runs)
     if city is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ledger.money import format_fen, format_fen_grouped
+from ledger.core.money import format_fen, format_fen_grouped
 from reports.forecast import PERCENTILES, Forecast
 
 CITY_NAMES = {"jiangmen": "江门", "urumqi": "乌鲁木齐"}

@@ -22,10 +22,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from funding_rules.uscc import normalize_uscc
-from ledger.errors import Refusal
-from ledger.models import JournalEntry, Lane, Party, Project
-from ledger.money import format_fen, format_fen_grouped
+from ledger.core.errors import Refusal
+from ledger.core.models import JournalEntry
+from ledger.core.money import format_fen, format_fen_grouped
 from ledger.programme import CONDITION_HINTS, load_project, project_balances, tranche_views
+from ledger.programme.models import Lane, Party, Project
 
 PERIOD_END_WARNING_DAYS = 90
 SUBSIDY_DUE_CONDITION = "subsidy_payable"

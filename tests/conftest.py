@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from ledger.db import make_engine
+from ledger.core.db import make_engine
 from migrations import upgrade_to_head
 
 PG_ENV = "JIEBANG_TEST_PG"
@@ -87,7 +87,7 @@ def db_url(request, backend, tmp_path) -> str:
     _ran[backend] += 1
     if backend == "sqlite":
         template = request.getfixturevalue("_sqlite_template")
-        path = tmp_path / "ledger.db"
+        path = tmp_path / "ledger.core.db"
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
@@ -118,7 +118,7 @@ def demo_engine(backend, request, tmp_path_factory):
     once per backend and run; tests that use it must not commit (tampering tests roll back)."""
     if backend not in _ENGINES:
         if backend == "sqlite":
-            path = tmp_path_factory.mktemp("projection") / "ledger.db"
+            path = tmp_path_factory.mktemp("projection") / "ledger.core.db"
             shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
             url = f"sqlite:///{path}"
         else:
@@ -131,8 +131,8 @@ def demo_engine(backend, request, tmp_path_factory):
             url = run_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
             upgrade_to_head(create_engine(url))
         engine = make_engine(url)
-        from ledger.approvals import change_setting
         from ledger.programme import PartyInput, register_party
+        from ledger.programme.approvals import change_setting
         from reports.demo import programme
 
         with Session(engine) as session, session.begin():
@@ -145,7 +145,7 @@ def demo_engine(backend, request, tmp_path_factory):
             )
         with Session(engine) as session, session.begin():
             change_setting(session, "require_approval", "on", user="officer-test")
-        from ledger.projection import verify_ledger
+        from ledger.programme.projection import verify_ledger
 
         with Session(engine) as session:
             assert verify_ledger(session).ok

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from ledger.errors import Refusal
-from ledger.money import format_fen, parse_fen
+from ledger.core.errors import Refusal
+from ledger.core.money import format_fen, parse_fen
 from ledger.programme import (
     BALANCE_KEYS,
     ApprovalInput,

@@ -39,7 +39,7 @@ from programme_fixtures import (
     yuan,
 )
 
-from ledger.money import format_fen_grouped
+from ledger.core.money import format_fen_grouped
 from ledger.programme import (
     Misuse,
     bid_pay,
@@ -397,7 +397,7 @@ def test_two_runs_give_byte_identical_files(ledger, cli, tmp_path):
 def test_entries_dated_after_the_as_of_date_leave_the_report_unchanged(ledger, cli, session_factory, tmp_path):
     from sqlalchemy import select
 
-    from ledger.models import JournalEntry
+    from ledger.core.models import JournalEntry
     from ledger.programme import reverse_event
 
     before = {code: tree_bytes(audit(cli, tmp_path / "before", code, as_of)) for code, as_of in ((JM, JM_AS_OF), (UR, UR_AS_OF))}

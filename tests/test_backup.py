@@ -18,7 +18,7 @@ from programme_fixtures import JM_DEMAND, JM_UNIVERSITY
 from sqlalchemy.orm import Session
 from test_tamper import PROJECT, build
 
-from ledger.db import make_engine
+from ledger.core.db import make_engine
 
 
 def outputs(cli: Cli, out_dir: Path) -> dict[str, bytes]:
@@ -88,7 +88,7 @@ def test_a_file_that_is_not_a_backup_is_refused_before_anything_is_written(_sqli
 def test_backups_taken_while_an_officer_keeps_writing_are_consistent_snapshots(_sqlite_template, tmp_path):
     from ledger.programme import appropriate
 
-    db_url = sqlite_ledger(_sqlite_template, tmp_path / "ledger.db")
+    db_url = sqlite_ledger(_sqlite_template, tmp_path / "ledger.core.db")
     cli = Cli(db_url)
 
     cli("appropriate", "--year", "2025", "--amount", "1.00", "--date", "2025-01-10")

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from ledger import bulk
-from ledger.db import make_engine
-from ledger.errors import Refusal
-from ledger.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many
-from ledger.money import parse_fen
-from ledger.verify import verify
+from ledger.core import bulk
+from ledger.core.db import make_engine
+from ledger.core.errors import Refusal
+from ledger.core.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many
+from ledger.core.money import parse_fen
+from ledger.core.verify import verify
 
 ACCOUNTS = {
     "Assets:Treasury": "fiscal",
@@ -245,7 +245,7 @@ def test_blank_and_short_rows(tmp_path):
 def test_large_load_rebuilds_the_balance_index_and_a_failed_one_keeps_it(cli, db_url, tmp_path, monkeypatch):
     if not db_url.startswith("sqlite"):
         pytest.skip("the index rebuild is SQLite's bulk path")
-    from ledger import journal
+    from ledger.core import journal
 
     db = Path(db_url.removeprefix("sqlite:///"))
 

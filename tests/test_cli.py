@@ -175,11 +175,11 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
 
 def test_an_unreadable_db_file_is_refused(tmp_path, monkeypatch):
     # Tests run as root in CI, where chmod 000 still reads; simulate the permission check.
-    import ledger.reads
+    import ledger.core.reads
 
-    path = tmp_path / "ledger.db"
+    path = tmp_path / "ledger.core.db"
     assert jiebang("--db", str(path), "init").exit_code == 0
-    monkeypatch.setattr(ledger.reads.os, "access", lambda *_: False)
+    monkeypatch.setattr(ledger.core.reads.os, "access", lambda *_: False)
     assert refused(jiebang("--db", str(path), "balances")) == (
         f"error: ledger file {path} is not readable; check its permissions."
     )

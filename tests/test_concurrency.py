@@ -28,7 +28,7 @@ import traceback
 import pytest
 from programme_fixtures import JM_DEMAND, JM_UNIVERSITY, cli_balances, spare_uscc, yuan
 
-from ledger.money import format_fen
+from ledger.core.money import format_fen
 
 WORKERS = 8
 RACE_TIMEOUT = 90  # seconds for one race; a deadlock or a hung lock fails here

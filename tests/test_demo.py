@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from cli import main
-from ledger.db import make_engine
+from ledger.core.db import make_engine
 from ledger.programme import BALANCE_KEYS, pledge, project_balances
 from reports.demo import PARTIES, STATUS_PARTIES, programme, wan
 from reports.status import arrival_rate

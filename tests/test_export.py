@@ -17,7 +17,7 @@ import pytest
 from beancount import loader
 from beancount.core import data
 
-from ledger.journal import (
+from ledger.core.journal import (
     AccountSpec,
     EntryDraft,
     PostingDraft,

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text as sql
 
-from ledger.errors import Refusal
-from ledger.money import AMOUNT_FEN_MAX, format_fen, parse_fen, parse_rate
+from ledger.core.errors import Refusal
+from ledger.core.money import AMOUNT_FEN_MAX, format_fen, parse_fen, parse_rate
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -104,7 +104,7 @@ def test_the_rate_parser_accepts_rates_in_0_1_or_refuses(value):
 @given(st.one_of(hostile_text, st.dates().map(dt.date.isoformat), st.integers(), st.floats(allow_nan=True)))
 def test_dates_are_iso_dates_or_refused(value):
     from cli import parse_date
-    from ledger.importer import Column, _read_date
+    from ledger.programme.importer import Column, _read_date
 
     parsed = accepted_or_refused(parse_date, value)
     if parsed is not None:
@@ -228,7 +228,7 @@ def test_a_hostile_scenario_file_loads_or_is_refused_in_one_line(tmp_path_factor
 @FAST
 @given(st.binary(max_size=2000), st.sampled_from([".csv", ".xlsx", ".xls", ".txt"]))
 def test_random_bytes_are_read_or_refused_by_the_import_reader(tmp_path_factory, raw, suffix):
-    from ledger.importer import read_file
+    from ledger.programme.importer import read_file
 
     path = tmp_path_factory.mktemp("import") / f"file{suffix}"
     path.write_bytes(raw)
@@ -309,7 +309,7 @@ def run_import(cli: Cli, engine, path: Path, *extra: str) -> int:
 def test_generated_csv_and_xlsx_files_import_whole_or_not_at_all(tmp_path, _sqlite_template):
     import shutil
 
-    from ledger.db import make_engine
+    from ledger.core.db import make_engine
 
     path_db = tmp_path / "fuzz.db"
     shutil.copyfile(_sqlite_template, path_db)
@@ -344,7 +344,7 @@ def test_generated_csv_and_xlsx_files_import_whole_or_not_at_all(tmp_path, _sqli
 def test_a_10_mb_cell_is_refused_in_one_line_and_writes_nothing(tmp_path, _sqlite_template, where, fmt):
     import shutil
 
-    from ledger.db import make_engine
+    from ledger.core.db import make_engine
 
     path_db = tmp_path / "big.db"
     shutil.copyfile(_sqlite_template, path_db)
@@ -399,9 +399,9 @@ def test_a_voucher_reused_with_other_content_is_refused_whatever_its_text(tmp_pa
 
     from sqlalchemy.orm import Session
 
-    from ledger import bulk
-    from ledger.db import make_engine
-    from ledger.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post
+    from ledger.core import bulk
+    from ledger.core.db import make_engine
+    from ledger.core.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post
 
     path_db = tmp_path / "vouchers.db"
     shutil.copyfile(_sqlite_template, path_db)

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from ledger import journal
-from ledger.balances import account_balances, book_totals
-from ledger.errors import Refusal
-from ledger.journal import (
+from ledger.core import journal
+from ledger.core.balances import account_balances, book_totals
+from ledger.core.errors import Refusal
+from ledger.core.journal import (
     AccountSpec,
     EntryDraft,
     Posted,
@@ -28,8 +28,8 @@ from ledger.journal import (
     post_many,
     reverse,
 )
-from ledger.models import GENESIS_HASH
-from ledger.verify import verify
+from ledger.core.models import GENESIS_HASH
+from ledger.core.verify import verify
 
 D = dt.date
 TREASURY = "Assets:Treasury"
@@ -566,7 +566,7 @@ def test_an_unbalanced_entry_past_the_checks_is_refused_by_the_bulk_path(cli, en
     The Python checks are switched off so the database sees the entry; chunks of one entry
     put a balanced entry in the database first, which the refusal must take back too.
     """
-    from ledger import bulk
+    from ledger.core import bulk
 
     monkeypatch.setattr(bulk, "_balance_problem", lambda batch, posting_book: None)
     monkeypatch.setattr(journal, "BULK_CHUNK", 1)

@@ -16,8 +16,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 import migrations
-from ledger import approvals
-from ledger.models import Base
+from ledger.core.models import Base
+from ledger.programme import approvals
 
 
 def test_the_models_match_the_migrated_schema(db_url):

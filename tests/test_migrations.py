@@ -9,8 +9,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import migrations
-from ledger.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many, reverse
-from ledger.verify import verify
+from ledger.core.journal import (
+    AccountSpec,
+    EntryDraft,
+    PostingDraft,
+    open_accounts,
+    post_many,
+    reverse,
+)
+from ledger.core.verify import verify
 
 
 def _journal(engine):

@@ -46,7 +46,7 @@ from test_money_out_properties import (
     lane_contract,
 )
 
-from ledger.db import make_engine
+from ledger.core.db import make_engine
 from ledger.programme import project_balances
 from migrations import upgrade_to_head
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import Refusal
-from ledger.money import (
+from ledger.core.errors import Refusal
+from ledger.core.money import (
     AMOUNT_FEN_MAX,
     Money,
     apply_rate,

@@ -29,7 +29,7 @@ from programme_fixtures import (
     yuan,
 )
 
-from ledger.money import format_fen
+from ledger.core.money import format_fen
 
 # The balances contract, spelled out so that a change to it is a visible change to this test.
 CONTRACT_KEYS = (

@@ -36,10 +36,11 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from ledger.balances import account_balances
-from ledger.db import make_engine
-from ledger.errors import Refusal
-from ledger.export import export_beancount
+from ledger.core.balances import account_balances
+from ledger.core.db import make_engine
+from ledger.core.errors import Refusal
+from ledger.core.export import export_beancount
+from ledger.core.verify import verify
 from ledger.programme import (
     ApprovalInput,
     Misuse,
@@ -59,7 +60,6 @@ from ledger.programme import (
     terminate,
     write_off,
 )
-from ledger.verify import verify
 from migrations import upgrade_to_head
 
 D = dt.date

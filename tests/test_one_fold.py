@@ -1,5 +1,5 @@
 """One fold: the services, the audit pack, the status report and the forecast read a project's
-state through ``ledger.fold.fold_project`` and agree on every demo project at every date:
+state through ``ledger.programme.fold.fold_project`` and agree on every demo project at every date:
 tranche statuses, released tranches, eliminated lanes, termination and closure."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger.models import Project
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 from ledger.programme import close, load_project, tranche_views
+from ledger.programme.models import Project
 from reports.audit import load_scope
 from reports.forecast import read_plans
 from reports.status import status_report

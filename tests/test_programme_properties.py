@@ -53,11 +53,10 @@ from programme_fixtures import (
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from ledger import chart
-from ledger.db import make_engine
-from ledger.errors import Refusal
-from ledger.programme import bid_contract, bid_pay, project_balances, record_stage, release
-from ledger.verify import verify
+from ledger.core.db import make_engine
+from ledger.core.errors import Refusal
+from ledger.core.verify import verify
+from ledger.programme import bid_contract, bid_pay, chart, project_balances, record_stage, release
 from migrations import upgrade_to_head
 
 JM, UR = "JM2025-021", "UR2025-021"

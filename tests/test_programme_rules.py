@@ -42,10 +42,18 @@ from programme_fixtures import (
 )
 from sqlalchemy import select
 
-from ledger import chart
-from ledger.journal import EntryDraft, PostingDraft, post, reverse
-from ledger.models import JournalEntry, Party
-from ledger.programme import bid_contract, bid_pay, pledge, project_balances, record_stage, release
+from ledger.core.journal import EntryDraft, PostingDraft, post, reverse
+from ledger.core.models import JournalEntry
+from ledger.programme import (
+    bid_contract,
+    bid_pay,
+    chart,
+    pledge,
+    project_balances,
+    record_stage,
+    release,
+)
+from ledger.programme.models import Party
 
 
 @pytest.fixture

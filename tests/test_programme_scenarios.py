@@ -29,7 +29,7 @@ from programme_fixtures import (
     yuan,
 )
 
-from ledger.money import format_fen
+from ledger.core.money import format_fen
 
 
 def jiangmen_parties(cli) -> None:

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from ledger.balances import account_balances, book_totals
-from ledger.errors import Refusal
-from ledger.journal import (
+from ledger.core.balances import account_balances, book_totals
+from ledger.core.errors import Refusal
+from ledger.core.journal import (
     AccountSpec,
     EntryDraft,
     Posted,
@@ -32,7 +32,7 @@ from ledger.journal import (
     post,
     post_many,
 )
-from ledger.verify import verify
+from ledger.core.verify import verify
 
 START = dt.date(2025, 1, 1)
 

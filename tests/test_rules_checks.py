@@ -33,8 +33,8 @@ from funding_rules.checks import (
     unmet_conditions,
 )
 from funding_rules.loader import get_rules, load_rules_file
-from ledger.errors import Refusal
-from ledger.money import format_fen_grouped, parse_fen
+from ledger.core.errors import Refusal
+from ledger.core.money import format_fen_grouped, parse_fen
 
 JM = get_rules("jiangmen-2023-trial")
 UR = get_rules("urumqi-2024-33")

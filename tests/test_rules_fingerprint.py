@@ -27,7 +27,7 @@ from funding_rules.loader import (
     load_rules_file,
     rules_in_force,
 )
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 JIANGMEN = (RULES_DIR / "jiangmen-2023-trial.toml").read_text(encoding="utf-8")
 URUMQI = (RULES_DIR / "urumqi-2024-33.toml").read_text(encoding="utf-8")

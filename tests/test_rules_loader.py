@@ -22,7 +22,7 @@ from funding_rules.loader import (
     load_rules_file,
     rules_in_force,
 )
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
 JIANGMEN = (RULES_DIR / "jiangmen-2023-trial.toml").read_text(encoding="utf-8")

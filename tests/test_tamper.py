@@ -22,11 +22,11 @@ from programme_fixtures import JM_DEMAND, JM_UNIVERSITY
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from ledger.journal import chain_hash, content_hash
-from ledger.verify import verify
+from ledger.core.journal import chain_hash, content_hash
+from ledger.core.verify import verify
 
 PROJECT = "JM2025-901"
-ENTRY_COLUMNS = "id, value_date, kind, project_code, voucher, memo, actor, recorded_at, rules_version, trace, reverses_id, content_hash, prev_hash, hash"
+ENTRY_COLUMNS = "id, value_date, kind, project_code, voucher, memo, actor, recorded_at, rules_version, trace, reverses_id, content_hash, prev_hash, hash, facts"
 
 
 def build(cli) -> dict[str, int]:
@@ -266,7 +266,7 @@ def rewrite_chain(conn, from_entry: int, factor: int) -> None:
         digest = content_hash(
             value_date=value_date, kind=entry["kind"], project_code=entry["project_code"], voucher=entry["voucher"],
             memo=entry["memo"], rules_version=entry["rules_version"], trace_text=entry["trace"],
-            reverses_id=entry["reverses_id"], postings=[tuple(leg) for leg in legs],
+            reverses_id=entry["reverses_id"], postings=[tuple(leg) for leg in legs], facts_text=entry["facts"],
         )
         new_hash = chain_hash(entry["id"], digest, entry["actor"], prev)
         conn.execute(

@@ -14,7 +14,7 @@ from funding_rules.uscc import (
     uscc_problems,
     validate_uscc,
 )
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 VALID = ["91110000600037341L", "91350100M000100Y43"]
 LEGACY_FUJIAN = {  # Real early pilot codes that fail the check (S28), with the computed character.

@@ -13,7 +13,7 @@ import json
 import pytest
 from sqlalchemy import text
 
-from ledger.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many
+from ledger.core.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post_many
 
 D = dt.date
 TREASURY = "Assets:Treasury"
@@ -220,8 +220,8 @@ def test_verify_reads_one_snapshot_while_officers_post(engine, ledger, session_f
     REPEATABLE READ; a SQLite read transaction is a snapshot already)."""
     from sqlalchemy.orm import Session
 
-    from ledger.db import read_only
-    from ledger.verify import verify
+    from ledger.core.db import read_only
+    from ledger.core.verify import verify
 
     with Session(read_only(engine)) as reader, reader.begin():
         reader.execute(text("SELECT COUNT(*) FROM accounts")).scalar()  # the snapshot starts here

@@ -7,7 +7,7 @@ Create Date: 2026-12-04 23:30:00.000000
 * ``journal_entries.facts`` holds an event's business facts as canonical JSON (a party, an
   approval with its lanes, tranches and pinned rules, a stage result, the accounts the entry
   opens ...). It is part of the entry's hashed content, and the programme tables are folded
-  from it (``ledger.projection``), so ``verify`` can rebuild them and compare. Entries
+  from it (``ledger.programme.projection``), so ``verify`` can rebuild them and compare. Entries
   posted before this revision have no facts and keep their digests; ``jiebang init`` records
   the programme state they left as one hashed snapshot entry right after this upgrade.
 * ``projects.rules_fingerprint`` pins each project to the SHA-256 of its rules file's

@@ -25,8 +25,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from ledger.db import sqlite_path
-from ledger.errors import Refusal
+from ledger.core.db import sqlite_path
+from ledger.core.errors import Refusal
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 PG_BACKUP_HINT = (
@@ -62,9 +62,8 @@ def _looks_like_sqlite(path: Path) -> bool:
         return False
 
 
-def _check_copy(path: Path, role: str, check) -> Snapshot:
+def _check_copy(path: Path, role: str, check, head: str) -> Snapshot:
     """Schema at head and ``check`` (a verify) passing on a standalone SQLite file, read-only."""
-    from migrations import HEAD
 
     if not _looks_like_sqlite(path):
         raise Refusal("backup_must_be_a_ledger", f"{role} {path} is not a SQLite database; give a file written by `jiebang backup`.")
@@ -75,8 +74,8 @@ def _check_copy(path: Path, role: str, check) -> Snapshot:
                 revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
             except Exception:  # noqa: BLE001 - any failure here means "not a jiebang ledger"
                 revision = None
-        if revision != HEAD:
-            where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {HEAD}"
+        if revision != head:
+            where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {head}"
             raise Refusal("backup_must_be_a_ledger", f"{role} {path} {where}; give a file written by `jiebang backup` of this version.")
         with Session(engine) as session:
             result = check(session)
@@ -120,14 +119,14 @@ def _copy(source: Path, target: Path) -> None:
     _fsync(target)
 
 
-def backup(url: str, destination: Path, *, force: bool = False, check=None) -> Snapshot:
+def backup(url: str, destination: Path, *, head: str, force: bool = False, check=None) -> Snapshot:
     """Write a consistent, verified copy of the SQLite ledger at ``url`` to ``destination``."""
-    from ledger.db import make_engine, require_head
+    from ledger.core.db import make_engine, require_head
 
     source = _sqlite_file(url, "backup")
     engine = make_engine(url)  # refuses a missing or non-SQLite file in one line
     try:
-        require_head(engine)
+        require_head(engine, head)
     finally:
         engine.dispose()
     if destination.exists():
@@ -139,7 +138,7 @@ def backup(url: str, destination: Path, *, force: bool = False, check=None) -> S
     try:
         partial.unlink(missing_ok=True)
         _copy(source, partial)
-        snapshot = _check_copy(partial, "the backup copy", check or _verify)
+        snapshot = _check_copy(partial, "the backup copy", check or _verify, head)
         os.replace(partial, destination)
     except OSError as exc:
         partial.unlink(missing_ok=True)
@@ -151,9 +150,9 @@ def backup(url: str, destination: Path, *, force: bool = False, check=None) -> S
     return Snapshot(destination, snapshot.entries, snapshot.head_id, snapshot.head_hash)
 
 
-def restore(source: Path, url: str, *, force: bool = False, check=None) -> Snapshot:
+def restore(source: Path, url: str, *, head: str, force: bool = False, check=None) -> Snapshot:
     """Restore the backup ``source`` into the SQLite ledger file named by ``url``."""
-    from ledger.db import make_engine
+    from ledger.core.db import make_engine
 
     target = sqlite_path(url)
     if target is None:
@@ -168,7 +167,7 @@ def restore(source: Path, url: str, *, force: bool = False, check=None) -> Snaps
         raise Refusal("backup_must_exist", f"backup {source} does not exist; check the path.")
     if target.exists() and _same_file(source, target):
         raise Refusal("restore_must_be_another_file", f"{source} is the --db ledger itself; restore into a new --db path.")
-    snapshot = _check_copy(source, "backup", check or _verify)
+    snapshot = _check_copy(source, "backup", check or _verify, head)
     exists = target.exists() and target.stat().st_size > 0
     if exists and not force:
         raise Refusal(
@@ -213,7 +212,7 @@ def restore(source: Path, url: str, *, force: bool = False, check=None) -> Snaps
 def _verify(session):
     """The journal's own verify, for callers that pass no ``check`` (the CLI passes the
     programme's, which also compares the tables folded from the journal)."""
-    from ledger.verify import verify
+    from ledger.core.verify import verify
 
     return verify(session)
 

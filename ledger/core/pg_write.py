@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ledger.models import ChainHead
+from ledger.core.models import ChainHead
 
 JOURNAL_TABLES = ("journal_entries", "postings", "accounts")
 ANALYZE_SHARE = 0.1  # autovacuum's default analyze_scale_factor

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger import reads
-from ledger.models import Account, JournalEntry, Posting
+from ledger.core import reads
+from ledger.core.models import Account, JournalEntry, Posting
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger.errors import Refusal
-from ledger.models import JournalEntry
+from ledger.core.errors import Refusal
+from ledger.core.models import JournalEntry
 
 ANCHOR_FORMAT = "jiebang-anchor/1"
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -128,7 +128,7 @@ def check_anchor(session: Session, anchor: Anchor) -> tuple[int, str] | None:
     Call it after ``verify`` passed: the chain is then consistent, so the entry at the
     anchor's position having the anchor's hash proves every entry up to it is unchanged.
     """
-    from ledger.models import GENESIS_HASH
+    from ledger.core.models import GENESIS_HASH
 
     if anchor.head_id == 0:
         return None if anchor.head_hash == GENESIS_HASH else (1, "the anchor names an empty journal with a non-genesis hash")

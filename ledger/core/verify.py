@@ -17,9 +17,9 @@ from operator import itemgetter
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
-from ledger.journal import chain_hash, content_hash
-from ledger.models import GENESIS_HASH, ChainHead, JournalEntry, Posting
-from ledger.money import format_fen
+from ledger.core.journal import chain_hash, content_hash
+from ledger.core.models import GENESIS_HASH, ChainHead, JournalEntry, Posting
+from ledger.core.money import format_fen
 
 STREAM_BATCH = 10_000
 
@@ -77,7 +77,7 @@ def verify(
 
     ``projections``, when given, is called once the chain holds; it returns the first way
     the tables derived from the journal differ from it (the programme passes
-    ``ledger.projection.differences``), or None.
+    ``ledger.programme.projection.differences``), or None.
     """
     connection = session.connection()
     # Entries first: on PostgreSQL each statement sees the rows committed when it starts, so

@@ -31,10 +31,10 @@ import json
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from ledger import projection
-from ledger.errors import Refusal
-from ledger.journal import EntryDraft, Posted, post
-from ledger.models import Request, Setting
+from ledger.core.errors import Refusal
+from ledger.core.journal import EntryDraft, Posted, post
+from ledger.programme import projection
+from ledger.programme.models import Request, Setting
 
 # The tables are defined with the others on the one metadata of ledger.models.
 SETTINGS = Setting.__table__

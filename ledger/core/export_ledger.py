@@ -24,10 +24,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger.balances import account_balances
-from ledger.export import book_postings
-from ledger.models import BOOKS, Account
-from ledger.money import format_fen
+from ledger.core.balances import account_balances
+from ledger.core.export import book_postings
+from ledger.core.models import BOOKS, Account
+from ledger.core.money import format_fen
 
 CURRENCY = "CNY"
 

@@ -26,7 +26,7 @@ import re
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 ROLES = ("officer", "approver", "auditor", "enterprise")
 GROUP = {role: f"jiebang_{role}" for role in ROLES}

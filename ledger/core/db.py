@@ -8,10 +8,15 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 # Resolving --db needs no SQLAlchemy, so it lives with the CLI's SQLite read path.
-from ledger.reads import DEFAULT_DB, normalize_url, require_revision_at_head, require_sqlite_file  # noqa: F401
+from ledger.core.reads import (  # noqa: F401
+    DEFAULT_DB,
+    normalize_url,
+    require_revision_at_head,
+    require_sqlite_file,
+)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -97,6 +102,6 @@ def current_revision(engine: Engine) -> str | None:
         raise
 
 
-def require_head(engine: Engine) -> None:
+def require_head(engine: Engine, head: str) -> None:
     """Refuse politely unless the schema is at the migrations' head."""
-    require_revision_at_head(current_revision(engine))
+    require_revision_at_head(current_revision(engine), head)

@@ -43,10 +43,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger import programme
-from ledger.errors import Refusal
-from ledger.journal import Posted
-from ledger.models import JournalEntry, Posting
-from ledger.money import parse_fen, parse_rate
+from ledger.core.errors import Refusal
+from ledger.core.journal import Posted
+from ledger.core.models import JournalEntry, Posting
+from ledger.core.money import parse_fen, parse_rate
 
 ROWS_MAX = 1_000_000  # a year of a large city's events is far below this; a limit on everything.
 CELL_CHARS_MAX = 32_767  # Excel's own limit on a cell; a longer cell is refused without being echoed.
@@ -603,7 +603,7 @@ def _read_workbook(path: Path) -> Batch:
 
 
 def _read_csv(path: Path, kind: str) -> Batch:
-    from ledger.bulk import decode_text
+    from ledger.core.bulk import decode_text
 
     raw = path.read_bytes()
     if b"\x00" in raw[:4096]:

@@ -3,7 +3,7 @@
 Why a module without SQLAlchemy: ``jiebang balances`` on a 300,000-transaction SQLite ledger
 spent a third of its time importing SQLAlchemy. Here every read is a function over ``run``,
 a plain ``run(sql, params) -> rows`` executor, so the CLI can drive it with the stdlib
-``sqlite3`` (``sqlite_reader``) while the services in ``ledger.balances`` and
+``sqlite3`` (``sqlite_reader``) while the services in ``ledger.core.balances`` and
 ``ledger.programme`` drive the very same statements through their session
 (``session_runner``). Statements are written with ``?`` placeholders; ``_runner`` is the one
 place that adapts them to the driver.
@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ledger.errors import Refusal, SchemaNotAtHead
+from ledger.core.errors import Refusal, SchemaNotAtHead
 
 Run = Callable[..., Iterable[tuple]]
 
 DEFAULT_DB = "jiebang.db"
-BUSY_TIMEOUT_S = 30.0  # the same 30,000 ms busy timeout ledger.db gives every SQLite connection
+BUSY_TIMEOUT_S = 30.0  # the same 30,000 ms busy timeout ledger.core.db gives every SQLite connection
 
-BALANCE_KEYS = (
-    "self_funding_pledged", "self_funding_contributed", "self_funding_outstanding",
-    "bid_contracted", "bid_paid_cash", "bid_paid_equity", "bid_paid_in_kind", "bid_unpaid",
-    "subsidy_base", "subsidy_earned", "subsidy_released", "subsidy_payable",
-    "grant_obligated", "grant_released", "grant_unreleased",
-    "advances_outstanding", "fiscal_spent",
-    "clawback_assessed", "clawback_collected", "clawback_outstanding",
-)
 
 
 # --- executors ----------------------------------------------------------------------------
@@ -83,7 +74,7 @@ def sqlite_file(url: str) -> str | None:
     """The file behind a plain ``sqlite:///PATH`` URL; None where SQLAlchemy must interpret it.
 
     URLs with a query string, ``:memory:`` or no path go the SQLAlchemy way, so this never
-    reads a URL differently from ``ledger.db.sqlite_path``.
+    reads a URL differently from ``ledger.core.db.sqlite_path``.
     """
     if not url.startswith("sqlite:///"):
         return None
@@ -92,10 +83,10 @@ def sqlite_file(url: str) -> str | None:
 
 
 @contextlib.contextmanager
-def sqlite_reader(path: str) -> Iterator[Run]:
+def sqlite_reader(path: str, *, head: str | None = None) -> Iterator[Run]:
     """A read-only stdlib connection to a ledger file at the migrations' head, in one snapshot.
 
-    Refuses as ``ledger.db.make_engine`` and ``require_head`` do, in the same words.
+    Refuses as ``ledger.core.db.make_engine`` and ``require_head`` do, in the same words.
     """
     require_sqlite_file(Path(path))
     uri = Path(path).absolute().as_uri() + "?mode=ro"
@@ -104,17 +95,18 @@ def sqlite_reader(path: str) -> Iterator[Run]:
     except sqlite3.Error as exc:
         raise _refused(exc) from None
     connection.execute("BEGIN")  # one snapshot for every statement, as a session has
-    with _reading(connection, "qmark", _sqlite_revision, sqlite3.Error) as run:
+    with _reading(connection, "qmark", _sqlite_revision, sqlite3.Error, head) as run:
         yield run
 
 
 @contextlib.contextmanager
-def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None], errors) -> Iterator[Run]:
+def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None], errors, head: str | None) -> Iterator[Run]:
     """A read on an open driver connection: the schema checked at head, a driver error as the
     CLI's one line, the connection closed after."""
     try:
         run = _runner(connection.execute, paramstyle)
-        require_revision_at_head(revision(run))
+        if head is not None:
+            require_revision_at_head(revision(run), head)
         yield run
     except errors as exc:
         raise _refused(exc) from None
@@ -129,11 +121,11 @@ def postgres_conninfo(url: str) -> str | None:
 
 
 @contextlib.contextmanager
-def postgres_reader(conninfo: str) -> Iterator[Run]:
+def postgres_reader(conninfo: str, *, head: str | None = None) -> Iterator[Run]:
     """A read-only psycopg connection at the migrations' head, REPEATABLE READ (one snapshot).
 
     psycopg directly, for the same reason as ``sqlite_reader``: importing SQLAlchemy costs
-    more than the read. No prepared statements, as ``ledger.db`` configures its engines.
+    more than the read. No prepared statements, as ``ledger.core.db`` configures its engines.
     """
     import psycopg
 
@@ -144,7 +136,7 @@ def postgres_reader(conninfo: str) -> Iterator[Run]:
         raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {detail}") from None
     connection.read_only = True
     connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    with _reading(connection, "format", _postgres_revision, psycopg.Error) as run:
+    with _reading(connection, "format", _postgres_revision, psycopg.Error, head) as run:
         yield run
 
 
@@ -184,11 +176,10 @@ def _sqlite_revision(run: Run) -> str | None:
     return None if row is None else row[0]
 
 
-def require_revision_at_head(revision: str | None) -> None:
-    from migrations import HEAD
-
-    if revision != HEAD:
-        where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {HEAD}"
+def require_revision_at_head(revision: str | None, head: str) -> None:
+    """Refuse a database whose schema revision is not ``head`` (the caller's migrations')."""
+    if revision != head:
+        where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {head}"
         raise SchemaNotAtHead(
             "database_must_be_at_head", f"the ledger database {where}; run `jiebang init` to create or upgrade it."
         )
@@ -243,118 +234,3 @@ def account_rows(
 def _like_prefix(prefix: str) -> str:
     escaped = prefix.rstrip(":").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + ":%"
-
-
-# --- one project's balances contract --------------------------------------------------------
-
-
-def project_balances(run: Run, code: str, *, as_of: dt.date | None = None, lane: str | None = None) -> dict[str, int]:
-    """The project's (or one lane's) balances in fen, all from postings, in one grouped query.
-
-    Project-level quantities (self-funding) are the project's; with a lane they are 0. It reads
-    only what the contract needs (the project's rules version and its lanes), not the events
-    ``programme.load_project`` replays.
-    """
-    code = code.strip().upper()
-    rules_version, lanes = _project_lanes(run, code)
-    funding_model = _funding_model(rules_version)  # refuses an unknown version before a lane
-    where, params = ["a.project_code = ?"], [code]
-    if as_of is not None:
-        where.append("p.value_date <= ?")
-        params.append(as_of)
-    if lane is not None:
-        where.append("a.lane = ?")
-        params.append(lanes[lane_number(code, lanes, lane)])
-    rows = run(
-        "SELECT a.name, j.kind,"
-        " SUM(CASE WHEN p.amount_fen > 0 THEN p.amount_fen ELSE 0 END),"
-        " SUM(CASE WHEN p.amount_fen < 0 THEN -p.amount_fen ELSE 0 END)"
-        " FROM postings p JOIN accounts a ON a.id = p.account_id JOIN journal_entries j ON j.id = p.entry_id"
-        " WHERE " + " AND ".join(where) + " GROUP BY a.name, j.kind",
-        tuple(params),
-    )
-    return _contract(rows, funding_model)
-
-
-def _project_lanes(run: Run, code: str) -> tuple[str, dict[int, str]]:
-    """The project's rules version and its lanes (number -> solver USCC), or the refusal."""
-    row = next(iter(run("SELECT rules_version FROM projects WHERE code = ?", (code,))), None)
-    if row is None:
-        raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
-    lanes = {int(n): uscc for n, uscc in run("SELECT lane_no, solver_uscc FROM lanes WHERE project_code = ?", (code,))}
-    return row[0], lanes
-
-
-def lane_number(code: str, lanes: dict[int, str], solver: str | int) -> int:
-    """The lane a user named: ``L2``, ``2`` or the solver's USCC (``ProjectState.lane_of`` too)."""
-    text = str(solver).strip().upper()
-    if text.startswith("L") and text[1:].isdigit() and int(text[1:]) in lanes:
-        return int(text[1:])
-    if text.isdigit() and int(text) in lanes:
-        return int(text)
-    for n, uscc in lanes.items():
-        if uscc == text:
-            return n
-    raise Refusal(
-        "lane_must_exist",
-        f"project {code} has no lane {text}; its lanes are "
-        + ", ".join(f"L{n} {u}" for n, u in sorted(lanes.items())) + ".",
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _funding_model(rules_version: str) -> str:
-    """staged_grant or bid_subsidy, from the rules file (read once per process and version)."""
-    from funding_rules.loader import get_rules
-
-    return get_rules(rules_version).funding.model
-
-
-def _contract(rows: Iterable[tuple], funding_model: str) -> dict[str, int]:
-    """The 20 BALANCE_KEYS from (account, entry kind, debits, credits) rows."""
-    from ledger.chart import family_of
-
-    bal: dict[str, int] = {}
-    receivable_debits = receivable_collected = 0
-    for name, kind, d, c in rows:
-        family = family_of(name)
-        if family is None:
-            continue
-        bal[family] = bal.get(family, 0) + int(d) - int(c)
-        if family == "clawback_receivable":
-            # A release netted against the clawback (an offset) settles it like a collection.
-            if kind in ("collection", "release"):
-                receivable_collected += int(c)
-            elif kind != "reversal":
-                receivable_debits += int(d)
-
-    def g(family: str) -> int:
-        return bal.get(family, 0)
-
-    bid_subsidy = funding_model == "bid_subsidy"
-    result = {
-        "self_funding_pledged": -g("self_funding_pledged"),
-        "self_funding_contributed": g("self_funding_contributed"),
-        "self_funding_outstanding": g("self_funding_outstanding"),
-        "bid_contracted": -g("bid_contracted"),
-        "bid_paid_cash": g("bid_paid_cash"),
-        "bid_paid_equity": g("bid_paid_equity"),
-        "bid_paid_in_kind": g("bid_paid_in_kind"),
-        "bid_unpaid": g("bid_unpaid"),
-        "subsidy_base": g("bid_paid_cash") if bid_subsidy else 0,
-        "subsidy_earned": g("subsidy_expense"),
-        # Under bid-subsidy rules the memo release account holds exactly the subsidy paid out,
-        # which stays true after a revocation recovers it (earned then drops, released not).
-        "subsidy_released": g("grant_released") if bid_subsidy else 0,
-        "subsidy_payable": -g("subsidy_payable"),
-        "grant_obligated": g("grant_released") + g("grant_unreleased"),
-        "grant_released": g("grant_released"),
-        "grant_unreleased": g("grant_unreleased"),
-        "advances_outstanding": g("advances"),
-        "fiscal_spent": g("grant_spent"),
-        "clawback_assessed": receivable_debits,
-        "clawback_collected": receivable_collected,
-        "clawback_outstanding": g("clawback_receivable"),
-    }
-    assert tuple(result) == BALANCE_KEYS
-    return result

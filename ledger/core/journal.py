@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ledger.errors import Refusal
-from ledger.models import ACCOUNT_TYPES, BOOKS, Account, ChainHead, JournalEntry, Posting
-from ledger.money import format_fen
+from ledger.core.errors import Refusal
+from ledger.core.models import ACCOUNT_TYPES, BOOKS, Account, ChainHead, JournalEntry, Posting
+from ledger.core.money import format_fen
 
 ACCOUNT_NAME_RE = re.compile(r"^(Assets|Liabilities|Equity|Income|Expenses)(:[A-Z0-9][A-Za-z0-9\-]*)+$")
 VOUCHER_MAX = 120
@@ -56,7 +56,7 @@ class EntryDraft:
       fact: True for an event that moves no money (a stage result); it may have no postings.
       facts: the business facts of the event (a party, an approval with its lanes and
         tranches, a stage result, the accounts it opens ...), JSON-serialisable; hashed with
-        the entry, and the programme tables are folded from them (``ledger.projection``).
+        the entry, and the programme tables are folded from them (``ledger.programme.projection``).
     """
 
     value_date: dt.date
@@ -555,7 +555,7 @@ def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Seq
             connection.exec_driver_sql(_SQLITE_INSERT["postings"], posting_rows)
         connection.exec_driver_sql(_SQLITE_INSERT["journal_entries"], entry_rows)
         return
-    from ledger.pg_write import copy_rows  # psycopg is an optional dependency
+    from ledger.core.pg_write import copy_rows  # psycopg is an optional dependency
 
     copy_rows(session, Posting.__tablename__, _POSTING_COLUMNS, posting_rows)
     copy_rows(session, JournalEntry.__tablename__, _ENTRY_COLUMNS, entry_rows)

@@ -13,9 +13,9 @@ from pathlib import Path
 from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
-from ledger.balances import account_balances
-from ledger.models import BOOKS, Account, JournalEntry, Posting
-from ledger.money import format_fen
+from ledger.core.balances import account_balances
+from ledger.core.models import BOOKS, Account, JournalEntry, Posting
+from ledger.core.money import format_fen
 
 CURRENCY = "CNY"
 

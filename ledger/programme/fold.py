@@ -6,7 +6,7 @@ Every business event carries its facts in the hashed content of its journal entr
 * ``rows_of`` maps one event to the programme rows it adds (parties, relations, projects,
   lanes, tranches, project events, settings, the accounts it opens). The services write
   exactly these rows, and ``verify`` folds the whole journal through the same function and
-  compares the result with the tables (``ledger.projection``).
+  compares the result with the tables (``ledger.programme.projection``).
 * ``fold_project`` folds one project's events, in chain order and up to a date, into what
   the rules need to know (conditions met, eliminated lanes, released tranches, extensions,
   termination and closure). The services, the audit pack, the status report and the

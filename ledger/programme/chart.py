@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 CATEGORY_SEGMENTS = {"equipment": "Equipment", "business": "Business", "labour": "Labour", "indirect": "Indirect"}
 PAYMENT_FORM_SEGMENTS = {"cash": "PaidCash", "equity": "PaidEquity", "in_kind": "PaidInKind"}

@@ -1,6 +1,6 @@
 """The programme tables as a projection of the journal: written from the fold, checked by it.
 
-``write`` inserts the rows ``ledger.fold.rows_of`` gives for a new event: the services
+``write`` inserts the rows ``ledger.programme.fold.rows_of`` gives for a new event: the services
 write programme rows through it and nowhere else. ``differences`` folds every entry's facts
 in chain order and compares the result with what the tables hold, so a row inserted,
 changed or deleted behind the application's back is named by ``verify``.
@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ledger import chart
-from ledger.fold import COLUMNS, KEYS, TABLES, Event, decode, fold, rows_of
-from ledger.models import Base, Lane, Party, PartyRelation, Project, ProjectEvent, Tranche
+from ledger.core.models import Base
+from ledger.programme import chart
+from ledger.programme.fold import COLUMNS, KEYS, TABLES, Event, decode, fold, rows_of
+from ledger.programme.models import Lane, Party, PartyRelation, Project, ProjectEvent, Tranche
 
 _DATE_COLUMNS = {"approval_date", "start_date", "end_date", "value_date", "opened_on", "closed_on"}
 _JSON_COLUMNS = {"conditions", "payload"}
@@ -94,7 +95,7 @@ def record_snapshot(session: Session, *, actor: str, revision: str):
     """Post the programme tables and accounts as they are as one hashed fact entry, so that
     from the upgrade on every programme fact is covered by the chain; old entries keep
     their hashes (and old anchors still match)."""
-    from ledger.journal import EntryDraft, chain_head, post
+    from ledger.core.journal import EntryDraft, chain_head, post
 
     tables = {}
     for table in TABLES:
@@ -126,8 +127,8 @@ def _json_row(row: dict) -> dict:
 
 
 def verify_ledger(session: Session, *, progress=None):
-    """``ledger.verify.verify`` with the programme tables checked against the journal's facts."""
-    from ledger.verify import verify
+    """``ledger.core.verify.verify`` with the programme tables checked against the journal's facts."""
+    from ledger.core.verify import verify
 
     return verify(session, progress=progress, projections=differences)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ledger.errors import Refusal
-from ledger.journal import AccountSpec, EntryDraft, PostingDraft
-from ledger.models import BOOKS
-from ledger.money import AMOUNT_FEN_MAX, format_fen, parse_fen
+from ledger.core.errors import Refusal
+from ledger.core.journal import AccountSpec, EntryDraft, PostingDraft
+from ledger.core.models import BOOKS
+from ledger.core.money import AMOUNT_FEN_MAX, format_fen, parse_fen
 
 CSV_REQUIRED = ("txn_id", "date", "account", "amount")
 CSV_OPTIONAL = ("book", "memo", "voucher", "kind", "project", "category", "source")
@@ -391,7 +391,7 @@ def post_batch(session, batch: CsvBatch, *, actor: str, progress: Callable[[int]
 
 
 def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
-    from ledger import journal
+    from ledger.core import journal
 
     if not len(batch):
         return BatchResult(0, 0)
@@ -422,7 +422,7 @@ def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
 
 def _shape_problem(batch: CsvBatch, counts: np.ndarray):
     """(entry, 0, refusal) for the first entry whose kind, voucher or postings are malformed."""
-    from ledger.journal import KIND_RE, VOUCHER_MAX
+    from ledger.core.journal import KIND_RE, VOUCHER_MAX
 
     found = []
     bad_kinds = {k for k in set(batch.kind) if not KIND_RE.match(k)}
@@ -500,7 +500,7 @@ def _digests(batch: CsvBatch, posting_book: np.ndarray, ends: list[int]) -> list
     one lexsort over integer ranks; names are JSON-encoded once each, not once per posting;
     the legs' text exists for one slice of entries at a time.
     """
-    from ledger.journal import _enc, canonical_body, canonical_leg
+    from ledger.core.journal import _enc, canonical_body, canonical_leg
 
     account_rank = _ranks(batch.accounts)
     keys = [batch.amount_fen, account_rank[batch.account], posting_book, batch.entry]
@@ -553,7 +553,7 @@ def _number(session, batch: CsvBatch, digests: list[bytes], last_entry_id: int) 
     (earlier, or earlier in the file) is recognised (id 0), with other content refused.
     Returns (ids, how many present). Posted vouchers are checked as they stream in.
     """
-    from ledger.journal import _voucher_conflict, posted_vouchers
+    from ledger.core.journal import _voucher_conflict, posted_vouchers
 
     first_of: dict[tuple[str, str], int] = {}
     for i, key in enumerate(zip(batch.kind, batch.voucher)):
@@ -587,7 +587,7 @@ def _write_batch(session, batch, ends, digests, ids, prev_hash, account_id, post
     Row tuples are zipped from whole columns turned into Python lists a chunk at a time;
     nothing per row goes back into numpy.
     """
-    from ledger.journal import BULK_CHUNK, chain_hash, insert_rows
+    from ledger.core.journal import BULK_CHUNK, chain_hash, insert_rows
 
     sqlite = session.get_bind().dialect.name == "sqlite"
     days = {o: dt.date.fromordinal(o) for o in set(batch.date_ordinal.tolist())}

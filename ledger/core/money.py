@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from ledger.errors import Refusal
+from ledger.core.errors import Refusal
 
 FEN_PER_YUAN = 100
 AMOUNT_FEN_MAX = 10**17  # one quadrillion yuan: far beyond any budget, inside a 64-bit integer.

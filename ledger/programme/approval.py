@@ -1,0 +1,277 @@
+"""Project approval (立项): every eligibility rule, the obligation, lanes and tranche schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from funding_rules import checks
+from funding_rules.loader import Rules, RulesChangedError, get_rules, rules_in_force
+from funding_rules.uscc import normalize_uscc
+from ledger.core.errors import Refusal
+from ledger.core.journal import (
+    AccountSpec,
+    EntryDraft,
+    Posted,
+    PostingDraft,
+)
+from ledger.core.models import JournalEntry
+from ledger.core.money import format_fen
+from ledger.programme import chart
+from ledger.programme.budget import available_budget
+from ledger.programme.common import (
+    CATEGORIES,
+    PAYMENT_FORMS,
+    _post_event,
+    _refuse,
+    _voucher,
+    _yuan,
+    lock,
+)
+from ledger.programme.models import Lane, Project
+from ledger.programme.parties import _load_party, _party_checks_facts
+
+# --- project approval -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalInput:
+    """A project as the bureau approves it (立项).
+
+    Attributes:
+      rules_version: None picks the city's version in force on ``approval_date``.
+      approved_grant_fen: the approved grant (staged-grant rules, e.g. Jiangmen).
+      bid_contract_fen: contracted bid per lane (bid-subsidy rules, e.g. Urumqi).
+      budget_year: the appropriation year the obligation draws on (default: approval year).
+    """
+
+    code: str
+    name: str
+    city: str
+    category: str
+    mode: str
+    demand_uscc: str
+    solver_usccs: tuple[str, ...]
+    total_investment_fen: int
+    approval_date: dt.date
+    start_date: dt.date
+    end_date: dt.date
+    approved_grant_fen: int | None = None
+    bid_contract_fen: tuple[int, ...] = ()
+    rules_version: str | None = None
+    budget_year: int | None = None
+    voucher: str | None = None
+
+
+def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Posted:
+    lock(session)
+    code = chart.check_project_code(spec.code)
+    rules = get_rules(spec.rules_version) if spec.rules_version else rules_in_force(spec.city, spec.approval_date)
+    if rules.city != spec.city:
+        raise Refusal(
+            "rules_city_must_match_project",
+            f"project {code} is in {spec.city} but rules {rules.version} are for {rules.city}; "
+            "leave --rules out to use the version in force, or name one of the project's city.",
+        )
+    _refuse_changed_pin(session, rules)
+    existing = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
+    voucher = _voucher(spec.voucher, f"APPROVE-{code}")
+    if existing is not None:
+        prior = session.execute(
+            select(JournalEntry.id, JournalEntry.voucher).where(JournalEntry.id == existing.entry_id)
+        ).one()
+        if prior.voucher == voucher and _same_approval(session, existing, spec, rules):
+            return Posted(prior.id, "", created=False)
+        raise Refusal(
+            "project_must_be_approved_once",
+            f"project {code} was already approved in entry {prior.id}; approvals are not edited"
+            + (" and the solver is locked after approval under these rules" if rules.approval.solver_locked_after_approval else "")
+            + "; record an extension or termination, or approve a new project code.",
+        )
+    demand = _load_party(session, spec.demand_uscc, "demand side")
+    solvers = [_load_party(session, s, f"solver of lane {i}") for i, s in enumerate(spec.solver_usccs, start=1)]
+    if rules.funding.model == "bid_subsidy" and len(spec.bid_contract_fen) != len(solvers):
+        raise Refusal(
+            "bid_contracts_must_match_lanes",
+            f"project {code} has {len(solvers)} solver lane(s) but {len(spec.bid_contract_fen)} bid contract amount(s); "
+            f"rules {rules.version} compute the subsidy from each lane's contracted bid, so give one --bid per solver.",
+        )
+    if rules.funding.model == "staged_grant" and not spec.approved_grant_fen:
+        raise Refusal(
+            "approved_grant_must_be_given",
+            f"rules {rules.version} fund an approved grant paid in tranches; give it with --grant.",
+        )
+    budget_year = spec.budget_year or spec.approval_date.year
+    facts = checks.ApprovalFacts(
+        code=code,
+        city=spec.city,
+        mode=spec.mode,
+        category=spec.category,
+        approval_date=spec.approval_date,
+        start_date=spec.start_date,
+        end_date=spec.end_date,
+        total_investment_fen=spec.total_investment_fen,
+        demand=_party_checks_facts(session, demand),
+        solvers=tuple(_party_checks_facts(session, s) for s in solvers),
+        available_appropriation_fen=available_budget(session, budget_year),
+        approved_grant_fen=spec.approved_grant_fen if rules.funding.model == "staged_grant" else None,
+        bid_contract_fen=tuple(spec.bid_contract_fen),
+    )
+    violations = checks.run_checks(checks.APPROVAL_CHECKS, facts, rules)
+    _refuse(violations)
+
+    lanes = list(range(1, len(solvers) + 1))
+    if rules.funding.model == "staged_grant":
+        obligation = checks.saima_lane_split(spec.approved_grant_fen, len(lanes)) if spec.mode == "saima" else [spec.approved_grant_fen]
+    else:
+        obligation = [checks.subsidy_ceiling_fen([bid], rules) for bid in spec.bid_contract_fen]
+    total_obligation = sum(obligation)
+    if rules.funding.model == "staged_grant":
+        for n, amount in zip(lanes, obligation):
+            if min(checks.tranche_amounts(amount, rules)) <= 0:
+                raise Refusal(
+                    "grant_must_fill_every_tranche",
+                    f"the grant of {_yuan(amount)} for {code} L{n} is too small to split into "
+                    f"{len(rules.tranches)} tranches of at least 0.01; check the amount.",
+                )
+    opened = spec.approval_date
+    accounts = [AccountSpec(chart.budget_available(budget_year), "memo", min(chart.year_accounts_open_on(budget_year), opened))]
+    postings: list[PostingDraft] = []
+    for n, amount in zip(lanes, obligation):
+        solver = solvers[n - 1].uscc
+        for name, book in _lane_accounts(code, n, rules):
+            accounts.append(AccountSpec(name, book, opened, code, solver))
+        if amount:
+            postings.append(PostingDraft(chart.grant_unreleased(code, n), amount))
+    for name in (chart.self_funding_pledged(code), chart.self_funding_outstanding(code)):
+        accounts.append(AccountSpec(name, "memo", opened, code))
+    for category in CATEGORIES:
+        accounts.append(AccountSpec(chart.self_funding_contributed(code, category), "memo", opened, code))
+    if total_obligation:
+        postings.append(PostingDraft(chart.budget_available(budget_year), -total_obligation))
+    for n, bid in zip(lanes, spec.bid_contract_fen):
+        if bid:
+            postings.append(PostingDraft(chart.bid_unpaid(code, n), bid))
+            postings.append(PostingDraft(chart.bid_contracted(code, n), -bid))
+    trace = {
+        "rules_version": rules.version,
+        "funding_model": rules.funding.model,
+        "budget_year": budget_year,
+        "available_before": format_fen(facts.available_appropriation_fen),
+        "obligation_per_lane": [format_fen(a) for a in obligation],
+        "obligation_total": format_fen(total_obligation),
+        "obligation_basis": (
+            "approved grant, split equally among 赛马 lanes" if rules.funding.model == "staged_grant" and spec.mode == "saima"
+            else "approved grant" if rules.funding.model == "staged_grant"
+            else f"subsidy ceiling: round_half_up({rules.funding.subsidy_cap_rate_of_contract} × contracted bid) per lane"
+        ),
+        "checks": [c.__name__ for c in checks.APPROVAL_CHECKS],
+        "warnings": [v.message for v in violations if v.severity != "error"],
+    }
+    project_facts = {
+        "code": code,
+        "name": spec.name,
+        "city": rules.city,
+        "rules_version": rules.version,
+        "rules_fingerprint": rules.fingerprint,
+        "category": spec.category,
+        "mode": spec.mode,
+        "demand_uscc": demand.uscc,
+        "total_investment_fen": spec.total_investment_fen,
+        "approved_grant_fen": total_obligation,
+        "budget_year": budget_year,
+        "approval_date": spec.approval_date.isoformat(),
+        "start_date": spec.start_date.isoformat(),
+        "end_date": spec.end_date.isoformat(),
+    }
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=spec.approval_date,
+            kind="approval",
+            postings=tuple(postings),
+            project_code=code,
+            voucher=voucher,
+            memo=f"立项 {spec.name}",
+            actor=actor,
+            rules_version=rules.version,
+            trace=trace,
+            fact=not postings,
+        ),
+        accounts,
+        {"payload": {"budget_year": budget_year}},
+        {
+            "project": project_facts,
+            "lanes": [[n, solvers[n - 1].uscc] for n in lanes],
+            "tranches": _tranche_rows(lanes, obligation, rules, spec.mode),
+        },
+    )
+
+
+def _refuse_changed_pin(session: Session, rules: Rules) -> None:
+    """Refuse a rules file whose content differs from what an earlier project pinned."""
+    pinned = session.execute(
+        select(Project.code, Project.approval_date, Project.rules_fingerprint)
+        .where(Project.rules_version == rules.version, Project.rules_fingerprint.is_not(None),
+               Project.rules_fingerprint != rules.fingerprint)
+        .order_by(Project.approval_date, Project.code)
+        .limit(1)
+    ).first()
+    if pinned is not None:
+        raise RulesChangedError(rules.path, rules.version, pinned.rules_fingerprint, rules.fingerprint).for_project(
+            pinned.code, pinned.approval_date
+        )
+
+
+def _same_approval(session: Session, project: Project, spec: ApprovalInput, rules: Rules) -> bool:
+    solvers = session.scalars(select(Lane.solver_uscc).where(Lane.project_code == project.code).order_by(Lane.lane_no)).all()
+
+    return (
+        project.rules_version == rules.version
+        and project.mode == spec.mode
+        and project.total_investment_fen == spec.total_investment_fen
+        and list(solvers) == [normalize_uscc(s) for s in spec.solver_usccs]
+        and project.approval_date == spec.approval_date
+        and project.end_date == spec.end_date
+    )
+
+
+def _lane_accounts(code: str, n: int, rules: Rules) -> list[tuple[str, str]]:
+    names = [
+        (chart.grant_unreleased(code, n), "memo"),
+        (chart.grant_released(code, n), "memo"),
+        (chart.bid_unpaid(code, n), "memo"),
+        (chart.bid_contracted(code, n), "memo"),
+        *[(chart.bid_paid(code, n, form), "memo") for form in PAYMENT_FORMS],
+        (chart.advances(code, n), "fiscal"),
+        (chart.clawback_receivable(code, n), "fiscal"),
+        *[(chart.grant_spent(code, n, c), "fiscal") for c in CATEGORIES],
+    ]
+    if rules.funding.model == "bid_subsidy":
+        names += [(chart.subsidy_expense(code, n), "fiscal"), (chart.subsidy_payable(code, n), "fiscal")]
+    return names
+
+
+def _tranche_rows(lanes: list[int], obligation: list[int], rules: Rules, mode: str) -> list[dict]:
+    rows = []
+    for n, amount in zip(lanes, obligation):
+        if rules.funding.model == "staged_grant":
+            amounts = checks.tranche_amounts(amount, rules)
+        else:
+            amounts = [amount] * len(rules.tranches)  # each subsidy tranche is capped by the lane's ceiling
+        for seq, (tranche, value) in enumerate(zip(rules.tranches, amounts), start=1):
+            rows.append(
+                {
+                    "lane_no": n,
+                    "seq": seq,
+                    "name": tranche.name,
+                    "basis": tranche.basis,
+                    "amount_fen": value,
+                    "conditions": list(tranche.conditions_for(mode)),
+                    "source": tranche.source,
+                }
+            )
+    return rows

@@ -1,0 +1,188 @@
+"""What every programme service shares: the writer lock, idempotency by voucher, posting an
+event with its facts, and small checks of amounts and categories."""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import datetime as dt
+import functools
+import json
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from funding_rules import checks
+from ledger.core.errors import Refusal
+from ledger.core.journal import (
+    AccountSpec,
+    EntryDraft,
+    Posted,
+    missing_accounts,
+    open_accounts,
+    post,
+)
+from ledger.core.models import ChainHead, JournalEntry
+from ledger.core.money import format_fen, format_fen_grouped
+from ledger.programme import chart, projection
+
+PAYMENT_FORMS = ("cash", "equity", "in_kind")
+CATEGORIES = tuple(chart.CATEGORY_SEGMENTS)
+
+
+# --- shared helpers ---------------------------------------------------------------------
+
+
+def lock(session: Session) -> None:
+    """Serialise writers: lock the chain head row before reading what checks depend on."""
+    session.execute(select(ChainHead.id).where(ChainHead.id == 1).with_for_update()).all()
+
+
+def _refuse(violations: list[checks.Violation]) -> None:
+    errors = checks.errors_only(violations)
+    if errors:
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise Refusal(errors[0].code, errors[0].message + more)
+
+
+def _yuan(fen: int) -> str:
+    return format_fen_grouped(fen)
+
+
+def reversed_entries():
+    """Entry ids that a later entry reverses; their events no longer count."""
+    return select(JournalEntry.reverses_id).where(JournalEntry.reverses_id.is_not(None))
+
+
+# Idempotency of business events: an entry's content includes a calculation trace built from
+# the balances at the time, so a retried voucher would not reproduce the same content. The
+# services therefore compare the *request* (the service's own arguments), recorded in the
+# trace of the first entry, and return that entry before any rule is checked again.
+_request: contextvars.ContextVar[dict | None] = contextvars.ContextVar("jiebang_request", default=None)
+
+
+def _canonical_request(kind: str, arguments: dict) -> dict:
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if dataclasses.is_dataclass(value):
+            return plain(dataclasses.asdict(value))
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (dt.date, Decimal)):
+            return str(value)
+        return value
+
+    return {"kind": kind, **{k: plain(v) for k, v in sorted(arguments.items()) if k not in ("actor", "voucher")}}
+
+
+def _replayed(session: Session, kind: str, voucher: str, request: dict) -> Posted | None:
+    """The entry a voucher already recorded for the same request, or a conflict refusal."""
+    row = session.execute(
+        select(JournalEntry.id, JournalEntry.hash, JournalEntry.trace).where(
+            JournalEntry.kind == kind, JournalEntry.voucher == voucher
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    reversal = session.execute(select(JournalEntry.id).where(JournalEntry.reverses_id == row.id)).scalar()
+    if reversal is not None:
+        raise Refusal(
+            "voucher_must_not_belong_to_a_reversed_entry",
+            f"voucher {voucher} belongs to {kind} entry {row.id}, which entry {reversal} reversed; "
+            "record the event again with a new --voucher.",
+        )
+    recorded = json.loads(row.trace or "{}").get("request")
+    if recorded != request:
+        raise Refusal(
+            "voucher_must_match_first_use",
+            f"voucher {voucher} was already used for {kind} entry {row.id} with different details; "
+            f"use a new voucher, or reverse entry {row.id} first if it was wrong.",
+        )
+    return Posted(row.id, row.hash, created=False)
+
+
+def idempotent(kind):
+    """Make a service return the first entry when called again with the same voucher and arguments.
+
+    ``kind`` is the entry kind, or a function of the arguments that gives it.
+    """
+
+    def decorate(service):
+        @functools.wraps(service)
+        def run(session: Session, **arguments):
+            entry_kind = kind(arguments) if callable(kind) else kind
+            request = _canonical_request(entry_kind, arguments)
+            voucher = (arguments.get("voucher") or "").strip()
+            if voucher:
+                lock(session)
+                prior = _replayed(session, entry_kind, voucher, request)
+                if prior is not None:
+                    return prior
+            token = _request.set(request)
+            try:
+                return service(session, **arguments)
+            finally:
+                _request.reset(token)
+
+        return run
+
+    return decorate
+
+
+def _post_event(
+    session: Session,
+    draft: EntryDraft,
+    accounts: list[AccountSpec],
+    event: dict | None,
+    facts: dict | None = None,
+) -> Posted:
+    """Open the accounts, post the entry with the event's facts and write their projection.
+
+    ``event`` holds the project event's facts (lane_no, stage, passed, tranche, reference,
+    payload); ``facts`` any others (a party, an approval's project, lanes and tranches). The
+    accounts this entry opens are recorded in its facts too, so the chain covers them.
+    """
+    request = _request.get()
+    if request is not None:
+        if draft.voucher:
+            prior = _replayed(session, draft.kind, draft.voucher, request)
+            if prior is not None:
+                return prior
+        draft = dataclasses.replace(draft, trace={**(draft.trace or {}), "request": request})
+    facts = dict(facts or {})
+    if event is not None:
+        facts["event"] = {k: v for k, v in event.items() if k != "project_code"}
+    opens = missing_accounts(session, accounts)
+    if opens:
+        facts["opens"] = [[a.name, a.book, a.opened_on.isoformat(), a.project_code, a.lane] for a in opens]
+    if facts:
+        draft = dataclasses.replace(draft, facts=facts)
+    if accounts:
+        open_accounts(session, accounts)
+    posted = post(session, draft)
+    projection.record(session, posted, draft)
+    return posted
+
+
+def _voucher(voucher: str | None, default: str) -> str:
+    return (voucher or default).strip()
+
+
+def _positive(amount_fen: int, what: str) -> None:
+    if amount_fen <= 0:
+        raise Refusal("amount_must_be_positive", f"a {what} must be a positive amount, got {format_fen(amount_fen)}.")
+
+
+def _category(category: str) -> str:
+    key = (category or "").strip().lower()
+    if key in chart.CATEGORY_SEGMENTS:
+        return key
+    names = {"设备费": "equipment", "业务费": "business", "劳务费": "labour", "间接费用": "indirect"}
+    if category.strip() in names:
+        return names[category.strip()]
+    raise Refusal(
+        "budget_category_must_be_known",
+        f"budget category {category!r} must be one of equipment (设备费), business (业务费), labour (劳务费), indirect (间接费用).",
+    )

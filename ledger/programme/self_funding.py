@@ -1,0 +1,76 @@
+"""Self-funding: pledges (承诺函) and contributions (到位) by budget category."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from ledger.core.journal import (
+    EntryDraft,
+    Posted,
+    PostingDraft,
+)
+from ledger.programme import chart
+from ledger.programme.common import _category, _positive, _post_event, _voucher, idempotent, lock
+from ledger.programme.state import _require_active, load_project
+
+# --- self-funding -----------------------------------------------------------------------
+
+
+@idempotent("pledge")
+def pledge(session: Session, *, project: str, amount_fen: int, date: dt.date, voucher: str | None, actor: str, category: str | None = None) -> Posted:
+    """Record self-funding promised (自投研发资金承诺函), memo book."""
+    lock(session)
+    state = load_project(session, project)
+    code = state.project.code
+    _require_active(state, date, "pledge")
+    _positive(amount_fen, "pledge")
+    category = _category(category) if category else None
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="pledge",
+            postings=(
+                PostingDraft(chart.self_funding_outstanding(code), amount_fen, category, "self_funded"),
+                PostingDraft(chart.self_funding_pledged(code), -amount_fen, category, "self_funded"),
+            ),
+            project_code=code,
+            voucher=_voucher(voucher, f"PLEDGE-{code}-{date.isoformat()}-{amount_fen}"),
+            memo="self-funding pledged (自投研发资金承诺)",
+            actor=actor,
+            rules_version=state.rules.version,
+        ),
+        [],
+        {"project_code": code},
+    )
+
+
+@idempotent("contribution")
+def contribute(session: Session, *, project: str, amount_fen: int, category: str, date: dt.date, voucher: str | None, actor: str, memo: str = "") -> Posted:
+    """Record self-funding evidenced as arrived, by budget category, memo book."""
+    lock(session)
+    state = load_project(session, project)
+    code = state.project.code
+    _require_active(state, date, "contribution")
+    _positive(amount_fen, "contribution")
+    category = _category(category)
+    return _post_event(
+        session,
+        EntryDraft(
+            value_date=date,
+            kind="contribution",
+            postings=(
+                PostingDraft(chart.self_funding_contributed(code, category), amount_fen, category, "self_funded"),
+                PostingDraft(chart.self_funding_outstanding(code), -amount_fen, category, "self_funded"),
+            ),
+            project_code=code,
+            voucher=_voucher(voucher, f"CONTRIB-{code}-{date.isoformat()}-{amount_fen}"),
+            memo=memo or f"self-funding contributed ({category})",
+            actor=actor,
+            rules_version=state.rules.version,
+        ),
+        [],
+        {"project_code": code},
+    )

@@ -1,0 +1,223 @@
+"""A project's state at a date, folded from its events by ``ledger.programme.fold``, and its tranches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from funding_rules import checks
+from funding_rules.loader import Rules, RulesChangedError, get_rules
+from ledger.core.errors import Refusal
+from ledger.core.models import Account, JournalEntry, Posting
+from ledger.programme import chart, fold, reads
+from ledger.programme.common import CATEGORIES
+from ledger.programme.models import Lane, Project, ProjectEvent, Tranche
+
+# --- project state, derived from events and postings ------------------------------------
+
+
+@dataclass
+class ProjectState:
+    """What the services need to know about a project at a date, folded from its events
+    by ``ledger.programme.fold.fold_project`` (see there for each attribute)."""
+
+    project: Project
+    rules: Rules
+    lanes: dict[int, str]  # lane_no -> solver USCC
+    conditions: dict[int | None, set[str]] = field(default_factory=dict)  # lane (None: project) -> met
+    eliminated: dict[int, dt.date] = field(default_factory=dict)
+    terminated_on: dt.date | None = None
+    released_tranches: set[int] = field(default_factory=set)
+    extension_months: int = 0
+    extensions: int = 0
+    closed_on: dt.date | None = None
+    met_on: dict[tuple[int | None, str], dt.date] = field(default_factory=dict)
+    ended_by: str | None = None
+
+    def met(self, n: int) -> set[str]:
+        return self.conditions.get(None, set()) | self.conditions.get(n, set())
+
+    @property
+    def end_date(self) -> dt.date:
+        return checks.add_months(self.project.end_date, self.extension_months)
+
+    def lane_of(self, solver: str | int | None) -> int:
+        if solver is None:
+            if len(self.lanes) == 1:
+                return 1
+            raise Refusal(
+                "lane_must_be_named",
+                f"project {self.project.code} has {len(self.lanes)} lanes; name one with --lane (a solver USCC or L1..L{len(self.lanes)}).",
+            )
+        return reads.lane_number(self.project.code, self.lanes, solver)
+
+
+def pinned_rules(project: Project) -> Rules:
+    """The rules a project is pinned to: its version, refused in one line if the file's
+    content is no longer what the project pinned at approval (a change of policy must be
+    published as a new version, never edited into the pinned one)."""
+    try:
+        return get_rules(project.rules_version, fingerprint=project.rules_fingerprint)
+    except RulesChangedError as changed:
+        raise changed.for_project(project.code, project.approval_date) from None
+
+
+def project_folds(session: Session, projects: list[Project], as_of: dt.date | None = None) -> dict[str, fold.ProjectFold]:
+    """The fold of each project's events as of ``as_of`` (None: now), from two queries."""
+    codes = [p.code for p in projects]
+    events: dict[str, list[fold.ProjectEvent]] = {code: [] for code in codes}
+    reversals: dict[int, dt.date] = {}
+    for start in range(0, len(codes), 500):
+        chunk = codes[start : start + 500]
+        query = (
+            select(ProjectEvent.project_code, ProjectEvent.entry_id, ProjectEvent.value_date, ProjectEvent.kind,
+                   ProjectEvent.lane_no, ProjectEvent.stage, ProjectEvent.passed, ProjectEvent.tranche_id, ProjectEvent.payload)
+            .where(ProjectEvent.project_code.in_(chunk))
+            .order_by(ProjectEvent.entry_id)
+        )
+        if as_of is not None:
+            query = query.where(ProjectEvent.value_date <= as_of)
+        for code, entry_id, value_date, kind, lane_no, stage, passed, tranche_id, payload in session.execute(query):
+            events[code].append(fold.ProjectEvent(
+                entry_id, value_date, kind, lane_no, stage, None if passed is None else bool(passed), tranche_id,
+                json.loads(payload) if payload else {},
+            ))
+        reversals.update(session.execute(
+            select(JournalEntry.reverses_id, JournalEntry.value_date).where(
+                JournalEntry.project_code.in_(chunk), JournalEntry.reverses_id.is_not(None)
+            )
+        ).tuples().all())
+    by_code = {p.code: p for p in projects}
+    return {code: fold.fold_project(by_code[code].approval_date, events[code], reversals, as_of) for code in codes}
+
+
+def project_state(project: Project, rules: Rules, lanes: dict[int, str], folded: fold.ProjectFold) -> ProjectState:
+    return ProjectState(
+        project=project, rules=rules, lanes=dict(lanes), conditions=folded.conditions, eliminated=folded.eliminated,
+        terminated_on=folded.terminated_on, released_tranches=folded.released_tranches,
+        extension_months=folded.extension_months, extensions=folded.extensions, closed_on=folded.closed_on,
+        met_on=folded.met_on, ended_by=folded.ended_by,
+    )
+
+
+def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -> ProjectState:
+    code = code.strip().upper()
+    project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
+    if project is None:
+        raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
+    lanes = dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all())
+    folded = project_folds(session, [project], as_of)[code]
+    return project_state(project, pinned_rules(project), lanes, folded)
+
+
+def extension_months_by_project(session: Session) -> dict[str, int]:
+    """Months of approved extension per project, from the one fold."""
+    projects = session.scalars(select(Project)).all()
+    return {code: f.extension_months for code, f in project_folds(session, list(projects)).items()}
+
+
+def _require_active(state: ProjectState, when: dt.date, what: str, n: int | None = None) -> None:
+    code = state.project.code
+    if when < state.project.approval_date:
+        raise Refusal(
+            "event_must_follow_approval",
+            f"{what} on {when} is dated before project {code}'s approval on {state.project.approval_date}; check the date.",
+        )
+    if state.terminated_on is not None:
+        raise Refusal(
+            "project_must_not_be_terminated",
+            f"project {code} was terminated on {state.terminated_on}; no {what} is accepted after termination.",
+        )
+    if state.closed_on is not None:
+        raise Refusal(
+            "project_must_not_be_closed",
+            f"project {code} was closed after acceptance on {state.closed_on}; no {what} is accepted after closure.",
+        )
+    if n is not None and n in state.eliminated:
+        raise Refusal(
+            "lane_must_not_be_eliminated",
+            f"lane L{n} ({state.lanes[n]}) of {code} was eliminated on {state.eliminated[n]}; it receives no further {what}.",
+        )
+
+
+def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
+    """Balances of one lane's accounts by family (all dates), one grouped query.
+
+    Grant spending is also kept per budget category, as ``grant_spent:<category>``.
+    """
+    rows = session.execute(
+        select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
+        .join(Posting, Posting.account_id == Account.id)
+        .where(Account.project_code == state.project.code, Account.lane == state.lanes[n])
+        .group_by(Account.name)
+    ).all()
+    sums: dict[str, int] = {}
+    for name, amount in rows:
+        family = chart.family_of(name)
+        if family is not None:
+            sums[family] = sums.get(family, 0) + int(amount)
+        if family == "grant_spent":
+            sums[f"grant_spent:{_SEGMENT_CATEGORIES[name.rsplit(':', 1)[1]]}"] = int(amount)
+    return sums
+
+
+_SEGMENT_CATEGORIES = {segment: category for category, segment in chart.CATEGORY_SEGMENTS.items()}
+
+
+def _spent_by_category(sums: dict[str, int]) -> dict[str, int]:
+    """Grant spent per budget category, from ``_lane_sums``."""
+    return {c: sums[f"grant_spent:{c}"] for c in CATEGORIES if f"grant_spent:{c}" in sums}
+
+
+@dataclass(frozen=True)
+class TrancheView:
+    """A tranche with its status at a date.
+
+    Attributes:
+      status: planned (conditions unmet), eligible, released or cancelled.
+      unmet: the conditions still missing, in rules order.
+    """
+
+    id: int
+    lane_no: int
+    seq: int
+    name: str
+    basis: str
+    amount_fen: int
+    conditions: tuple[str, ...]
+    status: str
+    unmet: tuple[str, ...]
+    source: str
+
+
+def tranche_views(session: Session, state: ProjectState) -> list[TrancheView]:
+    rows = session.scalars(
+        select(Tranche).where(Tranche.project_code == state.project.code).order_by(Tranche.lane_no, Tranche.seq)
+    ).all()
+    views = []
+    for t in rows:
+        conditions = tuple(json.loads(t.conditions))
+        unmet = tuple(c for c in conditions if c not in state.met(t.lane_no))
+        if t.id in state.released_tranches:
+            status = "released"
+        elif state.terminated_on is not None or state.closed_on is not None or t.lane_no in state.eliminated:
+            status = "cancelled"  # closure deobligates what was never released, as termination does
+        else:
+            status = "planned" if unmet else "eligible"
+        views.append(TrancheView(t.id, t.lane_no, t.seq, t.name, t.basis, t.amount_fen, conditions, status, unmet, t.source))
+    return views
+
+
+CONDITION_HINTS = {
+    "approved": "the approval",
+    "contract_signed": "the contract signing (jiebang stage --stage contract_signed --passed)",
+    "first_bid_payment": "a bid payment to the lane (jiebang bid pay)",
+    "midterm_passed": "a passed mid-term check (jiebang stage --stage midterm --passed)",
+    "stage_passed": "a passed 赛马 stage assessment of the lane (jiebang stage --stage stage_assessment --lane ... --passed)",
+    "acceptance_passed": "a passed acceptance (jiebang stage --stage acceptance --passed)",
+    "audit_report_received": "the 专项审计报告 (jiebang stage --stage audit_report --passed)",
+}
