@@ -1301,9 +1301,10 @@ def demo(out_dir: Path, force: bool) -> None:
       jiebang demo
       jiebang demo --out /tmp/jiebang-demo --force
     """
-    from reports.demo import build_demo, summary_lines
+    from ledger.programme.demo import build_ledger
+    from reports.demo import summary_lines, write_demo
 
-    result = build_demo(out_dir, force=force)
+    result = write_demo(build_ledger(out_dir, force=force))
     for line in summary_lines(result):
         click.echo(line)
     if not result.verify_ok or result.bean_check:

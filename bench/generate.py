@@ -40,7 +40,7 @@ STORIES = ("_jm2024_001", "_jm2024_002", "_jm2025_003", "_jm2025_004", "_jm2026_
 
 
 def _copy_party(party, k: int, index: int):
-    from reports import demo
+    from ledger.programme import demo
 
     registration, division = party.uscc[:2], party.uscc[2:8]
     org8 = f"B{index:02d}{k:05d}"
@@ -54,7 +54,7 @@ def services_plan(projects: int, seed: int = 1):
     ``<story code>-<i>`` and vouchers suffixed ``#<i>``; each project brings its own copies
     of the parties it needs and its share of the year's appropriations.
     """
-    from reports import demo
+    from ledger.programme import demo
 
     rng = random.Random(seed)
     order = [STORIES[i % len(STORIES)] for i in range(projects)]

@@ -133,7 +133,7 @@ def demo_engine(backend, request, tmp_path_factory):
         engine = make_engine(url)
         from ledger.programme import PartyInput, register_party
         from ledger.programme.approvals import change_setting
-        from reports.demo import programme
+        from ledger.programme.demo import programme
 
         with Session(engine) as session, session.begin():
             programme().run(session)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from cli import main
 from ledger.core.db import make_engine
 from ledger.programme import BALANCE_KEYS, pledge, project_balances
-from reports.demo import PARTIES, STATUS_PARTIES, programme, wan
+from ledger.programme.demo import PARTIES, STATUS_PARTIES, programme, wan
 from reports.status import arrival_rate
 
 USCC = {p.key: p.uscc for p in PARTIES}
