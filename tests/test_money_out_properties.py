@@ -40,7 +40,6 @@ from ledger.core.balances import account_balances
 from ledger.core.db import make_engine
 from ledger.core.errors import Refusal
 from ledger.core.export import export_beancount
-from ledger.core.verify import verify
 from ledger.programme import (
     ApprovalInput,
     Misuse,
@@ -60,6 +59,7 @@ from ledger.programme import (
     terminate,
     write_off,
 )
+from ledger.programme.projection import verify_ledger as verify
 from migrations import upgrade_to_head
 
 D = dt.date

@@ -55,8 +55,8 @@ from sqlalchemy.orm import Session
 
 from ledger.core.db import make_engine
 from ledger.core.errors import Refusal
-from ledger.core.verify import verify
 from ledger.programme import bid_contract, bid_pay, chart, project_balances, record_stage, release
+from ledger.programme.projection import verify_ledger as verify
 from migrations import upgrade_to_head
 
 JM, UR = "JM2025-021", "UR2025-021"
