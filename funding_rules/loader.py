@@ -915,15 +915,37 @@ def get_rules(
     """
     if fingerprint is not None and not _FINGERPRINT_RE.fullmatch(fingerprint):
         raise ValueError(f"fingerprint must be 64 lowercase hex digits, got {fingerprint!r}")
+    if fingerprint is not None and not extra_dirs:
+        # A pinned version is read from the file it was last found in, afresh (so an edit is
+        # always seen) but without scanning every rules folder again on each call; a file
+        # that moved or no longer defines the version falls back to the scan.
+        known = _PINNED_PATHS.get(version)
+        if known is not None and known[0] == os.environ.get(RULES_PATH_ENV, ""):
+            try:
+                fresh = _load_fresh(known[1])
+            except Refusal:
+                fresh = None
+            if fresh is not None and fresh.version == version:
+                if fresh.fingerprint != fingerprint:
+                    raise RulesChangedError(fresh.path, fresh.version, fingerprint, fresh.fingerprint)
+                return fresh
     versions = available_rules(extra_dirs)
     for rules in versions:
         if rules.version == version:
-            return rules if fingerprint is None else _pinned(rules, fingerprint)
+            if fingerprint is None:
+                return rules
+            if not extra_dirs:
+                _PINNED_PATHS[version] = (os.environ.get(RULES_PATH_ENV, ""), Path(rules.path))
+            return _pinned(rules, fingerprint)
     raise Refusal(
         "rules_version_must_exist",
         f"Rules version {version!r} is unknown; known versions: "
         f"{', '.join(r.version for r in versions) or 'none'}.",
     )
+
+
+# version -> (the JIEBANG_RULES_PATH it was found under, its file), for get_rules(fingerprint=).
+_PINNED_PATHS: dict[str, tuple[str, Path]] = {}
 
 
 def _pinned(rules: Rules, fingerprint: str) -> Rules:

@@ -6,8 +6,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session, aliased
 
 from funding_rules import checks
 from funding_rules.loader import Rules, RulesChangedError, get_rules
@@ -66,31 +66,41 @@ def pinned_rules(project: Project) -> Rules:
         raise changed.for_project(project.code, project.approval_date) from None
 
 
+def _events_query(dated: bool):
+    """Project events with the date of the entry reversing each, if any, for a list of codes."""
+    undo = aliased(JournalEntry)
+    query = (
+        select(ProjectEvent.project_code, ProjectEvent.entry_id, ProjectEvent.value_date, ProjectEvent.kind,
+               ProjectEvent.lane_no, ProjectEvent.stage, ProjectEvent.passed, ProjectEvent.tranche_id,
+               ProjectEvent.payload, undo.value_date)
+        .outerjoin(undo, undo.reverses_id == ProjectEvent.entry_id)
+        .where(ProjectEvent.project_code.in_(bindparam("codes", expanding=True)))
+        .order_by(ProjectEvent.entry_id)
+    )
+    return query.where(ProjectEvent.value_date <= bindparam("as_of")) if dated else query
+
+
+# Built once: the services fold a project on every event, and building the statement cost
+# more than running it.
+_EVENTS = {dated: _events_query(dated) for dated in (False, True)}
+
+
 def project_folds(session: Session, projects: list[Project], as_of: dt.date | None = None) -> dict[str, fold.ProjectFold]:
-    """The fold of each project's events as of ``as_of`` (None: now), from two queries."""
+    """The fold of each project's events as of ``as_of`` (None: now): one query per 500
+    projects, each event with the date of the entry reversing it, if any."""
     codes = [p.code for p in projects]
     events: dict[str, list[fold.ProjectEvent]] = {code: [] for code in codes}
     reversals: dict[int, dt.date] = {}
     for start in range(0, len(codes), 500):
-        chunk = codes[start : start + 500]
-        query = (
-            select(ProjectEvent.project_code, ProjectEvent.entry_id, ProjectEvent.value_date, ProjectEvent.kind,
-                   ProjectEvent.lane_no, ProjectEvent.stage, ProjectEvent.passed, ProjectEvent.tranche_id, ProjectEvent.payload)
-            .where(ProjectEvent.project_code.in_(chunk))
-            .order_by(ProjectEvent.entry_id)
-        )
-        if as_of is not None:
-            query = query.where(ProjectEvent.value_date <= as_of)
-        for code, entry_id, value_date, kind, lane_no, stage, passed, tranche_id, payload in session.execute(query):
+        params = {"codes": codes[start : start + 500]} | ({} if as_of is None else {"as_of": as_of})
+        rows = session.execute(_EVENTS[as_of is not None], params)
+        for code, entry_id, value_date, kind, lane_no, stage, passed, tranche_id, payload, undone in rows:
             events[code].append(fold.ProjectEvent(
                 entry_id, value_date, kind, lane_no, stage, None if passed is None else bool(passed), tranche_id,
                 json.loads(payload) if payload else {},
             ))
-        reversals.update(session.execute(
-            select(JournalEntry.reverses_id, JournalEntry.value_date).where(
-                JournalEntry.project_code.in_(chunk), JournalEntry.reverses_id.is_not(None)
-            )
-        ).tuples().all())
+            if undone is not None:
+                reversals[entry_id] = undone
     by_code = {p.code: p for p in projects}
     return {code: fold.fold_project(by_code[code].approval_date, events[code], reversals, as_of) for code in codes}
 
