@@ -126,6 +126,10 @@ class JournalEntry(Base):
             sqlite_where=text("reverses_id IS NOT NULL"), postgresql_where=text("reverses_id IS NOT NULL"),
         ),
         Index(
+            "ix_journal_entries_with_facts", "id",
+            sqlite_where=text("facts IS NOT NULL"), postgresql_where=text("facts IS NOT NULL"),
+        ),
+        Index(
             "ix_journal_entries_project_code", "project_code",
             sqlite_where=text("project_code IS NOT NULL"), postgresql_where=text("project_code IS NOT NULL"),
         ),

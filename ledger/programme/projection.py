@@ -135,10 +135,7 @@ def verify_ledger(session: Session, *, progress=None):
 
 def journal_events(session: Session) -> Iterator[Event]:
     """Every entry that carries facts, in chain order."""
-    rows = session.execute(
-        select_facts().order_by(_entries().c.id),
-        execution_options={"yield_per": 2_000},
-    )
+    rows = session.execute(select_facts().order_by(_entries().c.id), execution_options={"yield_per": 2_000})
     for entry_id, value_date, kind, project_code, actor, facts in rows:
         yield Event(entry_id, value_date, kind, project_code, actor, decode(facts))
 
@@ -152,14 +149,6 @@ def select_facts():
     return select(e.c.id, e.c.value_date, e.c.kind, e.c.project_code, e.c.actor, e.c.facts).where(e.c.facts.is_not(None))
 
 
-def _plain(value):
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
 def table_rows(session: Session, table: str) -> dict[tuple, dict]:
     """What a programme table holds, in the fold's shape, by natural key."""
     columns = [c for c in COLUMNS[table] if c != "tranche"]
@@ -167,21 +156,27 @@ def table_rows(session: Session, table: str) -> dict[tuple, dict]:
     query = select(*[t.c[c] for c in columns])
     if table == "project_events":
         slot = _table("tranches")
-        query = query.add_columns(slot.c.lane_no.label("tranche_lane"), slot.c.seq.label("tranche_seq")).outerjoin(
-            slot, slot.c.id == t.c.tranche_id
-        )
+        query = query.add_columns(slot.c.lane_no, slot.c.seq).outerjoin(slot, slot.c.id == t.c.tranche_id)
+    dates = [i for i, c in enumerate(columns) if c in _DATE_COLUMNS]
+    json_columns = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
+    flags = [i for i, c in enumerate(columns) if c in ("innovation_star", "bad_credit", "passed")]
+    keys = [columns.index(k) for k in KEYS[table]]
     out: dict[tuple, dict] = {}
-    for record in session.execute(query).mappings():
-        row = {c: _plain(record[c]) for c in columns}
-        for column in _JSON_COLUMNS & row.keys():
-            if row[column] is not None:
-                row[column] = json.loads(row[column])
-        for column in ("innovation_star", "bad_credit", "passed"):
-            if column in row and row[column] is not None:
-                row[column] = bool(row[column])
+    for record in session.execute(query).tuples():
+        values = list(record[: len(columns)])
+        for i in dates:
+            if values[i] is not None:
+                values[i] = values[i].isoformat()
+        for i in json_columns:
+            if values[i] is not None:
+                values[i] = json.loads(values[i])
+        for i in flags:
+            if values[i] is not None:
+                values[i] = bool(values[i])
+        row = dict(zip(columns, values))
         if table == "project_events":
-            row["tranche"] = None if record["tranche_lane"] is None else (record["tranche_lane"], record["tranche_seq"])
-        key = tuple(row[k] for k in KEYS[table])
+            row["tranche"] = None if record[-2] is None else (record[-2], record[-1])
+        key = tuple(values[i] for i in keys)
         if key in out:
             return {**out, ("duplicate",) + key: row}
         out[key] = row

@@ -33,6 +33,11 @@ _SAME = ("id", "name", "book", "type", "project_code", "lane", "opened_on", "cre
 
 def upgrade() -> None:
     op.add_column("journal_entries", sa.Column("facts", sa.Text(), nullable=True))
+    # verify folds the entries that carry facts; most bulk entries carry none.
+    op.create_index(
+        "ix_journal_entries_with_facts", "journal_entries", ["id"],
+        sqlite_where=sa.text("facts IS NOT NULL"), postgresql_where=sa.text("facts IS NOT NULL"),
+    )
     op.add_column("projects", sa.Column("rules_fingerprint", sa.String(length=64), nullable=True))
     _pin_existing_projects()
     if op.get_bind().dialect.name == "sqlite":
@@ -106,6 +111,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS accounts_no_update")
         op.execute("DROP TRIGGER IF EXISTS accounts_no_delete")
         # SQLite (3.35+) drops a column in place: no table rebuild, the entries' triggers stay.
+        op.execute("DROP INDEX IF EXISTS ix_journal_entries_with_facts")
         op.execute("ALTER TABLE journal_entries DROP COLUMN facts")
         op.execute("DROP TRIGGER IF EXISTS projects_no_update")
         op.execute("ALTER TABLE projects DROP COLUMN rules_fingerprint")
@@ -117,5 +123,6 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS accounts_append_only ON accounts")
         op.execute("DROP TRIGGER IF EXISTS accounts_no_truncate ON accounts")
         op.execute("DROP FUNCTION IF EXISTS jiebang_accounts_guard()")
+        op.drop_index("ix_journal_entries_with_facts", table_name="journal_entries")
         op.drop_column("journal_entries", "facts")
         op.drop_column("projects", "rules_fingerprint")
