@@ -1,22 +1,41 @@
 """The jiebang command line: one click group, flat verbs, thin bodies.
 
-Each command parses, opens a session, calls a service, renders, and maps refusals to exit
-code 1 (usage errors are click's exit code 2). Heavy libraries are imported inside the
-commands that need them, so ``jiebang --help`` starts fast.
+Each command parses, opens a session, calls a service or a view, renders, and maps
+refusals to exit code 1 (usage errors are click's exit code 2). There are no queries here:
+lists come from views (``ledger.core.views``, ``ledger.programme.views``), balances from
+``ledger.core.reads`` and ``ledger.programme.reads``, sessions from ``ledger.core.db``;
+tests/test_boundaries_cli.py keeps it so.
+
+Imports. At the top: the standard library, click, and the project modules that import
+nothing but the standard library and cost under a millisecond (``ledger.core.errors``,
+``ledger.core.progress``, ``migrations`` for ``HEAD``). Inside the commands, on purpose:
+
+- everything that imports SQLAlchemy or alembic: ``ledger.core.db`` and the other core
+  modules with models, every ``ledger.programme`` service and view, ``reports.*``
+  (pandas, openpyxl, reportlab, beancount). ``jiebang --help`` would take 0.3 s more, and
+  ``jiebang balances`` on SQLite must not import SQLAlchemy at all (tests/test_reads.py);
+- ``ledger.core.reads`` (sqlite3) and ``ledger.core.money`` (decimal): standard library
+  only, but 3 ms and 5 ms that ``jiebang --help`` does not need.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
 
 from ledger.core.errors import Refusal
+from ledger.core.progress import progress_bar
+from migrations import HEAD
 
 FORMATS = ("table", "json", "csv")
 
@@ -46,7 +65,7 @@ class JiebangGroup(click.Group):
 def _database_problem(exc: Exception) -> str | None:
     """A one-line message for database errors a user can cause; None for real bugs."""
     try:
-        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import DBAPIError  # the one SQLAlchemy name here: an exception to map
     except ImportError:  # pragma: no cover
         return None
     if isinstance(exc, DBAPIError):
@@ -69,7 +88,6 @@ class Context:
 
     def engine(self, *, must_exist: bool = True, check_head: bool = True):
         from ledger.core.db import make_engine, require_head
-        from migrations import HEAD
 
         if self._engine is None:
             self._engine = make_engine(self.url, must_exist=must_exist)
@@ -80,18 +98,17 @@ class Context:
     @contextlib.contextmanager
     def write(self):
         """A session in one transaction that commits when the block ends without error."""
-        from sqlalchemy.orm import Session
+        from ledger.core.db import write_session
 
-        with Session(self.engine()) as session, session.begin():
+        with write_session(self.engine()) as session:
             yield session
 
     @contextlib.contextmanager
     def read(self):
-        from sqlalchemy.orm import Session
+        """A session in one read-only transaction: one snapshot, no write lock."""
+        from ledger.core.db import read_session
 
-        from ledger.core.db import read_only
-
-        with Session(read_only(self.engine())) as session, session.begin():
+        with read_session(self.engine()) as session:
             yield session
 
 
@@ -121,8 +138,6 @@ def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ..
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
     if fmt == "csv":
-        import csv
-
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
@@ -149,8 +164,6 @@ def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ..
 
 def _width(text: str) -> int:
     """Display width: CJK characters take two columns in a terminal."""
-    import unicodedata
-
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
@@ -200,7 +213,7 @@ def init(obj: Context) -> None:
       jiebang --db postgresql://postgres@127.0.0.1/jiebang init
     """
     from ledger.core.db import current_revision
-    from migrations import HEAD, upgrade_to_head
+    from migrations import upgrade_to_head
 
     engine = obj.engine(must_exist=False, check_head=False)
     before = current_revision(engine)
@@ -227,7 +240,6 @@ def init(obj: Context) -> None:
 def _snapshot_if_needed(obj: Context) -> None:
     """A ledger made before facts existed gets its programme state recorded as one hashed entry."""
     from ledger.programme import projection
-    from migrations import HEAD
 
     with obj.write() as session:
         if not projection.needs_snapshot(session):
@@ -238,9 +250,9 @@ def _snapshot_if_needed(obj: Context) -> None:
 
 
 def _where(obj: Context) -> str:
-    from sqlalchemy.engine import make_url
+    from ledger.core.db import display_url
 
-    return make_url(obj.url).render_as_string(hide_password=True)
+    return display_url(obj.url)
 
 
 @main.command("open")
@@ -276,29 +288,11 @@ def accounts(obj: Context, book: str | None, project: str | None, fmt: str) -> N
     Example:
       jiebang accounts --book memo --format csv
     """
-    from sqlalchemy import select
+    from ledger.core.views import ACCOUNT_COLUMNS, account_list
 
-    from ledger.core.models import Account
-
-    query = select(Account).order_by(Account.book, Account.name)
-    if book:
-        query = query.where(Account.book == book)
-    if project:
-        query = query.where(Account.project_code == project)
     with obj.read() as session:
-        rows = [
-            {
-                "account": a.name,
-                "book": a.book,
-                "type": a.type,
-                "project": a.project_code,
-                "lane": a.lane,
-                "opened_on": a.opened_on.isoformat(),
-                "closed_on": a.closed_on.isoformat() if a.closed_on else None,
-            }
-            for a in session.scalars(query)
-        ]
-    emit(rows, ["account", "book", "type", "project", "lane", "opened_on", "closed_on"], fmt)
+        rows = account_list(session, book=book, project_code=project)
+    emit(rows, list(ACCOUNT_COLUMNS), fmt)
 
 
 @main.command()
@@ -329,7 +323,6 @@ def post(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
 
 def _post_drafts(obj: Context, drafts) -> None:
     from ledger.core.journal import post_many
-    from ledger.core.progress import progress_bar
 
     with obj.write() as session, progress_bar(len(drafts), "posting", enabled=len(drafts) >= 10_000) as advance:
         results = post_many(session, drafts, progress=advance)
@@ -341,7 +334,6 @@ def _post_csv(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
     """A ledger-shaped CSV goes the column path (ledger.core.bulk): the same checks and bytes, faster."""
     from ledger.core.bulk import post_batch, read_csv_batch
     from ledger.core.journal import open_accounts as open_specs
-    from ledger.core.progress import progress_bar
 
     batch = read_csv_batch(path, default_kind=kind)
     with obj.write() as session:
@@ -428,7 +420,6 @@ def _reader(obj: Context):
     Importing SQLAlchemy costs 0.2 s, most of what a balances read may take.
     """
     from ledger.core import reads
-    from migrations import HEAD
 
     if (path := reads.sqlite_file(obj.url)) is not None:
         with reads.sqlite_reader(path, head=HEAD) as run:
@@ -449,9 +440,6 @@ def _emit_account_rows(rows, fmt: str) -> None:
 
     columns = ["account", "book", "project", "lane", "balance"]
     if fmt == "csv":
-        import csv
-        import io
-
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
@@ -481,29 +469,13 @@ def journal(obj: Context, as_of, since, project, kind, limit, fmt) -> None:
     Example:
       jiebang journal --project JM2025-003 --limit 20
     """
-    from ledger.core.balances import journal_rows
-    from ledger.core.money import format_fen
+    from ledger.core.views import JOURNAL_COLUMNS, journal_listing
 
     with obj.read() as session:
-        rows = [
-            {
-                "entry": r.id,
-                "date": r.value_date.isoformat(),
-                "kind": r.kind,
-                "project": r.project_code,
-                "voucher": r.voucher,
-                "account": r.account,
-                "book": r.book,
-                "amount": format_fen(r.amount_fen),
-                "category": r.budget_category,
-                "source": r.fund_source,
-                "memo": r.memo,
-            }
-            for r in journal_rows(
-                session, as_of=_date_or_none(as_of), since=_date_or_none(since), project_code=project, kind=kind, limit=limit
-            )
-        ]
-    emit(rows, ["entry", "date", "kind", "project", "voucher", "account", "book", "amount", "category", "source", "memo"], fmt, right=("amount",))
+        rows = journal_listing(
+            session, as_of=_date_or_none(as_of), since=_date_or_none(since), project_code=project, kind=kind, limit=limit
+        )
+    emit(rows, list(JOURNAL_COLUMNS), fmt, right=("amount",))
 
 
 @main.command()
@@ -523,24 +495,16 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
       jiebang verify
       jiebang verify --anchor anchors/2025-12-31.json
     """
-    import dataclasses
-
-    from ledger.core.progress import progress_bar
+    from ledger.core.anchor import check_anchor, read_anchor
     from ledger.core.verify import entry_count
     from ledger.programme.projection import verify_ledger
 
-    anchor = None
-    if anchor_path is not None:
-        from ledger.core.anchor import read_anchor
-
-        anchor = read_anchor(anchor_path)
+    anchor = read_anchor(anchor_path) if anchor_path is not None else None
     with obj.read() as session:
         total = entry_count(session)
         with progress_bar(total, "verifying", enabled=total >= 50_000) as advance:
             result = verify_ledger(session, progress=advance)
         if anchor is not None and result.ok:
-            from ledger.core.anchor import check_anchor
-
             mismatch = check_anchor(session, anchor)
             if mismatch is not None:
                 result = dataclasses.replace(result, ok=False, first_bad_entry=mismatch[0], problem=mismatch[1])
@@ -608,7 +572,6 @@ def backup(obj: Context, path: Path, force: bool) -> None:
     """
     from ledger.core.backup import backup as backup_ledger
     from ledger.programme.projection import verify_ledger
-    from migrations import HEAD
 
     snapshot = backup_ledger(obj.url, path, head=HEAD, force=force, check=verify_ledger)
     click.echo(f"backed up {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) to {snapshot.path}")
@@ -630,7 +593,6 @@ def restore(obj: Context, path: Path, force: bool) -> None:
     """
     from ledger.core.backup import restore as restore_ledger
     from ledger.programme.projection import verify_ledger
-    from migrations import HEAD
 
     snapshot = restore_ledger(path, obj.url, head=HEAD, force=force, check=verify_ledger)
     click.echo(f"restored {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) into {snapshot.path}; verify OK")
@@ -713,16 +675,11 @@ def parties(obj, fmt) -> None:
     Example:
       jiebang parties --format csv
     """
-    from sqlalchemy import select
-
-    from ledger.programme.models import Party
+    from ledger.programme.views import PARTY_COLUMNS, party_list
 
     with obj.read() as session:
-        rows = [
-            {"uscc": p.uscc, "name": p.name, "kind": p.kind, "override": p.uscc_override_reason or ""}
-            for p in session.scalars(select(Party).order_by(Party.uscc))
-        ]
-    emit(rows, ["uscc", "name", "kind", "override"], fmt)
+        rows = party_list(session)
+    emit(rows, list(PARTY_COLUMNS), fmt)
 
 
 @main.command()
@@ -808,43 +765,29 @@ def project_show(obj, code, as_of, fmt) -> None:
     Example:
       jiebang project show JM2025-003
     """
-    from ledger.core.money import format_fen
-    from ledger.programme import CONDITION_HINTS, load_project, tranche_views
+    from ledger.programme.views import (
+        LANE_COLUMNS,
+        PROJECT_HEADER_KEYS,
+        TRANCHE_COLUMNS,
+        project_sheet,
+    )
 
     with obj.read() as session:
-        state = load_project(session, code, as_of=_date_or_none(as_of))
-        views = tranche_views(session, state)
-        p = state.project
-        info = {
-            "code": p.code, "name": p.name, "city": p.city, "rules_version": p.rules_version, "category": p.category,
-            "mode": p.mode, "demand": p.demand_uscc, "approval_date": p.approval_date.isoformat(),
-            "start_date": p.start_date.isoformat(), "end_date": state.end_date.isoformat(),
-            "status": "terminated" if state.terminated_on else "active",
-            "lanes": [
-                {"lane": f"L{n}", "solver": u, "status": "eliminated" if n in state.eliminated else ("terminated" if state.terminated_on else "active")}
-                for n, u in sorted(state.lanes.items())
-            ],
-            "tranches": [
-                {"lane": f"L{v.lane_no}", "seq": v.seq, "name": v.name, "basis": v.basis, "amount": format_fen(v.amount_fen),
-                 "conditions": list(v.conditions), "status": v.status, "unmet": list(v.unmet)}
-                for v in views
-            ],
-        }
+        sheet = project_sheet(session, code, as_of=_date_or_none(as_of))
+    info = sheet.info
     if fmt == "json":
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
-    for key in ("code", "name", "city", "rules_version", "category", "mode", "demand", "approval_date", "start_date", "end_date", "status"):
+    for key in PROJECT_HEADER_KEYS:
         click.echo(f"{key:<14} {info[key]}")
     click.echo("")
-    emit(info["lanes"], ["lane", "solver", "status"], "table" if fmt == "table" else fmt)
+    emit(info["lanes"], list(LANE_COLUMNS), fmt)
     click.echo("")
     rows = [dict(t, conditions=",".join(t["conditions"]), unmet=",".join(t["unmet"])) for t in info["tranches"]]
-    emit(rows, ["lane", "seq", "name", "basis", "amount", "conditions", "status", "unmet"], "table" if fmt == "table" else fmt, right=("amount",))
-    waiting = [v for v in views if v.status == "planned"]
-    if waiting:
-        nxt = waiting[0]
+    emit(rows, list(TRANCHE_COLUMNS), fmt, right=("amount",))
+    if (nxt := sheet.next_tranche) is not None:
         click.echo("")
-        click.echo(f"next: tranche {nxt.seq} of L{nxt.lane_no} waits on " + "; ".join(CONDITION_HINTS.get(c, c) for c in nxt.unmet))
+        click.echo(f"next: tranche {nxt.seq} of {nxt.lane} waits on " + "; ".join(nxt.waits_on))
 
 
 @main.command()
@@ -857,22 +800,11 @@ def projects(obj, fmt) -> None:
     Example:
       jiebang projects
     """
-    from sqlalchemy import select
-
-    from funding_rules.checks import add_months
-    from ledger.core.money import format_fen
-    from ledger.programme import extension_months_by_project
-    from ledger.programme.models import Project
+    from ledger.programme.views import PROJECT_COLUMNS, project_list
 
     with obj.read() as session:
-        extended = extension_months_by_project(session)
-        rows = [
-            {"code": p.code, "name": p.name, "city": p.city, "mode": p.mode, "category": p.category,
-             "approved": p.approval_date.isoformat(), "end": add_months(p.end_date, extended.get(p.code, 0)).isoformat(),
-             "obligation": format_fen(p.approved_grant_fen)}
-            for p in session.scalars(select(Project).order_by(Project.code))
-        ]
-    emit(rows, ["code", "name", "city", "mode", "category", "approved", "end", "obligation"], fmt, right=("obligation",))
+        rows = project_list(session)
+    emit(rows, list(PROJECT_COLUMNS), fmt, right=("obligation",))
 
 
 @main.command()
@@ -1061,7 +993,6 @@ def extend(obj, code, months, reference, when, voucher) -> None:
 
 
 def _misuse(values) -> list:
-    from ledger.core.money import parse_fen
     from ledger.programme import Misuse
 
     items = []
@@ -1069,7 +1000,7 @@ def _misuse(values) -> list:
         voucher, sep, amount = value.rpartition("=")
         if not sep or not voucher:
             raise click.BadParameter(f"{value!r} must be SPEND_VOUCHER=AMOUNT", param_hint="--misused")
-        items.append(Misuse(voucher.strip(), parse_fen(amount, field="misused amount")))
+        items.append(Misuse(voucher.strip(), amount_arg(amount, "misused amount")))
     return items
 
 
@@ -1222,9 +1153,7 @@ def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool) -> Non
       jiebang import import.xlsx --dry-run
       jiebang import payments.csv --kind bid_payments
     """
-    from sqlalchemy.orm import Session
-
-    from ledger.core.progress import progress_bar
+    from ledger.core.db import open_session
     from ledger.programme import importer
 
     is_csv = path.suffix.lower() == ".csv"
@@ -1236,7 +1165,7 @@ def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool) -> Non
         raise click.BadParameter(f"{kind!r} is not one of {', '.join(importer.SHEETS)}.", param_hint="--kind")
     batch = importer.read_file(path, kind=kind)
     total = batch.read
-    with Session(obj.engine()) as session:
+    with open_session(obj.engine()) as session:
         with progress_bar(total, "importing", enabled=total >= 1_000) as advance:
             report = importer.run_rows(session, batch, actor=obj.user, progress=advance)
         if report.problems or dry_run:
@@ -1639,11 +1568,10 @@ def db_grant(obj: Context, role: str, login: str, party: str | None) -> None:
       jiebang --db postgresql://postgres@db/ledger db grant officer chen
       jiebang --db postgresql://postgres@db/ledger db grant enterprise jm_firm --party 91440700MA51A00018
     """
-    from sqlalchemy.engine import make_url
-
+    from ledger.core.db import backend_name
     from ledger.programme.roles import grant
 
-    if make_url(obj.url).get_backend_name() != "postgresql":
+    if backend_name(obj.url) != "postgresql":
         raise Refusal("roles_need_postgresql", "database roles exist only on PostgreSQL; a SQLite ledger is protected by its file permissions.")
     with obj.write() as session:
         done = grant(session, role, login, party=party)

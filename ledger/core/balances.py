@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger.core import reads
-from ledger.core.models import Account, JournalEntry, Posting
+from ledger.core.models import Posting
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,52 +55,3 @@ def book_totals(session: Session, *, as_of: dt.date | None = None) -> dict[str, 
     if as_of:
         query = query.where(Posting.value_date <= as_of)
     return {book: int(amount) for book, amount in session.execute(query)}
-
-
-def journal_rows(
-    session: Session,
-    *,
-    as_of: dt.date | None = None,
-    since: dt.date | None = None,
-    project_code: str | None = None,
-    kind: str | None = None,
-    limit: int | None = None,
-):
-    """Entries with their postings, in chain order, for the journal listing."""
-    query = (
-        select(
-            JournalEntry.id,
-            JournalEntry.value_date,
-            JournalEntry.kind,
-            JournalEntry.project_code,
-            JournalEntry.voucher,
-            JournalEntry.memo,
-            JournalEntry.reverses_id,
-            Account.name.label("account"),
-            Posting.book,
-            Posting.amount_fen,
-            Posting.budget_category,
-            Posting.fund_source,
-        )
-        .join(Posting, Posting.entry_id == JournalEntry.id)
-        .join(Account, Account.id == Posting.account_id)
-        .order_by(JournalEntry.id, Posting.id)
-    )
-    if as_of:
-        query = query.where(JournalEntry.value_date <= as_of)
-    if since:
-        query = query.where(JournalEntry.value_date >= since)
-    if project_code:
-        query = query.where(JournalEntry.project_code == project_code)
-    if kind:
-        query = query.where(JournalEntry.kind == kind)
-    if limit:
-        ids = select(JournalEntry.id).order_by(JournalEntry.id.desc()).limit(limit)
-        if as_of:
-            ids = ids.where(JournalEntry.value_date <= as_of)
-        if project_code:
-            ids = ids.where(JournalEntry.project_code == project_code)
-        if kind:
-            ids = ids.where(JournalEntry.kind == kind)
-        query = query.where(JournalEntry.id.in_(ids.scalar_subquery()))
-    return session.execute(query)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session
 
 from ledger.core.errors import Refusal
 
@@ -105,3 +108,35 @@ def current_revision(engine: Engine) -> str | None:
 def require_head(engine: Engine, head: str) -> None:
     """Refuse politely unless the schema is at the migrations' head."""
     require_revision_at_head(current_revision(engine), head)
+
+
+# --- sessions and URLs for the command line (cli.py names no SQLAlchemy) ---------------------
+
+
+@contextlib.contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction that commits when the block ends without error."""
+    with Session(engine) as session, session.begin():
+        yield session
+
+
+@contextlib.contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session in one read-only transaction (``read_only``): one snapshot, no write lock."""
+    with Session(read_only(engine)) as session, session.begin():
+        yield session
+
+
+def open_session(engine: Engine) -> Session:
+    """A plain session (it begins on first use); the caller commits or rolls back."""
+    return Session(engine)
+
+
+def display_url(url: str) -> str:
+    """The URL as a user may see it: any password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def backend_name(url: str) -> str:
+    """``sqlite`` or ``postgresql`` (or another dialect SQLAlchemy knows)."""
+    return make_url(url).get_backend_name()
