@@ -1454,10 +1454,9 @@ def check_terminated_once(facts: TerminationFacts, rules: Rules) -> list[Violati
 def check_termination_reference(facts: TerminationFacts, rules: Rules) -> list[Violation]:
     if (facts.reference or "").strip():
         return []
-    code = "revocation_must_cite_approval" if facts.event.what == "revocation" else "termination_must_cite_approval"
     return [
         Violation(
-            code,
+            "revocation_must_cite_approval" if facts.event.what == "revocation" else "termination_must_cite_approval",
             f"a {facts.event.what} needs the bureau's decision reference; give it with --reference.",
             _FIXED_CLAUSES["fixed.documents"],
         )
