@@ -80,7 +80,7 @@ def test_every_registered_code_is_used():
 
 
 def test_refusal_codes_are_literal_predicates():
-    codes, built = used_codes()
+    _, built = used_codes()
     assert built == [], "write refusal codes as literals so the registry test can see them"
     assert all(code.isidentifier() and code == code.lower() for code in REFUSALS)
     assert all(line and "\n" not in line for line in REFUSALS.values())
