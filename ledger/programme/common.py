@@ -1,5 +1,5 @@
 """What every programme service shares: the writer lock, idempotency by voucher, posting an
-event with its facts, and small checks of amounts and categories."""
+event with its facts, and the facts the project-open checks of ``funding_rules.checks`` read."""
 
 from __future__ import annotations
 
