@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from funding_rules.loader import PAYMENT_FORMS, Rules, Tranche
 from ledger.core.errors import Refusal
@@ -111,6 +111,33 @@ class ApprovalFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class EventFacts:
+    """Where a project stands when an event after approval is recorded.
+
+    Attributes:
+      project_code: for messages.
+      what: the event in words, e.g. "bid payment", for messages.
+      date: the event's value date.
+      approval_date: the project's 立项 date.
+      terminated_on: when the project was terminated or revoked, else None.
+      closed_on: when the project was closed after acceptance, else None.
+      lane: the lane number the event is for, or None for the whole project.
+      solver: the lane's solver USCC, for messages.
+      eliminated_on: when that lane was eliminated from a 赛马 race, else None.
+    """
+
+    project_code: str
+    what: str
+    date: date
+    approval_date: date
+    terminated_on: date | None = None
+    closed_on: date | None = None
+    lane: int | None = None
+    solver: str = ""
+    eliminated_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BidPaymentFacts:
     """One payment of bid money (揭榜金额) from the demand side to one solver lane.
 
@@ -123,6 +150,9 @@ class BidPaymentFacts:
       lane_status: "active", "eliminated" or "terminated".
       payment_date: value date of the payment.
       approval_date: the project's 立项 date.
+      event: where the project stands, when the service knows it; then lane status and
+        approval date are reported by the project-open checks in the words every event uses.
+      acceptance_passed: whether the lane has passed acceptance.
     """
 
     project_code: str
@@ -134,6 +164,8 @@ class BidPaymentFacts:
     lane_status: str
     payment_date: date
     approval_date: date
+    event: EventFacts | None = None
+    acceptance_passed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +178,8 @@ class ExtensionFacts:
       requested_months: length of this extension.
       request_date: when the request was made.
       current_end_date: the period's end date before this extension (inclusive).
+      event: where the project stands, when the service knows it.
+      reference: the bureau's approval reference as given; None when not part of the facts.
     """
 
     project_code: str
@@ -153,6 +187,8 @@ class ExtensionFacts:
     requested_months: int
     request_date: date
     current_end_date: date
+    event: EventFacts | None = None
+    reference: str | None = None
 
 
 Check = Callable[[Any, Rules], list[Violation]]
@@ -175,6 +211,14 @@ _FIXED_CLAUSES = {
     "fixed.lane": (
         "赛马 阶段性考核、竞争性淘汰 (S1 一): a lane that left the race takes no more bid money"
     ),
+    "fixed.lifecycle": (
+        "ledger rule: a project's events follow its 立项 and stop at termination, revocation or "
+        "closure"
+    ),
+    "fixed.documents": "the bureau's written decision on file (档案)",
+    "fixed.obligation": "预算法 第十三条: a payment draws on an obligation recorded before it",
+    "fixed.recovery": "recovered fiscal money is owed to the finance bureau (应缴财政款) until remitted",
+    "fixed.input": "the ledger's closed lists of kinds, categories, forms and stages",
     "fixed.extension_timing": (
         "DEFAULT: an extension is requested before the period ends, as in Zhongshan S9 (X8)"
     ),
@@ -560,6 +604,7 @@ APPROVAL_CHECKS: list[Check] = [
 
 
 def check_bid_payment(facts: BidPaymentFacts, rules: Rules) -> list[Violation]:
+    """Amount, contract remainder, lane status and date of one bid payment."""
     where, found = f"Bid payment to lane {facts.lane} of {facts.project_code}", []
     if facts.amount_fen <= 0:
         found.append(
@@ -569,16 +614,6 @@ def check_bid_payment(facts: BidPaymentFacts, rules: Rules) -> list[Violation]:
                 "record a positive amount; corrections are reversals",
                 rules,
                 "fixed.reversal",
-            )
-        )
-    if facts.form not in PAYMENT_FORMS:
-        found.append(
-            _violation(
-                "payment_form_must_be_known",
-                f"{where} has form {facts.form!r}",
-                f"use one of {', '.join(PAYMENT_FORMS)}",
-                rules,
-                "funding.eligible_payment_forms",
             )
         )
     remaining = facts.contracted_fen - facts.paid_so_far_fen
@@ -594,6 +629,9 @@ def check_bid_payment(facts: BidPaymentFacts, rules: Rules) -> list[Violation]:
                 "fixed.contract",
             )
         )
+    if facts.event is not None:
+        # The project-open checks report an eliminated lane and an early date for every event.
+        return found
     if facts.lane_status != "active":
         found.append(
             _violation(
@@ -618,7 +656,35 @@ def check_bid_payment(facts: BidPaymentFacts, rules: Rules) -> list[Violation]:
     return found
 
 
-BID_PAYMENT_CHECKS: list[Check] = [check_bid_payment]
+def check_payment_form(facts: BidPaymentFacts, rules: Rules) -> list[Violation]:
+    if facts.form in PAYMENT_FORMS:
+        return []
+    return [
+        Violation(
+            "payment_form_must_be_known",
+            f"payment form {facts.form!r} must be one of {', '.join(PAYMENT_FORMS)}.",
+            rules.clause("funding.eligible_payment_forms"),
+        )
+    ]
+
+
+def check_bid_payment_precedes_acceptance(facts: BidPaymentFacts, rules: Rules) -> list[Violation]:
+    """The final subsidy tranche trues up on the audited total at acceptance; money paid after
+    it would earn a subsidy no tranche could pay."""
+    if not facts.acceptance_passed or rules.funding.model != "bid_subsidy":
+        return []
+    clause = rules.clause("funding.subsidy_rate")
+    return [
+        Violation(
+            "bid_payment_must_precede_acceptance",
+            f"{facts.project_code} passed acceptance; bid payments after it earn no subsidy under "
+            f"{rules.version} ({clause}); record payments dated before the acceptance.",
+            clause,
+        )
+    ]
+
+
+BID_PAYMENT_CHECKS: list[Check] = []  # filled below, once the project-open checks exist
 
 
 def check_extension(facts: ExtensionFacts, rules: Rules) -> list[Violation]:
@@ -669,7 +735,965 @@ def check_extension(facts: ExtensionFacts, rules: Rules) -> list[Violation]:
     return found
 
 
-EXTENSION_CHECKS: list[Check] = [check_extension]
+EXTENSION_CHECKS: list[Check] = []  # filled below, once the project-open checks exist
+
+
+# ---------------------------------------------------------------------------------------------
+# Events after approval: the project must be open, then each family's own rules.
+#
+# A family's facts carry ``event`` (an EventFacts) when the service knows where the project
+# stands; the project-open checks read it and find nothing when it is None. A check whose
+# question has no answer once an earlier rule is broken (a release of a tranche that was
+# already paid) stays silent rather than repeat the same problem in other words.
+
+
+def check_event_follows_approval(facts: Any, rules: Rules) -> list[Violation]:
+    e = facts.event
+    if e is None or e.date >= e.approval_date:
+        return []
+    return [
+        Violation(
+            "event_must_follow_approval",
+            f"{e.what} on {e.date} is dated before project {e.project_code}'s approval on "
+            f"{e.approval_date}; check the date.",
+            _FIXED_CLAUSES["fixed.lifecycle"],
+        )
+    ]
+
+
+def check_project_not_terminated(facts: Any, rules: Rules) -> list[Violation]:
+    e = facts.event
+    if e is None or e.terminated_on is None:
+        return []
+    return [
+        Violation(
+            "project_must_not_be_terminated",
+            f"project {e.project_code} was terminated on {e.terminated_on}; no {e.what} is "
+            "accepted after termination.",
+            _FIXED_CLAUSES["fixed.lifecycle"],
+        )
+    ]
+
+
+def check_project_not_closed(facts: Any, rules: Rules) -> list[Violation]:
+    e = facts.event
+    if e is None or e.closed_on is None:
+        return []
+    return [
+        Violation(
+            "project_must_not_be_closed",
+            f"project {e.project_code} was closed after acceptance on {e.closed_on}; no {e.what} "
+            "is accepted after closure.",
+            _FIXED_CLAUSES["fixed.lifecycle"],
+        )
+    ]
+
+
+def check_lane_not_eliminated(facts: Any, rules: Rules) -> list[Violation]:
+    e = facts.event
+    if e is None or e.lane is None or e.eliminated_on is None:
+        return []
+    return [
+        Violation(
+            "lane_must_not_be_eliminated",
+            f"lane L{e.lane} ({e.solver}) of {e.project_code} was eliminated on {e.eliminated_on}; "
+            f"it receives no further {e.what}.",
+            _FIXED_CLAUSES["fixed.lane"],
+        )
+    ]
+
+
+PROJECT_OPEN_CHECKS: list[Check] = [
+    check_event_follows_approval,
+    check_project_not_terminated,
+    check_project_not_closed,
+    check_lane_not_eliminated,
+]
+
+
+def check_amount_positive(facts: Any, rules: Rules) -> list[Violation]:
+    """Corrections are reversing entries, so every recorded amount is positive."""
+    if facts.amount_fen > 0:
+        return []
+    return [
+        Violation(
+            "amount_must_be_positive",
+            f"a {facts.amount_what} must be a positive amount, got {format_fen(facts.amount_fen)}.",
+            _FIXED_CLAUSES["fixed.reversal"],
+        )
+    ]
+
+
+# The 2021 budget categories (国办发〔2021〕32号): key -> Chinese name.
+BUDGET_CATEGORY_NAMES = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
+
+
+def category_key(category: str | None, legacy_lines: Mapping[str, str] | None = None) -> str | None:
+    """The category key of what an officer typed: a key, its Chinese name, or (where allowed) a
+    pre-2021 budget line; None when it is none of these."""
+    text = (category or "").strip()
+    if legacy_lines and category in legacy_lines:
+        return legacy_lines[category]
+    if text.lower() in BUDGET_CATEGORY_NAMES:
+        return text.lower()
+    by_name = {name: key for key, name in BUDGET_CATEGORY_NAMES.items()}
+    return by_name.get(text)
+
+
+def check_category_known(facts: Any, rules: Rules) -> list[Violation]:
+    """A category given (or required) must be one of the four; spending may use a legacy line."""
+    if facts.category is None:
+        return []
+    legacy = rules.spending.legacy_category_map if facts.legacy_lines_allowed else None
+    if category_key(facts.category, legacy) is not None:
+        return []
+    names = ", ".join(f"{key} ({name})" for key, name in BUDGET_CATEGORY_NAMES.items())
+    return [
+        Violation(
+            "budget_category_must_be_known",
+            f"budget category {facts.category!r} must be one of {names}.",
+            "国办发〔2021〕32号 budget categories",
+        )
+    ]
+
+
+# --- appropriations and parties
+
+
+@dataclass(frozen=True, slots=True)
+class AppropriationFacts:
+    """Budget authority recorded for a year.
+
+    Attributes:
+      year: the budget year.
+      amount_fen: the amount appropriated.
+    """
+
+    year: int
+    amount_fen: int
+
+
+def check_budget_year(facts: AppropriationFacts, rules: Rules | None) -> list[Violation]:
+    if 2000 <= facts.year <= 2100:
+        return []
+    return [
+        Violation(
+            "budget_year_must_be_plausible",
+            f"budget year {facts.year} is outside 2000..2100.",
+            "DEFAULT: a limit on everything; budget years are four-digit years of this century",
+        )
+    ]
+
+
+def check_appropriation_positive(facts: AppropriationFacts, rules: Rules | None) -> list[Violation]:
+    if facts.amount_fen > 0:
+        return []
+    return [
+        Violation(
+            "amount_must_be_positive",
+            "an appropriation must be a positive amount.",
+            _FIXED_CLAUSES["fixed.reversal"],
+        )
+    ]
+
+
+# Appropriations belong to no city's rules; their checks take ``rules=None``.
+APPROPRIATION_CHECKS: list[Check] = [check_budget_year, check_appropriation_positive]
+
+
+@dataclass(frozen=True, slots=True)
+class PartyRegistrationFacts:
+    """A party as an officer registers it, before its USCC is validated.
+
+    Attributes:
+      kind: "enterprise", "university", "institute" or "other".
+      name: the name as given.
+    """
+
+    kind: str
+    name: str
+
+
+def check_party_kind(facts: PartyRegistrationFacts, rules: Rules | None) -> list[Violation]:
+    if facts.kind in PARTY_KINDS:
+        return []
+    return [
+        Violation(
+            "party_kind_must_be_known",
+            f"party kind {facts.kind!r} must be one of {', '.join(PARTY_KINDS)}.",
+            _FIXED_CLAUSES["fixed.input"],
+        )
+    ]
+
+
+def check_party_name(facts: PartyRegistrationFacts, rules: Rules | None) -> list[Violation]:
+    if (facts.name or "").strip():
+        return []
+    return [
+        Violation("party_must_have_name", "a party needs a name; give it with --name.", _FIXED_CLAUSES["fixed.documents"])
+    ]
+
+
+# Parties are registered before any city's rules apply to them; the checks take ``rules=None``.
+PARTY_CHECKS: list[Check] = [check_party_kind, check_party_name]
+
+
+# --- approval: the request's shape, checked before the parties are looked up
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequestFacts:
+    """What an approval request says before its parties are looked up.
+
+    Attributes:
+      code: project code.
+      city: the project's city.
+      solvers: how many solver lanes it names.
+      bid_contracts: how many contracted bid amounts it gives.
+      approved_grant_fen: the grant as given (None or 0: not given).
+    """
+
+    code: str
+    city: str
+    solvers: int
+    bid_contracts: int
+    approved_grant_fen: int | None
+
+
+def check_request_rules_city(facts: ApprovalRequestFacts, rules: Rules) -> list[Violation]:
+    if facts.city == rules.city:
+        return []
+    return [
+        Violation(
+            "rules_city_must_match_project",
+            f"project {facts.code} is in {facts.city} but rules {rules.version} are for {rules.city}; "
+            "leave --rules out to use the version in force, or name one of the project's city.",
+            rules.clause("rules.effective_from"),
+        )
+    ]
+
+
+def check_request_funding_inputs(facts: ApprovalRequestFacts, rules: Rules) -> list[Violation]:
+    """Bid-subsidy rules need one contract per lane; staged-grant rules need the grant."""
+    if rules.funding.model == "bid_subsidy" and facts.bid_contracts != facts.solvers:
+        return [
+            Violation(
+                "bid_contracts_must_match_lanes",
+                f"project {facts.code} has {facts.solvers} solver lane(s) but {facts.bid_contracts} bid "
+                f"contract amount(s); rules {rules.version} compute the subsidy from each lane's "
+                "contracted bid, so give one --bid per solver.",
+                rules.clause("funding.subsidy_rate"),
+            )
+        ]
+    if rules.funding.model == "staged_grant" and not facts.approved_grant_fen:
+        return [
+            Violation(
+                "approved_grant_must_be_given",
+                f"rules {rules.version} fund an approved grant paid in tranches; give it with --grant.",
+                rules.clause("funding.model"),
+            )
+        ]
+    return []
+
+
+# These run before the parties are looked up: the lane split and the obligation depend on them.
+# APPROVAL_CHECKS repeats both questions in its own words for callers that build ApprovalFacts
+# directly (the importer's dry run, the unit tests).
+APPROVAL_REQUEST_CHECKS: list[Check] = [check_request_rules_city, check_request_funding_inputs]
+
+
+def check_grant_fills_tranches(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    """Every tranche of every lane gets at least one fen of a staged grant."""
+    grant = facts.approved_grant_fen
+    if rules.funding.model != "staged_grant" or not grant or grant < 0 or not facts.solvers:
+        return []
+    if any(s is None for s in (t.share for t in rules.tranches)):
+        return []
+    lanes = saima_lane_split(grant, len(facts.solvers)) if facts.mode == "saima" else [grant]
+    for n, amount in enumerate(lanes, start=1):
+        if min(tranche_amounts(amount, rules)) <= 0:
+            return [
+                Violation(
+                    "grant_must_fill_every_tranche",
+                    f"the grant of {_yuan(amount)} for {facts.code} L{n} is too small to split into "
+                    f"{len(rules.tranches)} tranches of at least 0.01; check the amount.",
+                    rules.tranches[0].source if rules.tranches else "tranches",
+                )
+            ]
+    return []
+
+
+APPROVAL_CHECKS.append(check_grant_fills_tranches)
+
+
+# --- bid contracts and payments
+
+
+@dataclass(frozen=True, slots=True)
+class BidContractFacts:
+    """More contracted bid money for one lane.
+
+    Attributes:
+      event: where the project stands.
+      amount_fen: the bid money added.
+      contracted_before_fen: the lane's contracted bid before this entry.
+      available_budget_fen: the budget year's unobligated appropriation.
+      budget_year: the year the project's obligation draws on.
+    """
+
+    amount_what: ClassVar[str] = "bid contract"
+    event: EventFacts
+    amount_fen: int
+    contracted_before_fen: int
+    available_budget_fen: int
+    budget_year: int
+
+
+def added_subsidy_ceiling_fen(contracted_before_fen: int, amount_fen: int, rules: Rules) -> int:
+    """How much a lane's subsidy ceiling (and so its obligation) rises with added bid money."""
+    before = subsidy_ceiling_fen([contracted_before_fen], rules)
+    return subsidy_ceiling_fen([contracted_before_fen + amount_fen], rules) - before
+
+
+def check_bid_contract_obligation(facts: BidContractFacts, rules: Rules) -> list[Violation]:
+    if rules.funding.model != "bid_subsidy" or facts.amount_fen <= 0:
+        return []
+    extra = added_subsidy_ceiling_fen(facts.contracted_before_fen, facts.amount_fen, rules)
+    if extra <= facts.available_budget_fen:
+        return []
+    e = facts.event
+    return [
+        Violation(
+            "obligation_must_fit_available_budget",
+            f"the added bid raises {e.project_code} L{e.lane}'s subsidy ceiling by {_yuan(extra)}, but "
+            f"budget year {facts.budget_year} has only {_yuan(facts.available_budget_fen)} unobligated; "
+            "appropriate more first with `jiebang appropriate`.",
+            _FIXED_CLAUSES["fixed.appropriation"],
+        )
+    ]
+
+
+BID_CONTRACT_CHECKS: list[Check] = [*PROJECT_OPEN_CHECKS, check_amount_positive, check_bid_contract_obligation]
+
+BID_PAYMENT_CHECKS.extend(
+    [check_payment_form, *PROJECT_OPEN_CHECKS, check_bid_payment_precedes_acceptance, check_bid_payment]
+)
+
+
+# --- self-funding
+
+
+@dataclass(frozen=True, slots=True)
+class SelfFundingFacts:
+    """A pledge (承诺函) or contribution (到位) of self-funding.
+
+    Attributes:
+      event: where the project stands; ``event.what`` is "pledge" or "contribution".
+      amount_fen: the amount.
+      category: the budget category as given; None when optional and not given.
+    """
+
+    legacy_lines_allowed: ClassVar[bool] = False
+    event: EventFacts
+    amount_fen: int
+    category: str | None
+
+    @property
+    def amount_what(self) -> str:
+        return self.event.what
+
+
+SELF_FUNDING_CHECKS: list[Check] = [*PROJECT_OPEN_CHECKS, check_amount_positive, check_category_known]
+
+
+# --- stages
+
+
+@dataclass(frozen=True, slots=True)
+class StageFacts:
+    """A stage result as recorded.
+
+    Attributes:
+      event: where the project stands (lane: the lane assessed, if any).
+      stage: the stage named.
+      stages: the stages the ledger records.
+      mode: the project's mode, "jbgs" or "saima".
+    """
+
+    event: EventFacts
+    stage: str
+    stages: tuple[str, ...]
+    mode: str
+
+
+def check_stage_known(facts: StageFacts, rules: Rules) -> list[Violation]:
+    if facts.stage in facts.stages:
+        return []
+    return [
+        Violation(
+            "stage_must_be_known",
+            f"stage {facts.stage!r} must be one of {', '.join(facts.stages)}.",
+            _FIXED_CLAUSES["fixed.input"],
+        )
+    ]
+
+
+def check_stage_assessment_mode(facts: StageFacts, rules: Rules) -> list[Violation]:
+    if facts.stage != "stage_assessment" or facts.mode == "saima":
+        return []
+    return [
+        Violation(
+            "stage_assessment_is_for_saima",
+            f"project {facts.event.project_code} is 揭榜挂帅; record its mid-term check with --stage midterm.",
+            _FIXED_CLAUSES["fixed.lane"],
+        )
+    ]
+
+
+STAGE_CHECKS: list[Check] = [check_stage_known, check_stage_assessment_mode, *PROJECT_OPEN_CHECKS]
+
+
+# --- releases
+
+
+@dataclass(frozen=True, slots=True)
+class TrancheFacts:
+    """One tranche as the release sees it on its date.
+
+    Attributes:
+      seq, name: which tranche.
+      basis: "grant_share" (a fixed amount) or "subsidy_earned" (what is payable).
+      amount_fen: the scheduled amount of a grant share.
+      released: whether it was released already.
+      unmet_hints: what is still missing, as the officer would record it, in rules order.
+      source: the clause(s) of the tranche, ";"-separated.
+    """
+
+    seq: int
+    name: str
+    basis: str
+    amount_fen: int
+    released: bool
+    unmet_hints: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFacts:
+    """A release of a tranche to a lane.
+
+    Attributes:
+      event: where the project stands (lane: the lane paid).
+      tranche: the tranche asked for, or None when every tranche has been released.
+      payable_fen: subsidy earned and unpaid on the lane.
+      unreleased_fen: the lane's obligation not yet released.
+    """
+
+    event: EventFacts
+    tranche: TrancheFacts | None
+    payable_fen: int
+    unreleased_fen: int
+
+
+def release_amount_fen(facts: ReleaseFacts) -> int:
+    """What the release pays: the grant share, or min(subsidy payable, unreleased obligation)."""
+    t = facts.tranche
+    if t is None:
+        return 0
+    if t.basis == "grant_share":
+        return t.amount_fen
+    return min(facts.payable_fen, facts.unreleased_fen)
+
+
+def _releasable(facts: ReleaseFacts) -> bool:
+    return facts.tranche is not None and not facts.tranche.released
+
+
+def check_tranche_not_released(facts: ReleaseFacts, rules: Rules) -> list[Violation]:
+    e, t = facts.event, facts.tranche
+    if t is None:
+        message = f"every tranche of {e.project_code} L{e.lane} has been released already."
+    elif t.released:
+        message = (f"tranche {t.seq} ({t.name}) of {e.project_code} L{e.lane} was already released; "
+                   "nothing is due.")
+    else:
+        return []
+    return [Violation("tranche_must_not_be_released_twice", message, _FIXED_CLAUSES["fixed.contract"])]
+
+
+def check_tranche_conditions(facts: ReleaseFacts, rules: Rules) -> list[Violation]:
+    e, t = facts.event, facts.tranche
+    if not _releasable(facts) or not t.unmet_hints:
+        return []
+    clause = t.source.split(";")[0]
+    return [
+        Violation(
+            "tranche_condition_must_be_met",
+            f"tranche {t.seq} ({t.name}) of {e.project_code} L{e.lane} waits on "
+            f"{'; '.join(t.unmet_hints)} by {e.date} ({clause}); record it first.",
+            clause,
+        )
+    ]
+
+
+def check_release_due(facts: ReleaseFacts, rules: Rules) -> list[Violation]:
+    e, t = facts.event, facts.tranche
+    if not _releasable(facts) or release_amount_fen(facts) > 0:
+        return []
+    if t.basis == "grant_share":
+        message = (f"tranche {t.seq} of {e.project_code} L{e.lane} is 0.00 (the grant split left "
+                   "nothing for it); nothing to release.")
+    else:
+        message = (f"tranche {t.seq} of {e.project_code} L{e.lane}: no subsidy is earned and unpaid "
+                   f"(payable {_yuan(facts.payable_fen)}); record cash bid payments first.")
+    return [Violation("release_must_have_something_due", message, t.source.split(";")[0])]
+
+
+def check_release_within_obligation(facts: ReleaseFacts, rules: Rules) -> list[Violation]:
+    e, t = facts.event, facts.tranche
+    amount = release_amount_fen(facts)
+    if not _releasable(facts) or amount <= 0 or amount <= facts.unreleased_fen:
+        return []
+    return [
+        Violation(
+            "release_must_fit_obligation",
+            f"tranche {t.seq} of {e.project_code} L{e.lane} is {_yuan(amount)} but only "
+            f"{_yuan(facts.unreleased_fen)} of the obligation is unreleased; nothing released.",
+            _FIXED_CLAUSES["fixed.obligation"],
+        )
+    ]
+
+
+RELEASE_CHECKS: list[Check] = [
+    *PROJECT_OPEN_CHECKS,
+    check_tranche_not_released,
+    check_tranche_conditions,
+    check_release_due,
+    check_release_within_obligation,
+]
+
+
+# --- spending
+
+
+@dataclass(frozen=True, slots=True)
+class SpendFacts:
+    """Fiscal money a lane reports spent.
+
+    Attributes:
+      event: where the project stands (lane: the lane spending).
+      amount_fen: the amount spent.
+      category: the budget category as given (a key, a Chinese name or a legacy line).
+      period_start, period_end: the project period, approved extensions included.
+      advances_fen: the lane's released money not yet reported spent.
+      justification: the equipment justification as given.
+      direct_spent_fen: grant spent before this report, every category but indirect.
+      equipment_spent_fen: of which equipment.
+      indirect_spent_fen: indirect costs spent before this report.
+    """
+
+    amount_what: ClassVar[str] = "spending report"
+    legacy_lines_allowed: ClassVar[bool] = True
+    event: EventFacts
+    amount_fen: int
+    category: str
+    period_start: date
+    period_end: date
+    advances_fen: int
+    justification: str | None = None
+    direct_spent_fen: int = 0
+    equipment_spent_fen: int = 0
+    indirect_spent_fen: int = 0
+
+
+def check_spend_in_period(facts: SpendFacts, rules: Rules) -> list[Violation]:
+    e = facts.event
+    if facts.period_start <= e.date <= facts.period_end:
+        return []
+    return [
+        Violation(
+            "spending_must_fall_in_project_period",
+            f"spending on {e.date} is outside {e.project_code}'s period {facts.period_start}.."
+            f"{facts.period_end} (including approved extensions); date it inside the period or record "
+            "an extension first.",
+            _FIXED_CLAUSES["fixed.period"],
+        )
+    ]
+
+
+def check_spend_within_advances(facts: SpendFacts, rules: Rules) -> list[Violation]:
+    e = facts.event
+    if facts.amount_fen <= facts.advances_fen:
+        return []
+    return [
+        Violation(
+            "spending_must_not_exceed_advances",
+            f"spending of {_yuan(facts.amount_fen)} by {e.project_code} L{e.lane} exceeds its advances "
+            f"outstanding {_yuan(facts.advances_fen)}; only released fiscal money can be reported spent "
+            "— record the release first or correct the amount.",
+            _FIXED_CLAUSES["fixed.obligation"],
+        )
+    ]
+
+
+def check_equipment_justified(facts: SpendFacts, rules: Rules) -> list[Violation]:
+    """Exactly at the threshold needs a justification; one fen below does not."""
+    threshold = rules.spending.equipment_justify_threshold_fen
+    category = category_key(facts.category, rules.spending.legacy_category_map)
+    if category != "equipment" or facts.amount_fen < threshold or (facts.justification or "").strip():
+        return []
+    clause = rules.clause("spending.equipment_justify_threshold")
+    return [
+        Violation(
+            "equipment_at_threshold_must_be_justified",
+            f"equipment of {_yuan(facts.amount_fen)} is at or above {_yuan(threshold)} ({clause}); "
+            "give its specifications and need with --justification.",
+            clause,
+        )
+    ]
+
+
+def spend_indirect_cap_fen(facts: SpendFacts, rules: Rules) -> int:
+    """The indirect cost cap on the lane's direct spending so far, less equipment purchase."""
+    return indirect_cap_fen(facts.direct_spent_fen, facts.equipment_spent_fen, rules)
+
+
+def check_indirect_cap(facts: SpendFacts, rules: Rules) -> list[Violation]:
+    category = category_key(facts.category, rules.spending.legacy_category_map)
+    if category != "indirect" or facts.amount_fen <= 0:
+        return []
+    cap = spend_indirect_cap_fen(facts, rules)
+    after = facts.indirect_spent_fen + facts.amount_fen
+    if after <= cap:
+        return []
+    clause = rules.clause("spending.indirect_tiers")
+    return [
+        Violation(
+            "indirect_costs_must_not_exceed_cap",
+            f"indirect costs would reach {_yuan(after)}, above the cap {_yuan(cap)} computed on direct "
+            f"{_yuan(facts.direct_spent_fen)} less equipment {_yuan(facts.equipment_spent_fen)} ({clause}); "
+            "reduce the amount.",
+            clause,
+        )
+    ]
+
+
+SPEND_CHECKS: list[Check] = [
+    *PROJECT_OPEN_CHECKS,
+    check_amount_positive,
+    check_category_known,
+    check_spend_in_period,
+    check_spend_within_advances,
+    check_equipment_justified,
+    check_indirect_cap,
+]
+
+
+# --- extension, termination, closure
+
+
+def check_extension_reference(facts: ExtensionFacts, rules: Rules) -> list[Violation]:
+    if facts.reference is None or facts.reference.strip():
+        return []
+    return [
+        Violation(
+            "extension_must_cite_approval",
+            "an extension needs the bureau's approval reference; give it with --reference.",
+            _FIXED_CLAUSES["fixed.documents"],
+        )
+    ]
+
+
+EXTENSION_CHECKS.extend([*PROJECT_OPEN_CHECKS, check_extension_reference, check_extension])
+
+
+@dataclass(frozen=True, slots=True)
+class MisuseFacts:
+    """A misused (违规使用) amount named against an earlier spend voucher.
+
+    Attributes:
+      spend_voucher: the voucher named.
+      amount_fen: the misused amount.
+      spent_fen: that spend's amount, or None when the voucher is not a spend of the project.
+    """
+
+    spend_voucher: str
+    amount_fen: int
+    spent_fen: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminationFacts:
+    """A termination or revocation of a project.
+
+    Attributes:
+      event: where the project stands (``event.what``: "termination" or "revocation").
+      reference: the bureau's decision reference as given.
+      misused: the misused amounts named.
+    """
+
+    event: EventFacts
+    reference: str
+    misused: tuple[MisuseFacts, ...] = ()
+
+
+def check_terminated_once(facts: TerminationFacts, rules: Rules) -> list[Violation]:
+    e = facts.event
+    if e.terminated_on is None:
+        return []
+    return [
+        Violation(
+            "project_must_be_terminated_once",
+            f"project {e.project_code} was already terminated or revoked on {e.terminated_on}; its "
+            "clawback is assessed.",
+            _FIXED_CLAUSES["fixed.lifecycle"],
+        )
+    ]
+
+
+def check_termination_reference(facts: TerminationFacts, rules: Rules) -> list[Violation]:
+    if (facts.reference or "").strip():
+        return []
+    return [
+        Violation(
+            "revocation_must_cite_approval" if facts.event.what == "revocation" else "termination_must_cite_approval",
+            f"a {facts.event.what} needs the bureau's decision reference; give it with --reference.",
+            _FIXED_CLAUSES["fixed.documents"],
+        )
+    ]
+
+
+def check_misuse(facts: TerminationFacts, rules: Rules) -> list[Violation]:
+    """Each misused amount names a spend of the project and is at most that spend."""
+    code, found = facts.event.project_code, []
+    clause = rules.clause("closure.termination_recovers")
+    for item in facts.misused:
+        if item.spent_fen is None:
+            found.append(Violation(
+                "misuse_must_name_a_spend_voucher",
+                f"misused amount cites voucher {item.spend_voucher}, which is not a spending report of "
+                f"{code}; `jiebang journal --project {code} --kind spend` lists them.",
+                clause,
+            ))
+        elif item.amount_fen <= 0 or item.amount_fen > item.spent_fen:
+            found.append(Violation(
+                "misuse_must_not_exceed_the_spend",
+                f"misused amount {_yuan(item.amount_fen)} on voucher {item.spend_voucher} exceeds that "
+                f"spend of {_yuan(item.spent_fen)}.",
+                clause,
+            ))
+    return found
+
+
+# Termination asks "already terminated?" in its own words, so the generic terminated check is
+# left out; a termination concerns the whole project, so no lane is eliminated from it.
+TERMINATION_CHECKS: list[Check] = [
+    check_terminated_once,
+    check_event_follows_approval,
+    check_project_not_closed,
+    check_termination_reference,
+    check_misuse,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosureFacts:
+    """A closure after acceptance.
+
+    Attributes:
+      event: where the project stands.
+      missing_hints: the acceptance (and audit report) not yet recorded, as the officer would
+        record them.
+      reference: the acceptance document reference as given.
+      unpaid_subsidy: (lane, subsidy earned and unpaid) for each active lane.
+    """
+
+    event: EventFacts
+    missing_hints: tuple[str, ...]
+    reference: str
+    unpaid_subsidy: tuple[tuple[int, int], ...] = ()
+
+
+def check_closure_after_acceptance(facts: ClosureFacts, rules: Rules) -> list[Violation]:
+    if not facts.missing_hints:
+        return []
+    return [
+        Violation(
+            "closure_must_follow_acceptance",
+            f"project {facts.event.project_code} cannot close before " + "; ".join(facts.missing_hints) + ".",
+            rules.clause("closure.audit_required"),
+        )
+    ]
+
+
+def check_closure_reference(facts: ClosureFacts, rules: Rules) -> list[Violation]:
+    if (facts.reference or "").strip():
+        return []
+    return [
+        Violation(
+            "closure_must_cite_approval",
+            "a closure needs the acceptance document reference; give it with --reference.",
+            _FIXED_CLAUSES["fixed.documents"],
+        )
+    ]
+
+
+def check_closure_after_final_release(facts: ClosureFacts, rules: Rules) -> list[Violation]:
+    """Closing ends every tranche, so subsidy earned must be released first."""
+    return [
+        Violation(
+            "closure_must_follow_final_release",
+            f"{facts.event.project_code} L{lane} still has {_yuan(payable)} subsidy earned and unpaid; "
+            "release it (jiebang release) before closing.",
+            rules.clause("funding.subsidy_rate") if rules.funding.subsidy_rate is not None else _FIXED_CLAUSES["fixed.obligation"],
+        )
+        for lane, payable in facts.unpaid_subsidy
+        if payable
+    ]
+
+
+CLOSURE_CHECKS: list[Check] = [
+    *PROJECT_OPEN_CHECKS,
+    check_closure_after_acceptance,
+    check_closure_reference,
+    check_closure_after_final_release,
+]
+
+
+# --- recovery: collection, write-off, remittance
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionFacts:
+    """Recovered money received on a lane's clawback.
+
+    Attributes:
+      project_code, lane: which clawback.
+      amount_fen: the amount received.
+      outstanding_fen: the clawback still receivable.
+    """
+
+    amount_what: ClassVar[str] = "collection"
+    project_code: str
+    lane: int
+    amount_fen: int
+    outstanding_fen: int
+
+
+def check_collection_within_outstanding(facts: CollectionFacts, rules: Rules) -> list[Violation]:
+    if facts.amount_fen <= facts.outstanding_fen:
+        return []
+    return [
+        Violation(
+            "collection_must_not_exceed_outstanding",
+            f"collection of {_yuan(facts.amount_fen)} exceeds the clawback outstanding on "
+            f"{facts.project_code} L{facts.lane}, {_yuan(facts.outstanding_fen)}; correct the amount.",
+            _FIXED_CLAUSES["fixed.recovery"],
+        )
+    ]
+
+
+COLLECTION_CHECKS: list[Check] = [check_amount_positive, check_collection_within_outstanding]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOffFacts:
+    """An uncollectable clawback written off.
+
+    Attributes:
+      project_code, lane: which clawback.
+      amount_fen: the amount written off.
+      outstanding_fen: the clawback still receivable.
+      reason, approval: why, and the approval reference, as given.
+    """
+
+    amount_what: ClassVar[str] = "write-off"
+    project_code: str
+    lane: int
+    amount_fen: int
+    outstanding_fen: int
+    reason: str
+    approval: str
+
+
+def check_write_off_documented(facts: WriteOffFacts, rules: Rules) -> list[Violation]:
+    if (facts.reason or "").strip() and (facts.approval or "").strip():
+        return []
+    return [
+        Violation(
+            "write_off_must_have_reason_and_approval",
+            "a write-off needs --reason and --approval (the approval reference).",
+            _FIXED_CLAUSES["fixed.documents"],
+        )
+    ]
+
+
+def check_write_off_within_outstanding(facts: WriteOffFacts, rules: Rules) -> list[Violation]:
+    if facts.amount_fen <= facts.outstanding_fen:
+        return []
+    return [
+        Violation(
+            "write_off_must_not_exceed_outstanding",
+            f"write-off of {_yuan(facts.amount_fen)} exceeds the clawback outstanding on "
+            f"{facts.project_code} L{facts.lane}, {_yuan(facts.outstanding_fen)}.",
+            _FIXED_CLAUSES["fixed.recovery"],
+        )
+    ]
+
+
+WRITE_OFF_CHECKS: list[Check] = [check_amount_positive, check_write_off_documented, check_write_off_within_outstanding]
+
+
+@dataclass(frozen=True, slots=True)
+class RemittanceFacts:
+    """Recovered money handed to the finance bureau.
+
+    Attributes:
+      amount_fen: the amount remitted.
+      owed_fen: collected and not yet remitted.
+    """
+
+    amount_what: ClassVar[str] = "remittance"
+    amount_fen: int
+    owed_fen: int
+
+
+def check_remittance_within_owed(facts: RemittanceFacts, rules: Rules | None) -> list[Violation]:
+    if facts.amount_fen <= facts.owed_fen:
+        return []
+    return [
+        Violation(
+            "remittance_must_not_exceed_amount_owed",
+            f"remittance of {_yuan(facts.amount_fen)} exceeds the {_yuan(facts.owed_fen)} collected and "
+            "owed to the finance bureau.",
+            _FIXED_CLAUSES["fixed.recovery"],
+        )
+    ]
+
+
+# Remittances pool every city's recoveries; their checks take ``rules=None``.
+REMITTANCE_CHECKS: list[Check] = [check_amount_positive, check_remittance_within_owed]
+
+
+# Every registry, by event family; tests/test_refusals.py walks them.
+REGISTRIES: dict[str, list[Check]] = {
+    "appropriation": APPROPRIATION_CHECKS,
+    "party": PARTY_CHECKS,
+    "approval_request": APPROVAL_REQUEST_CHECKS,
+    "approval": APPROVAL_CHECKS,
+    "bid_contract": BID_CONTRACT_CHECKS,
+    "bid_payment": BID_PAYMENT_CHECKS,
+    "self_funding": SELF_FUNDING_CHECKS,
+    "stage": STAGE_CHECKS,
+    "release": RELEASE_CHECKS,
+    "spend": SPEND_CHECKS,
+    "extension": EXTENSION_CHECKS,
+    "termination": TERMINATION_CHECKS,
+    "closure": CLOSURE_CHECKS,
+    "collection": COLLECTION_CHECKS,
+    "write_off": WRITE_OFF_CHECKS,
+    "remittance": REMITTANCE_CHECKS,
+}
 
 
 def run_checks(registry: Iterable[Check], facts: Any, rules: Rules) -> list[Violation]:
@@ -679,6 +1703,40 @@ def run_checks(registry: Iterable[Check], facts: Any, rules: Rules) -> list[Viol
 
 def errors_only(violations: Iterable[Violation]) -> list[Violation]:
     return [v for v in violations if v.severity == "error"]
+
+
+class RuleRefusal(Refusal):
+    """A refusal naming every error a registry found, in one line.
+
+    The code and the opening sentence are the first violation's; the others follow, each
+    introduced by "also:", so an officer fixes everything in one round.
+
+    Attributes:
+      violations: the error-severity violations, in registry order.
+    """
+
+    def __init__(self, violations: Sequence[Violation]):
+        first, rest = violations[0], violations[1:]
+        message = first.message
+        if rest:
+            parts = [first.message.rstrip(".")] + [f"also: {v.message.rstrip('.')}" for v in rest]
+            message = "; ".join(parts) + "."
+        super().__init__(first.code, " ".join(message.split("\n")))
+        self.violations = tuple(violations)
+
+
+def refuse_errors(violations: Iterable[Violation]) -> None:
+    """Raise one RuleRefusal naming every error-severity violation; warnings never block."""
+    errors = errors_only(violations)
+    if errors:
+        raise RuleRefusal(errors)
+
+
+def enforce(registry: Iterable[Check], facts: Any, rules: Rules | None) -> list[Violation]:
+    """Run a registry and refuse with all its errors; return the warnings otherwise."""
+    found = run_checks(registry, facts, rules)  # type: ignore[arg-type]
+    refuse_errors(found)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,12 +45,13 @@ class Snapshot:
     head_hash: str
 
 
-def _sqlite_file(url: str, verb: str) -> Path:
+def _sqlite_file(url: str) -> Path:
+    """The ledger file a backup copies; the codes are literal so the refusal registry sees them."""
     path = sqlite_path(url)
     if path is None:
         if url.startswith("sqlite"):
-            raise Refusal(f"{verb}_needs_a_file", f"jiebang {verb} works on a SQLite ledger file, not {url!r}.")
-        raise Refusal(f"{verb}_is_for_sqlite", f"jiebang {verb} copies SQLite ledgers; {PG_BACKUP_HINT}.")
+            raise Refusal("backup_needs_a_file", f"jiebang backup works on a SQLite ledger file, not {url!r}.")
+        raise Refusal("backup_is_for_sqlite", f"jiebang backup copies SQLite ledgers; {PG_BACKUP_HINT}.")
     return path
 
 
@@ -123,7 +124,7 @@ def backup(url: str, destination: Path, *, head: str, force: bool = False, check
     """Write a consistent, verified copy of the SQLite ledger at ``url`` to ``destination``."""
     from ledger.core.db import make_engine, require_head
 
-    source = _sqlite_file(url, "backup")
+    source = _sqlite_file(url)
     engine = make_engine(url)  # refuses a missing or non-SQLite file in one line
     try:
         require_head(engine, head)

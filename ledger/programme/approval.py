@@ -28,7 +28,6 @@ from ledger.programme.common import (
     _post_event,
     _refuse,
     _voucher,
-    _yuan,
     lock,
 )
 from ledger.programme.models import Lane, Project
@@ -70,12 +69,8 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
     lock(session)
     code = chart.check_project_code(spec.code)
     rules = get_rules(spec.rules_version) if spec.rules_version else rules_in_force(spec.city, spec.approval_date)
-    if rules.city != spec.city:
-        raise Refusal(
-            "rules_city_must_match_project",
-            f"project {code} is in {spec.city} but rules {rules.version} are for {rules.city}; "
-            "leave --rules out to use the version in force, or name one of the project's city.",
-        )
+    request = checks.ApprovalRequestFacts(code, spec.city, len(spec.solver_usccs), len(spec.bid_contract_fen), spec.approved_grant_fen)
+    checks.enforce(checks.APPROVAL_REQUEST_CHECKS, request, rules)
     _refuse_changed_pin(session, rules)
     existing = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
     voucher = _voucher(spec.voucher, f"APPROVE-{code}")
@@ -93,17 +88,6 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         )
     demand = _load_party(session, spec.demand_uscc, "demand side")
     solvers = [_load_party(session, s, f"solver of lane {i}") for i, s in enumerate(spec.solver_usccs, start=1)]
-    if rules.funding.model == "bid_subsidy" and len(spec.bid_contract_fen) != len(solvers):
-        raise Refusal(
-            "bid_contracts_must_match_lanes",
-            f"project {code} has {len(solvers)} solver lane(s) but {len(spec.bid_contract_fen)} bid contract amount(s); "
-            f"rules {rules.version} compute the subsidy from each lane's contracted bid, so give one --bid per solver.",
-        )
-    if rules.funding.model == "staged_grant" and not spec.approved_grant_fen:
-        raise Refusal(
-            "approved_grant_must_be_given",
-            f"rules {rules.version} fund an approved grant paid in tranches; give it with --grant.",
-        )
     budget_year = spec.budget_year or spec.approval_date.year
     facts = checks.ApprovalFacts(
         code=code,
@@ -129,14 +113,6 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
     else:
         obligation = [checks.subsidy_ceiling_fen([bid], rules) for bid in spec.bid_contract_fen]
     total_obligation = sum(obligation)
-    if rules.funding.model == "staged_grant":
-        for n, amount in zip(lanes, obligation):
-            if min(checks.tranche_amounts(amount, rules)) <= 0:
-                raise Refusal(
-                    "grant_must_fill_every_tranche",
-                    f"the grant of {_yuan(amount)} for {code} L{n} is too small to split into "
-                    f"{len(rules.tranches)} tranches of at least 0.01; check the amount.",
-                )
     opened = spec.approval_date
     accounts = [AccountSpec(chart.budget_available(budget_year), "memo", min(chart.year_accounts_open_on(budget_year), opened))]
     postings: list[PostingDraft] = []

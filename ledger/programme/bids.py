@@ -7,7 +7,6 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from funding_rules import checks
-from ledger.core.errors import Refusal
 from ledger.core.journal import (
     EntryDraft,
     Posted,
@@ -18,23 +17,15 @@ from ledger.programme import chart
 from ledger.programme.budget import available_budget
 from ledger.programme.common import (
     PAYMENT_FORMS,
-    _positive,
     _post_event,
-    _refuse,
     _voucher,
-    _yuan,
+    event_facts,
     idempotent,
     lock,
 )
-from ledger.programme.state import _lane_sums, _require_active, load_project
+from ledger.programme.state import _lane_sums, load_project
 
 # --- bids -------------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 @idempotent("bid_contract")
@@ -44,24 +35,18 @@ def bid_contract(session: Session, *, project: str, lane: str | None, amount_fen
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
     n = state.lane_of(lane)
-    _require_active(state, date, "bid contract", n)
-    _positive(amount_fen, "bid contract")
+    sums = _lane_sums(session, state, n)
+    contracted_before = -sums.get("bid_contracted", 0)
+    year = state.project.budget_year
+    available = available_budget(session, year) if rules.funding.model == "bid_subsidy" else 0
+    facts = checks.BidContractFacts(event_facts(state, "bid contract", date, n), amount_fen, contracted_before, available, year)
+    checks.enforce(checks.BID_CONTRACT_CHECKS, facts, rules)
     postings = [PostingDraft(chart.bid_unpaid(code, n), amount_fen, None, "bid"), PostingDraft(chart.bid_contracted(code, n), -amount_fen, None, "bid")]
     trace: dict = {"lane": f"L{n}", "contracted_added": format_fen(amount_fen)}
     if rules.funding.model == "bid_subsidy":
-        sums = _lane_sums(session, state, n)
-        contracted_before = -sums.get("bid_contracted", 0)
         ceiling_before = checks.subsidy_ceiling_fen([contracted_before], rules)
         ceiling_after = checks.subsidy_ceiling_fen([contracted_before + amount_fen], rules)
-        extra = ceiling_after - ceiling_before
-        year = state.project.budget_year
-        available = available_budget(session, year)
-        if extra > available:
-            raise Refusal(
-                "obligation_must_fit_available_budget",
-                f"the added bid raises {code} L{n}'s subsidy ceiling by {_yuan(extra)}, but budget year {year} has only "
-                f"{_yuan(available)} unobligated; appropriate more first with `jiebang appropriate`.",
-            )
+        extra = checks.added_subsidy_ceiling_fen(contracted_before, amount_fen, rules)
         if extra:
             postings += [PostingDraft(chart.grant_unreleased(code, n), extra), PostingDraft(chart.budget_available(year), -extra)]
         trace |= {"ceiling_before": format_fen(ceiling_before), "ceiling_after": format_fen(ceiling_after), "obligated": format_fen(extra)}
@@ -100,20 +85,9 @@ def bid_pay(
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
     n = state.lane_of(lane)
-    if form not in PAYMENT_FORMS:
-        raise Refusal("payment_form_must_be_known", f"payment form {form!r} must be one of {', '.join(PAYMENT_FORMS)}.")
     sums = _lane_sums(session, state, n)
     contracted = -sums.get("bid_contracted", 0)
     paid = {f: sums.get(f"bid_paid_{f}", 0) for f in PAYMENT_FORMS}
-    _require_active(state, date, "bid payment", n)
-    if "acceptance_passed" in state.met(n) and rules.funding.model == "bid_subsidy":
-        # The final subsidy tranche trues up on the audited total at acceptance; money paid
-        # after it would earn a subsidy no tranche could pay.
-        raise Refusal(
-            "bid_payment_must_precede_acceptance",
-            f"{code} passed acceptance; bid payments after it earn no subsidy under {rules.version} "
-            f"({rules.clause('funding.subsidy_rate')}); record payments dated before the acceptance.",
-        )
     facts = checks.BidPaymentFacts(
         project_code=code,
         lane=f"L{n}",
@@ -124,8 +98,10 @@ def bid_pay(
         lane_status="eliminated" if n in state.eliminated else "active",
         payment_date=date,
         approval_date=state.project.approval_date,
+        event=event_facts(state, "bid payment", date, n),
+        acceptance_passed="acceptance_passed" in state.met(n),
     )
-    _refuse(checks.run_checks(checks.BID_PAYMENT_CHECKS, facts, rules))
+    checks.enforce(checks.BID_PAYMENT_CHECKS, facts, rules)
     postings = [
         PostingDraft(chart.bid_paid(code, n, form), amount_fen, None, "bid"),
         PostingDraft(chart.bid_unpaid(code, n), -amount_fen, None, "bid"),

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger.core.errors import Refusal
+from funding_rules import checks
 from ledger.core.journal import (
     AccountSpec,
     EntryDraft,
@@ -25,10 +25,7 @@ from ledger.programme.common import _post_event, _voucher, idempotent, lock
 def appropriate(session: Session, *, year: int, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
     """Record budget authority for a year (memo book)."""
     lock(session)
-    if not 2000 <= year <= 2100:
-        raise Refusal("budget_year_must_be_plausible", f"budget year {year} is outside 2000..2100.")
-    if amount_fen <= 0:
-        raise Refusal("amount_must_be_positive", "an appropriation must be a positive amount.")
+    checks.enforce(checks.APPROPRIATION_CHECKS, checks.AppropriationFacts(year, amount_fen), None)
     opened = min(chart.year_accounts_open_on(year), date)
     return _post_event(
         session,

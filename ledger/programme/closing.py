@@ -25,11 +25,10 @@ from ledger.programme import chart
 from ledger.programme.budget import _sum_account
 from ledger.programme.common import (
     CATEGORIES,
-    _positive,
     _post_event,
-    _refuse,
     _voucher,
     _yuan,
+    event_facts,
     idempotent,
     lock,
     reversed_entries,
@@ -39,7 +38,6 @@ from ledger.programme.state import (
     CONDITION_HINTS,
     ProjectState,
     _lane_sums,
-    _require_active,
     _spent_by_category,
     load_project,
 )
@@ -51,11 +49,10 @@ def extend(session: Session, *, project: str, months: int, date: dt.date, refere
     lock(session)
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
-    _require_active(state, date, "extension")
-    if not (reference or "").strip():
-        raise Refusal("extension_must_cite_approval", "an extension needs the bureau's approval reference; give it with --reference.")
-    facts = checks.ExtensionFacts(code, state.extensions, months, date, state.end_date)
-    _refuse(checks.run_checks(checks.EXTENSION_CHECKS, facts, rules))
+    facts = checks.ExtensionFacts(
+        code, state.extensions, months, date, state.end_date, event=event_facts(state, "extension", date), reference=reference or ""
+    )
+    checks.enforce(checks.EXTENSION_CHECKS, facts, rules)
     new_end = checks.add_months(state.end_date, months)
     return _post_event(
         session,
@@ -87,20 +84,8 @@ def _closing_postings(
     year = state.project.budget_year
     postings: list[PostingDraft] = []
     trace: dict = {"lanes": {}}
+    # The termination checks (check_misuse) have tied every misused amount to a spend.
     spends = _spend_entries(session, code)
-    for item in misused:
-        if item.spend_voucher not in spends:
-            raise Refusal(
-                "misuse_must_name_a_spend_voucher",
-                f"misused amount cites voucher {item.spend_voucher}, which is not a spending report of {code}; "
-                "`jiebang journal --project " + code + " --kind spend` lists them.",
-            )
-        _lane, _category, spent = spends[item.spend_voucher]
-        if item.amount_fen <= 0 or item.amount_fen > spent:
-            raise Refusal(
-                "misuse_must_not_exceed_the_spend",
-                f"misused amount {_yuan(item.amount_fen)} on voucher {item.spend_voucher} exceeds that spend of {_yuan(spent)}.",
-            )
     # Misuse can be named on any lane's spending, including a lane eliminated earlier whose
     # unspent advance was already assessed: each misused amount is reclassified to that
     # lane's clawback receivable here.
@@ -197,14 +182,14 @@ def terminate(
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
     kind = "revocation" if revoke else "termination"
-    if state.terminated_on is not None:
-        raise Refusal(
-            "project_must_be_terminated_once",
-            f"project {code} was already terminated or revoked on {state.terminated_on}; its clawback is assessed.",
-        )
-    _require_active(state, date, kind)
-    if not (reference or "").strip():
-        raise Refusal(f"{kind}_must_cite_approval", f"a {kind} needs the bureau's decision reference; give it with --reference.")
+    spends = _spend_entries(session, code)
+    facts = checks.TerminationFacts(
+        event_facts(state, kind, date),
+        reference or "",
+        tuple(checks.MisuseFacts(m.spend_voucher, m.amount_fen, spends[m.spend_voucher][2] if m.spend_voucher in spends else None)
+              for m in misused),
+    )
+    checks.enforce(checks.TERMINATION_CHECKS, facts, rules)
     lanes = [n for n in sorted(state.lanes) if n not in state.eliminated]
     postings, trace = _closing_postings(
         session, state, lanes, misused=list(misused), recover_all_rate=rules.funding.revocation_recovery_rate if revoke else None
@@ -240,13 +225,8 @@ def collect(session: Session, *, project: str, lane: str | None, amount_fen: int
     state = load_project(session, project)
     code = state.project.code
     n = state.lane_of(lane)
-    _positive(amount_fen, "collection")
     outstanding = _lane_sums(session, state, n).get("clawback_receivable", 0)
-    if amount_fen > outstanding:
-        raise Refusal(
-            "collection_must_not_exceed_outstanding",
-            f"collection of {_yuan(amount_fen)} exceeds the clawback outstanding on {code} L{n}, {_yuan(outstanding)}; correct the amount.",
-        )
+    checks.enforce(checks.COLLECTION_CHECKS, checks.CollectionFacts(code, n, amount_fen, outstanding), state.rules)
     recoveries = chart.recoveries_owed(date.year)
     return _post_event(
         session,
@@ -272,13 +252,8 @@ def collect(session: Session, *, project: str, lane: str | None, amount_fen: int
 def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
     """Record recovered money handed over to the finance bureau."""
     lock(session)
-    _positive(amount_fen, "remittance")
     owed = -_sum_account(session, chart.DUE_TO_FINANCE)
-    if amount_fen > owed:
-        raise Refusal(
-            "remittance_must_not_exceed_amount_owed",
-            f"remittance of {_yuan(amount_fen)} exceeds the {_yuan(owed)} collected and owed to the finance bureau.",
-        )
+    checks.enforce(checks.REMITTANCE_CHECKS, checks.RemittanceFacts(amount_fen, owed), None)
     return post(
         session,
         EntryDraft(
@@ -299,15 +274,9 @@ def write_off(
     state = load_project(session, project)
     code = state.project.code
     n = state.lane_of(lane)
-    _positive(amount_fen, "write-off")
-    if not (reason or "").strip() or not (approval or "").strip():
-        raise Refusal("write_off_must_have_reason_and_approval", "a write-off needs --reason and --approval (the approval reference).")
     outstanding = _lane_sums(session, state, n).get("clawback_receivable", 0)
-    if amount_fen > outstanding:
-        raise Refusal(
-            "write_off_must_not_exceed_outstanding",
-            f"write-off of {_yuan(amount_fen)} exceeds the clawback outstanding on {code} L{n}, {_yuan(outstanding)}.",
-        )
+    facts = checks.WriteOffFacts(code, n, amount_fen, outstanding, reason or "", approval or "")
+    checks.enforce(checks.WRITE_OFF_CHECKS, facts, state.rules)
     return _post_event(
         session,
         EntryDraft(
@@ -336,29 +305,21 @@ def close(session: Session, *, project: str, date: dt.date, reference: str, vouc
     lock(session)
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
-    _require_active(state, date, "closure")
     missing = [c for c in ("acceptance_passed",) + (("audit_report_received",) if checks.audit_required(state.project.approved_grant_fen, rules) else ())
                if c not in state.met(0)]
-    if missing:
-        raise Refusal(
-            "closure_must_follow_acceptance",
-            f"project {code} cannot close before " + "; ".join(CONDITION_HINTS[c] for c in missing) + ".",
-        )
-    if not (reference or "").strip():
-        raise Refusal("closure_must_cite_approval", "a closure needs the acceptance document reference; give it with --reference.")
+    active = [n for n in sorted(state.lanes) if n not in state.eliminated]
+    lane_sums = {n: _lane_sums(session, state, n) for n in active}
+    facts = checks.ClosureFacts(
+        event_facts(state, "closure", date),
+        tuple(CONDITION_HINTS[c] for c in missing),
+        reference or "",
+        tuple((n, -sums.get("subsidy_payable", 0)) for n, sums in lane_sums.items()),
+    )
+    checks.enforce(checks.CLOSURE_CHECKS, facts, rules)
     year = state.project.budget_year
     postings: list[PostingDraft] = []
     trace: dict = {"reference": reference, "balance_after_acceptance": rules.closure.balance_after_acceptance, "lanes": {}}
-    for n in sorted(state.lanes):
-        if n in state.eliminated:
-            continue
-        sums = _lane_sums(session, state, n)
-        payable = -sums.get("subsidy_payable", 0)
-        if payable:
-            raise Refusal(
-                "closure_must_follow_final_release",
-                f"{code} L{n} still has {_yuan(payable)} subsidy earned and unpaid; release it (jiebang release) before closing.",
-            )
+    for n, sums in lane_sums.items():
         unreleased = sums.get("grant_unreleased", 0)
         if unreleased:
             postings += [PostingDraft(chart.grant_unreleased(code, n), -unreleased, None, "city_fiscal"),

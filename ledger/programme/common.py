@@ -1,5 +1,5 @@
 """What every programme service shares: the writer lock, idempotency by voucher, posting an
-event with its facts, and small checks of amounts and categories."""
+event with its facts, and the facts the project-open checks of ``funding_rules.checks`` read."""
 
 from __future__ import annotations
 
@@ -24,11 +24,13 @@ from ledger.core.journal import (
     post,
 )
 from ledger.core.models import ChainHead, JournalEntry
-from ledger.core.money import format_fen, format_fen_grouped
+from ledger.core.money import format_fen_grouped
 from ledger.programme import chart, projection
 
 PAYMENT_FORMS = ("cash", "equity", "in_kind")
 CATEGORIES = tuple(chart.CATEGORY_SEGMENTS)
+# The chart keeps one account per budget category the checks know.
+assert set(CATEGORIES) == set(checks.BUDGET_CATEGORY_NAMES)
 
 
 # --- shared helpers ---------------------------------------------------------------------
@@ -40,10 +42,8 @@ def lock(session: Session) -> None:
 
 
 def _refuse(violations: list[checks.Violation]) -> None:
-    errors = checks.errors_only(violations)
-    if errors:
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise Refusal(errors[0].code, errors[0].message + more)
+    """Refuse with every error found, in one line (see ``funding_rules.checks.RuleRefusal``)."""
+    checks.refuse_errors(violations)
 
 
 def _yuan(fen: int) -> str:
@@ -170,19 +170,23 @@ def _voucher(voucher: str | None, default: str) -> str:
     return (voucher or default).strip()
 
 
-def _positive(amount_fen: int, what: str) -> None:
-    if amount_fen <= 0:
-        raise Refusal("amount_must_be_positive", f"a {what} must be a positive amount, got {format_fen(amount_fen)}.")
+def _category(category: str, legacy_lines: dict[str, str] | None = None) -> str:
+    """The category key of a category the checks have accepted."""
+    key = checks.category_key(category, legacy_lines)
+    assert key is not None, f"unchecked budget category {category!r}"
+    return key
 
 
-def _category(category: str) -> str:
-    key = (category or "").strip().lower()
-    if key in chart.CATEGORY_SEGMENTS:
-        return key
-    names = {"设备费": "equipment", "业务费": "business", "劳务费": "labour", "间接费用": "indirect"}
-    if category.strip() in names:
-        return names[category.strip()]
-    raise Refusal(
-        "budget_category_must_be_known",
-        f"budget category {category!r} must be one of equipment (设备费), business (业务费), labour (劳务费), indirect (间接费用).",
+def event_facts(state, what: str, when: dt.date, n: int | None = None) -> checks.EventFacts:
+    """Where a project stands for an event on ``when`` (lane ``n``), for the project-open checks."""
+    return checks.EventFacts(
+        project_code=state.project.code,
+        what=what,
+        date=when,
+        approval_date=state.project.approval_date,
+        terminated_on=state.terminated_on,
+        closed_on=state.closed_on,
+        lane=n,
+        solver=state.lanes.get(n, "") if n is not None else "",
+        eliminated_on=state.eliminated.get(n) if n is not None else None,
     )

@@ -47,10 +47,7 @@ class PartyInput:
 
 def register_party(session: Session, party: PartyInput, *, actor: str) -> Posted:
     lock(session)
-    if party.kind not in checks.PARTY_KINDS:
-        raise Refusal("party_kind_must_be_known", f"party kind {party.kind!r} must be one of {', '.join(checks.PARTY_KINDS)}.")
-    if not party.name.strip():
-        raise Refusal("party_must_have_name", "a party needs a name; give it with --name.")
+    checks.enforce(checks.PARTY_CHECKS, checks.PartyRegistrationFacts(party.kind, party.name), None)
     result = validate_uscc(party.uscc, override_reason=party.override_reason)
     related = tuple(sorted({validate_uscc(r, override_reason="declared relation").code for r in party.related}))
     facts = {

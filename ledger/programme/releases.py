@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from funding_rules import checks
 from ledger.core.errors import Refusal
 from ledger.core.journal import (
     AccountSpec,
@@ -17,23 +18,16 @@ from ledger.core.journal import (
 from ledger.core.models import Account, Posting
 from ledger.core.money import format_fen
 from ledger.programme import chart
-from ledger.programme.common import _post_event, _voucher, _yuan, idempotent, lock
+from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.models import Project
 from ledger.programme.state import (
     CONDITION_HINTS,
     _lane_sums,
-    _require_active,
     load_project,
     tranche_views,
 )
 
 # --- releases ---------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 @idempotent("release")
@@ -52,58 +46,38 @@ def release(
     state = load_project(session, project, as_of=None)
     code, rules = state.project.code, state.rules
     n = state.lane_of(lane)
-    _require_active(state, date, "release", n)
     dated = load_project(session, project, as_of=date)
     views = [v for v in tranche_views(session, dated) if v.lane_no == n]
     if tranche is None:
         pending = [v for v in views if v.id not in state.released_tranches]
-        if not pending:
-            raise Refusal("tranche_must_not_be_released_twice", f"every tranche of {code} L{n} has been released already.")
-        target = pending[0]
+        target = pending[0] if pending else None
     else:
         matches = [v for v in views if v.seq == tranche]
         if not matches:
             raise Refusal("tranche_must_exist", f"{code} L{n} has tranches 1..{len(views)}, not {tranche}.")
         target = matches[0]
-    if target.id in state.released_tranches:
-        raise Refusal(
-            "tranche_must_not_be_released_twice",
-            f"tranche {target.seq} ({target.name}) of {code} L{n} was already released; nothing is due.",
-        )
-    if target.unmet:
-        waits = "; ".join(CONDITION_HINTS.get(c, c) for c in target.unmet)
-        raise Refusal(
-            "tranche_condition_must_be_met",
-            f"tranche {target.seq} ({target.name}) of {code} L{n} waits on {waits} by {date} ({target.source.split(';')[0]}); record it first.",
-        )
     sums = _lane_sums(session, state, n)
     unreleased = sums.get("grant_unreleased", 0)
+    payable = -sums.get("subsidy_payable", 0)
+    facts = checks.ReleaseFacts(
+        event=event_facts(state, "release", date, n),
+        tranche=None if target is None else checks.TrancheFacts(
+            target.seq, target.name, target.basis, target.amount_fen, target.id in state.released_tranches,
+            tuple(CONDITION_HINTS.get(c, c) for c in target.unmet), target.source,
+        ),
+        payable_fen=payable,
+        unreleased_fen=unreleased,
+    )
+    checks.enforce(checks.RELEASE_CHECKS, facts, rules)
+    amount = checks.release_amount_fen(facts)
     if target.basis == "grant_share":
-        amount = target.amount_fen
-        if amount <= 0:
-            raise Refusal(
-                "release_must_have_something_due",
-                f"tranche {target.seq} of {code} L{n} is 0.00 (the grant split left nothing for it); nothing to release.",
-            )
         trace = {"tranche": target.seq, "name": target.name, "basis": "grant_share", "amount": format_fen(amount)}
         fiscal_debit = chart.advances(code, n)
     else:
-        payable = -sums.get("subsidy_payable", 0)
-        amount = min(payable, unreleased)
         trace = {"tranche": target.seq, "name": target.name, "basis": "subsidy_earned", "payable": format_fen(payable),
                  "unreleased_obligation": format_fen(unreleased), "amount": format_fen(amount),
                  "formula": "min(subsidy payable, unreleased obligation)"}
         fiscal_debit = chart.subsidy_payable(code, n)
-        if amount <= 0:
-            raise Refusal(
-                "release_must_have_something_due",
-                f"tranche {target.seq} of {code} L{n}: no subsidy is earned and unpaid (payable {_yuan(payable)}); record cash bid payments first.",
-            )
-    if amount > unreleased:
-        raise Refusal(
-            "release_must_fit_obligation",
-            f"tranche {target.seq} of {code} L{n} is {_yuan(amount)} but only {_yuan(unreleased)} of the obligation is unreleased; nothing released.",
-        )
     funding = chart.funding(date.year)
     # An offset nets a clawback the recipient owes to this city against money this city pays
     # it. A grant tranche is paid to the lane's unit (the solver); a bid subsidy goes to the

@@ -6,14 +6,15 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
+from funding_rules import checks
 from ledger.core.journal import (
     EntryDraft,
     Posted,
     PostingDraft,
 )
 from ledger.programme import chart
-from ledger.programme.common import _category, _positive, _post_event, _voucher, idempotent, lock
-from ledger.programme.state import _require_active, load_project
+from ledger.programme.common import _category, _post_event, _voucher, event_facts, idempotent, lock
+from ledger.programme.state import load_project
 
 # --- self-funding -----------------------------------------------------------------------
 
@@ -24,8 +25,8 @@ def pledge(session: Session, *, project: str, amount_fen: int, date: dt.date, vo
     lock(session)
     state = load_project(session, project)
     code = state.project.code
-    _require_active(state, date, "pledge")
-    _positive(amount_fen, "pledge")
+    facts = checks.SelfFundingFacts(event_facts(state, "pledge", date), amount_fen, category or None)
+    checks.enforce(checks.SELF_FUNDING_CHECKS, facts, state.rules)
     category = _category(category) if category else None
     return _post_event(
         session,
@@ -53,8 +54,8 @@ def contribute(session: Session, *, project: str, amount_fen: int, category: str
     lock(session)
     state = load_project(session, project)
     code = state.project.code
-    _require_active(state, date, "contribution")
-    _positive(amount_fen, "contribution")
+    facts = checks.SelfFundingFacts(event_facts(state, "contribution", date), amount_fen, category)
+    checks.enforce(checks.SELF_FUNDING_CHECKS, facts, state.rules)
     category = _category(category)
     return _post_event(
         session,

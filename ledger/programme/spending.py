@@ -7,7 +7,6 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from funding_rules import checks
-from ledger.core.errors import Refusal
 from ledger.core.journal import (
     EntryDraft,
     Posted,
@@ -17,14 +16,13 @@ from ledger.core.money import format_fen
 from ledger.programme import chart
 from ledger.programme.common import (
     _category,
-    _positive,
     _post_event,
     _voucher,
-    _yuan,
+    event_facts,
     idempotent,
     lock,
 )
-from ledger.programme.state import _lane_sums, _require_active, _spent_by_category, load_project
+from ledger.programme.state import _lane_sums, _spent_by_category, load_project
 
 # --- money out and back: spending, extension, termination, revocation, recovery ---------
 
@@ -49,46 +47,28 @@ def spend(
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
     n = state.lane_of(lane)
-    _require_active(state, date, "spending", n)
-    _positive(amount_fen, "spending report")
-    category = _category(category) if category not in rules.spending.legacy_category_map else rules.spending.legacy_category_map[category]
-    if date < state.project.start_date or date > state.end_date:
-        raise Refusal(
-            "spending_must_fall_in_project_period",
-            f"spending on {date} is outside {code}'s period {state.project.start_date}..{state.end_date}"
-            " (including approved extensions); date it inside the period or record an extension first.",
-        )
     sums = _lane_sums(session, state, n)
-    outstanding = sums.get("advances", 0)
-    if amount_fen > outstanding:
-        raise Refusal(
-            "spending_must_not_exceed_advances",
-            f"spending of {_yuan(amount_fen)} by {code} L{n} exceeds its advances outstanding {_yuan(outstanding)}; "
-            "only released fiscal money can be reported spent — record the release first or correct the amount.",
-        )
-    threshold = rules.spending.equipment_justify_threshold_fen
-    if category == "equipment" and amount_fen >= threshold and not (justification or "").strip():
-        raise Refusal(
-            "equipment_at_threshold_must_be_justified",
-            f"equipment of {_yuan(amount_fen)} is at or above {_yuan(threshold)} ({rules.clause('spending.equipment_justify_threshold')}); "
-            "give its specifications and need with --justification.",
-        )
-    trace: dict = {"lane": f"L{n}", "category": category, "advances_before": format_fen(outstanding)}
+    spent_by_category = _spent_by_category(sums)
+    facts = checks.SpendFacts(
+        event=event_facts(state, "spending", date, n),
+        amount_fen=amount_fen,
+        category=category,
+        period_start=state.project.start_date,
+        period_end=state.end_date,
+        advances_fen=sums.get("advances", 0),
+        justification=justification,
+        direct_spent_fen=sum(v for c, v in spent_by_category.items() if c != "indirect"),
+        equipment_spent_fen=spent_by_category.get("equipment", 0),
+        indirect_spent_fen=spent_by_category.get("indirect", 0),
+    )
+    checks.enforce(checks.SPEND_CHECKS, facts, rules)
+    category = _category(category, rules.spending.legacy_category_map)
+    trace: dict = {"lane": f"L{n}", "category": category, "advances_before": format_fen(facts.advances_fen)}
     if category == "indirect":
-        spent_by_category = _spent_by_category(sums)
-        direct = sum(v for c, v in spent_by_category.items() if c != "indirect")
-        equipment = spent_by_category.get("equipment", 0)
-        cap = checks.indirect_cap_fen(direct, equipment, rules)
-        indirect_after = spent_by_category.get("indirect", 0) + amount_fen
-        trace |= {"direct_spent": format_fen(direct), "equipment_spent": format_fen(equipment),
-                  "indirect_cap": format_fen(cap), "indirect_after": format_fen(indirect_after),
+        cap = checks.spend_indirect_cap_fen(facts, rules)
+        trace |= {"direct_spent": format_fen(facts.direct_spent_fen), "equipment_spent": format_fen(facts.equipment_spent_fen),
+                  "indirect_cap": format_fen(cap), "indirect_after": format_fen(facts.indirect_spent_fen + amount_fen),
                   "formula": "indirect_cap_fen(direct − equipment) by tiers"}
-        if indirect_after > cap:
-            raise Refusal(
-                "indirect_costs_must_not_exceed_cap",
-                f"indirect costs would reach {_yuan(indirect_after)}, above the cap {_yuan(cap)} computed on direct "
-                f"{_yuan(direct)} less equipment {_yuan(equipment)} ({rules.clause('spending.indirect_tiers')}); reduce the amount.",
-            )
     return _post_event(
         session,
         EntryDraft(

@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from ledger.core.errors import Refusal
+from funding_rules import checks
 from ledger.core.journal import (
     AccountSpec,
     EntryDraft,
@@ -15,9 +15,9 @@ from ledger.core.journal import (
 )
 from ledger.programme import chart
 from ledger.programme.closing import eliminate_lane_postings
-from ledger.programme.common import _post_event, _voucher, idempotent, lock
+from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.fold import STAGES
-from ledger.programme.state import _require_active, load_project
+from ledger.programme.state import load_project
 
 # --- stages -----------------------------------------------------------------------------
 
@@ -39,18 +39,11 @@ def record_stage(
     a failed lane is eliminated), acceptance, audit report received. A pass moves no money; an
     elimination assesses the lane's clawback and deobligation in the same entry."""
     lock(session)
-    if stage not in STAGES:
-        raise Refusal("stage_must_be_known", f"stage {stage!r} must be one of {', '.join(STAGES)}.")
     state = load_project(session, project)
     code = state.project.code
-    n = None
-    if stage == "stage_assessment":
-        if state.project.mode != "saima":
-            raise Refusal("stage_assessment_is_for_saima", f"project {code} is 揭榜挂帅; record its mid-term check with --stage midterm.")
-        n = state.lane_of(lane)
-    elif lane is not None:
-        n = state.lane_of(lane)
-    _require_active(state, date, f"{stage} record", n)
+    n = state.lane_of(lane) if lane is not None or (stage == "stage_assessment" and state.project.mode == "saima") else None
+    facts = checks.StageFacts(event_facts(state, f"{stage} record", date, n), stage, tuple(STAGES), state.project.mode)
+    checks.enforce(checks.STAGE_CHECKS, facts, state.rules)
     postings: list[PostingDraft] = []
     trace: dict = {"stage": stage, "passed": passed, "lane": f"L{n}" if n else None, "reference": reference}
     if stage == "stage_assessment" and not passed:

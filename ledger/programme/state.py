@@ -130,30 +130,6 @@ def extension_months_by_project(session: Session) -> dict[str, int]:
     return {code: f.extension_months for code, f in project_folds(session, list(projects)).items()}
 
 
-def _require_active(state: ProjectState, when: dt.date, what: str, n: int | None = None) -> None:
-    code = state.project.code
-    if when < state.project.approval_date:
-        raise Refusal(
-            "event_must_follow_approval",
-            f"{what} on {when} is dated before project {code}'s approval on {state.project.approval_date}; check the date.",
-        )
-    if state.terminated_on is not None:
-        raise Refusal(
-            "project_must_not_be_terminated",
-            f"project {code} was terminated on {state.terminated_on}; no {what} is accepted after termination.",
-        )
-    if state.closed_on is not None:
-        raise Refusal(
-            "project_must_not_be_closed",
-            f"project {code} was closed after acceptance on {state.closed_on}; no {what} is accepted after closure.",
-        )
-    if n is not None and n in state.eliminated:
-        raise Refusal(
-            "lane_must_not_be_eliminated",
-            f"lane L{n} ({state.lanes[n]}) of {code} was eliminated on {state.eliminated[n]}; it receives no further {what}.",
-        )
-
-
 def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
     """Balances of one lane's accounts by family (all dates), one grouped query.
 
