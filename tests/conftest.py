@@ -114,8 +114,9 @@ _ENGINES: dict[str, object] = {}
 
 @pytest.fixture
 def demo_engine(backend, request, tmp_path_factory):
-    """The demo ledger (nine projects of two cities) plus a party relation and a setting, built
-    once per backend and run; tests that use it must not commit (tampering tests roll back)."""
+    """The demo ledger (nine projects of two cities) plus a party relation, a setting and two
+    maker–checker requests (one pending, one rejected), built once per backend and run;
+    tests that use it must not commit (tampering tests roll back)."""
     if backend not in _ENGINES:
         if backend == "sqlite":
             path = tmp_path_factory.mktemp("projection") / "ledger.core.db"
@@ -145,12 +146,39 @@ def demo_engine(backend, request, tmp_path_factory):
             )
         with Session(engine) as session, session.begin():
             change_setting(session, "require_approval", "on", user="officer-test")
+        _demo_requests(engine, backend)
         from ledger.programme.projection import verify_ledger
 
         with Session(engine) as session:
             assert verify_ledger(session).ok
         _ENGINES[backend] = engine
     return _ENGINES[backend]
+
+
+def _demo_requests(engine, backend: str) -> None:
+    """Two requests to terminate UR2026-004 by maker-test; checker-test rejects the second.
+
+    The fixture speaks for both users through the services. On PostgreSQL the requests
+    trigger ties each name to the database login, so it is lifted for this one transaction
+    (tests/test_approvals.py exercises it with real logins); on SQLite checker-test is
+    named an approver in the settings, the honour system.
+    """
+    from ledger.programme.approvals import add_approver, record_request, reject
+
+    arguments = {"project": "UR2026-004", "reference": "乌科〔2026〕99号", "date": dt.date(2026, 12, 31),
+                 "misused": [], "voucher": None}
+    with Session(engine) as session, session.begin():
+        if backend == "postgresql":
+            session.execute(text("ALTER TABLE requests DISABLE TRIGGER requests_guard"))
+        else:
+            add_approver(session, "checker-test", user="officer-test")
+        record_request(session, "termination", arguments, user="maker-test")
+        second = record_request(session, "termination", arguments, user="maker-test")
+        reject(session, second, user="checker-test", reason="材料不全")
+        if backend == "postgresql":
+            # The deferred foreign keys are checked now: a table with pending checks cannot be altered.
+            session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+            session.execute(text("ALTER TABLE requests ENABLE TRIGGER requests_guard"))
 
 
 @pytest.fixture

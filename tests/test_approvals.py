@@ -188,3 +188,38 @@ def test_postgresql_refuses_unapproved_money_out_even_behind_the_commands(world,
     finally:
         maker_engine.dispose()
     assert _entries(engine, "release") == []
+
+
+def test_the_chain_holds_each_request_and_its_decision(world, engine, backend):
+    """The request is a fact entry; the approval's decision rides in the money entry it posts.
+    Pointing the approval at another entry behind the guards' back is named by verify."""
+    from ledger.programme.projection import verify_ledger
+
+    admin = world.admin
+    maker, checker = world("maker", "officer"), world("checker", "approver")
+    admin("settings", "--require-approval", "on")
+    maker("release", "--project", CODE, "--date", "2025-10-20", "--voucher", "ZF-1")
+    checker("approve", "1")
+    with engine.connect() as conn:
+        facts = {kind: json.loads(f) for kind, f in conn.execute(
+            text("SELECT kind, facts FROM journal_entries WHERE kind IN ('request', 'release')"))}
+        request_entry, release_entry = conn.execute(
+            text("SELECT entry_id, decision_entry_id FROM requests WHERE id = 1")).one()
+    request = facts["request"]["request"]
+    assert {k: v for k, v in request.items() if k != "arguments"} == {
+        "id": 1, "kind": "release", "project_code": CODE, "requested_by": world.name(maker)}
+    assert request["arguments"]["voucher"] == "ZF-1" and request["arguments"]["date"] == "2025-10-20"
+    assert facts["release"]["decision"] == {"request": 1, "status": "approved", "decided_by": world.name(checker),
+                                            "reason": None}
+    assert request_entry < release_entry
+    with Session(engine) as session:
+        session.begin()
+        if backend == "sqlite":
+            session.execute(text("DROP TRIGGER requests_decide_once"))
+        else:
+            session.execute(text("ALTER TABLE requests DISABLE TRIGGER USER"))
+        session.execute(text("UPDATE requests SET decision_entry_id = entry_id WHERE id = 1"))
+        problem = verify_ledger(session).problem
+        session.rollback()
+    assert problem == (f"table requests, row (1), column decision_entry_id: the journal says {release_entry}, "
+                       f"the table holds {request_entry}")

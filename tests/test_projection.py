@@ -4,7 +4,7 @@ For every programme table, every column that affects money, and the accounts tab
 is changed, inserted or deleted behind the application's back. With the database's guards
 in place the change is refused; with them dropped, ``verify`` names the table, the row and
 the column. Both on SQLite and PostgreSQL, on the demo ledger (nine projects of two cities)
-plus a party relation and a setting.
+plus a party relation, a setting and two maker–checker requests (1 pending, 2 rejected).
 """
 
 from __future__ import annotations
@@ -106,6 +106,16 @@ CHANGES = [
     ("settings", "value", "'off'", "name = 'require_approval'"),
     ("settings", "name", "'approvers'", "name = 'require_approval'"),
     ("settings", "set_by", "'someone'", "name = 'require_approval'"),
+    ("requests", "kind", "'revocation'", "id = 1"),
+    ("requests", "project_code", "'UR2025-002'", "id = 1"),
+    ("requests", "arguments", "'{\"project\": \"UR2025-002\"}'", "id = 1"),
+    ("requests", "requested_by", "'someone'", "id = 1"),
+    ("requests", "entry_id", "entry_id - 1", "id = 1"),
+    ("requests", "id", "9", "id = 1"),
+    ("requests", "status", "'approved'", "id = 2"),
+    ("requests", "decided_by", "'someone'", "id = 2"),
+    ("requests", "decision_reason", "'forged'", "id = 2"),
+    ("requests", "decision_entry_id", "decision_entry_id - 1", "id = 2"),
     ("accounts", "book", "'memo'", "name LIKE 'Assets:Fiscal:Advances:JM2024-002:L1'"),
     ("accounts", "type", "'Liabilities'", "name LIKE 'Assets:Fiscal:Advances:JM2024-002:L1'"),
     ("accounts", "project_code", "'JM2025-003'", "name LIKE 'Assets:Fiscal:Advances:JM2024-002:L1'"),
@@ -144,6 +154,7 @@ DELETES = [
     ("tranches", "project_code = 'JM2024-002' AND seq = 2"),
     ("project_events", "kind = 'stage' AND project_code = 'JM2024-002'"),
     ("settings", "name = 'require_approval'"),
+    ("requests", "id = 2"),
     ("accounts", "name = 'Assets:Fiscal:Advances:JM2024-002:L1'"),
 ]
 
@@ -168,6 +179,12 @@ INSERTS = [
     ("project_events", ("INSERT INTO project_events (entry_id, project_code, value_date, kind, lane_no, stage, passed) "
                        "VALUES (3, 'JM2025-003', DATE '2025-01-01', 'stage', NULL, 'midterm', true)")),
     ("settings", "INSERT INTO settings (name, value, set_by, entry_id) VALUES ('require_approval', 'off', 'x', NULL)"),
+    ("requests", ("INSERT INTO requests (id, kind, project_code, arguments, requested_by, status) "
+                 "VALUES (9, 'release', 'JM2024-002', '{}', 'x', 'pending')")),
+    # A release passed off as approved: a request nobody recorded, pointing at a money entry.
+    ("requests", ("INSERT INTO requests (id, kind, project_code, arguments, requested_by, status, decided_by, decided_at, "
+                 "decision_entry_id) SELECT 9, 'release', project_code, '{}', 'x', 'approved', 'y', CURRENT_TIMESTAMP, id "
+                 "FROM journal_entries WHERE kind = 'release' AND project_code = 'JM2024-002' ORDER BY id LIMIT 1")),
     ("accounts", ("INSERT INTO accounts (name, book, type, project_code, lane, opened_on) "
                  "VALUES ('Assets:Fiscal:Advances:JM2024-002:L1:Extra', 'fiscal', 'Assets', 'JM2025-003', NULL, DATE '2024-01-01')")),
 ]

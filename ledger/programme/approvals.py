@@ -5,8 +5,14 @@ revocation is not posted when an officer asks for it: it is recorded as a *reque
 service's keyword arguments as JSON). A different user with the approver role then approves
 it, which runs the same service again with the stored arguments -- so every rule is checked
 at approval time against the ledger as it is then -- and posts the entry; or rejects it
-with a reason. Decisions are recorded with who and when (the database's clock) and, for a
-rejection, as a fact journal entry, so the chain holds them.
+with a reason.
+
+The chain holds every request and decision, and the ``requests`` table is their projection
+(``ledger.programme.fold``): recording a request posts a fact entry of kind ``request``
+whose facts carry it (``{"request": {id, kind, project_code, arguments, requested_by}}``);
+an approval's decision (``{"decision": {request, status, decided_by, reason}}``) rides in
+the money entry it posts, a rejection's in a fact entry of kind ``request_rejection``. The
+table adds only when (the database's clock), which is not a money fact.
 
 Who is acting:
 
@@ -28,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ledger.core.errors import Refusal
@@ -235,12 +241,26 @@ def record_request(session: Session, kind: str, arguments: dict, *, user: str) -
         if savepoint.is_active:
             savepoint.rollback()
         raise
-    return session.execute(
-        insert(REQUESTS)
-        .values(kind=kind, project_code=(stored.get("project") or "").upper() or None,
-                arguments=json.dumps(stored, ensure_ascii=False, sort_keys=True), requested_by=user, status="pending")
-        .returning(REQUESTS.c.id)
-    ).scalar_one()
+    request = {
+        "id": _next_request_id(session), "kind": kind, "project_code": (stored.get("project") or "").upper() or None,
+        "arguments": stored, "requested_by": user,
+    }
+    draft = EntryDraft(
+        value_date=dt.date.today(), kind="request", postings=(), fact=True,
+        memo=f"request {request['id']} ({kind} of {request['project_code']}) awaits approval", actor=user[:80],
+        facts={"request": request},
+    )
+    posted = post(session, draft)
+    projection.record(session, posted, draft)
+    return request["id"]
+
+
+def _next_request_id(session: Session) -> int:
+    """The number the next request gets: the table's own sequence on PostgreSQL; on SQLite,
+    one more than the highest (this transaction holds SQLite's one write lock)."""
+    if is_postgres(session):
+        return session.execute(text("SELECT nextval(pg_get_serial_sequence('requests', 'id'))")).scalar_one()
+    return session.execute(select(func.coalesce(func.max(REQUESTS.c.id), 0) + 1)).scalar_one()
 
 
 def list_requests(session: Session, status: str | None = None) -> list[dict]:
@@ -290,17 +310,29 @@ def _checked(session: Session, request_id: int, user: str, verb: str, lock: bool
 
 
 def approve(session: Session, request_id: int, *, user: str) -> tuple[dict, Posted]:
-    """Approve a pending request: run its service now (every rule re-checked) and post."""
+    """Approve a pending request: run its service now (every rule re-checked) and post.
+
+    The entry posted carries the decision in its facts, and writing its projection marks
+    the request approved.
+    """
+    from ledger.programme.common import deciding
+
     row = _pending(session, request_id, user, "approve")
     actor = f"{row['requested_by']} approved by {user}"[:80]
+    decision = {"request": request_id, "status": "approved", "decided_by": user, "reason": None}
     try:
-        posted = _run_service(session, row["kind"], json.loads(row["arguments"]), actor)
+        with deciding(row["kind"], decision):
+            posted = _run_service(session, row["kind"], json.loads(row["arguments"]), actor)
     except Refusal as refusal:
         raise Refusal(refusal.code, f"request {request_id} stays pending: {refusal.message}") from None
-    session.execute(
-        update(REQUESTS).where(REQUESTS.c.id == request_id)
-        .values(status="approved", decided_by=user, decided_at=func.now(), decision_entry_id=posted.entry_id)
-    )
+    if not posted.created:
+        # Its voucher was posted since the request was made: that entry does not carry
+        # this decision, so the request cannot point at it.
+        raise Refusal(
+            "request_must_be_new",
+            f"request {request_id} stays pending: this {row['kind']} is already recorded as entry "
+            f"{posted.entry_id}; reject the request.",
+        )
     return dict(row), posted
 
 
@@ -309,18 +341,13 @@ def reject(session: Session, request_id: int, *, user: str, reason: str) -> tupl
     if not (reason or "").strip():
         raise Refusal("rejection_must_have_reason", "a rejection needs a reason; give it with --reason.")
     row = _pending(session, request_id, user, "reject")
-    posted = post(
-        session,
-        EntryDraft(
-            value_date=dt.date.today(), kind="request_rejection", postings=(), fact=True,
-            memo=f"request {request_id} ({row['kind']}) rejected: {reason.strip()}", actor=user[:80],
-            trace={"request_id": request_id, "kind": row["kind"], "arguments": json.loads(row["arguments"]),
-                   "requested_by": row["requested_by"], "reason": reason.strip()},
-        ),
+    draft = EntryDraft(
+        value_date=dt.date.today(), kind="request_rejection", postings=(), fact=True,
+        memo=f"request {request_id} ({row['kind']}) rejected: {reason.strip()}", actor=user[:80],
+        trace={"request_id": request_id, "kind": row["kind"], "arguments": json.loads(row["arguments"]),
+               "requested_by": row["requested_by"], "reason": reason.strip()},
+        facts={"decision": {"request": request_id, "status": "rejected", "decided_by": user, "reason": reason.strip()}},
     )
-    session.execute(
-        update(REQUESTS).where(REQUESTS.c.id == request_id)
-        .values(status="rejected", decided_by=user, decided_at=func.now(), decision_reason=reason.strip(),
-                decision_entry_id=posted.entry_id)
-    )
+    posted = post(session, draft)
+    projection.record(session, posted, draft)
     return dict(row), posted

@@ -3,6 +3,7 @@ event with its facts, and the facts the project-open checks of ``funding_rules.c
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import datetime as dt
@@ -60,6 +61,22 @@ def reversed_entries():
 # services therefore compare the *request* (the service's own arguments), recorded in the
 # trace of the first entry, and return that entry before any rule is checked again.
 _request: contextvars.ContextVar[dict | None] = contextvars.ContextVar("jiebang_request", default=None)
+
+
+# A maker–checker approval runs the money-out service again; the decision it makes rides in
+# the facts of the one entry the service posts (``ledger.programme.approvals.approve``), so
+# that entry is both the money and the record of who approved it.
+_decision: contextvars.ContextVar[dict | None] = contextvars.ContextVar("jiebang_decision", default=None)
+
+
+@contextlib.contextmanager
+def deciding(kind: str, decision: dict):
+    """While inside, the next ``kind`` entry posted through ``_post_event`` carries ``decision``."""
+    token = _decision.set({"kind": kind, "decision": decision})
+    try:
+        yield
+    finally:
+        _decision.reset(token)
 
 
 def _canonical_request(kind: str, arguments: dict) -> dict:
@@ -152,6 +169,10 @@ def _post_event(
                 return prior
         draft = dataclasses.replace(draft, trace={**(draft.trace or {}), "request": request})
     facts = dict(facts or {})
+    deciding_now = _decision.get()
+    if deciding_now is not None and deciding_now["kind"] == draft.kind:
+        facts["decision"] = deciding_now["decision"]
+        _decision.set(None)  # one decision, one entry
     if event is not None:
         facts["event"] = {k: v for k, v in event.items() if k != "project_code"}
     opens = missing_accounts(session, accounts)

@@ -4,9 +4,10 @@ Every business event carries its facts in the hashed content of its journal entr
 (``JournalEntry.facts``). Two pure folds read them:
 
 * ``rows_of`` maps one event to the programme rows it adds (parties, relations, projects,
-  lanes, tranches, project events, settings, the accounts it opens). The services write
-  exactly these rows, and ``verify`` folds the whole journal through the same function and
-  compares the result with the tables (``ledger.programme.projection``).
+  lanes, tranches, project events, settings, maker–checker requests, the accounts it
+  opens), and ``decision_of`` to the decision it makes on an earlier request. The services
+  write exactly these rows, and ``verify`` folds the whole journal through the same
+  functions and compares the result with the tables (``ledger.programme.projection``).
 * ``fold_project`` folds one project's events, in chain order and up to a date, into what
   the rules need to know (conditions met, eliminated lanes, released tranches, extensions,
   termination and closure). The services, the audit pack, the status report and the
@@ -21,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # The programme tables, in the order a fold writes them (a row's references come first).
-TABLES = ("parties", "party_relations", "projects", "lanes", "tranches", "project_events", "settings", "accounts")
+TABLES = ("parties", "party_relations", "projects", "lanes", "tranches", "project_events", "settings", "requests",
+          "accounts")
 
 # Each table's natural key: what ``verify`` names when a row differs.
 KEYS = {
@@ -32,6 +34,9 @@ KEYS = {
     "tranches": ("project_code", "lane_no", "seq"),
     "project_events": ("entry_id",),
     "settings": ("entry_id",),
+    # A request keeps the number officers type (``jiebang approve 3``); it is carried in the
+    # request's facts, so the fold derives it, and decisions name the request by it.
+    "requests": ("id",),
     "accounts": ("name",),
 }
 
@@ -48,6 +53,12 @@ COLUMNS = {
     "project_events": ("entry_id", "project_code", "value_date", "kind", "lane_no", "stage", "passed", "tranche",
                        "reference", "payload"),
     "settings": ("entry_id", "name", "value", "set_by"),
+    # requested_at and decided_at are left out: they are the database's wall clock when the
+    # row was written, not facts that move money (the entries' own order and value dates are
+    # hashed). entry_id is the request's fact entry (None for requests recorded before
+    # 20261205_0006, which an upgrade snapshot covers instead).
+    "requests": ("id", "entry_id", "kind", "project_code", "arguments", "requested_by", "status", "decided_by",
+                 "decision_reason", "decision_entry_id"),
     # closed_on is left out: closing is the one change an account allows (once, by trigger),
     # and verify checks every posting against the account's dates instead.
     "accounts": ("name", "book", "type", "project_code", "lane", "opened_on"),
@@ -90,6 +101,8 @@ def rows_of(event: Event) -> dict[str, list[dict]]:
     * ``event``: the project event (lane_no, stage, passed, tranche [lane_no, seq],
       reference, payload);
     * ``setting``: a ledger setting (name, value);
+    * ``request``: a maker–checker request, pending (id, kind, project_code, arguments,
+      requested_by); its decision comes later, see ``decision_of``;
     * ``opens``: accounts the entry opens, as [name, book, opened_on, project_code, lane];
     * ``snapshot``: rows by table, recorded once when a ledger made before facts existed
       was upgraded.
@@ -127,6 +140,14 @@ def rows_of(event: Event) -> dict[str, list[dict]]:
     if setting is not None:
         out["settings"] = [{"entry_id": event.entry_id, "name": setting["name"], "value": setting["value"],
                             "set_by": setting["set_by"]}]
+    request = facts.get("request")
+    if request is not None:
+        out["requests"] = [{
+            "id": request["id"], "entry_id": event.entry_id, "kind": request["kind"],
+            "project_code": request["project_code"], "arguments": request["arguments"],
+            "requested_by": request["requested_by"], "status": "pending", "decided_by": None,
+            "decision_reason": None, "decision_entry_id": None,
+        }]
     opens = facts.get("opens")
     if opens:
         out["accounts"] = [account_row(*spec) for spec in opens]
@@ -141,6 +162,29 @@ def rows_of(event: Event) -> dict[str, list[dict]]:
     return out
 
 
+def decision_of(event: Event) -> dict | None:
+    """The decision an event makes on an earlier request, as the request's columns, or None.
+
+    Fact shape: ``decision``: {request (its id), status (approved or rejected), decided_by,
+    reason}. An approval's decision rides in the money entry it posts, so that entry is the
+    decision entry; a rejection's in its own fact entry.
+    """
+    decision = event.facts.get("decision")
+    if decision is None:
+        return None
+    return {"id": decision["request"], "status": decision["status"], "decided_by": decision["decided_by"],
+            "decision_reason": decision.get("reason"), "decision_entry_id": event.entry_id}
+
+
+def decide(request: dict | None, decision: dict) -> dict | None:
+    """The request row with the decision applied, or None when it cannot apply: the request is
+    unknown or no longer pending. The services and the database refuse both, so a journal
+    that holds one keeps the first state and ``verify`` names the table row that differs."""
+    if request is None or request["status"] != "pending":
+        return None
+    return request | {k: v for k, v in decision.items() if k != "id"}
+
+
 def account_row(name: str, book: str, opened_on: str, project_code: str | None, lane: str | None) -> dict:
     return {"name": name, "book": book, "type": name.split(":", 1)[0], "project_code": project_code, "lane": lane,
             "opened_on": opened_on}
@@ -150,7 +194,8 @@ def fold(events: Iterable[Event]) -> dict[str, dict[tuple, dict]]:
     """Every programme row the events add, by table and natural key, in chain order.
 
     A key seen twice is a contradiction in the journal itself (the services refuse it), so
-    the first row is kept and the second reported by ``verify`` as a difference.
+    the first row is kept and the second reported by ``verify`` as a difference. A decision
+    completes the request an earlier event added (see ``decide``).
     """
     tables: dict[str, dict[tuple, dict]] = {t: {} for t in TABLES}
     for event in events:
@@ -158,6 +203,12 @@ def fold(events: Iterable[Event]) -> dict[str, dict[tuple, dict]]:
             keyed = tables[table]
             for row in rows:
                 keyed.setdefault(tuple(row[k] for k in KEYS[table]), row)
+        decision = decision_of(event)
+        if decision is not None:
+            key = (decision["id"],)
+            decided = decide(tables["requests"].get(key), decision)
+            if decided is not None:
+                tables["requests"][key] = decided
     return tables
 
 

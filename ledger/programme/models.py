@@ -233,6 +233,9 @@ class Request(Base):
       arguments: the service's keyword arguments as JSON; approval runs the service with them.
       status: pending, then approved or rejected once, by someone other than the requester.
       decision_entry_id: the entry the approval posted, or the rejection's fact entry.
+      entry_id: the fact entry that recorded the request (its facts hold every column but
+        the timestamps; see ``ledger.programme.fold``). None for a request recorded before
+        schema 20261205_0006, which the upgrade's snapshot entry covers.
     """
 
     __tablename__ = "requests"
@@ -250,9 +253,13 @@ class Request(Base):
     decision_entry_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("journal_entries.id", deferrable=True, initially="DEFERRED"), index=True
     )
+    entry_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("journal_entries.id", deferrable=True, initially="DEFERRED")
+    )
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status_known"),
+        Index("ix_requests_entry_id", "entry_id", unique=True),
         CheckConstraint("kind IN ('release', 'write_off', 'termination', 'revocation')", name="kind_money_out"),
         Index("ix_requests_status", "status"),
     )

@@ -1,7 +1,8 @@
 """The programme tables as a projection of the journal: written from the fold, checked by it.
 
-``write`` inserts the rows ``ledger.programme.fold.rows_of`` gives for a new event: the services
-write programme rows through it and nowhere else. ``differences`` folds every entry's facts
+``write`` inserts the rows ``ledger.programme.fold.rows_of`` gives for a new event and applies
+the decision ``decision_of`` gives to its request: the services write programme rows through
+it and nowhere else. ``differences`` folds every entry's facts
 in chain order and compares the result with what the tables hold, so a row inserted,
 changed or deleted behind the application's back is named by ``verify``.
 """
@@ -12,16 +13,24 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ledger.core.models import Base
 from ledger.programme import chart
-from ledger.programme.fold import COLUMNS, KEYS, TABLES, Event, decode, fold, rows_of
-from ledger.programme.models import Lane, Party, PartyRelation, Project, ProjectEvent, Tranche
+from ledger.programme.fold import COLUMNS, KEYS, TABLES, Event, decision_of, decode, fold, rows_of
+from ledger.programme.models import (
+    Lane,
+    Party,
+    PartyRelation,
+    Project,
+    ProjectEvent,
+    Request,
+    Tranche,
+)
 
 _DATE_COLUMNS = {"approval_date", "start_date", "end_date", "value_date", "opened_on", "closed_on"}
-_JSON_COLUMNS = {"conditions", "payload"}
+_JSON_COLUMNS = {"conditions", "payload", "arguments"}
 _MODELS = {
     "parties": Party,
     "party_relations": PartyRelation,
@@ -29,6 +38,7 @@ _MODELS = {
     "lanes": Lane,
     "tranches": Tranche,
     "project_events": ProjectEvent,
+    "requests": Request,
 }
 
 
@@ -65,6 +75,15 @@ def write(session: Session, event: Event) -> None:
             for r in stored:
                 r["tranche_id"] = _tranche_id(session, r["project_code"], r.pop("tranche"))
         session.execute(insert(_table(table)), stored)
+    decision = decision_of(event)
+    if decision is not None:
+        # The decision time is the database's clock, like requested_at (not part of the fold).
+        requests = _table("requests")
+        done = session.execute(
+            update(requests).where(requests.c.id == decision["id"], requests.c.status == "pending")
+            .values({k: v for k, v in decision.items() if k != "id"} | {"decided_at": func.now()})
+        )
+        assert done.rowcount == 1, f"request {decision['id']} was not pending"  # the caller locked and checked it
 
 
 def _tranche_id(session: Session, code: str, slot: tuple[int, int] | None) -> int | None:
@@ -85,22 +104,42 @@ def needs_snapshot(session: Session) -> bool:
     """True for a ledger whose programme rows predate facts: no entry carries facts yet, but
     the programme tables hold rows (every programme row written since comes with its facts).
     Such a ledger gets one snapshot entry on upgrade; a ledger of hand-opened accounts only
-    needs none (their names and books are in every posting's hashed content)."""
-    if session.execute(select_facts().limit(1)).first() is not None:
-        return False
-    return any(session.execute(select(_table(t)).limit(1)).first() is not None for t in TABLES if t != "accounts")
+    needs none (their names and books are in every posting's hashed content).
+
+    Also true for a ledger that has facts but holds requests recorded before requests were
+    in the chain (schema 20261205_0006: no ``entry_id``) that no snapshot covers yet.
+    """
+    if session.execute(select_facts().limit(1)).first() is None:
+        return any(session.execute(select(_table(t)).limit(1)).first() is not None for t in TABLES if t != "accounts")
+    return bool(_uncovered_requests(session))
+
+
+def _uncovered_requests(session: Session) -> list[dict]:
+    """Requests recorded before they had fact entries, when no snapshot entry holds requests."""
+    requests = _table("requests")
+    if session.execute(select(requests.c.id).where(requests.c.entry_id.is_(None)).limit(1)).first() is None:
+        return []
+    e = _entries()
+    for (facts,) in session.execute(select(e.c.facts).where(e.c.kind == SNAPSHOT_KIND, e.c.facts.is_not(None))):
+        if "requests" in decode(facts)["snapshot"]:
+            return []
+    return [r for r in table_rows(session, "requests").values() if r["entry_id"] is None]
 
 
 def record_snapshot(session: Session, *, actor: str, revision: str):
     """Post the programme tables and accounts as they are as one hashed fact entry, so that
     from the upgrade on every programme fact is covered by the chain; old entries keep
-    their hashes (and old anchors still match)."""
+    their hashes (and old anchors still match). On a ledger that has facts already, only
+    the requests recorded before requests were in the chain are posted."""
     from ledger.core.journal import EntryDraft, chain_head, post
 
     tables = {}
-    for table in TABLES:
-        rows = sorted(table_rows(session, table).values(), key=lambda r: json.dumps([r[k] for k in KEYS[table]]))
-        tables[table] = [_json_row(r) for r in rows]
+    if session.execute(select_facts().limit(1)).first() is None:
+        for table in TABLES:
+            rows = sorted(table_rows(session, table).values(), key=lambda r: json.dumps([r[k] for k in KEYS[table]]))
+            tables[table] = [_json_row(r) for r in rows]
+    else:
+        tables["requests"] = [_json_row(r) for r in sorted(_uncovered_requests(session), key=lambda r: r["id"])]
     last_id, _ = chain_head(session)
     value_date = session.execute(
         select(_entries().c.value_date).where(_entries().c.id == last_id)
