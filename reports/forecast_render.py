@@ -273,7 +273,7 @@ def exposure_chart(forecast: Forecast, *, width: float, height: float, font_name
     top = max([1.0, *(wan(r[k] or 0) for r in rows for k in ("p90", "p95", "schedule", "appropriation"))])
     step = _nice_step(top / 5)
     top = step * (int(top / step) + 1)
-    drawing = Drawing(width, height)
+    drawing = Drawing(width, height, initialFontName=font_name)  # not Helvetica, which is never embedded
     plot = LinePlot()
     plot.x, plot.y, plot.width, plot.height = 52, 46, width - 64, height - 82
     plot.data = [series["schedule"], series["appropriation"], series["expected"]]
@@ -361,7 +361,8 @@ def write_pdf(forecast: Forecast, path: Path) -> Path:
                              widths=[side_width * 0.42, side_width * 0.58], right=set(), font=font)
     beside = Table([[exposure_chart(forecast, width=chart_width, height=70 * mm, font_name=font.name), assumptions]],
                    colWidths=[chart_width + 2 * mm, side_width + 2 * mm])
-    beside.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    beside.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), font.name),  # a Table sets its font even round flowables
+                                ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     story += [beside, Spacer(1, 3 * mm)]
     header = ["期间\nPeriod", "预算\nAppropriation", "计划\nSchedule", "期望\nExpected", "P10", "P50", "P90", "P95",
               "清退(期望)\nRecoveries", "余量\nHeadroom", "余量(P90)\nHeadroom P90"]
