@@ -173,13 +173,14 @@ def render_table(forecast: Forecast) -> list[str]:
              _grouped(r["unreleased_after"])] for r in forecast.summary.to_dict("records")]
     lines += _aligned(header, rows, right_from=1)
     periods = [w.label(b) for b in w.shown()]
-    lines += ["", "schedule by city, category and mode (expected in brackets where the scenario changes it)"]
+    # Brackets would read as a negative amount to an accountant, so the expected value is named.
+    lines += ["", "schedule by city, category and mode (and the expected value where the scenario changes it)"]
     group_rows = []
     for (dimension, key), part in forecast.groups.groupby(["dimension", "key"], sort=False):
         cells = []
         for r in part.to_dict("records"):
             cell = _grouped(r["schedule"])
-            cells.append(cell if r["expected"] == r["schedule"] else f"{cell} ({_grouped(r['expected'])})")
+            cells.append(cell if r["expected"] == r["schedule"] else f"{cell}; expected {_grouped(r['expected'])}")
         group_rows.append([dimension, _display(dimension, key), *cells])
     lines += _aligned(["by", "key", *periods], group_rows, right_from=2)
     lines += ["", "schedule by project"]
@@ -372,11 +373,11 @@ def write_pdf(forecast: Forecast, path: Path) -> Path:
                             emphasis={len(rows) - 1}))
     story += [Paragraph(escape(n), st["note"]) for n in NOTES]
     periods = [w.label(b) for b in w.shown()]
-    story.append(Paragraph("按城市、类别、模式 By city, category and mode (schedule; expected)", st["h1"]))
+    story.append(Paragraph("按城市、类别、模式 By city, category and mode (计划 schedule, 期望 expected)", st["h1"]))
     group_rows = []
     for (dimension, key), part in forecast.groups.groupby(["dimension", "key"], sort=False):
         group_rows.append([dimension, _display(dimension, key),
-                           *(f"{_grouped(r['schedule'])}\n({_grouped(r['expected'])})" for r in part.to_dict("records"))])
+                           *(f"计划 {_grouped(r['schedule'])}\n期望 {_grouped(r['expected'])}" for r in part.to_dict("records"))])
     rest = (full * 0.76) / max(1, len(periods))
     right_cell = ParagraphStyle("cell_right", parent=st["cell"], alignment=TA_RIGHT)
     story.append(data_table(["维度\nBy", "分组\nKey", *periods], [[Paragraph(escape(c).replace("\n", "<br/>"), right_cell) if i >= 2 else c

@@ -208,14 +208,14 @@ def resolve(ws, value):
 
 
 def xlsx_amounts(path: Path) -> set[str]:
-    """Every amount in the workbook (number cells in 0.00 format, rates excluded) as the PDF prints it."""
+    """Every amount in the workbook (number cells in #,##0.00 format) as the PDF prints it."""
     wb = load_workbook(path)
     found = set()
     for ws in wb.worksheets:
         headers = [cell.value or "" for cell in ws[1]]
         for row in ws.iter_rows(min_row=2):
             for header, cell in zip(headers, row):
-                if cell.number_format == "0.00" and "%" not in header and cell.value is not None:
+                if cell.number_format == "#,##0.00" and cell.value is not None:
                     found.add(format_fen_grouped(fen(resolve(ws, cell.value))))
     return found
 
@@ -253,7 +253,7 @@ def test_pdf_has_the_nine_headings_the_key_amounts_and_the_code_on_every_page(le
     info = subprocess.run(["pdfinfo", str(files["pdf"])], capture_output=True, text=True, check=True).stdout if shutil.which("pdfinfo") else ""
     if info:
         assert "CreationDate:" in info and "2026" in info
-        assert "font:" in info
+        assert "NotoSansCJKsc-Regular" in info and "已嵌入子集" in info  # the font note, in the keywords
 
 
 @needs_pdftotext
@@ -307,7 +307,7 @@ def test_xlsx_summary_equals_balances_json_and_numbers_are_numbers(ledger, cli, 
         assert ws.freeze_panes == "A2", ws.title
         for row in ws.iter_rows(min_row=2):
             for cell in row:
-                if cell.number_format == "0.00" and cell.value is not None:
+                if cell.number_format in ("#,##0.00", "0.00") and cell.value is not None:
                     assert isinstance(cell.value, (int, float)) or str(cell.value).startswith("=SUM("), (ws.title, cell.coordinate, cell.value)
     detail = sheet_rows(wb["7 专账明细"])
     assert all(isinstance(row["日期"], dt.datetime) for row in detail[:-1])
