@@ -373,11 +373,13 @@ def write_pdf(forecast: Forecast, path: Path) -> Path:
                             emphasis={len(rows) - 1}))
     story += [Paragraph(escape(n), st["note"]) for n in NOTES]
     periods = [w.label(b) for b in w.shown()]
-    story.append(Paragraph("按城市、类别、模式 By city, category and mode (计划 schedule, 期望 expected)", st["h1"]))
+    story.append(Paragraph("按城市、类别、模式 By city, category and mode (计划 schedule; 期望 expected where the scenario changes it)",
+                           st["h1"]))
     group_rows = []
     for (dimension, key), part in forecast.groups.groupby(["dimension", "key"], sort=False):
         group_rows.append([dimension, _display(dimension, key),
-                           *(f"计划 {_grouped(r['schedule'])}\n期望 {_grouped(r['expected'])}" for r in part.to_dict("records"))])
+                           *(_grouped(r["schedule"]) if r["expected"] == r["schedule"]
+                             else f"计划 {_grouped(r['schedule'])}\n期望 {_grouped(r['expected'])}" for r in part.to_dict("records"))])
     rest = (full * 0.76) / max(1, len(periods))
     right_cell = ParagraphStyle("cell_right", parent=st["cell"], alignment=TA_RIGHT)
     story.append(data_table(["维度\nBy", "分组\nKey", *periods], [[Paragraph(escape(c).replace("\n", "<br/>"), right_cell) if i >= 2 else c

@@ -84,7 +84,7 @@ def cjk_font(named: str | Path | None = None) -> FontChoice:
             return _register_ttf(Path(named), note="用户指定")
         _say_once(f"jiebang: the font {named} cannot be used ({reason}); the PDF uses the packaged {PACKAGED_FONT_NAME} instead")
     if _unusable(PACKAGED_FONT) is None:
-        return _register_ttf(PACKAGED_FONT, note="随软件分发，SIL OFL 1.1")
+        return _register_ttf(PACKAGED_FONT, note="随软件分发，SIL OFL 1.1", family=PACKAGED_FONT_NAME)
     _say_once(f"jiebang: the packaged font {PACKAGED_FONT} is missing (a broken install); "
               f"the PDF uses the built-in {FALLBACK_CID_FONT}, which is not embedded")
     if FALLBACK_CID_FONT not in pdfmetrics.getRegisteredFontNames():
@@ -128,11 +128,12 @@ def _font_name(path: Path) -> str:
     return "JiebangCJK-" + path.stem
 
 
-def _register_ttf(path: Path, *, note: str) -> FontChoice:
-    """The choice of a font ``_unusable`` has registered."""
+def _register_ttf(path: Path, *, note: str, family: str | None = None) -> FontChoice:
+    """The choice of a font ``_unusable`` has registered; ``family`` defaults to its own name."""
     name = _font_name(path)
-    family = pdfmetrics.getFont(name).face.name
-    family = family.decode("latin-1") if isinstance(family, bytes) else str(family)
+    if family is None:
+        family = pdfmetrics.getFont(name).face.name
+        family = family.decode("latin-1") if isinstance(family, bytes) else str(family)
     # The note names the font, never its path: the document's bytes must not depend on
     # where the package is installed.
     return FontChoice(name, True, str(path), f"{family}（{note}；TrueType，已嵌入子集）")

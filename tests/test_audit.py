@@ -253,7 +253,7 @@ def test_pdf_has_the_nine_headings_the_key_amounts_and_the_code_on_every_page(le
     info = subprocess.run(["pdfinfo", str(files["pdf"])], capture_output=True, text=True, check=True).stdout if shutil.which("pdfinfo") else ""
     if info:
         assert "CreationDate:" in info and "2026" in info
-        assert "NotoSansCJKsc-Regular" in info and "已嵌入子集" in info  # the font note, in the keywords
+        assert "Noto Sans CJK SC" in info and "已嵌入子集" in info  # the font note, in the keywords
 
 
 @needs_pdftotext
@@ -545,7 +545,7 @@ def test_without_a_named_font_the_pack_embeds_the_packaged_noto_sans_cjk(ledger,
     fonts = pdf_fonts(result_files["pdf"])
     assert fonts and all(name.endswith("+NotoSansCJKsc-Regular") and emb == "yes" for name, emb in fonts), fonts
     info = subprocess.run(["pdfinfo", str(result_files["pdf"])], capture_output=True, text=True, check=True).stdout
-    assert "NotoSansCJKsc-Regular" in info and "已嵌入" in info and "/" not in info.split("Keywords:")[1].splitlines()[0], info
+    assert "Noto Sans CJK SC" in info and "已嵌入" in info and "/" not in info.split("Keywords:")[1].splitlines()[0], info
 
 
 @needs_pdffonts
