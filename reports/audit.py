@@ -1151,7 +1151,7 @@ def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.da
         render_pdf(pack, staging / f"{pack.stem}.pdf", font)
         render_xlsx(pack, staging / f"{pack.stem}.xlsx")
         export_beancount(session, staging / pack.beancount_dir, as_of=pack.as_of, project_code=pack.code,
-                         title=f"jiebang audit extract {pack.code} as of {pack.as_of.isoformat()}")
+                         title="jiebang 专项审计 audit extract")
         final = [out_dir / f"{pack.stem}.pdf", out_dir / f"{pack.stem}.xlsx", out_dir / pack.beancount_dir]
         if final[2].exists():
             shutil.rmtree(final[2])

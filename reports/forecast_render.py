@@ -173,13 +173,14 @@ def render_table(forecast: Forecast) -> list[str]:
              _grouped(r["unreleased_after"])] for r in forecast.summary.to_dict("records")]
     lines += _aligned(header, rows, right_from=1)
     periods = [w.label(b) for b in w.shown()]
-    lines += ["", "schedule by city, category and mode (expected in brackets where the scenario changes it)"]
+    # Brackets would read as a negative amount to an accountant, so the expected value is named.
+    lines += ["", "schedule by city, category and mode (and the expected value where the scenario changes it)"]
     group_rows = []
     for (dimension, key), part in forecast.groups.groupby(["dimension", "key"], sort=False):
         cells = []
         for r in part.to_dict("records"):
             cell = _grouped(r["schedule"])
-            cells.append(cell if r["expected"] == r["schedule"] else f"{cell} ({_grouped(r['expected'])})")
+            cells.append(cell if r["expected"] == r["schedule"] else f"{cell}; expected {_grouped(r['expected'])}")
         group_rows.append([dimension, _display(dimension, key), *cells])
     lines += _aligned(["by", "key", *periods], group_rows, right_from=2)
     lines += ["", "schedule by project"]
@@ -273,7 +274,7 @@ def exposure_chart(forecast: Forecast, *, width: float, height: float, font_name
     top = max([1.0, *(wan(r[k] or 0) for r in rows for k in ("p90", "p95", "schedule", "appropriation"))])
     step = _nice_step(top / 5)
     top = step * (int(top / step) + 1)
-    drawing = Drawing(width, height)
+    drawing = Drawing(width, height, initialFontName=font_name)  # not Helvetica, which is never embedded
     plot = LinePlot()
     plot.x, plot.y, plot.width, plot.height = 52, 46, width - 64, height - 82
     plot.data = [series["schedule"], series["appropriation"], series["expected"]]
@@ -361,7 +362,8 @@ def write_pdf(forecast: Forecast, path: Path) -> Path:
                              widths=[side_width * 0.42, side_width * 0.58], right=set(), font=font)
     beside = Table([[exposure_chart(forecast, width=chart_width, height=70 * mm, font_name=font.name), assumptions]],
                    colWidths=[chart_width + 2 * mm, side_width + 2 * mm])
-    beside.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    beside.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), font.name),  # a Table sets its font even round flowables
+                                ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     story += [beside, Spacer(1, 3 * mm)]
     header = ["期间\nPeriod", "预算\nAppropriation", "计划\nSchedule", "期望\nExpected", "P10", "P50", "P90", "P95",
               "清退(期望)\nRecoveries", "余量\nHeadroom", "余量(P90)\nHeadroom P90"]
@@ -371,11 +373,13 @@ def write_pdf(forecast: Forecast, path: Path) -> Path:
                             emphasis={len(rows) - 1}))
     story += [Paragraph(escape(n), st["note"]) for n in NOTES]
     periods = [w.label(b) for b in w.shown()]
-    story.append(Paragraph("按城市、类别、模式 By city, category and mode (schedule; expected)", st["h1"]))
+    story.append(Paragraph("按城市、类别、模式 By city, category and mode (计划 schedule; 期望 expected where the scenario changes it)",
+                           st["h1"]))
     group_rows = []
     for (dimension, key), part in forecast.groups.groupby(["dimension", "key"], sort=False):
         group_rows.append([dimension, _display(dimension, key),
-                           *(f"{_grouped(r['schedule'])}\n({_grouped(r['expected'])})" for r in part.to_dict("records"))])
+                           *(_grouped(r["schedule"]) if r["expected"] == r["schedule"]
+                             else f"计划 {_grouped(r['schedule'])}\n期望 {_grouped(r['expected'])}" for r in part.to_dict("records"))])
     rest = (full * 0.76) / max(1, len(periods))
     right_cell = ParagraphStyle("cell_right", parent=st["cell"], alignment=TA_RIGHT)
     story.append(data_table(["维度\nBy", "分组\nKey", *periods], [[Paragraph(escape(c).replace("\n", "<br/>"), right_cell) if i >= 2 else c

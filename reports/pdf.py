@@ -3,18 +3,23 @@ page numbers and the project code on every page, and tables whose header row rep
 page breaks. Output is byte-identical for the same content: reportlab's invariant mode, a
 creation date taken from the report's as-of date, and fixed metadata.
 
-Font policy. An audit document should embed its fonts, so a TrueType CJK font is used when
-one can be found: ``JIEBANG_PDF_FONT`` (a .ttf or .ttc path) if set, else Debian's
-``fonts-wqy-microhei`` (then ``fonts-wqy-zenhei``). reportlab embeds a subset of such a font;
-it refuses OpenType/CFF files such as Noto CJK. When no usable TrueType font exists, the
-built-in CID font STSong-Light is used: every PDF viewer renders it, but it is not embedded,
-and the document says so in its metadata (Keywords) and in its integrity block.
+Font policy. A document handed to an auditor must not depend on the reader's fonts, so every
+PDF embeds (a subset of) one TrueType font that sets both the Chinese and the Latin text:
+the font the user names (``cjk_font(path)``, else the ``JIEBANG_FONT`` environment variable,
+else its older name ``JIEBANG_PDF_FONT``), or else the Noto Sans CJK SC that ships inside the
+package (reports/fonts, SIL OFL 1.1). No system font is searched: the packaged font is always
+there, and the same ledger gives the same bytes on every machine. A named font that cannot be
+used (missing, or OpenType/CFF such as the Noto CJK .otc files, which reportlab cannot embed)
+is said in one line on stderr and the packaged font is used. Only if the package's own font
+file is missing (a broken install) does the document fall back to the built-in, non-embedded
+CID font STSong-Light, and it says so on stderr, in its metadata and in its integrity block.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +41,9 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.flowables import Flowable
 
-FONT_ENV = "JIEBANG_PDF_FONT"
-TTF_CANDIDATES = (
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-)
+FONT_ENVS = ("JIEBANG_FONT", "JIEBANG_PDF_FONT")
+PACKAGED_FONT = Path(__file__).with_name("fonts") / "NotoSansCJKsc-Regular-subset.ttf"
+PACKAGED_FONT_NAME = "Noto Sans CJK SC"
 FALLBACK_CID_FONT = "STSong-Light"
 PAGE_SIZE = landscape(A4)
 MARGIN = 14 * mm
@@ -59,7 +62,7 @@ class FontChoice:
       name: the name registered with reportlab.
       embedded: True for an embedded TrueType subset, False for the CID fallback.
       source: the font file, or "built-in" for the CID font.
-      note: one sentence for the document's metadata and its integrity block.
+      note: the font in words (no path) for the document's metadata and integrity block.
     """
 
     name: str
@@ -68,43 +71,72 @@ class FontChoice:
     note: str
 
 
-def cjk_font() -> FontChoice:
-    """Register (once) and return the CJK font to use, following the module's font policy."""
-    named = os.environ.get(FONT_ENV, "").strip()
-    candidates = (named,) if named else TTF_CANDIDATES
-    tried = []
-    for path in candidates:
-        if not Path(path).is_file():
-            tried.append(f"{path} (not found)")
-            continue
-        choice = _register_ttf(path)
-        if choice is not None:
-            return choice
-        tried.append(f"{path} (not a TrueType font reportlab can embed)")
+def cjk_font(named: str | Path | None = None) -> FontChoice:
+    """Register (once) and return the font to use, following the module's font policy.
+
+    ``named`` is a font file the user chose (a ``--font`` option); without it the
+    environment is read."""
+    if named is None:
+        named = next((os.environ[env].strip() for env in FONT_ENVS if os.environ.get(env, "").strip()), None)
+    if named:
+        reason = _unusable(Path(named))
+        if reason is None:
+            return _register_ttf(Path(named), note="用户指定")
+        _say_once(f"jiebang: the font {named} cannot be used ({reason}); the PDF uses the packaged {PACKAGED_FONT_NAME} instead")
+    if _unusable(PACKAGED_FONT) is None:
+        return _register_ttf(PACKAGED_FONT, note="随软件分发，SIL OFL 1.1", family=PACKAGED_FONT_NAME)
+    _say_once(f"jiebang: the packaged font {PACKAGED_FONT} is missing (a broken install); "
+              f"the PDF uses the built-in {FALLBACK_CID_FONT}, which is not embedded")
     if FALLBACK_CID_FONT not in pdfmetrics.getRegisteredFontNames():
         pdfmetrics.registerFont(UnicodeCIDFont(FALLBACK_CID_FONT))
     return FontChoice(
         FALLBACK_CID_FONT,
         False,
         "built-in",
-        f"font: {FALLBACK_CID_FONT} (built-in CID font, NOT embedded; fallback because no embeddable "
-        f"TrueType CJK font was found: {'; '.join(tried)}; install fonts-wqy-microhei or set {FONT_ENV})",
+        f"{FALLBACK_CID_FONT}（内置 CID 字体，未嵌入：软件自带字体缺失，请重新安装 jiebang）",
     )
 
 
-def _register_ttf(path: str) -> FontChoice | None:
+_said: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    """One line on stderr, once per process (the demo writes several PDFs)."""
+    if line not in _said:
+        _said.add(line)
+        print(line, file=sys.stderr)
+
+
+def _unusable(path: Path) -> str | None:
+    """Register ``path`` with reportlab unless done before; say why it cannot be, or None."""
     from reportlab.pdfbase.ttfonts import TTFError, TTFont
 
-    name = "JiebangCJK-" + Path(path).stem
-    if name not in pdfmetrics.getRegisteredFontNames():
-        try:
-            font = TTFont(name, path, subfontIndex=0)
-        except (TTFError, OSError, ValueError):
-            return None
-        pdfmetrics.registerFont(font)
-    family = pdfmetrics.getFont(name).face.name
-    family = family.decode("latin-1") if isinstance(family, bytes) else str(family)
-    return FontChoice(name, True, path, f"font: {family} from {Path(path).name} (TrueType, embedded subset)")
+    name = _font_name(path)
+    if name in pdfmetrics.getRegisteredFontNames():
+        return None
+    if not path.is_file():
+        return "no such file"
+    try:
+        font = TTFont(name, str(path), subfontIndex=0)
+    except (TTFError, OSError, ValueError) as error:
+        return f"not a TrueType font that can be embedded: {error}"
+    pdfmetrics.registerFont(font)
+    return None
+
+
+def _font_name(path: Path) -> str:
+    return "JiebangCJK-" + path.stem
+
+
+def _register_ttf(path: Path, *, note: str, family: str | None = None) -> FontChoice:
+    """The choice of a font ``_unusable`` has registered; ``family`` defaults to its own name."""
+    name = _font_name(path)
+    if family is None:
+        family = pdfmetrics.getFont(name).face.name
+        family = family.decode("latin-1") if isinstance(family, bytes) else str(family)
+    # The note names the font, never its path: the document's bytes must not depend on
+    # where the package is installed.
+    return FontChoice(name, True, str(path), f"{family}（{note}；TrueType，已嵌入子集）")
 
 
 # --- styles -----------------------------------------------------------------------------
@@ -193,6 +225,9 @@ def _canvas_class(*, header_left: str, header_right: str, footer_left: str, font
 
     class ReportCanvas(Canvas):
         def __init__(self, *args, **kwargs):
+            # The canvas would otherwise open every page in Helvetica, a base-14 font that is
+            # never embedded; the document's own font is the initial one instead.
+            kwargs["initialFontName"] = font.name
             super().__init__(*args, **kwargs)
             self._pages: list[dict] = []
             self.setDateFormatter(lambda *_parts: stamp)

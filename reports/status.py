@@ -450,7 +450,6 @@ def _aligned(header: list[str], rows: list[list[str]], *, right_from: int) -> li
 
 # --- rendering: xlsx --------------------------------------------------------------------
 
-MONEY_FORMAT = "0.00"
 PROJECT_SHEET = (
     ("project 项目", "code"), ("name 名称", "name"), ("city 城市", "city"), ("rules 规则版本", "rules_version"),
     ("category 类别", "category"), ("mode 方式", "mode"), ("role 角色", "roles"), ("status 状态", "status"),
@@ -483,9 +482,12 @@ def _rate_number(contributed: int, pledged: int) -> Decimal | str:
 
 
 def write_xlsx(report: StatusReport, path: Path) -> Path:
-    """Write the report as a workbook: numbers as numbers (0.00), frozen headers, fixed metadata."""
+    """Write the report as a workbook: amounts as numbers in #,##0.00, columns fitted to their
+    content with long text wrapped, frozen headers, fixed metadata."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
+
+    from reports.xlsx import AMOUNT_FORMAT, RATE_FORMAT, fit_columns
 
     wb = Workbook()
     ws = wb.active
@@ -502,8 +504,9 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
             "rate": _rate_number(sf["contributed"], sf["pledged"]) if sf else None,
         }
         ws.append([values[key] for _, key in PROJECT_SHEET])
-        for cell in ws[ws.max_row][11:15]:
-            cell.number_format = MONEY_FORMAT
+        for cell in ws[ws.max_row][11:14]:
+            cell.number_format = AMOUNT_FORMAT
+        ws[ws.max_row][14].number_format = RATE_FORMAT
 
     ws = wb.create_sheet("lanes")
     _sheet_header(ws, [h for h, _ in LANE_SHEET], Font)
@@ -515,7 +518,7 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
             row += [nxt.seq, nxt.name, _yuan(nxt.amount_fen), nxt.status, "; ".join(c for c, _ in nxt.waits_on)] if nxt else [None] * 5
             ws.append(row)
             for cell in [*ws[ws.max_row][5:22], ws[ws.max_row][24]]:
-                cell.number_format = MONEY_FORMAT
+                cell.number_format = AMOUNT_FORMAT
 
     ws = wb.create_sheet("warnings")
     _sheet_header(ws, ["project 项目", "code", "message 提示"], Font)
@@ -534,6 +537,8 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
         ("last entry hash", report.last_entry_hash),
     ):
         ws.append([key, value])
+    for sheet in wb.worksheets:
+        fit_columns(sheet, last_row=sheet.max_row)
     _save_deterministic(wb, path, report.as_of)
     return path
 
@@ -543,8 +548,6 @@ def _sheet_header(ws, header: list[str], font_cls) -> None:
     for cell in ws[1]:
         cell.font = font_cls(bold=True)
     ws.freeze_panes = "A2"
-    for i, title in enumerate(header, start=1):
-        ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = max(12, min(40, _width(title) + 2))
 
 
 def _save_deterministic(wb, path: Path, when: dt.date) -> None:

@@ -1,6 +1,8 @@
-"""Helpers for xlsx working papers: one sheet per table, numbers stored as numbers in a 0.00
-format, a frozen header row, totals written as SUM formulas over the rows they add up, and
-a byte-identical file for the same content.
+"""Helpers for xlsx working papers: one sheet per table, amounts stored as numbers in the
+accountant's ``#,##0.00`` format (negatives with a minus sign), columns as wide as their
+longest value (a CJK character counted as two) and long text wrapped, a frozen header row,
+totals written as SUM formulas over the rows they add up, and a byte-identical file for the
+same content.
 
 openpyxl's own ``save`` stamps the workbook's modified time with the wall clock and writes
 each zip member with the current time, so neither is used: the workbook is written through
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import unicodedata
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,12 +26,15 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.writer.excel import ExcelWriter
 
-NUMBER_FORMAT = "0.00"
+AMOUNT_FORMAT = "#,##0.00"
+RATE_FORMAT = "0.00"
 INTEGER_FORMAT = "0"
 DATE_FORMAT = "yyyy-mm-dd"
 HEADER_FILL = PatternFill("solid", fgColor="E6E6E6")
 TOTAL_FILL = PatternFill("solid", fgColor="F2F2F2")
-WIDTHS = {"text": 22, "long": 44, "amount": 16, "rate": 10, "int": 9, "date": 12}
+WIDTH_MIN = 6
+WIDTH_MAX = 72  # wider text is wrapped: a 30-character Chinese name (60) still fits on one line
+WIDTH_PADDING = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +80,6 @@ def add_sheet(
         cell.font = bold
         cell.fill = HEADER_FILL
         cell.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
-        ws.column_dimensions[get_column_letter(column)].width = WIDTHS.get(kinds[column - 1], 14)
     ws.freeze_panes = "A2"
     first = 2
     item_rows: dict[str | None, list[int]] = {}
@@ -93,8 +98,10 @@ def add_sheet(
                 cell.value = f"=SUM({_ranges(get_column_letter(column), covers)})"
             else:
                 cell.value = _cell_value(value, kind)
-            if kind in ("amount", "rate"):
-                cell.number_format = NUMBER_FORMAT
+            if kind == "amount":
+                cell.number_format = AMOUNT_FORMAT
+            elif kind == "rate":
+                cell.number_format = RATE_FORMAT
             elif kind == "int":
                 cell.number_format = INTEGER_FORMAT
             elif kind == "date":
@@ -104,11 +111,60 @@ def add_sheet(
             if row.role != "item":
                 cell.font = bold
                 cell.fill = TOTAL_FILL
+    fit_columns(ws, last_row=first + len(rows) - 1, shown=lambda r, c: _shown(rows[r - first].values[c - 1], kinds[c - 1]))
     if notes:
+        # Notes go below the table after the widths are fitted: a note runs on over the empty
+        # cells to its right instead of widening the first column.
         line = first + len(rows) + 1
         for note in notes:
             ws.cell(row=line, column=1, value=note)
             line += 1
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on screen: two for a wide (CJK) character, one otherwise; the
+    longest line of a multi-line text."""
+    return max((sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line) for line in text.split("\n")), default=0)
+
+
+def shown_text(value, number_format: str) -> str:
+    """``value`` as a spreadsheet shows it in ``number_format`` (the formats these helpers use)."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime) and number_format == DATE_FORMAT:  # a date read back from a file
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        if number_format == AMOUNT_FORMAT:
+            return f"{Decimal(value):,.2f}"
+        if number_format == RATE_FORMAT:
+            return f"{Decimal(value):.2f}"
+        return str(value)
+    return str(value)
+
+
+def _shown(value, kind: str) -> str:
+    formats = {"amount": AMOUNT_FORMAT, "rate": RATE_FORMAT, "int": INTEGER_FORMAT}
+    return shown_text(_cell_value(value, kind), formats.get(kind, "General"))
+
+
+def fit_columns(ws, *, last_row: int, shown=None) -> None:
+    """Make each column as wide as its widest cell in rows 1..``last_row`` (the header
+    included, a CJK character counted as two), between WIDTH_MIN and WIDTH_MAX; a cell wider
+    than WIDTH_MAX is wrapped instead. ``shown(row, column)`` gives a data cell's displayed text
+    when the cell holds a formula; by default it is read from the cell."""
+    for column_cells in ws.iter_cols(min_row=1, max_row=last_row):
+        column = column_cells[0].column
+        texts = []
+        for cell in column_cells:
+            text = shown(cell.row, column) if shown is not None and cell.row > 1 else shown_text(cell.value, cell.number_format)
+            texts.append((cell, text))
+        widest = max((display_width(text) for _, text in texts), default=0)
+        ws.column_dimensions[get_column_letter(column)].width = max(WIDTH_MIN, min(WIDTH_MAX, widest + WIDTH_PADDING))
+        for cell, text in texts:
+            if display_width(text) + WIDTH_PADDING > WIDTH_MAX and not cell.alignment.wrap_text:
+                cell.alignment = Alignment(wrap_text=True, vertical="top", horizontal=cell.alignment.horizontal)
 
 
 def _all_numbers(rows: Sequence[SheetRow], first: int, covers: list[int], index: int) -> bool:

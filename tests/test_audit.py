@@ -208,14 +208,14 @@ def resolve(ws, value):
 
 
 def xlsx_amounts(path: Path) -> set[str]:
-    """Every amount in the workbook (number cells in 0.00 format, rates excluded) as the PDF prints it."""
+    """Every amount in the workbook (number cells in #,##0.00 format) as the PDF prints it."""
     wb = load_workbook(path)
     found = set()
     for ws in wb.worksheets:
         headers = [cell.value or "" for cell in ws[1]]
         for row in ws.iter_rows(min_row=2):
             for header, cell in zip(headers, row):
-                if cell.number_format == "0.00" and "%" not in header and cell.value is not None:
+                if cell.number_format == "#,##0.00" and cell.value is not None:
                     found.add(format_fen_grouped(fen(resolve(ws, cell.value))))
     return found
 
@@ -253,7 +253,7 @@ def test_pdf_has_the_nine_headings_the_key_amounts_and_the_code_on_every_page(le
     info = subprocess.run(["pdfinfo", str(files["pdf"])], capture_output=True, text=True, check=True).stdout if shutil.which("pdfinfo") else ""
     if info:
         assert "CreationDate:" in info and "2026" in info
-        assert "font:" in info
+        assert "Noto Sans CJK SC" in info and "已嵌入子集" in info  # the font note, in the keywords
 
 
 @needs_pdftotext
@@ -307,7 +307,7 @@ def test_xlsx_summary_equals_balances_json_and_numbers_are_numbers(ledger, cli, 
         assert ws.freeze_panes == "A2", ws.title
         for row in ws.iter_rows(min_row=2):
             for cell in row:
-                if cell.number_format == "0.00" and cell.value is not None:
+                if cell.number_format in ("#,##0.00", "0.00") and cell.value is not None:
                     assert isinstance(cell.value, (int, float)) or str(cell.value).startswith("=SUM("), (ws.title, cell.coordinate, cell.value)
     detail = sheet_rows(wb["7 专账明细"])
     assert all(isinstance(row["日期"], dt.datetime) for row in detail[:-1])
@@ -527,24 +527,72 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(ledger, cli, en
 # --- the font -------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("pdffonts") is None or shutil.which("pdfinfo") is None, reason="pdffonts/pdfinfo (poppler-utils) are not installed")
-def test_without_an_embeddable_font_the_pack_falls_back_to_stsong_and_says_so(ledger, cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("JIEBANG_PDF_FONT", str(tmp_path / "no-such-font.ttf"))
-    files = audit(cli, tmp_path / "out", UR, UR_AS_OF)
-    fonts = subprocess.run(["pdffonts", str(files["pdf"])], capture_output=True, text=True, check=True).stdout
-    assert re.search(r"STSong-Light\s+CID Type 0\s+\S+\s+no", fonts), fonts
-    info = subprocess.run(["pdfinfo", str(files["pdf"])], capture_output=True, text=True, check=True).stdout
-    assert "STSong-Light" in info and "NOT embedded" in info, info
-    assert "STSong-Light" in pdf_text(files["pdf"], layout=False)
+def pdf_fonts(path: Path) -> list[tuple[str, str]]:
+    """(name, emb) for every font pdffonts lists in ``path``."""
+    out = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    return [(line.split()[0], line.split()[-5]) for line in out.splitlines()[2:] if line.strip()]
 
 
-@pytest.mark.skipif(not Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc").exists() or shutil.which("pdffonts") is None,
-                    reason="fonts-wqy-microhei or poppler-utils is not installed (the fallback test covers that machine)")
-def test_with_wqy_microhei_the_font_is_embedded(ledger, cli, tmp_path, monkeypatch):
+needs_pdffonts = pytest.mark.skipif(shutil.which("pdffonts") is None or shutil.which("pdfinfo") is None,
+                                    reason="pdffonts/pdfinfo (poppler-utils) are not installed")
+
+
+@needs_pdffonts
+def test_without_a_named_font_the_pack_embeds_the_packaged_noto_sans_cjk(ledger, cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("JIEBANG_FONT", raising=False)
     monkeypatch.delenv("JIEBANG_PDF_FONT", raising=False)
-    files = audit(cli, tmp_path / "out", JM, JM_AS_OF)
-    fonts = subprocess.run(["pdffonts", str(files["pdf"])], capture_output=True, text=True, check=True).stdout
-    assert re.search(r"WenQuanYi\S*\s+TrueType\s+\S+\s+yes\s+yes", fonts), fonts
+    result_files = audit(cli, tmp_path / "out", JM, JM_AS_OF)
+    fonts = pdf_fonts(result_files["pdf"])
+    assert fonts and all(name.endswith("+NotoSansCJKsc-Regular") and emb == "yes" for name, emb in fonts), fonts
+    info = subprocess.run(["pdfinfo", str(result_files["pdf"])], capture_output=True, text=True, check=True).stdout
+    assert "Noto Sans CJK SC" in info and "已嵌入" in info and "/" not in info.split("Keywords:")[1].splitlines()[0], info
+
+
+@needs_pdffonts
+def test_a_named_font_that_cannot_be_used_is_said_in_one_line_and_the_packaged_font_is_used(ledger, cli, tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-font.ttf"
+    monkeypatch.setenv("JIEBANG_FONT", str(missing))
+    result = cli("report", "audit", "--project", UR, "--as-of", UR_AS_OF, "--out", str(tmp_path / "out"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"jiebang: the font {missing} cannot be used (no such file); the PDF uses the packaged Noto Sans CJK SC instead"]
+    pdf = next((tmp_path / "out").glob("*.pdf"))
+    assert all(emb == "yes" for _, emb in pdf_fonts(pdf))
+    # An OpenType/CFF font (reportlab cannot embed one) is refused the same way.
+    cff = tmp_path / "cff.otf"
+    cff.write_bytes(b"OTTO" + bytes(64))
+    monkeypatch.setenv("JIEBANG_FONT", str(cff))
+    result = cli("report", "audit", "--project", UR, "--as-of", UR_AS_OF, "--out", str(tmp_path / "out2"))
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"jiebang: the font {cff} cannot be used (not a TrueType font") and line.endswith("instead")
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+@needs_pdffonts
+@pytest.mark.skipif(not DEJAVU.exists(), reason="fonts-dejavu-core is not installed (it stands for a font a user names)")
+def test_a_font_the_user_names_wins(ledger, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("JIEBANG_FONT", str(DEJAVU))
+    monkeypatch.setenv("JIEBANG_PDF_FONT", str(tmp_path / "the-older-name-loses.ttf"))
+    result = cli("report", "audit", "--project", JM, "--as-of", JM_AS_OF, "--out", str(tmp_path / "out"))
+    assert result.stderr.strip() == ""
+    fonts = pdf_fonts(next((tmp_path / "out").glob("*.pdf")))
+    assert fonts and all(name.endswith("+DejaVuSans") and emb == "yes" for name, emb in fonts), fonts
+
+
+@needs_pdffonts
+def test_without_the_packaged_font_a_broken_install_falls_back_to_stsong_and_says_so(ledger, cli, tmp_path, monkeypatch):
+    from reports import pdf
+
+    monkeypatch.delenv("JIEBANG_FONT", raising=False)
+    monkeypatch.delenv("JIEBANG_PDF_FONT", raising=False)
+    monkeypatch.setattr(pdf, "PACKAGED_FONT", tmp_path / "removed.ttf")
+    result = cli("report", "audit", "--project", UR, "--as-of", UR_AS_OF, "--out", str(tmp_path / "out"))
+    assert "broken install" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    path = next((tmp_path / "out").glob("*.pdf"))
+    assert ("STSong-Light", "no") in pdf_fonts(path)
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "STSong-Light" in info and "未嵌入" in info, info
 
 
 def test_one_pack_takes_seconds_not_minutes(ledger, cli, tmp_path):

@@ -236,7 +236,7 @@ def test_status_as_of_is_deterministic_and_ignores_later_entries(programme_ledge
     header = [c.value for c in book["projects"][1]]
     row = dict(zip(header, book["projects"][3]))
     assert row["project 项目"].value == "JM2026-005"
-    assert row["pledged 承诺自筹"].value == 2_000_000 and row["pledged 承诺自筹"].number_format == "0.00"
+    assert row["pledged 承诺自筹"].value == 2_000_000 and row["pledged 承诺自筹"].number_format == "#,##0.00"
     assert row["contributed 实际到位"].value == 500_000
     assert row["到位率 %"].value == 25
     header = [c.value for c in book["lanes"][1]]

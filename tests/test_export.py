@@ -190,3 +190,23 @@ def test_export_of_an_empty_ledger_is_valid(cli, tmp_path):
     for book in ("fiscal", "memo"):
         entries, errors, _ = loader.load_file(str(tmp_path / f"{book}.beancount"))
         assert (entries, errors) == ([], [])
+
+
+def test_export_opens_in_fava_with_commas_cny_and_a_title_naming_the_book_and_the_cut_off(cli, ledger, tmp_path):
+    for as_of, cut_off in ((None, {"fiscal": "2025-05-21", "memo": "2025-07-01"}), ("2025-05-20", {"fiscal": "2025-05-20", "memo": "2025-05-20"})):
+        out = tmp_path / f"export-{as_of}"
+        cli("export", "beancount", "--out", str(out), *(["--as-of", as_of] if as_of else []))
+        for book, name in (("fiscal", "财务账 fiscal book"), ("memo", "备查账 memo book")):
+            _entries, errors, options = loader.load_file(str(out / f"{book}.beancount"))
+            assert errors == []
+            assert options["render_commas"] is True
+            assert options["operating_currency"] == ["CNY"]
+            # Without --as-of the cut-off is the book's last entry.
+            assert options["title"] == f"jiebang {name} 截至 as of {cut_off[book]}"
+
+
+def test_a_project_extract_is_titled_with_the_project(cli, ledger, tmp_path):
+    cli("export", "beancount", "--project", "JM2025-003", "--as-of", "2025-06-30", "--out", str(tmp_path))
+    _entries, errors, options = loader.load_file(str(tmp_path / "fiscal-JM2025-003.beancount"))
+    assert errors == []
+    assert options["title"] == "jiebang 财务账 fiscal book 项目 project JM2025-003 截至 as of 2025-06-30"

@@ -1,5 +1,8 @@
 """Exporting each book as a beancount file: open directives, entries, exact balance assertions.
 
+Each file opens ready for Fava: a title naming the ledger, the book (and the project) and the
+cut-off, CNY as the operating currency, and amounts rendered with thousands separators.
+
 The export streams the journal in chain order, so its memory does not grow with the ledger.
 Balance assertions carry an explicit zero tolerance (``~ 0.00``) because beancount otherwise
 accepts ±0.01 on a two-decimal amount.
@@ -10,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import select, union
+from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
 from ledger.core.balances import account_balances
@@ -18,6 +21,7 @@ from ledger.core.models import BOOKS, Account, JournalEntry, Posting
 from ledger.core.money import format_fen
 
 CURRENCY = "CNY"
+BOOK_NAMES = {"fiscal": "财务账 fiscal book", "memo": "备查账 memo book"}
 
 
 def book_postings(session: Session, book: str, *, as_of: dt.date | None = None, where=None):
@@ -90,6 +94,21 @@ def _project_entries(project_code: str):
     return JournalEntry.id.in_(union(select(JournalEntry.id).where(JournalEntry.project_code == project_code), own_accounts))
 
 
+def _title(session: Session, book: str, *, title: str, as_of: dt.date | None, in_extract, project_code: str | None) -> str:
+    """"jiebang 财务账 fiscal book 项目 project JM2024-001 截至 as of 2027-02-28": the cut-off is
+    the as-of date, or without one the date of the book's last entry in the file."""
+    parts = [title, BOOK_NAMES.get(book, f"{book} book")]
+    if project_code:
+        parts.append(f"项目 project {project_code}")
+    if as_of is None:
+        last = select(func.max(JournalEntry.value_date)).join(Posting, Posting.entry_id == JournalEntry.id).where(Posting.book == book)
+        if in_extract is not None:
+            last = last.where(in_extract)
+        as_of = session.execute(last).scalar()
+    parts.append(f"截至 as of {as_of.isoformat()}" if as_of else "无分录 no entries")
+    return " ".join(parts)
+
+
 def beancount_lines(
     session: Session,
     book: str,
@@ -99,13 +118,13 @@ def beancount_lines(
     title: str = "jiebang",
 ):
     """Yield the lines of one book's beancount file."""
-    scope = f" project {project_code}" if project_code else ""
-    yield f'option "title" {_quote(f"{title} {book} book{scope}")}'
+    in_extract = _project_entries(project_code) if project_code else None
+    yield f'option "title" {_quote(_title(session, book, title=title, as_of=as_of, in_extract=in_extract, project_code=project_code))}'
     yield f'option "operating_currency" "{CURRENCY}"'
+    yield 'option "render_commas" "TRUE"'
     yield ""
 
     accounts = select(Account.name, Account.opened_on, Account.closed_on).where(Account.book == book)
-    in_extract = _project_entries(project_code) if project_code else None
     if project_code:
         # A project's extract holds the project's accounts and the shared accounts its
         # entries touch, so every transaction in it still balances.
