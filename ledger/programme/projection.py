@@ -2,9 +2,9 @@
 
 ``write`` inserts the rows ``ledger.programme.fold.rows_of`` gives for a new event and applies
 the decision ``decision_of`` gives to its request: the services write programme rows through
-it and nowhere else. ``differences`` folds every entry's facts
-in chain order and compares the result with what the tables hold, so a row inserted,
-changed or deleted behind the application's back is named by ``verify``.
+it and nowhere else. ``differences`` folds every entry's facts in chain order and compares
+the result with what the tables hold, so a row inserted, changed or deleted behind the
+application's back is named by ``verify``.
 """
 
 from __future__ import annotations
@@ -19,27 +19,10 @@ from sqlalchemy.orm import Session
 from ledger.core.models import Base
 from ledger.programme import chart
 from ledger.programme.fold import COLUMNS, KEYS, TABLES, Event, decision_of, decode, fold, rows_of
-from ledger.programme.models import (
-    Lane,
-    Party,
-    PartyRelation,
-    Project,
-    ProjectEvent,
-    Request,
-    Tranche,
-)
+from ledger.programme.models import Project, Tranche
 
 _DATE_COLUMNS = {"approval_date", "start_date", "end_date", "value_date", "opened_on", "closed_on"}
 _JSON_COLUMNS = {"conditions", "payload", "arguments"}
-_MODELS = {
-    "parties": Party,
-    "party_relations": PartyRelation,
-    "projects": Project,
-    "lanes": Lane,
-    "tranches": Tranche,
-    "project_events": ProjectEvent,
-    "requests": Request,
-}
 
 
 def _table(name: str):
