@@ -50,7 +50,11 @@ class JiebangGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Refusal as refusal:
-            click.echo(f"error: {refusal.message}", err=True)
+            from reports.text import table_text
+
+            # A message may quote what the user typed: escaped, it stays one line and no
+            # control sequence reaches the terminal.
+            click.echo(f"error: {table_text(refusal.message)}", err=True)
             ctx.exit(1)
         except click.exceptions.Exit:
             raise

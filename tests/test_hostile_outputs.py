@@ -343,3 +343,28 @@ def test_report_forecast_font_option_with_a_bad_path(hostile, cli, tmp_path, mon
     # The workbook of the forecast holds the hostile project name as text too.
     xlsx = next((tmp_path / "f").glob("*.xlsx"))
     assert assert_no_formula_but_sums(xlsx) == [] and string_cells(xlsx, LINK)
+
+
+@needs_pdffonts
+def test_demo_font_option_with_a_bad_path_says_one_line_and_every_pdf_embeds_the_packaged_font(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    monkeypatch.delenv("JIEBANG_FONT", raising=False)
+    monkeypatch.delenv("JIEBANG_PDF_FONT", raising=False)
+    bad = tmp_path / "demo-missing.ttf"
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--font", str(bad)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"jiebang: the font {bad} cannot be used (no such file); the PDF uses the packaged Noto Sans CJK SC instead"]
+    pdfs = sorted((tmp_path / "demo").rglob("*.pdf"))
+    assert len(pdfs) >= 4, pdfs  # two audit packs, the forecast and its back-test
+    for pdf in pdfs:
+        _packaged_only(pdf)
+
+
+def test_a_refusal_quoting_hostile_input_stays_one_line_without_raw_escapes(hostile, cli):
+    result = cli("project", "show", f"JM{OSC}\nerror: forged{ANSI}", expect=1)  # the Cli fixture: one line on stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\\x1b]0;PWNED\\x07\\nERROR: FORGED\\x1b[31M" in result.stderr  # codes are upper-cased
