@@ -50,7 +50,11 @@ class JiebangGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Refusal as refusal:
-            click.echo(f"error: {refusal.message}", err=True)
+            from reports.text import table_text
+
+            # A message may quote what the user typed: escaped, it stays one line and no
+            # control sequence reaches the terminal.
+            click.echo(f"error: {table_text(refusal.message)}", err=True)
             ctx.exit(1)
         except click.exceptions.Exit:
             raise
@@ -128,25 +132,41 @@ def format_option(func):
     )(func)
 
 
+def font_option(func):
+    return click.option(
+        "--font", "font_path", type=click.Path(dir_okay=False, path_type=Path),
+        help="TrueType font file (.ttf/.ttc) to set and embed the PDF in; one that cannot be used is said on "
+             "stderr and the packaged Noto Sans CJK SC is used. [env JIEBANG_FONT]",
+    )(func)
+
+
 def as_of_option(func):
     return click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Balances as of this date (inclusive).")(func)
 
 
-def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ...] = ()) -> None:
-    """Print rows as an aligned table, a JSON array or CSV, with columns in the given order."""
+def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ...] = (), amounts: tuple[str, ...] = ()) -> None:
+    """Print rows as an aligned table, a JSON array or CSV, with columns in the given order.
+
+    ``amounts`` names the columns that hold plain amounts ("1234567.50"): the table shows them
+    with thousands separators, JSON and CSV keep them plain. Table cells are escaped so that
+    one value stays on one line and no control sequence reaches the terminal; CSV cells that
+    a spreadsheet would take for a formula are prefixed with a quote (reports/text.py).
+    """
+    from reports.text import csv_row, grouped_amount, table_text
+
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
     if fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
+            writer.writerow(csv_row(row.get(c, "") for c in columns))
         return
     if not rows:
         click.echo("(nothing)")
         return
-    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    cells = [[table_text(grouped_amount(row.get(c)) if c in amounts else row.get(c)) for c in columns] for row in rows]
     widths = [max(_width(c), *(_width(r[i]) for r in cells)) for i, c in enumerate(columns)]
 
     def line(values):
@@ -160,6 +180,14 @@ def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ..
     click.echo(line(["-" * w for w in widths]))
     for row in cells:
         click.echo(line(row))
+
+
+def echo_lines(lines) -> None:
+    """Print a report's table lines, each escaped so it stays one line (reports/text.py)."""
+    from reports.text import table_text
+
+    for text in lines:
+        click.echo(table_text(text))
 
 
 def _width(text: str) -> int:
@@ -409,7 +437,7 @@ def balances(obj: Context, as_of, book, prefix, project, lane, by_account, fmt) 
     if fmt == "json":
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        emit([{"balance": k, "amount": v} for k, v in data.items()], ["balance", "amount"], fmt, right=("amount",))
+        emit([{"balance": k, "amount": v} for k, v in data.items()], ["balance", "amount"], fmt, right=("amount",), amounts=("amount",))
 
 
 @contextlib.contextmanager
@@ -437,13 +465,14 @@ def _emit_account_rows(rows, fmt: str) -> None:
     tuples into one buffer and one write: row by row, an unbuffered stdout costs a system call each.
     """
     from ledger.core.money import format_fen
+    from reports.text import csv_cell
 
     columns = ["account", "book", "project", "lane", "balance"]
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows((name, book, code, lane, format_fen(fen)) for name, book, code, lane, fen in rows)
+        writer.writerows((csv_cell(name), book, csv_cell(code), csv_cell(lane), format_fen(fen)) for name, book, code, lane, fen in rows)
         sys.stdout.write(buffer.getvalue())
         return
     emit(
@@ -451,6 +480,7 @@ def _emit_account_rows(rows, fmt: str) -> None:
         columns,
         fmt,
         right=("balance",),
+        amounts=("balance",),
     )
 
 
@@ -475,7 +505,7 @@ def journal(obj: Context, as_of, since, project, kind, limit, fmt) -> None:
         rows = journal_listing(
             session, as_of=_date_or_none(as_of), since=_date_or_none(since), project_code=project, kind=kind, limit=limit
         )
-    emit(rows, list(JOURNAL_COLUMNS), fmt, right=("amount",))
+    emit(rows, list(JOURNAL_COLUMNS), fmt, right=("amount",), amounts=("amount",))
 
 
 @main.command()
@@ -771,6 +801,7 @@ def project_show(obj, code, as_of, fmt) -> None:
         TRANCHE_COLUMNS,
         project_sheet,
     )
+    from reports.text import table_text
 
     with obj.read() as session:
         sheet = project_sheet(session, code, as_of=_date_or_none(as_of))
@@ -779,15 +810,15 @@ def project_show(obj, code, as_of, fmt) -> None:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
     for key in PROJECT_HEADER_KEYS:
-        click.echo(f"{key:<14} {info[key]}")
+        click.echo(f"{key:<14} {table_text(info[key])}")
     click.echo("")
     emit(info["lanes"], list(LANE_COLUMNS), fmt)
     click.echo("")
     rows = [dict(t, conditions=",".join(t["conditions"]), unmet=",".join(t["unmet"])) for t in info["tranches"]]
-    emit(rows, list(TRANCHE_COLUMNS), fmt, right=("amount",))
+    emit(rows, list(TRANCHE_COLUMNS), fmt, right=("amount",), amounts=("amount",))
     if (nxt := sheet.next_tranche) is not None:
         click.echo("")
-        click.echo(f"next: tranche {nxt.seq} of {nxt.lane} waits on " + "; ".join(nxt.waits_on))
+        click.echo(table_text(f"next: tranche {nxt.seq} of {nxt.lane} waits on " + "; ".join(nxt.waits_on)))
 
 
 @main.command()
@@ -804,7 +835,7 @@ def projects(obj, fmt) -> None:
 
     with obj.read() as session:
         rows = project_list(session)
-    emit(rows, list(PROJECT_COLUMNS), fmt, right=("obligation",))
+    emit(rows, list(PROJECT_COLUMNS), fmt, right=("obligation",), amounts=("obligation",))
 
 
 @main.command()
@@ -1217,7 +1248,8 @@ def template(path: Path, force: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="demo-out", show_default=True,
               help="Directory for the demo ledger (DIR/jiebang.db) and everything written from it.")
 @click.option("--force", is_flag=True, help="Replace DIR/jiebang.db if it exists.")
-def demo(out_dir: Path, force: bool) -> None:
+@font_option
+def demo(out_dir: Path, force: bool, font_path: Path | None) -> None:
     """Build a two-city example ledger through the services and write every report from it.
 
     Creates a fresh SQLite ledger at DIR/jiebang.db (the global --db is not used), records
@@ -1233,7 +1265,7 @@ def demo(out_dir: Path, force: bool) -> None:
     from ledger.programme.demo import build_ledger
     from reports.demo import summary_lines, write_demo
 
-    result = write_demo(build_ledger(out_dir, force=force))
+    result = write_demo(build_ledger(out_dir, force=force), font_path=font_path)
     for line in summary_lines(result):
         click.echo(line)
     if not result.verify_ok or result.bean_check:
@@ -1278,8 +1310,7 @@ def report_status(obj: Context, uscc: str, as_of, out_dir: Path | None, fmt: str
     if fmt == "json":
         click.echo(render_json(data), nl=False)
     else:
-        for line in render_table(data):
-            click.echo(line)
+        echo_lines(render_table(data))
 
 
 @report.command("audit")
@@ -1287,8 +1318,9 @@ def report_status(obj: Context, uscc: str, as_of, out_dir: Path | None, fmt: str
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
               help="Audit cut-off (default: the period end with approved extensions, or the termination date if earlier).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory to write the pack into.")
+@font_option
 @pass_context
-def report_audit(obj: Context, code: str, as_of, out_dir: Path) -> None:
+def report_audit(obj: Context, code: str, as_of, out_dir: Path, font_path: Path | None) -> None:
     """The 专项审计资料包 of one project: audit-CODE-DATE.pdf, audit-CODE-DATE.xlsx and the
     project's beancount extract beancount-CODE-DATE/, as of the audit cut-off.
 
@@ -1306,7 +1338,7 @@ def report_audit(obj: Context, code: str, as_of, out_dir: Path) -> None:
     with obj.read() as session:
         _project, when, _basis = resolve_as_of(session, code, _date_or_none(as_of))
         _check_writable(out_dir)
-        paths = write_audit_pack(session, code, out_dir, as_of=when)
+        paths = write_audit_pack(session, code, out_dir, as_of=when, font_path=font_path)
     for path in paths:
         click.echo(f"wrote {path}{'/' if path.is_dir() else ''}")
 
@@ -1325,9 +1357,10 @@ def report_audit(obj: Context, code: str, as_of, out_dir: Path) -> None:
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed; the same seed gives the same output.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the xlsx workbook and the PDF (chart and assumptions) into this directory instead of printing.")
+@font_option
 @format_option
 @pass_context
-def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, pipeline_path, runs, seed, out_dir, fmt) -> None:
+def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, pipeline_path, runs, seed, out_dir, font_path, fmt) -> None:
     """Budget exposure by fiscal year: the releases every active project and lane needs if
     each condition is met on time (Jiangmen tranches on their expected dates, the Urumqi
     subsidy spread over the remaining period), pipeline projects, expected recoveries, and
@@ -1355,7 +1388,7 @@ def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, 
                                   pipeline=pipeline_path)
     if out_dir is not None:
         _check_writable(out_dir)
-        for path in write_forecast_files(forecast, out_dir):
+        for path in write_forecast_files(forecast, out_dir, font_path=font_path):
             click.echo(f"wrote {path}")
         return
     if fmt == "json":
@@ -1363,8 +1396,7 @@ def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, 
     elif fmt == "csv":
         click.echo(render_csv(forecast), nl=False)
     else:
-        for line in render_table(forecast):
-            click.echo(line)
+        echo_lines(render_table(forecast))
 
 
 @main.group()

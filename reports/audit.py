@@ -1134,8 +1134,10 @@ def render_xlsx(pack: AuditPack, path: Path) -> None:
     )
 
 
-def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.date | None = None) -> list[Path]:
+def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.date | None = None,
+                     font_path: str | Path | None = None) -> list[Path]:
     """Write audit-CODE-DATE.pdf, audit-CODE-DATE.xlsx and beancount-CODE-DATE/ into ``out_dir``.
+    ``font_path`` is a font file the user named (``--font``), see ``reports.pdf.cjk_font``.
 
     Everything is written into a staging directory inside ``out_dir`` first and moved into
     place at the end, so a failure leaves no partial pack behind.
@@ -1143,7 +1145,7 @@ def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.da
     from ledger.core.export import export_beancount
     from reports import pdf
 
-    font = pdf.cjk_font()
+    font = pdf.cjk_font(font_path)
     pack = audit_pack(session, code, as_of=as_of, font_note=font.note)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{pack.stem}.", dir=out_dir))

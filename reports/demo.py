@@ -40,14 +40,15 @@ class DemoResult:
     seconds: float
 
 
-def write_demo(ledger: DemoLedger) -> DemoResult:
-    """Verify the demo ledger and write every report from it, reading only."""
+def write_demo(ledger: DemoLedger, *, font_path: str | Path | None = None) -> DemoResult:
+    """Verify the demo ledger and write every report from it, reading only; the PDFs in the
+    font the user named (``--font``), else the packaged one."""
     from ledger.core.db import make_engine, read_only
 
     engine = make_engine(f"sqlite:///{ledger.db_path}")
     try:
         with Session(read_only(engine)) as session, session.begin():
-            result = _write_outputs(session, ledger.out_dir, ledger.stories)
+            result = _write_outputs(session, ledger.out_dir, ledger.stories, font_path)
     finally:
         engine.dispose()
     result.update(out_dir=ledger.out_dir, db_path=ledger.db_path, events=ledger.events,
@@ -61,7 +62,7 @@ def write_demo(ledger: DemoLedger) -> DemoResult:
 AUDIT_PROJECTS = ("JM2024-001", "UR2024-001")
 
 
-def _write_outputs(session: Session, out_dir: Path, stories: dict[str, str]) -> dict:
+def _write_outputs(session: Session, out_dir: Path, stories: dict[str, str], font_path: str | Path | None = None) -> dict:
     from ledger.core.export import export_beancount
     from ledger.core.models import JournalEntry
     from ledger.programme import project_balances
@@ -95,8 +96,8 @@ def _write_outputs(session: Session, out_dir: Path, stories: dict[str, str]) -> 
     from reports.forecast_render import write_demo_forecast
 
     for code in AUDIT_PROJECTS:
-        files += write_audit_pack(session, code, reports_dir)
-    files += write_demo_forecast(session, reports_dir, as_of=as_of, back_test_as_of=dt.date(2025, 6, 30))
+        files += write_audit_pack(session, code, reports_dir, font_path=font_path)
+    files += write_demo_forecast(session, reports_dir, as_of=as_of, back_test_as_of=dt.date(2025, 6, 30), font_path=font_path)
     return {
         "entries": session.execute(select(func.count()).select_from(JournalEntry)).scalar_one(),
         "projects": dict(sorted(stories.items())),

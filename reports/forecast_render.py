@@ -20,6 +20,7 @@ import pandas as pd
 
 from ledger.core.money import format_fen, format_fen_grouped
 from reports.forecast import PERCENTILES, Forecast
+from reports.text import csv_cell, table_text
 
 CITY_NAMES = {"jiangmen": "江门", "urumqi": "乌鲁木齐"}
 CATEGORY_NAMES = {"tech_breakthrough": "技术攻关", "commercialization": "成果转化"}
@@ -126,18 +127,23 @@ def render_csv(forecast: Forecast) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for r in forecast.summary.to_dict("records"):
-        writer.writerow({"section": "total", "key": "all", "period": r["period"], **{k: _fen(r[k]) for k in SUMMARY_AMOUNTS}})
+        _write_row(writer, {"section": "total", "key": "all", "period": r["period"], **{k: _fen(r[k]) for k in SUMMARY_AMOUNTS}})
     for r in forecast.groups.to_dict("records"):
-        writer.writerow({"section": r["dimension"], "key": r["key"], "period": r["period"],
+        _write_row(writer, {"section": r["dimension"], "key": r["key"], "period": r["period"],
                          **{k: _fen(r[k]) for k in ("schedule", "expected", *(f"p{q}" for q in PERCENTILES))}})
     for r in forecast.projects.to_dict("records"):
-        writer.writerow({"section": "project", "key": r["code"], "period": r["period"],
+        _write_row(writer, {"section": "project", "key": r["code"], "period": r["period"],
                          **{k: _fen(r[k]) for k in ("schedule", "expected", "recoveries")}})
     if forecast.back_test is not None:
         for r in forecast.back_test.to_dict("records"):
-            writer.writerow({"section": "back_test", "key": "all", "period": r["period"],
+            _write_row(writer, {"section": "back_test", "key": "all", "period": r["period"],
                              **{k: _fen(r[k]) for k in ("schedule", "expected", "actual_known", "actual_all")}})
     return out.getvalue()
+
+
+def _write_row(writer: csv.DictWriter, row: dict) -> None:
+    """A CSV row with every cell through ``csv_cell`` (a pipeline's codes come from a file)."""
+    writer.writerow({key: csv_cell(value) for key, value in row.items()})
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -148,6 +154,7 @@ def _width(text: str) -> int:
 
 
 def _aligned(header: list[str], rows: list[list[str]], *, right_from: int) -> list[str]:
+    rows = [[table_text(v) for v in r] for r in rows]
     widths = [max(_width(h), *(_width(r[i]) for r in rows)) if rows else _width(h) for i, h in enumerate(header)]
 
     def line(values: list[str]) -> str:
@@ -337,9 +344,9 @@ def _nice_step(raw: float) -> float:
 # --- PDF ------------------------------------------------------------------------------------
 
 
-def write_pdf(forecast: Forecast, path: Path) -> Path:
+def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = None) -> Path:
     """Page 1: the chart with the assumptions beside it, then the year table; then the
-    breakdowns, the projects and the back-test."""
+    breakdowns, the projects and the back-test. ``font_path``: a font the user named."""
     from reportlab.lib.enums import TA_RIGHT
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
@@ -348,7 +355,7 @@ def write_pdf(forecast: Forecast, path: Path) -> Path:
     from reports.pdf import build_pdf, cjk_font, data_table, escape, styles, usable_width
 
     w = forecast.window
-    font = cjk_font()
+    font = cjk_font(font_path)
     st = styles(font)
     full = usable_width()
     chart_width, side_width = full * 0.62, full * 0.38 - 4 * mm
@@ -418,10 +425,10 @@ def file_stem(forecast: Forecast) -> str:
     return f"forecast-{w.as_of.isoformat()}-{w.from_year}-{w.years}y{city}"
 
 
-def write_forecast_files(forecast: Forecast, out_dir: Path) -> list[Path]:
+def write_forecast_files(forecast: Forecast, out_dir: Path, *, font_path: str | Path | None = None) -> list[Path]:
     """Write FORECAST.xlsx and FORECAST.pdf into ``out_dir``; return the paths."""
     stem = file_stem(forecast)
-    return [write_xlsx(forecast, out_dir / f"{stem}.xlsx"), write_pdf(forecast, out_dir / f"{stem}.pdf")]
+    return [write_xlsx(forecast, out_dir / f"{stem}.xlsx"), write_pdf(forecast, out_dir / f"{stem}.pdf", font_path=font_path)]
 
 
 _DAY = pd.Timedelta(days=1).to_pytimedelta()
@@ -453,7 +460,8 @@ collected_share = 0.7
 """
 
 
-def write_demo_forecast(session, out_dir: Path, *, as_of, back_test_as_of, runs: int = 2_000, seed: int = 1) -> list[Path]:
+def write_demo_forecast(session, out_dir: Path, *, as_of, back_test_as_of, runs: int = 2_000, seed: int = 1,
+                        font_path: str | Path | None = None) -> list[Path]:
     """What ``jiebang demo`` can write: the scenario file, the forecast as of the demo's last
     entry under that scenario, and a back-test as of an earlier date (xlsx and PDF each)."""
     from reports.forecast import Window, build_forecast, load_scenario
@@ -464,5 +472,5 @@ def write_demo_forecast(session, out_dir: Path, *, as_of, back_test_as_of, runs:
     paths = [scenario_path]
     for when in (as_of, back_test_as_of):
         forecast = build_forecast(session, window=Window(when, when.year, 4), scenario=scenario, runs=runs, seed=seed)
-        paths += write_forecast_files(forecast, out_dir)
+        paths += write_forecast_files(forecast, out_dir, font_path=font_path)
     return paths

@@ -27,6 +27,7 @@ from ledger.core.models import JournalEntry
 from ledger.core.money import format_fen, format_fen_grouped
 from ledger.programme import CONDITION_HINTS, load_project, project_balances, tranche_views
 from ledger.programme.models import Lane, Party, Project
+from reports.text import table_text
 
 PERIOD_END_WARNING_DAYS = 90
 SUBSIDY_DUE_CONDITION = "subsidy_payable"
@@ -436,6 +437,7 @@ def _width(text: str) -> int:
 
 
 def _aligned(header: list[str], rows: list[list[str]], *, right_from: int) -> list[str]:
+    rows = [[table_text(v) for v in r] for r in rows]
     widths = [max(_width(header[i]), *(_width(r[i]) for r in rows)) if rows else _width(header[i]) for i in range(len(header))]
 
     def line(values):
@@ -487,7 +489,7 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
-    from reports.xlsx import AMOUNT_FORMAT, RATE_FORMAT, fit_columns
+    from reports.xlsx import AMOUNT_FORMAT, RATE_FORMAT, append_row, fit_columns
 
     wb = Workbook()
     ws = wb.active
@@ -503,7 +505,7 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
             "outstanding": _yuan(sf["outstanding"]) if sf else None,
             "rate": _rate_number(sf["contributed"], sf["pledged"]) if sf else None,
         }
-        ws.append([values[key] for _, key in PROJECT_SHEET])
+        append_row(ws, [values[key] for _, key in PROJECT_SHEET])
         for cell in ws[ws.max_row][11:14]:
             cell.number_format = AMOUNT_FORMAT
         ws[ws.max_row][14].number_format = RATE_FORMAT
@@ -516,14 +518,14 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
             row = [p.code, lane.lane, lane.solver_uscc, lane.solver_name, lane.status]
             row += [_yuan(lane.balances[key]) for _, key in LANE_SHEET[5:22]]
             row += [nxt.seq, nxt.name, _yuan(nxt.amount_fen), nxt.status, "; ".join(c for c, _ in nxt.waits_on)] if nxt else [None] * 5
-            ws.append(row)
+            append_row(ws, row)
             for cell in [*ws[ws.max_row][5:22], ws[ws.max_row][24]]:
                 cell.number_format = AMOUNT_FORMAT
 
     ws = wb.create_sheet("warnings")
     _sheet_header(ws, ["project 项目", "code", "message 提示"], Font)
     for w in report.warnings:
-        ws.append([w.project, w.code, w.message])
+        append_row(ws, [w.project, w.code, w.message])
 
     ws = wb.create_sheet("about")
     _sheet_header(ws, ["field", "value"], Font)
@@ -536,7 +538,7 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
         ("last entry id", report.last_entry_id),
         ("last entry hash", report.last_entry_hash),
     ):
-        ws.append([key, value])
+        append_row(ws, [key, value])
     for sheet in wb.worksheets:
         fit_columns(sheet, last_row=sheet.max_row)
     _save_deterministic(wb, path, report.as_of)
@@ -544,7 +546,9 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
 
 
 def _sheet_header(ws, header: list[str], font_cls) -> None:
-    ws.append(header)
+    from reports.xlsx import append_row
+
+    append_row(ws, header)
     for cell in ws[1]:
         cell.font = font_cls(bold=True)
     ws.freeze_panes = "A2"

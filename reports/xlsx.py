@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE as _ILLEGAL
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.writer.excel import ExcelWriter
@@ -76,7 +77,8 @@ def add_sheet(
     ws = wb.create_sheet(title=title[:31])
     bold = Font(bold=True)
     for column, header in enumerate(headers, start=1):
-        cell = ws.cell(row=1, column=column, value=header.replace("\n", " "))
+        cell = ws.cell(row=1, column=column)
+        put(cell, header.replace("\n", " "))
         cell.font = bold
         cell.fill = HEADER_FILL
         cell.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
@@ -97,7 +99,7 @@ def add_sheet(
                 assert value == sum(rows[r - first].values[column - 1] for r in covers), (title, row)
                 cell.value = f"=SUM({_ranges(get_column_letter(column), covers)})"
             else:
-                cell.value = _cell_value(value, kind)
+                put(cell, _cell_value(value, kind))
             if kind == "amount":
                 cell.number_format = AMOUNT_FORMAT
             elif kind == "rate":
@@ -117,8 +119,33 @@ def add_sheet(
         # cells to its right instead of widening the first column.
         line = first + len(rows) + 1
         for note in notes:
-            ws.cell(row=line, column=1, value=note)
+            put(ws.cell(row=line, column=1), note)
             line += 1
+
+
+def put(cell, value) -> None:
+    """Write ``value`` into ``cell``; text is always a string cell, never a formula.
+
+    openpyxl takes any str that starts with "=" for a formula, so a party named
+    ``=HYPERLINK("http://evil","click")`` would become a live link (and ``=cmd|' /C calc'!A0``
+    a DDE call) in the reader's spreadsheet. Every writer of this package writes text
+    through here; only the SUM formulas of ``add_sheet`` are written as formulas. Control
+    characters, which a workbook cannot hold (openpyxl refuses them), are written as visible
+    escapes (``\\x1b``) instead of failing the report.
+    """
+    if isinstance(value, str):
+        value = _ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        cell.value = value
+        cell.data_type = "s"
+    else:
+        cell.value = value
+
+
+def append_row(ws, values: Sequence) -> None:
+    """``ws.append(values)`` with every cell written through ``put``."""
+    row = ws.max_row + 1 if ws.max_row > 1 or ws.cell(row=1, column=1).value is not None else 1
+    for column, value in enumerate(values, start=1):
+        put(ws.cell(row=row, column=column), value)
 
 
 def display_width(text: str) -> int:

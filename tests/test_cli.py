@@ -347,9 +347,10 @@ def test_output_formats(opened, tmp_path):
         "Assets:Treasury,fiscal,,,1234567.89\n"
         "Equity:Appropriations:Y2025,fiscal,,,-1234567.89\n"
     )
+    # Tables group thousands (issue 15); CSV above and JSON stay plain.
     assert cli("balances").stdout == (
-        "account                      book    project  lane      balance\n"
-        "---------------------------  ------  -------  ----  -----------\n"
-        "Assets:Treasury              fiscal                  1234567.89\n"
-        "Equity:Appropriations:Y2025  fiscal                 -1234567.89\n"
+        "account                      book    project  lane        balance\n"
+        "---------------------------  ------  -------  ----  -------------\n"
+        "Assets:Treasury              fiscal                  1,234,567.89\n"
+        "Equity:Appropriations:Y2025  fiscal                 -1,234,567.89\n"
     )
