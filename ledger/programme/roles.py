@@ -209,3 +209,21 @@ def _close_side_channels(execute) -> list[str]:
         (f"row-count statistics ({len(STATS_VIEWS)} views, {len(present)} functions, pg_class."
         f"{'/'.join(PG_CLASS_HIDDEN)}) revoked from PUBLIC, granted to pg_monitor and the staff roles"),
     ]
+
+
+def refuse_if_rows_hidden(session: Session) -> None:
+    """Refuse when row-level security hides rows from this login (an enterprise login):
+    a verification over a part of the chain would read as tampering."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    login, hidden = session.execute(text(
+        "SELECT current_user, pg_catalog.row_security_active('journal_entries') AND NOT EXISTS ("
+        "SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(:staff) "
+        "AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))"
+    ), {"staff": list(STAFF)}).one()
+    if hidden:
+        raise Refusal(
+            "verify_needs_staff_role",
+            f"login {login} sees only its own rows (row-level security), so it cannot verify the chain; "
+            "verification needs the auditor or officer role: run verify as such a login (jiebang db grant auditor LOGIN).",
+        )

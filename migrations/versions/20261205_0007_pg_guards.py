@@ -40,11 +40,16 @@ OLD_MONEY_OUT_KINDS = "('release', 'write_off', 'termination', 'revocation')"
 
 # The account families that pay fiscal money out, and the sign of the posting that does
 # (amounts are debit-positive): must equal ledger.programme.guards.MONEY_OUT_FAMILIES.
+# A subsidy payable debited against the same entry's credit to subsidy expense is a forfeit
+# (the accrual undone when a lane stops), not a payment: only the excess counts.
 MONEY_OUT_SQL = (
     "(a.name LIKE 'Income:Fiscal:Funding:%' AND p.amount_fen < 0)"
     " OR (a.name LIKE 'Assets:Fiscal:Advances:%' AND p.amount_fen > 0)"
-    " OR (a.name LIKE 'Liabilities:Fiscal:SubsidyPayable:%' AND p.amount_fen > 0)"
     " OR (a.name LIKE 'Expenses:Fiscal:WriteOffs:%' AND p.amount_fen > 0)"
+)
+SUBSIDY_PAID_SQL = (
+    "SUM(CASE WHEN a.name LIKE 'Liabilities:Fiscal:SubsidyPayable:%' AND p.amount_fen > 0 THEN p.amount_fen ELSE 0 END)"
+    " + SUM(CASE WHEN a.name LIKE 'Expenses:Fiscal:Subsidy:%' AND p.amount_fen < 0 THEN p.amount_fen ELSE 0 END)"
 )
 
 # name -> (body template with {s} for the quoted schema, options between the signature and AS)
@@ -106,11 +111,13 @@ FUNCTIONS = {
         RETURN NULL;
       END IF;
       IF NOT EXISTS (SELECT 1 FROM {{s}}.postings p JOIN {{s}}.accounts a ON a.id = p.account_id
-                     WHERE p.entry_id = NEW.id AND ({MONEY_OUT_SQL})) THEN
+                     WHERE p.entry_id = NEW.id AND ({MONEY_OUT_SQL}))
+         AND COALESCE((SELECT {SUBSIDY_PAID_SQL} FROM {{s}}.postings p JOIN {{s}}.accounts a ON a.id = p.account_id
+                       WHERE p.entry_id = NEW.id), 0) <= 0 THEN
         RETURN NULL;
       END IF;
       IF NOT EXISTS (SELECT 1 FROM {{s}}.requests WHERE decision_entry_id = NEW.id AND status = 'approved') THEN
-        RAISE EXCEPTION 'money_out_must_be_approved: % entry % pays fiscal money out (it credits a funding account or debits an advances, subsidy payable or write-off account) and no approved request points at it while approval is required; record a request (jiebang release, write-off or terminate) and have an approver approve it',
+        RAISE EXCEPTION 'money_out_must_be_approved: % entry % pays fiscal money out (it credits a funding account or debits an advances, write-off or (beyond a forfeit) subsidy payable account) and no approved request points at it while approval is required; record a request (jiebang release, write-off or terminate) and have an approver approve it',
           NEW.kind, NEW.id USING ERRCODE = 'integrity_constraint_violation';
       END IF;
       RETURN NULL;
