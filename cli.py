@@ -351,8 +351,10 @@ def post(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
 
 def _post_drafts(obj: Context, drafts) -> None:
     from ledger.core.journal import post_many
+    from ledger.programme.guards import check_drafts
 
     with obj.write() as session, progress_bar(len(drafts), "posting", enabled=len(drafts) >= 10_000) as advance:
+        check_drafts(session, drafts)  # money out by accounts; a lane's advances within its releases
         results = post_many(session, drafts, progress=advance)
     created = sum(1 for r in results if r.created)
     _posted(obj, created, len(results) - created)
@@ -362,9 +364,11 @@ def _post_csv(obj: Context, path: Path, open_accounts: bool, kind: str) -> None:
     """A ledger-shaped CSV goes the column path (ledger.core.bulk): the same checks and bytes, faster."""
     from ledger.core.bulk import post_batch, read_csv_batch
     from ledger.core.journal import open_accounts as open_specs
+    from ledger.programme.guards import check_batch
 
     batch = read_csv_batch(path, default_kind=kind)
     with obj.write() as session:
+        check_batch(session, batch)  # money out by accounts; a lane's advances within its releases
         if open_accounts:
             open_specs(session, batch.specs)
         with progress_bar(len(batch), "posting", enabled=len(batch) >= 10_000) as advance:

@@ -107,6 +107,10 @@ _PROGRAMME = {
     "approver_must_not_be_requester": "the approver of a request is not its requester",
     "rejection_must_have_reason": "a rejection gives its reason",
     "request_kind_must_be_money_out": "only money-out events are requested for approval",
+    # Money out by accounts, advances within releases (ledger.programme.guards).
+    "money_out_must_be_approved": "while approval is required, an entry paying fiscal money out needs an approved request, whatever its kind",
+    "advances_must_not_exceed_released": "a lane's advances never exceed what was released to it, whatever the path",
+    "verify_needs_staff_role": "verification reads every row: an enterprise login (row-level security) cannot verify",
     "request_must_be_new": "a request voucher is not reused for another request",
     "request_must_be_pending": "only a pending request is approved or rejected",
     "request_must_exist": "a request named exists",

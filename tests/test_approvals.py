@@ -177,14 +177,26 @@ def test_the_requests_table_is_insert_only_except_one_decision(world, engine, ba
 def test_postgresql_refuses_unapproved_money_out_even_behind_the_commands(world, engine, backend, db_url):
     if backend != "postgresql":
         pytest.skip("the database-level approval check is PostgreSQL's (SQLite: honour system, see docs/access.md)")
-    from ledger.programme import release
+    from ledger.core.errors import Refusal
+    from ledger.core.journal import AccountSpec, EntryDraft, PostingDraft, open_accounts, post
+    from ledger.programme import chart, release
 
     maker = world("maker", "officer")
     world.admin("settings", "--require-approval", "on")
     maker_engine = create_engine(make_url(db_url).set(username=maker.login))
     try:
-        with pytest.raises(DBAPIError, match="money_out_must_be_approved"), Session(maker_engine) as session, session.begin():
+        # The service refuses in Python (money out by accounts, ledger.programme.guards) ...
+        with pytest.raises(Refusal, match="money_out_must_be_approved|pays fiscal money out"), \
+                Session(maker_engine) as session, session.begin():
             release(session, project=CODE, lane=None, date=dt.date(2025, 10, 20), voucher="RAW-1", actor="maker")
+        # ... and the database refuses the same postings written through the bare core.
+        raw = EntryDraft(
+            value_date=dt.date(2025, 10, 20), kind="release", voucher="RAW-1", actor="maker", postings=(
+                PostingDraft(chart.advances(CODE, 1), 100), PostingDraft(chart.funding(2025), -100)),
+        )
+        with pytest.raises(DBAPIError, match="money_out_must_be_approved"), Session(maker_engine) as session, session.begin():
+            open_accounts(session, [AccountSpec(chart.funding(2025), "fiscal", dt.date(2025, 1, 1), None, None)])
+            post(session, raw)
     finally:
         maker_engine.dispose()
     assert _entries(engine, "release") == []

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from ledger.core.errors import Refusal
 from ledger.core.journal import EntryDraft, Posted, post
 from ledger.programme import projection
+from ledger.programme.common import requesting
 from ledger.programme.models import Request, Setting
 
 # The tables are defined with the others on the one metadata of ledger.models.
@@ -228,7 +229,8 @@ def record_request(session: Session, kind: str, arguments: dict, *, user: str) -
     stored = _plain(arguments)
     savepoint = session.begin_nested()
     try:
-        posted = _run_service(session, kind, stored, actor=user[:80])
+        with requesting():
+            posted = _run_service(session, kind, stored, actor=user[:80])
         raise _DryRun(posted)
     except _DryRun as dry:
         savepoint.rollback()

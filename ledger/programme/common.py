@@ -26,7 +26,7 @@ from ledger.core.journal import (
 )
 from ledger.core.models import ChainHead, JournalEntry
 from ledger.core.money import format_fen_grouped
-from ledger.programme import chart, projection
+from ledger.programme import chart, guards, projection
 
 PAYMENT_FORMS = ("cash", "equity", "in_kind")
 CATEGORIES = tuple(chart.CATEGORY_SEGMENTS)
@@ -67,6 +67,21 @@ _request: contextvars.ContextVar[dict | None] = contextvars.ContextVar("jiebang_
 # the facts of the one entry the service posts (``ledger.programme.approvals.approve``), so
 # that entry is both the money and the record of who approved it.
 _decision: contextvars.ContextVar[dict | None] = contextvars.ContextVar("jiebang_decision", default=None)
+
+
+# While a request is recorded its service runs once in a rolled-back savepoint, to check that
+# it would post now; that dry run is not money out (``ledger.programme.guards``).
+_requesting: contextvars.ContextVar[bool] = contextvars.ContextVar("jiebang_requesting", default=False)
+
+
+@contextlib.contextmanager
+def requesting():
+    """While inside, money-out entries are checked by the rules but not refused for want of approval."""
+    token = _requesting.set(True)
+    try:
+        yield
+    finally:
+        _requesting.reset(token)
 
 
 @contextlib.contextmanager
@@ -170,7 +185,12 @@ def _post_event(
         draft = dataclasses.replace(draft, trace={**(draft.trace or {}), "request": request})
     facts = dict(facts or {})
     deciding_now = _decision.get()
-    if deciding_now is not None and deciding_now["kind"] == draft.kind:
+    approved = deciding_now is not None and deciding_now["kind"] == draft.kind
+    if not approved and not _requesting.get():
+        # Money out is defined by the accounts, whatever the kind: without an approved
+        # request it is refused while approval is required (PostgreSQL's trigger agrees).
+        guards.check_money_out(session, draft.kind, draft.voucher, [(p.account, p.amount_fen) for p in draft.postings])
+    if approved:
         facts["decision"] = deciding_now["decision"]
         _decision.set(None)  # one decision, one entry
     if event is not None:

@@ -151,7 +151,9 @@ def _json_row(row: dict) -> dict:
 def verify_ledger(session: Session, *, progress=None):
     """``ledger.core.verify.verify`` with the programme tables checked against the journal's facts."""
     from ledger.core.verify import verify
+    from ledger.programme.roles import refuse_if_rows_hidden
 
+    refuse_if_rows_hidden(session)
     return verify(session, progress=progress, projections=differences)
 
 

@@ -41,17 +41,18 @@ OFFICER_SELECT = (*OFFICER_INSERT, "chain_head", "settings", "alembic_version")
 DECISION_COLUMNS = ("status", "decided_by", "decided_at", "decision_reason", "decision_entry_id")
 
 # Row-level security: which rows of each table an enterprise sees.
-_MINE = "project_code IN (SELECT jiebang_my_projects())"
+# ``{s}`` is the ledger's quoted schema: every name in a policy is qualified.
+_MINE = "project_code IN (SELECT {s}.jiebang_my_projects())"
 ENTERPRISE_ROWS = {
-    "projects": "code IN (SELECT jiebang_my_projects())",
+    "projects": "code IN (SELECT {s}.jiebang_my_projects())",
     "lanes": _MINE,
     "tranches": _MINE,
     "project_events": _MINE,
     "journal_entries": _MINE,
     "accounts": _MINE,
     # A posting is visible when its entry is (the entries policy applies inside the subquery).
-    "postings": "entry_id IN (SELECT id FROM journal_entries)",
-    "parties": "uscc IN (SELECT jiebang_my_parties())",
+    "postings": "entry_id IN (SELECT id FROM {s}.journal_entries)",
+    "parties": "uscc IN (SELECT {s}.jiebang_my_parties())",
 }
 
 LOGIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
@@ -87,11 +88,11 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
     schema = execute("SELECT current_schema()").scalar_one()
     if schema is None:
         raise Refusal("schema_must_exist", "the connection has no current schema; check the URL's search_path.")
-    if execute("SELECT to_regclass('journal_entries') IS NULL").scalar_one():
-        raise Refusal("database_must_be_a_ledger", f"schema {schema} holds no jiebang ledger; run `jiebang init` first.")
-    if party is not None and execute("SELECT count(*) FROM parties WHERE uscc = :u", u=party).scalar_one() == 0:
-        raise Refusal("party_must_exist", f"party {party} is not registered in this ledger; add it with `jiebang party add` first.")
     s = _ident(schema)
+    if execute("SELECT to_regclass(:t) IS NULL", t=f"{s}.journal_entries").scalar_one():
+        raise Refusal("database_must_be_a_ledger", f"schema {schema} holds no jiebang ledger; run `jiebang init` first.")
+    if party is not None and execute(f"SELECT count(*) FROM {s}.parties WHERE uscc = :u", u=party).scalar_one() == 0:
+        raise Refusal("party_must_exist", f"party {party} is not registered in this ledger; add it with `jiebang party add` first.")
     done = []
 
     # 1. The group roles, cluster-wide (created once; a concurrent creator is tolerated).
@@ -123,19 +124,106 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
         execute(f"DROP POLICY IF EXISTS jiebang_staff ON {s}.{table}")
         execute(f"CREATE POLICY jiebang_staff ON {s}.{table} TO {', '.join(STAFF)} USING (true) WITH CHECK (true)")
         execute(f"DROP POLICY IF EXISTS jiebang_enterprise ON {s}.{table}")
-        execute(f"CREATE POLICY jiebang_enterprise ON {s}.{table} FOR SELECT TO jiebang_enterprise USING ({rows})")
+        execute(f"CREATE POLICY jiebang_enterprise ON {s}.{table} FOR SELECT TO jiebang_enterprise USING ({rows.replace('{s}', s)})")
     done.append(f"row-level security on {', '.join(ENTERPRISE_ROWS)}")
 
-    # 4. The login, its role and (for an enterprise) its party.
-    exists = execute("SELECT count(*) FROM pg_roles WHERE rolname = :l", l=login).scalar_one()
+    # 4. No temporary tables, no other parties' row counts (docs/access.md says what remains).
+    done.extend(_close_side_channels(execute))
+
+    # 5. The login, its role and (for an enterprise) its party.
+    exists = execute("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = :l", l=login).scalar_one()
     execute(f"{'ALTER' if exists else 'CREATE'} ROLE {_ident(login)} LOGIN")
     execute(f"GRANT {GROUP[role]} TO {_ident(login)}")
     if party is not None:
         execute(
-            "INSERT INTO enterprise_logins (login, party_uscc) VALUES (:l, :u) "
+            f"INSERT INTO {s}.enterprise_logins (login, party_uscc) VALUES (:l, :u) "
             "ON CONFLICT (login) DO UPDATE SET party_uscc = excluded.party_uscc, granted_at = now()",
             l=login, u=party,
         )
     done.append(f"login {login} {'updated' if exists else 'created'}, member of {GROUP[role]}"
                 + (f", sees the projects of party {party}" if party else ""))
     return done
+
+
+# The statistics views and functions that give any table's row counts (live, inserted,
+# scanned ...). PostgreSQL grants them to PUBLIC; privileges on them are per database.
+STATS_VIEWS = (
+    "pg_stat_all_tables", "pg_stat_user_tables", "pg_stat_sys_tables",
+    "pg_stat_xact_all_tables", "pg_stat_xact_user_tables", "pg_stat_xact_sys_tables",
+    "pg_statio_all_tables", "pg_statio_user_tables", "pg_statio_sys_tables",
+    "pg_stat_all_indexes", "pg_stat_user_indexes", "pg_stat_sys_indexes",
+    "pg_statio_all_indexes", "pg_statio_user_indexes", "pg_statio_sys_indexes",
+)
+STATS_FUNCTIONS = (
+    "pg_stat_get_live_tuples", "pg_stat_get_dead_tuples", "pg_stat_get_numscans", "pg_stat_get_tuples_returned",
+    "pg_stat_get_tuples_fetched", "pg_stat_get_tuples_inserted", "pg_stat_get_tuples_updated",
+    "pg_stat_get_tuples_deleted", "pg_stat_get_tuples_hot_updated", "pg_stat_get_blocks_fetched",
+    "pg_stat_get_blocks_hit", "pg_stat_get_mod_since_analyze", "pg_stat_get_ins_since_vacuum",
+    "pg_stat_get_xact_numscans", "pg_stat_get_xact_tuples_returned", "pg_stat_get_xact_tuples_fetched",
+    "pg_stat_get_xact_tuples_inserted", "pg_stat_get_xact_tuples_updated", "pg_stat_get_xact_tuples_deleted",
+    "pg_stat_get_xact_tuples_hot_updated", "pg_stat_get_xact_blocks_fetched", "pg_stat_get_xact_blocks_hit",
+)
+# pg_class columns that estimate a table's size; every other column stays readable by all.
+PG_CLASS_HIDDEN = ("reltuples", "relpages", "relallvisible")
+
+
+def _close_side_channels(execute) -> list[str]:
+    """Database-wide choices (PUBLIC's privileges cannot be taken from one role only):
+
+    * TEMP on the ledger's database is revoked from PUBLIC and from the jiebang roles: no login
+      made by ``grant`` can create a temporary table (none needs one) to shadow a ledger table;
+    * the statistics views and functions that count any table's rows, and pg_class's size
+      estimates, are revoked from PUBLIC and granted to pg_monitor and the staff roles.
+    """
+    database = _ident(execute("SELECT current_database()").scalar_one())
+    groups = ", ".join(GROUP.values())
+    execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
+    execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM {groups}")
+    readers = ", ".join(("pg_monitor", *STAFF))
+    views = ", ".join(f"pg_catalog.{v}" for v in STATS_VIEWS)
+    execute(f"REVOKE SELECT ON {views} FROM PUBLIC")
+    execute(f"GRANT SELECT ON {views} TO {readers}")
+    present = [
+        name for (name,) in execute(
+            "SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace "
+            "AND p.proname = ANY(:names) AND p.pronargs = 1 AND p.proargtypes[0] = 'oid'::regtype",
+            names=list(STATS_FUNCTIONS),
+        )
+    ]
+    for name in present:
+        execute(f"REVOKE EXECUTE ON FUNCTION pg_catalog.{name}(oid) FROM PUBLIC")
+        execute(f"GRANT EXECUTE ON FUNCTION pg_catalog.{name}(oid) TO {readers}")
+    visible = [
+        column for (column,) in execute(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = 'pg_catalog.pg_class'::regclass "
+            "AND attnum > 0 AND NOT attisdropped AND attname <> ALL(:hidden) ORDER BY attnum",
+            hidden=list(PG_CLASS_HIDDEN),
+        )
+    ]
+    execute("REVOKE SELECT ON pg_catalog.pg_class FROM PUBLIC")
+    execute(f"GRANT SELECT ({', '.join(visible)}) ON pg_catalog.pg_class TO PUBLIC")
+    execute(f"GRANT SELECT ON pg_catalog.pg_class TO {readers}")
+    return [
+        (f"TEMP on database {database} revoked from PUBLIC and {groups} (a database-wide choice: grant TEMP "
+        "back by name to any other role that needs temporary tables)"),
+        (f"row-count statistics ({len(STATS_VIEWS)} views, {len(present)} functions, pg_class."
+        f"{'/'.join(PG_CLASS_HIDDEN)}) revoked from PUBLIC, granted to pg_monitor and the staff roles"),
+    ]
+
+
+def refuse_if_rows_hidden(session: Session) -> None:
+    """Refuse when row-level security hides rows from this login (an enterprise login):
+    a verification over a part of the chain would read as tampering."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    login, hidden = session.execute(text(
+        "SELECT current_user, pg_catalog.row_security_active('journal_entries') AND NOT EXISTS ("
+        "SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(:staff) "
+        "AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))"
+    ), {"staff": list(STAFF)}).one()
+    if hidden:
+        raise Refusal(
+            "verify_needs_staff_role",
+            f"login {login} sees only its own rows (row-level security), so it cannot verify the chain; "
+            "verification needs the auditor or officer role: run verify as such a login (jiebang db grant auditor LOGIN).",
+        )
