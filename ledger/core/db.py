@@ -40,7 +40,22 @@ def make_engine(url: str, *, must_exist: bool = True) -> Engine:
         raise Refusal("database_url_must_be_valid", f"cannot open database URL {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+        _name_the_file_on_storage_errors(engine, path)
     return engine
+
+
+def _name_the_file_on_storage_errors(engine: Engine, path: Path | None) -> None:
+    """A full disk or a read-only file or folder under a SQLite ledger: one line naming the file
+    and the fix, instead of the driver's bare "disk I/O error"."""
+    from ledger.core.reads import storage_hint
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):  # pragma: no cover - exercised by tests/test_hostile_files.py
+        original = context.original_exception
+        detail = (str(original).strip().splitlines() or [type(original).__name__])[0]
+        hint = storage_hint(detail)
+        if hint is not None and path is not None:
+            raise Refusal("database_must_be_writable", f"cannot use the ledger {path}: {detail}; {hint}; nothing was written.")
 
 
 def _engine_options(url: str) -> dict:
