@@ -655,12 +655,16 @@ def backup(obj: Context, path: Path, force: bool) -> None:
 @main.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace the --db ledger if it exists.")
+@click.option("--discard-newer", type=click.IntRange(min=0), metavar="N",
+              help="Replace a ledger holding N entries the backup lacks (the exact count the refusal names).")
 @pass_context
-def restore(obj: Context, path: Path, force: bool) -> None:
+def restore(obj: Context, path: Path, force: bool, discard_newer: int | None) -> None:
     """Restore a backup FILE into the --db ledger file, which must not exist yet (or add --force).
 
     The backup is checked (schema, verify) before anything is written; the restored ledger
-    is verified again. PostgreSQL dumps are restored with pg_restore (see docs/operations.md).
+    is verified again. Over an existing ledger, entries it holds beyond the backup are never
+    dropped silently (--discard-newer N with their exact count), and a safety copy of it is
+    kept beside it. PostgreSQL dumps are restored with pg_restore (see docs/operations.md).
 
     \b
     Example:
@@ -669,7 +673,9 @@ def restore(obj: Context, path: Path, force: bool) -> None:
     from ledger.core.backup import restore as restore_ledger
     from ledger.programme.projection import verify_ledger
 
-    snapshot = restore_ledger(path, obj.url, head=HEAD, force=force, check=verify_ledger)
+    snapshot = restore_ledger(path, obj.url, head=HEAD, force=force, check=verify_ledger, discard_newer=discard_newer)
+    if snapshot.safety_copy is not None:
+        click.echo(f"kept the replaced ledger as {snapshot.safety_copy}")
     click.echo(f"restored {snapshot.entries} entries (chain head {snapshot.head_id} {snapshot.head_hash}) into {snapshot.path}; verify OK")
 
 

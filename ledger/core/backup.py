@@ -17,7 +17,9 @@ one line that says so (docs/operations.md has the commands).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ class Snapshot:
     entries: int
     head_id: int
     head_hash: str
+    safety_copy: Path | None = None
 
 
 def _sqlite_file(url: str) -> Path:
@@ -76,8 +79,13 @@ def _check_copy(path: Path, role: str, check, head: str) -> Snapshot:
             except Exception:  # noqa: BLE001 - any failure here means "not a jiebang ledger"
                 revision = None
         if revision != head:
-            where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {head}"
-            raise Refusal("backup_must_be_a_ledger", f"{role} {path} {where}; give a file written by `jiebang backup` of this version.")
+            if revision is None:
+                raise Refusal("backup_must_be_a_ledger", f"{role} {path} has no jiebang schema; give a file written by `jiebang backup`.")
+            raise Refusal(
+                "backup_must_be_at_this_schema",
+                f"{role} {path} is at schema {revision}, not {head}; if it comes from an older version, upgrade a copy "
+                f"of it with `jiebang --db COPY.db init` (cp {path} COPY.db first) and restore COPY.db.",
+            )
         with Session(engine) as session:
             result = check(session)
     except sqlite3.DatabaseError as exc:
@@ -137,22 +145,37 @@ def backup(url: str, destination: Path, *, head: str, force: bool = False, check
             raise Refusal("backup_must_not_overwrite", f"{destination} exists; choose another name or add --force to replace it.")
     partial = destination.with_name(destination.name + ".partial")
     try:
-        partial.unlink(missing_ok=True)
+        _unlink_quietly(partial)
         _copy(source, partial)
         snapshot = _check_copy(partial, "the backup copy", check or _verify, head)
         os.replace(partial, destination)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise Refusal("backup_must_be_writable", f"cannot write {destination}: {exc.strerror or exc}.") from None
+        _unlink_quietly(partial)
+        raise Refusal("backup_must_be_writable", f"cannot write {destination}: {exc.strerror or exc}; nothing was kept.") from None
+    except sqlite3.Error as exc:  # a full disk or a read-only folder shows up as the driver's error
+        _unlink_quietly(partial)
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise Refusal(
+            "backup_must_be_writable",
+            f"cannot write the backup {destination}: {detail}; free space on its disk or choose a writable folder; nothing was kept.",
+        ) from None
     except BaseException:
-        partial.unlink(missing_ok=True)
+        _unlink_quietly(partial)
         raise
     _fsync(destination.parent)
     return Snapshot(destination, snapshot.entries, snapshot.head_id, snapshot.head_hash)
 
 
-def restore(source: Path, url: str, *, head: str, force: bool = False, check=None) -> Snapshot:
-    """Restore the backup ``source`` into the SQLite ledger file named by ``url``."""
+def restore(
+    source: Path, url: str, *, head: str, force: bool = False, check=None, discard_newer: int | None = None
+) -> Snapshot:
+    """Restore the backup ``source`` into the SQLite ledger file named by ``url``.
+
+    Over an existing ledger (``force``) nothing is lost silently: the entries of the target
+    that the backup does not hold (it is behind, or its chain went another way) are counted,
+    and the restore is refused unless ``discard_newer`` is exactly that count; and before the
+    target is replaced, a safety copy of it is written beside it (``Snapshot.safety_copy``).
+    """
     from ledger.core.db import make_engine
 
     target = sqlite_path(url)
@@ -170,13 +193,16 @@ def restore(source: Path, url: str, *, head: str, force: bool = False, check=Non
         raise Refusal("restore_must_be_another_file", f"{source} is the --db ledger itself; restore into a new --db path.")
     snapshot = _check_copy(source, "backup", check or _verify, head)
     exists = target.exists() and target.stat().st_size > 0
-    if exists and not force:
+    if exists and not force and discard_newer is None:
         raise Refusal(
             "restore_must_not_overwrite",
             f"{target} already exists; restore into a new --db path, or add --force to replace that ledger with the backup.",
         )
+    safety = None
     try:
         if exists:
+            _refuse_losing_entries(source, target, snapshot, discard_newer)
+            safety = _safety_copy(target)
             src = _connect(source)
             dst = _connect(target)
             try:
@@ -207,7 +233,95 @@ def restore(source: Path, url: str, *, head: str, force: bool = False, check=Non
         engine.dispose()
     if not result.ok or result.head_hash != snapshot.head_hash:
         raise Refusal("restore_must_verify", f"the restored ledger {target} does not verify at entry {result.first_bad_entry}: {result.problem}.")
-    return Snapshot(target, result.entries, result.head_id, result.head_hash)
+    return Snapshot(target, result.entries, result.head_id, result.head_hash, safety)
+
+
+def _chain(path: Path) -> sqlite3.Connection | None:
+    """A read-only connection to a ledger file that has a journal, or None (nothing to lose)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.execute("SELECT id, hash, value_date FROM journal_entries LIMIT 1").fetchall()
+    except sqlite3.Error:
+        conn.close()
+        return None
+    return conn
+
+
+def _hash_at(conn: sqlite3.Connection, entry_id: int) -> str | None:
+    row = conn.execute("SELECT hash FROM journal_entries WHERE id = ?", (entry_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _refuse_losing_entries(source: Path, target: Path, snapshot: Snapshot, discard_newer: int | None) -> None:
+    """Refuse unless every entry of ``target`` is in the backup, or ``discard_newer`` is exactly
+    the number that would go.
+
+    The chains share entries 1..k, k the largest id with the same hash in both (a chain hash
+    covers every entry before it, so the ids with equal hashes are a prefix: binary search).
+    The target's entries after k are lost: newer ones when the backup is behind (k is the
+    backup's head), other ones when the two chains went different ways.
+    """
+    theirs = _chain(target)
+    if theirs is None:
+        return
+    ours = _chain(source)
+    try:
+        target_head = theirs.execute("SELECT COALESCE(MAX(id), 0) FROM journal_entries").fetchone()[0]
+        low, high = 0, min(target_head, snapshot.head_id)
+        while low < high:  # the largest k in low..high with equal hashes
+            mid = (low + high + 1) // 2
+            if ours is not None and _hash_at(theirs, mid) == _hash_at(ours, mid):
+                low = mid
+            else:
+                high = mid - 1
+        shared = low
+        lost, first, last = theirs.execute(
+            "SELECT COUNT(*), MIN(value_date), MAX(value_date) FROM journal_entries WHERE id > ?", (shared,)
+        ).fetchone()
+    finally:
+        theirs.close()
+        if ours is not None:
+            ours.close()
+    if not lost or discard_newer == lost:
+        return
+    said = "" if discard_newer is None else f" (--discard-newer {discard_newer} does not match)"
+    entries = f"{lost} entr{'y' if lost == 1 else 'ies'} (ids {shared + 1}..{target_head}, dated {first} to {last})"
+    if shared == snapshot.head_id:
+        raise Refusal(
+            "restore_must_not_lose_entries",
+            f"the backup {source} ends at entry {snapshot.head_id} but {target} goes on to entry {target_head}: restoring would "
+            f"lose {entries}{said}; back {target} up first, or add --discard-newer {lost} to discard them.",
+        )
+    raise Refusal(
+        "restore_must_extend_the_chain",
+        f"the backup {source} is not an earlier state of {target}: the chains differ from entry {shared + 1}, so restoring "
+        f"would replace {entries}{said}; check that it is the right backup, or add --discard-newer {lost} to replace them.",
+    )
+
+
+def _safety_copy(target: Path) -> Path:
+    """A copy of the ledger about to be replaced, beside it: ``<db>.before-restore-<UTC time>.db``."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    safety = target.with_name(f"{target.name}.before-restore-{stamp}.db")
+    try:
+        if _looks_like_sqlite(target):
+            _copy(target, safety)
+        else:
+            shutil.copyfile(target, safety)
+            _fsync(safety)
+    except BaseException:
+        _unlink_quietly(safety)
+        raise
+    _fsync(target.parent)
+    return safety
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _verify(session):

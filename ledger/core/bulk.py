@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ledger.core import limits
 from ledger.core.errors import Refusal
 from ledger.core.journal import AccountSpec, EntryDraft, PostingDraft
 from ledger.core.models import BOOKS
@@ -28,13 +29,51 @@ CSV_OPTIONAL = ("book", "memo", "voucher", "kind", "project", "category", "sourc
 
 
 def decode_text(raw: bytes, path: Path) -> str:
-    """Decode UTF-8 (with or without BOM), or GB18030 as Chinese Excel saves CSV."""
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
+    """Decode one encoding for the whole file: UTF-8 (with or without BOM), or, when the file is
+    not UTF-8 at all, GB18030 as Chinese Excel saves CSV. A file whose lines mix the two is
+    refused naming the first line that does not fit: decoding it whole as GB18030 would turn
+    every UTF-8 line into other characters (a voucher 江财-1 became 姹熻储-1) without a word."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    _refuse_mixed(raw.split(b"\n"), path)
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        raise _not_text(path) from None
+
+
+def _not_text(path: Path) -> Refusal:
+    return Refusal("file_must_be_text", f"{path} is neither UTF-8 nor GBK text; save it as CSV UTF-8 and retry.")
+
+
+def _refuse_mixed(lines, path: Path) -> None:
+    """Given the lines (bytes) of a file that is not valid UTF-8 as a whole: refuse it when some
+    line with non-ASCII text is UTF-8 (or the file starts with a UTF-8 BOM) and another is not."""
+    first_utf8 = first_other = None
+    for number, line in enumerate(lines, start=1):
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            first_utf8 = 1
+            line = line[3:]
+        if line.isascii():
             continue
-    raise Refusal("file_must_be_text", f"{path} is neither UTF-8 nor GBK text; save it as CSV UTF-8 and retry.")
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            if first_other is None:
+                first_other = number
+        else:
+            if first_utf8 is None:
+                first_utf8 = number
+        if first_utf8 is not None and first_other is not None:
+            odd = max(first_utf8, first_other)
+            other = "UTF-8" if odd == first_other else "GBK/GB18030"
+            raise Refusal(
+                "file_must_have_one_encoding",
+                f"{path} mixes encodings: line {odd} does not fit the {other} of line {min(first_utf8, first_other)}; "
+                "nothing was read. Save the whole file in one encoding (CSV UTF-8) and retry.",
+            )
 
 
 def read_json_entries(path: Path, *, default_kind: str, actor: str) -> list[EntryDraft]:
@@ -48,9 +87,10 @@ def read_json_entries(path: Path, *, default_kind: str, actor: str) -> list[Entr
 
 def _date(value: str, where: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(value.strip())
+        date = dt.date.fromisoformat(value.strip())
     except (ValueError, AttributeError):
         raise Refusal("date_must_be_iso", f"{where}: date {value!r} is not YYYY-MM-DD.") from None
+    return limits.check_date(date, f"{where}: date")
 
 
 # A plain amount (``-1234.56``, ``1234.5``, ``1234``) is parsed without Decimal; anything
@@ -125,16 +165,26 @@ class CsvBatch:
 
 
 def read_csv_batch(path: Path, *, default_kind: str) -> CsvBatch:
-    """Read a ledger-shaped CSV (UTF-8, or GB18030 as Chinese Excel saves it) into columns."""
-    for encoding in ("utf-8-sig", "gb18030"):
+    """Read a ledger-shaped CSV (UTF-8, or GB18030 as Chinese Excel saves it) into columns.
+
+    UTF-8 is read as it streams; only a file that is not UTF-8 is scanned line by line, and
+    read as GB18030 when no line of it is UTF-8 text (``decode_text`` has the rule).
+    """
+    try:
         try:
             with no_cyclic_gc():
-                return _CsvReader(path, default_kind).read(encoding)
+                return _CsvReader(path, default_kind).read("utf-8-sig")
         except UnicodeDecodeError:
-            continue
-        except OSError as exc:
-            raise Refusal("file_must_be_readable", f"cannot read {path}: {exc.strerror}.") from None
-    raise Refusal("file_must_be_text", f"{path} is neither UTF-8 nor GBK text; save it as CSV UTF-8 and retry.")
+            pass
+        with path.open("rb") as handle:
+            _refuse_mixed(handle, path)
+        try:
+            with no_cyclic_gc():
+                return _CsvReader(path, default_kind).read("gb18030")
+        except UnicodeDecodeError:
+            raise _not_text(path) from None
+    except OSError as exc:
+        raise Refusal("file_must_be_readable", f"cannot read {path}: {exc.strerror}.") from None
 
 
 @contextlib.contextmanager
@@ -406,7 +456,7 @@ def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
     account_id = np.array([rows[n].id if n in rows else 0 for n in batch.accounts], dtype=np.int64)
     account_book = np.array([BOOK_INDEX[rows[n].book] if n in rows else 0 for n in batch.accounts], dtype=np.int64)
     posting_book = account_book[batch.account]
-    problems = [p for p in (_account_problem(batch, rows), _balance_problem(batch, posting_book)) if p is not None]
+    problems = [p for p in (_account_problem(batch, rows), _balance_problem(batch, posting_book), _total_problem(batch)) if p is not None]
     if problems:
         raise min(problems, key=lambda p: p[:2])[2]
     digests = _digests(batch, posting_book, ends)
@@ -415,6 +465,7 @@ def _post_batch(session, batch: CsvBatch, actor: str, progress) -> BatchResult:
     ids, present = _number(session, batch, digests, head.last_entry_id)
     created = len(batch) - present
     if created:
+        _check_totals(session, batch, ids, account_id)
         last_hash = _write_batch(session, batch, ends, digests, ids, head.last_hash, account_id, posting_book, actor, progress)
         journal._advance_head(session, head.last_entry_id + created, last_hash)
     return BatchResult(created, present)
@@ -433,6 +484,18 @@ def _shape_problem(batch: CsvBatch, counts: np.ndarray):
         if not voucher.strip() or len(voucher) > VOUCHER_MAX:
             found.append((i, 1, Refusal("voucher_must_be_short_text", f"voucher {voucher!r} must be 1–{VOUCHER_MAX} characters.")))
             break
+    for field, values in (("voucher", batch.voucher), ("memo", batch.memo), ("project", batch.project)):
+        if "\x00" in "".join(v or "" for v in values):
+            i = next(i for i, v in enumerate(values) if v and "\x00" in v)
+            found.append((i, 1, _nul(batch, field, i)))
+    bad_account = next((k for k, name in enumerate(batch.accounts) if "\x00" in name), None)
+    if bad_account is not None:
+        p = int(np.flatnonzero(batch.account == bad_account)[0])
+        found.append((int(batch.entry[p]), 1, _nul(batch, "account", int(batch.entry[p]))))
+    for field, values in (("category", batch.category), ("source", batch.source)):
+        if values is not None and "\x00" in "".join(v or "" for v in set(values)):
+            p = next(p for p, v in enumerate(values) if v and "\x00" in v)
+            found.append((int(batch.entry[p]), 1, _nul(batch, field, int(batch.entry[p]))))
     single = np.flatnonzero(counts == 1)
     if single.size:
         found.append((int(single[0]), 2, Refusal("entry_must_have_two_postings", "an entry needs at least two postings; got 1.")))
@@ -442,6 +505,48 @@ def _shape_problem(batch: CsvBatch, counts: np.ndarray):
         name = batch.accounts[batch.account[p]]
         found.append((int(batch.entry[p]), 3, Refusal("amount_must_not_be_zero", f"posting to {name} is zero; leave it out.")))
     return min(found, default=None, key=lambda f: f[:2])
+
+
+def _nul(batch: CsvBatch, field: str, i: int) -> Refusal:
+    return limits.nul_refusal(f"{batch.path} txn {batch.txn[i]!r} {field}")
+
+
+def _total_problem(batch: CsvBatch):
+    """(entry, 2, refusal) for the first entry whose absolute amounts pass ``limits.TOTAL_FEN_MAX``."""
+    if not len(batch.amount_fen):
+        return None
+    counts = np.bincount(batch.entry, minlength=len(batch))
+    if int(np.abs(batch.amount_fen).max()) * int(counts.max()) <= limits.TOTAL_FEN_MAX:
+        return None  # no entry can pass the bound: the common case, one pass over two columns
+    totals = np.zeros(len(batch), dtype=object)
+    for e, amount in zip(batch.entry.tolist(), batch.amount_fen.tolist()):
+        totals[e] += abs(amount)
+    bad = np.flatnonzero(totals > limits.TOTAL_FEN_MAX)
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    return (i, 2, limits.entry_total_refusal(batch.kind[i], batch.voucher[i], int(totals[i])))
+
+
+def _check_totals(session, batch: CsvBatch, ids: list[int], account_id: np.ndarray) -> None:
+    """The running-total bound for the postings about to be written: their absolute amounts
+    summed per account in numpy (as Python ints where int64 could overflow), then one grouped
+    query for the accounts touched (``limits.check_account_totals``)."""
+    created = np.asarray(ids, dtype=np.int64)[batch.entry] != 0
+    accounts, amounts = batch.account[created], np.abs(batch.amount_fen[created])
+    if not amounts.size:
+        return
+    if int(amounts.max()) * int(amounts.size) < 2**63:
+        sums = np.zeros(len(batch.accounts), dtype=np.int64)
+        np.add.at(sums, accounts, amounts)
+    else:
+        sums = np.zeros(len(batch.accounts), dtype=object)
+        for a, amount in zip(accounts.tolist(), amounts.tolist()):
+            sums[a] += amount
+    touched = np.flatnonzero(sums)
+    incoming = {int(account_id[a]): int(sums[a]) for a in touched.tolist()}
+    names = {int(account_id[a]): batch.accounts[a] for a in touched.tolist()}
+    limits.check_account_totals(session, incoming, names)
 
 
 def _account_problem(batch: CsvBatch, rows: dict):

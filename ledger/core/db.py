@@ -40,7 +40,40 @@ def make_engine(url: str, *, must_exist: bool = True) -> Engine:
         raise Refusal("database_url_must_be_valid", f"cannot open database URL {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+        _name_the_file_on_storage_errors(engine, path)
+    _refuse_nul_parameters(engine)
     return engine
+
+
+def _refuse_nul_parameters(engine: Engine) -> None:
+    """No text parameter holds a NUL character, on either backend: SQLite stored one and
+    PostgreSQL refused it with a driver error. The journal checks every field it writes; this
+    catches the rest at the driver (a voucher looked up by a service before its entry is built,
+    a setting, a request) in the same one line. Single statements only: the bulk paths'
+    executemany rows were checked as columns before they were built."""
+    from ledger.core.limits import nul_refusal
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _no_nul(_conn, _cursor, _statement, parameters, _context, executemany):
+        if executemany or not parameters:
+            return
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        if any(type(v) is str and "\x00" in v for v in values):
+            raise nul_refusal("a text value given (a voucher, memo, name or reference)")
+
+
+def _name_the_file_on_storage_errors(engine: Engine, path: Path | None) -> None:
+    """A full disk or a read-only file or folder under a SQLite ledger: one line naming the file
+    and the fix, instead of the driver's bare "disk I/O error"."""
+    from ledger.core.reads import storage_hint
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):  # pragma: no cover - exercised by tests/test_hostile_files.py
+        original = context.original_exception
+        detail = (str(original).strip().splitlines() or [type(original).__name__])[0]
+        hint = storage_hint(detail)
+        if hint is not None and path is not None:
+            raise Refusal("database_must_be_writable", f"cannot use the ledger {path}: {detail}; {hint}; nothing was written.")
 
 
 def _engine_options(url: str) -> dict:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ledger.core import limits
 from ledger.core.errors import Refusal
 from ledger.core.models import ACCOUNT_TYPES, BOOKS, Account, ChainHead, JournalEntry, Posting
 from ledger.core.money import format_fen
@@ -239,6 +240,7 @@ def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, i
     """
     wanted = {spec.name: spec for spec in specs}
     for spec in wanted.values():
+        limits.check_text((spec.project_code, spec.lane), f"account {spec.name!r} project or lane")
         problem = account_name_problem(spec.name)
         if problem:
             raise Refusal("account_name_must_be_valid", problem)
@@ -252,6 +254,8 @@ def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, i
                 f"account {name} is in the {row.book} book; it cannot be used in the {wanted[name].book} book.",
             )
     missing = [spec for name, spec in wanted.items() if name not in existing]
+    for spec in missing:
+        limits.check_date(spec.opened_on, f"account {spec.name} opening date")
     if missing:
         session.execute(
             insert(Account.__table__),
@@ -277,6 +281,7 @@ def close_account(session: Session, name: str, closed_on: dt.date) -> None:
     row = _load_accounts(session, [name]).get(name)
     if row is None:
         raise Refusal("account_must_exist", f"account {name} does not exist.")
+    limits.check_date(closed_on, f"account {name} closing date")
     if row.closed_on is not None:
         raise Refusal("account_must_close_once", f"account {name} was already closed on {row.closed_on}.")
     if closed_on < row.opened_on:
@@ -312,6 +317,12 @@ def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _Account
 
 
 def _check_shape(draft: EntryDraft) -> None:
+    limits.check_date(draft.value_date, f"entry {draft.kind} {draft.voucher or ''} date".replace("  ", " "))
+    for field, value in (("voucher", draft.voucher), ("memo", draft.memo), ("project", draft.project_code),
+                         ("kind", draft.kind), ("actor", draft.actor), ("rules version", draft.rules_version)):
+        limits.check_text(value, f"entry {field}")
+    limits.check_text(draft.facts, "entry facts (a name, reference or other text)")
+    limits.check_text(draft.trace, "entry trace")
     if not KIND_RE.match(draft.kind):
         raise Refusal("kind_must_be_a_word", f"entry kind {draft.kind!r} must be a lower-case word such as 'release'.")
     if draft.voucher is not None and (not draft.voucher.strip() or len(draft.voucher) > VOUCHER_MAX):
@@ -323,6 +334,10 @@ def _check_shape(draft: EntryDraft) -> None:
             raise Refusal("amount_must_be_whole_fen", f"posting to {posting.account} must be whole fen, got {posting.amount_fen!r}.")
         if posting.amount_fen == 0:
             raise Refusal("amount_must_not_be_zero", f"posting to {posting.account} is zero; leave it out.")
+        limits.check_text((posting.account, posting.budget_category, posting.fund_source), f"posting to {posting.account!r}: account, category or source")
+    total = sum(abs(p.amount_fen) for p in draft.postings)
+    if total > limits.TOTAL_FEN_MAX:
+        raise limits.entry_total_refusal(draft.kind, draft.voucher, total)
 
 
 def _check_against_accounts(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> None:
@@ -488,9 +503,20 @@ def post_many(
     del seen_in_batch, existing
 
     if next_id > head.last_entry_id + 1:
+        _check_totals(session, drafts, results, accounts)
         _write(session, drafts, digests, texts, results, head.last_hash, accounts, progress)
         _advance_head(session, next_id - 1, prev_hash)
     return results
+
+
+def _check_totals(session: Session, drafts, results, accounts: dict[str, _AccountRow]) -> None:
+    """The running-total bound (``limits.TOTAL_FEN_MAX``) for the entries about to be written."""
+    incoming: dict[int, int] = defaultdict(int)
+    for draft, result in zip(drafts, results):
+        if result.created:
+            for p in draft.postings:
+                incoming[accounts[p.account].id] += abs(p.amount_fen)
+    limits.check_account_totals(session, incoming, {row.id: name for name, row in accounts.items()})
 
 
 _ENTRY_COLUMNS = (

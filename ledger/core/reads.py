@@ -93,14 +93,19 @@ def sqlite_reader(path: str, *, head: str | None = None) -> Iterator[Run]:
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        raise _refused(exc) from None
-    connection.execute("BEGIN")  # one snapshot for every statement, as a session has
-    with _reading(connection, "qmark", _sqlite_revision, sqlite3.Error, head) as run:
+        raise _refused(exc, path) from None
+    try:
+        connection.execute("BEGIN")  # one snapshot for every statement, as a session has
+    except sqlite3.Error as exc:
+        connection.close()
+        raise _refused(exc, path) from None
+    with _reading(connection, "qmark", _sqlite_revision, sqlite3.Error, head, path) as run:
         yield run
 
 
 @contextlib.contextmanager
-def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None], errors, head: str | None) -> Iterator[Run]:
+def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None], errors, head: str | None,
+             path: str | None = None) -> Iterator[Run]:
     """A read on an open driver connection: the schema checked at head, a driver error as the
     CLI's one line, the connection closed after."""
     try:
@@ -109,7 +114,7 @@ def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None],
             require_revision_at_head(revision(run), head)
         yield run
     except errors as exc:
-        raise _refused(exc) from None
+        raise _refused(exc, path) from None
     finally:
         connection.close()
 
@@ -172,6 +177,8 @@ def _sqlite_revision(run: Run) -> str | None:
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return None
+        if storage_hint(str(exc)):
+            raise  # the reader names the file and the fix
         raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {exc}") from None
     return None if row is None else row[0]
 
@@ -185,10 +192,24 @@ def require_revision_at_head(revision: str | None, head: str) -> None:
         )
 
 
-def _refused(exc: Exception) -> Refusal:
-    """The CLI's one line for a database error, as it words SQLAlchemy's."""
+def _refused(exc: Exception, path: str | None = None) -> Refusal:
+    """The CLI's one line for a database error, as it words SQLAlchemy's; a full disk or a file
+    that cannot be written beside the ledger names the file and the fix."""
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if path is not None and (hint := storage_hint(detail)):
+        return Refusal("database_must_accept_reads", f"cannot read the ledger {path}: {detail}; {hint}; nothing was written.")
     return Refusal("database_must_accept_reads", f"the database refused the operation: {detail}; nothing was written.")
+
+
+def storage_hint(detail: str) -> str | None:
+    """The fix for SQLite's storage errors (full disk, read-only file or folder), else None."""
+    lowered = detail.lower()
+    if "disk is full" in lowered or "disk i/o error" in lowered:
+        return "the disk holding it is full or failing: free space there (df -h shows it) and retry"
+    if "readonly" in lowered or "read-only" in lowered or "unable to open database file" in lowered:
+        return ("the file or its folder cannot be written (SQLite writes its -wal and -shm files beside the ledger, "
+                "even to read): check the permissions, or copy the ledger to a writable folder")
+    return None
 
 
 # --- account balances ---------------------------------------------------------------------

@@ -43,6 +43,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger import programme
+from ledger.core import limits
 from ledger.core.errors import Refusal
 from ledger.core.journal import Posted
 from ledger.core.models import JournalEntry, Posting
@@ -377,6 +378,10 @@ def _read_amounts(value: Any, column: Column) -> tuple[int, ...]:
 
 
 def _read_date(value: Any, column: Column) -> dt.date:
+    return limits.check_date(_parse_date(value, column), column.name)
+
+
+def _parse_date(value: Any, column: Column) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -511,6 +516,10 @@ def read_sheet(batch: Batch, sheet_name: str, lines: Iterable[tuple | list]) -> 
                 continue
             if isinstance(raw, str) and len(raw) > CELL_CHARS_MAX:
                 problems.append(Problem(sheet_name, number, column.name, f"holds {len(raw):,} characters; a cell holds at most {CELL_CHARS_MAX:,} (Excel's limit)."))
+                bad = True
+                continue
+            if isinstance(raw, str) and "\x00" in raw:
+                problems.append(Problem(sheet_name, number, column.name, limits.nul_refusal("the cell").message))
                 bad = True
                 continue
             if _is_formula(raw):

@@ -1,0 +1,132 @@
+"""Limits on what a file or a user can put into the ledger: dates, text, running totals.
+
+* Value dates lie in a window, 2000-01-01..2099-12-31 unless the environment variables
+  ``JIEBANG_DATE_MIN`` / ``JIEBANG_DATE_MAX`` (YYYY-MM-DD) say otherwise: a date of year 9999
+  or year 1 was accepted and then broke the exports (``OverflowError``).
+* Text fields never hold a NUL character: SQLite stored it, PostgreSQL refused it with a driver
+  error, so the two backends disagreed; it is refused at the input on both.
+* The sum of the absolute amounts posted to one account, and within one entry, stays at or
+  below ``TOTAL_FEN_MAX`` (2**62 fen): every balance, debit total or credit total of an account
+  (any date, any subset of its postings) then fits a 64-bit integer with room to spare, where
+  100 postings of 1,000,000,000,000,000.00 made SQLite's SUM fail with "integer overflow".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable
+
+from ledger.core.errors import Refusal
+from ledger.core.money import format_fen
+
+DATE_MIN_DEFAULT = dt.date(2000, 1, 1)
+DATE_MAX_DEFAULT = dt.date(2099, 12, 31)
+TOTAL_FEN_MAX = 2**62
+
+
+def _env_date(name: str, default: dt.date) -> dt.date:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise Refusal("date_window_must_be_valid", f"{name}={text!r} is not a date; write it as YYYY-MM-DD or unset it.") from None
+
+
+def date_window() -> tuple[dt.date, dt.date]:
+    """The accepted value dates, inclusive (read from the environment each time)."""
+    low, high = _env_date("JIEBANG_DATE_MIN", DATE_MIN_DEFAULT), _env_date("JIEBANG_DATE_MAX", DATE_MAX_DEFAULT)
+    if low > high:
+        raise Refusal("date_window_must_be_valid", f"JIEBANG_DATE_MIN {low} is after JIEBANG_DATE_MAX {high}; fix or unset them.")
+    return low, high
+
+
+def check_date(value: dt.date, where: str = "date") -> dt.date:
+    """``value`` if it lies in the window, else the one-line refusal."""
+    low, high = date_window()
+    if not low <= value <= high:
+        raise Refusal(
+            "date_must_be_in_window",
+            f"{where} {value.isoformat()} is outside the ledger's dates {low}..{high}; "
+            "correct the date (the window is set by JIEBANG_DATE_MIN / JIEBANG_DATE_MAX).",
+        )
+    return value
+
+
+def check_ordinals(ordinals: Iterable[int], where) -> None:
+    """Refuse the first date ordinal outside the window; ``where(ordinal)`` names its place."""
+    low, high = (d.toordinal() for d in date_window())
+    for ordinal in ordinals:
+        if not low <= ordinal <= high:
+            check_date(dt.date.fromordinal(ordinal), where(ordinal))
+
+
+def check_text(value, field: str):
+    """``value`` unless it is text holding a NUL character (anywhere, nested in dicts and lists)."""
+    if _has_nul(value):
+        raise nul_refusal(field)
+    return value
+
+
+def nul_refusal(field: str) -> Refusal:
+    return Refusal(
+        "text_must_not_contain_nul",
+        f"{field} contains a NUL character (\\x00); remove it (it is never part of a name, voucher or memo).",
+    )
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def total_refusal(account: str, posted: int, incoming: int) -> Refusal:
+    return Refusal(
+        "account_total_must_fit",
+        f"account {account} would reach {format_fen(posted + incoming)} in absolute amounts posted "
+        f"({format_fen(posted)} before, {format_fen(incoming)} now), past the bound {format_fen(TOTAL_FEN_MAX)} "
+        f"that keeps every sum inside 64-bit integers; split the amounts across accounts or correct them.",
+    )
+
+
+def entry_total_refusal(kind: str, voucher: str | None, total: int) -> Refusal:
+    return Refusal(
+        "entry_total_must_fit",
+        f"entry {kind} {voucher or ''} moves {format_fen(total)} in absolute amounts, past the bound "
+        f"{format_fen(TOTAL_FEN_MAX)} that keeps every sum inside 64-bit integers; correct the amounts.".replace("  ", " "),
+    )
+
+
+def check_account_totals(session, incoming: dict[int, int], names: dict[int, str]) -> None:
+    """Refuse when an account's absolute amounts posted so far plus ``incoming`` (account id ->
+    sum of absolute amounts about to be written) would pass ``TOTAL_FEN_MAX``.
+
+    One grouped query for the accounts touched, 500 ids at a time; skipped entirely when the
+    incoming amounts are zero.
+    """
+    from sqlalchemy import func, select
+
+    from ledger.core.models import Posting
+
+    ids = sorted(a for a, amount in incoming.items() if amount)
+    if not ids:
+        return
+    bound = TOTAL_FEN_MAX
+    for account_id in ids:  # no query can save an account whose incoming amounts alone pass it
+        if incoming[account_id] > bound:
+            raise total_refusal(names[account_id], 0, incoming[account_id])
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = session.execute(
+            select(Posting.account_id, func.sum(func.abs(Posting.amount_fen))).where(Posting.account_id.in_(chunk)).group_by(Posting.account_id)
+        )
+        for account_id, posted in rows:
+            if int(posted or 0) + incoming[account_id] > bound:
+                raise total_refusal(names[account_id], int(posted or 0), incoming[account_id])
