@@ -38,17 +38,11 @@ SQLITE_TRIGGERS = [
 ]
 SQLITE_TRIGGER_NAMES = ["verify_checkpoints_no_update", "verify_checkpoints_no_delete", "verify_checkpoints_match_entry"]
 
-def _postgres_triggers() -> list[str]:
-    """The guard, its tables named with the ledger's schema and its search_path pinned with
-    pg_temp last, as migration 0007 does for every other function (nothing can shadow them)."""
-    schema = op.get_bind().execute(sa.text("SELECT current_schema()")).scalar_one()
-    s = '"' + schema.replace('"', '""') + '"'
-    return [
-        f"""CREATE FUNCTION {s}.jiebang_checkpoint_guard() RETURNS trigger LANGUAGE plpgsql
-    SET search_path = {s}, pg_temp AS $$
+POSTGRES_TRIGGERS = [
+    f"""CREATE FUNCTION jiebang_checkpoint_guard() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF TG_OP = 'INSERT' THEN
-        IF NEW.hash IS DISTINCT FROM (SELECT hash FROM {s}.journal_entries WHERE id = NEW.entry_id) THEN
+        IF NEW.hash IS DISTINCT FROM (SELECT hash FROM journal_entries WHERE id = NEW.entry_id) THEN
           RAISE EXCEPTION '{_MISMATCH}' USING ERRCODE = 'integrity_constraint_violation';
         END IF;
         RETURN NEW;
@@ -56,11 +50,11 @@ def _postgres_triggers() -> list[str]:
       RAISE EXCEPTION 'verify checkpoints are insert-only: % is refused; a passing jiebang verify records a new one', TG_OP
         USING ERRCODE = 'integrity_constraint_violation';
     END $$""",
-        f"""CREATE TRIGGER verify_checkpoints_guard BEFORE INSERT OR UPDATE OR DELETE ON {s}.verify_checkpoints
-    FOR EACH ROW EXECUTE FUNCTION {s}.jiebang_checkpoint_guard()""",
-        f"""CREATE TRIGGER verify_checkpoints_no_truncate BEFORE TRUNCATE ON {s}.verify_checkpoints
-    FOR EACH STATEMENT EXECUTE FUNCTION {s}.jiebang_checkpoint_guard()""",
-    ]
+    """CREATE TRIGGER verify_checkpoints_guard BEFORE INSERT OR UPDATE OR DELETE ON verify_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION jiebang_checkpoint_guard()""",
+    """CREATE TRIGGER verify_checkpoints_no_truncate BEFORE TRUNCATE ON verify_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION jiebang_checkpoint_guard()""",
+]
 
 
 def upgrade() -> None:
@@ -74,7 +68,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_verify_checkpoints'))
     )
     op.create_index('ix_verify_checkpoints_entry_id', 'verify_checkpoints', ['entry_id', 'id'], unique=False)
-    for statement in SQLITE_TRIGGERS if op.get_bind().dialect.name == "sqlite" else _postgres_triggers():
+    for statement in SQLITE_TRIGGERS if op.get_bind().dialect.name == "sqlite" else POSTGRES_TRIGGERS:
         op.execute(statement)
 
 
