@@ -516,85 +516,44 @@ def journal(obj: Context, as_of, since, project, kind, limit, fmt) -> None:
 @format_option
 @click.option("--anchor", "anchor_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also check the ledger still holds the chain head recorded in this file (written by `jiebang anchor`).")
-@click.option("--since-checkpoint", "since", is_flag=True,
-              help="Check only the entries after the newest verified checkpoint (recorded by a full `jiebang verify`).")
 @pass_context
-def verify(obj: Context, fmt: str, anchor_path: Path | None, since: bool) -> None:
+def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
     """Recompute the hash chain and every entry's per-book balance.
 
     Prints OK with the chain head, or names the first entry that fails (exit 1). With
     --anchor FILE it also checks that the entry at the anchored position still has the
     anchored hash, which catches even a consistent rewrite of the whole chain.
 
-    A full verification that passes records a checkpoint (its chain head, who ran it); a
-    login that may not write (an auditor) records none. --since-checkpoint checks that the
-    newest checkpoint's entry still has its hash, then only the entries after it, the chain
-    head and the programme tables; an entry changed before the checkpoint is found only by
-    a full verification.
-
     \b
     Example:
       jiebang verify
-      jiebang verify --since-checkpoint
       jiebang verify --anchor anchors/2025-12-31.json
     """
     from ledger.core.anchor import check_anchor, read_anchor
-    from ledger.core.checkpoint import latest_checkpoint, record_checkpoint
-    from ledger.core.journal import chain_head
     from ledger.core.verify import entry_count
-    from ledger.programme.projection import verify_ledger, verify_ledger_since
+    from ledger.programme.projection import verify_ledger
 
     anchor = read_anchor(anchor_path) if anchor_path is not None else None
-    checkpoint = recording = None
     with obj.read() as session:
-        if since:
-            checkpoint = latest_checkpoint(session)
-            if checkpoint is None:
-                raise Refusal("checkpoint_must_exist",
-                              "no verified checkpoint yet: run `jiebang verify` once (a full verification that passes records one).")
-            total = chain_head(session)[0] - checkpoint.entry_id
-            with progress_bar(total, "verifying", enabled=total >= 50_000) as advance:
-                result = verify_ledger_since(session, checkpoint, progress=advance)
-        else:
-            total = entry_count(session)
-            with progress_bar(total, "verifying", enabled=total >= 50_000) as advance:
-                result = verify_ledger(session, progress=advance)
+        total = entry_count(session)
+        with progress_bar(total, "verifying", enabled=total >= 50_000) as advance:
+            result = verify_ledger(session, progress=advance)
         if anchor is not None and result.ok:
             mismatch = check_anchor(session, anchor)
             if mismatch is not None:
                 result = dataclasses.replace(result, ok=False, first_bad_entry=mismatch[0], problem=mismatch[1])
-    if result.ok and not since:
-        # A write transaction of its own: the verified head stays what it was (entries are
-        # immutable), and the read above never held a write lock.
-        with obj.write() as session:
-            recording = record_checkpoint(session, result, actor=obj.user, projections_checked=True)
     if fmt == "json":
-        shown = checkpoint or (recording.checkpoint if recording is not None else None)
         click.echo(json.dumps({
             "ok": result.ok, "entries": result.entries, "head_id": result.head_id, "head_hash": result.head_hash,
             "first_bad_entry": result.first_bad_entry, "problem": result.problem,
             **({"anchor": {"head_id": anchor.head_id, "head_hash": anchor.head_hash}} if anchor is not None else {}),
-            "mode": "since_checkpoint" if since else "full",
-            "checkpoint": None if shown is None else {
-                "id": shown.id, "entry_id": shown.entry_id, "hash": shown.hash, "recorded_by": shown.recorded_by,
-                "recorded_at": shown.recorded_at, "projections_checked": shown.projections_checked,
-            },
-            **({"checkpoint_not_recorded": recording.reason} if recording is not None and recording.reason else {}),
         }, ensure_ascii=False))
     elif result.ok:
         anchored = f"; anchor entry {anchor.head_id} matches" if anchor is not None else ""
-        if since:
-            click.echo(f"OK: {result.entries} entries after checkpoint {checkpoint.id} (entry {checkpoint.entry_id} "
-                       f"{checkpoint.hash}, recorded by {checkpoint.recorded_by} at {checkpoint.recorded_at}) verified; "
-                       f"chain head {result.head_id} {result.head_hash}{anchored}")
-        else:
-            recorded = (f"; checkpoint {recording.checkpoint.id} recorded" if recording.checkpoint is not None
-                        else f"; no checkpoint recorded: {recording.reason}" if recording.reason else "")
-            click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}{recorded}")
+        click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}")
     else:
         where = f" at entry {result.first_bad_entry}" if result.first_bad_entry is not None else ""
-        relied = f" (checked since checkpoint {checkpoint.id}, entry {checkpoint.entry_id})" if since else ""
-        click.echo(f"FAILED{where}: {result.problem}{relied}", err=fmt != "json")
+        click.echo(f"FAILED{where}: {result.problem}", err=fmt != "json")
     if not result.ok:
         sys.exit(1)
 

@@ -262,7 +262,6 @@ _REPORTS_AND_CLI = {
     "scenario_must_be_valid": "a forecast scenario file is well-formed",
     "database_schema_must_be_known": "the database's schema revision is one this version knows",
     "import_must_have_no_problems": "an import is committed only when no row is refused",
-    "checkpoint_must_exist": "an incremental verification starts from a checkpoint a full verify recorded",
     "ledger_must_verify_before_anchoring": "a ledger is anchored only when it verifies",
     "template_must_be_writable": "an import template can be written",
     "template_must_not_overwrite": "an import template never overwrites an existing file",

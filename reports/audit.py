@@ -25,15 +25,9 @@ Choices, stated once (they are printed in the pack's notes too):
   the pledge names, else 未分类), 到位 = 实际支出 = contributions evidenced by category, so
   its 结余 is 0. A post-subsidy is not reported as spent by category.
 - Integrity: the pack prints the anchor entry — the highest entry id whose value date is on or
-  before the cut-off; its hash covers every entry the pack reads — and the result of the
-  verification: from the newest checkpoint a full ``jiebang verify`` recorded at or before
-  the chain head (``verify_since``: the checkpoint entry still has its hash, the entries
-  after it are recomputed, the programme tables folded), naming that checkpoint by number,
-  entry id, hash and who recorded it; with no checkpoint, ``verify`` over the whole chain.
-  The pack only reads: it never records a checkpoint. The current chain head, the time a
-  checkpoint was recorded and how many entries followed it are deliberately not printed:
-  they change with every later entry or with the clock and would break the byte-identity
-  of an as-of report.
+  before the cut-off; its hash covers every entry the pack reads — and the result of
+  ``verify`` over the whole chain. The current chain head is deliberately not printed: it
+  changes with every later entry and would break the byte-identity of an as-of report.
 """
 
 from __future__ import annotations
@@ -183,10 +177,7 @@ class Integrity:
       anchor_id / anchor_hash / anchor_date: the highest entry id with value date ≤ as-of.
       entries_as_of: entries in the whole ledger with value date ≤ as-of.
       project_entries / project_postings: the project's entries and postings in the pack.
-      verify_ok / verify_problem: the result of the verification (see ``checkpoint_*``).
-      checkpoint_id / checkpoint_entry / checkpoint_hash / checkpoint_by /
-      checkpoint_projections: the checkpoint the verification started from (``verify_since``),
-        or None when there was none and the whole chain was verified.
+      verify_ok / verify_problem: the result of ``verify`` over the whole chain.
     """
 
     anchor_id: int | None
@@ -197,11 +188,6 @@ class Integrity:
     project_postings: int
     verify_ok: bool
     verify_problem: str | None
-    checkpoint_id: int | None = None
-    checkpoint_entry: int | None = None
-    checkpoint_hash: str | None = None
-    checkpoint_by: str | None = None
-    checkpoint_projections: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -949,8 +935,7 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
 
 
 def _integrity(session: Session, scope: Scope, project_postings: int) -> Integrity:
-    from ledger.core.checkpoint import latest_checkpoint
-    from ledger.programme.projection import verify_ledger, verify_ledger_since
+    from ledger.programme.projection import verify_ledger as verify
 
     as_of, code = scope.as_of, scope.project.code
     anchor = session.execute(
@@ -968,28 +953,16 @@ def _integrity(session: Session, scope: Scope, project_postings: int) -> Integri
         .where(and_(JournalEntry.project_code == code, JournalEntry.value_date <= as_of),
                ~select(Posting.id).where(Posting.entry_id == JournalEntry.id).exists())
     ).scalar_one()
-    # The newest checkpoint at or before the chain head: only the entries after it are
-    # recomputed, so the section's cost follows the entries since the last `jiebang verify`.
-    checkpoint = latest_checkpoint(session)
-    result = verify_ledger(session) if checkpoint is None else verify_ledger_since(session, checkpoint)
+    result = verify(session)
     problem = None if result.ok else f"entry {result.first_bad_entry}: {result.problem}"
     return Integrity(
         anchor.id if anchor else None, anchor.hash if anchor else None, anchor.value_date if anchor else None,
         int(entries_as_of), int(project_entries) + int(fact_entries), project_postings, result.ok, problem,
-        *((None,) * 5 if checkpoint is None else (
-            checkpoint.id, checkpoint.entry_id, checkpoint.hash, checkpoint.recorded_by, checkpoint.projections_checked)),
     )
 
 
 def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, font_note: str | None, beancount_dir: str) -> Section:
-    if integrity.checkpoint_id is None:
-        basis = "无检查点 None：尚无通过的完整校验（jiebang verify）记录检查点，本次对全账运行完整校验"
-        verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
-    else:
-        tables = "，含项目表与分录事实的核对" if integrity.checkpoint_projections else ""
-        basis = f"第 {integrity.checkpoint_id} 号检查点：第 {integrity.checkpoint_entry} 笔分录（由 {integrity.checkpoint_by} 的完整校验记录{tables}）"
-        verdict = ("通过 OK：检查点分录仍为所记哈希；其后各笔分录的哈希链与分账簿借贷平衡均已重算，链头相符，项目表与分录事实一致"
-                   if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}")
+    verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
     pairs = [
         ("审计截止日 As of", as_of.isoformat()),
         ("报告生成时间 Generated", f"{as_of.isoformat()}（取审计截止日，不取系统时间）"),
@@ -998,8 +971,6 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
         ("截至截止日全账分录数 Entries ≤ as-of", str(integrity.entries_as_of)),
         ("本项目分录数 Project entries", str(integrity.project_entries)),
         ("本项目过账笔数 Project postings", str(integrity.project_postings)),
-        ("校验依据 Checkpoint", basis),
-        *((("检查点哈希 Checkpoint hash", integrity.checkpoint_hash),) if integrity.checkpoint_hash else ()),
         ("校验结果 verify", verdict),
         ("beancount 导出 Extract", f"{beancount_dir}/fiscal-{pack_code}.beancount，{beancount_dir}/memo-{pack_code}.beancount"),
     ]
@@ -1009,7 +980,6 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
     table = _table("9 完整性", "完整性 Integrity", columns, [{"item": k, "value": v} for k, v in pairs], (
         "锚点分录为记账日期不晚于截止日的编号最大的分录；哈希链使其哈希覆盖之前的全部分录，即本资料包读取的全部分录。",
         "当前链头不列入本资料包：它随截止日之后的每一笔新分录变化，列入将破坏同一截止日报告的逐字节一致；如需核对当前链头，请运行 jiebang verify。",
-        "检查点由通过的完整校验 jiebang verify 记录（分录编号与哈希）；本资料包只核验检查点之后的分录，检查点之前的分录由记录它的完整校验核验，其后的篡改由下一次完整校验发现。检查点记录时间不列入，以保持逐字节一致。",
     ))
     return Section("九、完整性", (), (table,))
 

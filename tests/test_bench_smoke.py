@@ -31,15 +31,3 @@ def test_generator_and_compare_run_at_a_tiny_size(tmp_path):
     text = results.read_text(encoding="utf-8")
     assert "| ingest | jiebang |" in text and "| verify | jiebang |" in text
     assert "agree to the fen across jiebang" in text
-
-
-def test_the_audit_bench_runs_at_a_tiny_size(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_audit.py"), "--sizes", "100", "--reps", "1", "--projects", "3",
-         "--extra", "5", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=180, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "checkpoint 1 recorded" in proc.stdout
-    assert "| JM" in proc.stdout or "| UR" in proc.stdout, proc.stdout
-    assert "(5) |" in proc.stdout, "five entries after the checkpoint"

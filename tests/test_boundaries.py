@@ -94,8 +94,7 @@ READS = {
     "ledger.programme.project_balances", "ledger.programme.project_folds", "ledger.programme.project_state",
     "ledger.programme.pinned_rules", "ledger.programme.chart", "ledger.programme.reads",
     "ledger.programme.models", "ledger.programme.state", "ledger.programme.balances", "ledger.programme.views",
-    "ledger.programme.projection.verify_ledger", "ledger.programme.projection.verify_ledger_since",
-    "ledger.programme.projection", "ledger.programme.fold.STAGES",
+    "ledger.programme.projection.verify_ledger", "ledger.programme.projection", "ledger.programme.fold.STAGES",
     "ledger.programme.fold.ProjectFold",  # the type of what state gives, for annotations
     # The demo's parties and the record of what it recorded: data, read by reports.demo.
     "ledger.programme.demo", "ledger.programme.demo.PARTIES", "ledger.programme.demo.STATUS_PARTIES",
@@ -114,8 +113,6 @@ def test_reports_only_read():
             return "reports only read: use the programme's reads, views and state, not its services"
         if _under(module, "ledger.core.journal", "ledger.core.bulk") and module.rsplit(".", 1)[-1] in WRITERS:
             return "reports never post"
-        if _under(module, "ledger.core.checkpoint") and module.rsplit(".", 1)[-1] == "record_checkpoint":
-            return "reports never record a checkpoint: a passing `jiebang verify` does"
         if _under(module, "cli"):
             return "reports never import the CLI"
         return None

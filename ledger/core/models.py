@@ -12,7 +12,6 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -187,34 +186,6 @@ class ChainHead(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
-
-
-class VerifyCheckpoint(Base):
-    """A chain position a full verification found sound, recorded by ``jiebang verify``.
-
-    Insert-only (triggers refuse UPDATE and DELETE, and an insert whose hash is not the
-    entry's hash). ``ledger.core.checkpoint.verify_since`` trusts the entries up to
-    ``entry_id`` once that entry still has ``hash``, and recomputes only the later ones.
-
-    Attributes:
-      entry_id / hash: the chain head the verification ended at.
-      recorded_at / recorded_by: the database's clock and who ran the verification (the
-        database login on PostgreSQL, ``--user`` on SQLite).
-      projections_checked: whether the programme tables were compared with the journal too.
-    """
-
-    __tablename__ = "verify_checkpoints"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # No foreign key: the insert trigger checks the entry and its hash, and ``verify_since``
-    # names a checkpoint whose entry went missing (a key would only stop the deletion).
-    entry_id: Mapped[int] = mapped_column(BigInteger)
-    hash: Mapped[str] = mapped_column(String(64))
-    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    recorded_by: Mapped[str] = mapped_column(String(80))
-    projections_checked: Mapped[bool] = mapped_column(Boolean)
-
-    __table_args__ = (Index("ix_verify_checkpoints_entry_id", "entry_id", "id"),)
 
 
 GENESIS_HASH = "0" * 64

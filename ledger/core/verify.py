@@ -23,18 +23,16 @@ from ledger.core.money import format_fen
 
 STREAM_BATCH = 10_000
 
-# ``{after}`` is the entry id the walk starts after (0 for the whole chain), a literal int:
-# the driver's own cursors are used, whose placeholder styles differ between backends.
 _ENTRIES_SQL = (
     "SELECT id, value_date, kind, project_code, voucher, memo, actor, rules_version, trace, reverses_id,"
-    " content_hash, prev_hash, hash, facts FROM journal_entries WHERE id > {after} ORDER BY id"
+    " content_hash, prev_hash, hash, facts FROM journal_entries ORDER BY id"
 )
 # Leg rows: (entry_id, book, account, amount_fen, budget_category, fund_source, account_book,
 # value_date); leg[1:6] is the posting as content_hash takes it. The inner join leaves out a
 # posting whose account is gone, which the entry's digest then no longer matches.
 _LEGS_SQL = (
     "SELECT p.entry_id, p.book, a.name, p.amount_fen, p.budget_category, p.fund_source, a.book, p.value_date"
-    " FROM postings p JOIN accounts a ON a.id = p.account_id WHERE p.entry_id > {after} ORDER BY p.entry_id, p.id"
+    " FROM postings p JOIN accounts a ON a.id = p.account_id ORDER BY p.entry_id, p.id"
 )
 
 
@@ -82,41 +80,18 @@ def verify(
     the tables derived from the journal differ from it (the programme passes
     ``ledger.programme.projection.differences``), or None.
     """
-    return walk_from(session, 0, GENESIS_HASH, progress=progress, projections=projections)
-
-
-def walk_from(
-    session: Session,
-    after_id: int,
-    prev_hash: str,
-    *,
-    progress: Callable[[int], None] | None = None,
-    projections: Callable[[Session], str | None] | None = None,
-) -> VerifyResult:
-    """``verify``'s checks on the entries after entry ``after_id``, the first of which must
-    link to ``prev_hash``: each entry's digest, chain link and per-book balance, the chain
-    head, the postings of missing entries after ``after_id``, postings outside their
-    accounts' dates (every account: an account row may change after its postings) and the
-    projections. ``verify`` is ``walk_from(session, 0, GENESIS_HASH)``; the caller vouches
-    for the entries up to ``after_id`` (``ledger.core.checkpoint.verify_since`` checks that
-    entry still has the hash a full verification recorded). ``entries`` counts those read.
-    """
-    after_id = int(after_id)
     connection = session.connection()
     # Entries first: on PostgreSQL each statement sees the rows committed when it starts, so
     # the postings, read second, include those of every entry read (an entry commits with or
     # after its postings); postings of entries committed in between are never paired.
-    entries_sql, legs_sql = _ENTRIES_SQL.format(after=after_id), _LEGS_SQL.format(after=after_id)
-    with _driver_rows(connection, "entries", entries_sql) as entries, _driver_rows(connection, "legs", legs_sql) as legs:
-        result = _walk(session, _with_legs(entries, legs), progress, after_id, prev_hash)
+    with _driver_rows(connection, "entries", _ENTRIES_SQL) as entries, _driver_rows(connection, "legs", _LEGS_SQL) as legs:
+        result = _walk(session, _with_legs(entries, legs), progress)
     if not result.ok:
         return result
     # NOT EXISTS, not NOT IN: PostgreSQL runs a NOT IN whose subquery outgrows work_mem row by
     # row (not done after ten minutes at 300,000 entries); NOT EXISTS is an anti-join on both.
     has_entry = select(JournalEntry.id).where(JournalEntry.id == Posting.entry_id).exists()
-    orphan = session.execute(
-        select(func.min(Posting.entry_id)).where(Posting.entry_id > after_id, ~has_entry)
-    ).scalar()
+    orphan = session.execute(select(func.min(Posting.entry_id)).where(~has_entry)).scalar()
     if orphan is not None:
         return VerifyResult(
             False, result.entries, result.head_id, result.head_hash, orphan,
@@ -176,11 +151,10 @@ def _with_legs(entries: Iterator[tuple], legs: Iterator[tuple]) -> Iterator[tupl
             yield entry, []
 
 
-def _walk(session, entries, progress, after_id: int = 0, prev_hash: str = GENESIS_HASH) -> VerifyResult:
-    """Check each entry after ``after_id`` in id order against its predecessor (the first
-    against ``prev_hash``); stop at the first that fails."""
-    expected_prev = prev_hash
-    expected_id = after_id + 1
+def _walk(session, entries, progress) -> VerifyResult:
+    """Check each entry in id order against its predecessor; stop at the first that fails."""
+    expected_prev = GENESIS_HASH
+    expected_id = 1
     count = 0
 
     def fail(entry_id: int, problem: str) -> VerifyResult:
@@ -222,13 +196,12 @@ def _walk(session, entries, progress, after_id: int = 0, prev_hash: str = GENESI
         if progress is not None and count % STREAM_BATCH == 0:
             progress(STREAM_BATCH)
     head = session.execute(select(ChainHead.last_entry_id, ChainHead.last_hash).where(ChainHead.id == 1)).one()
-    last = expected_id - 1
-    if head.last_entry_id != last or head.last_hash != expected_prev:
+    if head.last_entry_id != count or head.last_hash != expected_prev:
         return fail(
-            min(head.last_entry_id, last + 1) or 1,
-            f"the chain head records entry {head.last_entry_id} as last, but the journal ends at entry {last}",
+            min(head.last_entry_id, count + 1) or 1,
+            f"the chain head records entry {head.last_entry_id} as last, but the journal ends at entry {count}",
         )
-    return VerifyResult(True, count, last, expected_prev)
+    return VerifyResult(True, count, count, expected_prev)
 
 
 def _legs_problem(entry_id: int, value_date: dt.date | str, legs: list[tuple]) -> str | None:

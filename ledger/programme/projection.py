@@ -157,14 +157,6 @@ def verify_ledger(session: Session, *, progress=None):
     return verify(session, progress=progress, projections=differences)
 
 
-def verify_ledger_since(session: Session, checkpoint, *, progress=None):
-    """``ledger.core.checkpoint.verify_since`` from ``checkpoint``, with the programme tables
-    checked against the journal's facts (the fold reads only the entries that carry facts)."""
-    from ledger.core.checkpoint import verify_since
-
-    return verify_since(session, checkpoint, progress=progress, projections=differences)
-
-
 def journal_events(session: Session) -> Iterator[Event]:
     """Every entry that carries facts, in chain order."""
     rows = session.execute(select_facts().order_by(_entries().c.id), execution_options={"yield_per": 2_000})

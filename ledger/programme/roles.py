@@ -13,8 +13,7 @@ privileges and policies are per schema, so ``grant`` is run once per ledger.
   write, UPDATE only on ``chain_head`` (the writers' lock and the chain's last hash). No
   DELETE or TRUNCATE anywhere; settings and the login mapping are read-only.
 * ``jiebang_approver``: an officer that may also fill in the decision columns of requests.
-* ``jiebang_auditor``: SELECT on every table, nothing else (so an auditor's ``jiebang verify``
-  records no checkpoint; officers' and approvers' do).
+* ``jiebang_auditor``: SELECT on every table, nothing else.
 * ``jiebang_enterprise``: SELECT on projects, lanes, tranches, project_events,
   journal_entries, postings, accounts and parties, restricted by row-level security to the
   projects where its party (``enterprise_logins``) is the demand side or a lane's solver.
@@ -36,7 +35,7 @@ STAFF = ("jiebang_officer", "jiebang_approver", "jiebang_auditor")
 # What an officer writes when it records events (INSERT) and reads (SELECT).
 OFFICER_INSERT = (
     "accounts", "journal_entries", "postings", "parties", "party_relations", "projects", "lanes", "tranches",
-    "project_events", "requests", "verify_checkpoints",
+    "project_events", "requests",
 )
 OFFICER_SELECT = (*OFFICER_INSERT, "chain_head", "settings", "alembic_version")
 DECISION_COLUMNS = ("status", "decided_by", "decided_at", "decision_reason", "decision_entry_id")
