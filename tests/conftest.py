@@ -87,7 +87,7 @@ def db_url(request, backend, tmp_path) -> str:
     _ran[backend] += 1
     if backend == "sqlite":
         template = request.getfixturevalue("_sqlite_template")
-        path = tmp_path / "ledger.core.db"
+        path = tmp_path / "ledger.db"
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
@@ -119,7 +119,7 @@ def demo_engine(backend, request, tmp_path_factory):
     tests that use it must not commit (tampering tests roll back)."""
     if backend not in _ENGINES:
         if backend == "sqlite":
-            path = tmp_path_factory.mktemp("projection") / "ledger.core.db"
+            path = tmp_path_factory.mktemp("projection") / "ledger.db"
             shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
             url = f"sqlite:///{path}"
         else:

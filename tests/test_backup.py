@@ -88,7 +88,7 @@ def test_a_file_that_is_not_a_backup_is_refused_before_anything_is_written(_sqli
 def test_backups_taken_while_an_officer_keeps_writing_are_consistent_snapshots(_sqlite_template, tmp_path):
     from ledger.programme import appropriate
 
-    db_url = sqlite_ledger(_sqlite_template, tmp_path / "ledger.core.db")
+    db_url = sqlite_ledger(_sqlite_template, tmp_path / "ledger.db")
     cli = Cli(db_url)
 
     cli("appropriate", "--year", "2025", "--amount", "1.00", "--date", "2025-01-10")

@@ -177,7 +177,7 @@ def test_an_unreadable_db_file_is_refused(tmp_path, monkeypatch):
     # Tests run as root in CI, where chmod 000 still reads; simulate the permission check.
     import ledger.core.reads
 
-    path = tmp_path / "ledger.core.db"
+    path = tmp_path / "ledger.db"
     assert jiebang("--db", str(path), "init").exit_code == 0
     monkeypatch.setattr(ledger.core.reads.os, "access", lambda *_: False)
     assert refused(jiebang("--db", str(path), "balances")) == (

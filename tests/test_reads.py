@@ -97,7 +97,7 @@ def outcome(cli: Cli, *args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def fast_ledger(_sqlite_template, tmp_path) -> Cli:
     """A SQLite ledger holding the world, read by the stdlib path."""
-    path = tmp_path / "fast" / "ledger.core.db"
+    path = tmp_path / "fast" / "ledger.db"
     path.parent.mkdir()
     shutil.copyfile(_sqlite_template, path)
     cli = Cli(f"sqlite:///{path}")
