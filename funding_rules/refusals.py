@@ -143,6 +143,8 @@ _PROGRAMME = {
     "file_must_be_xlsx": "an old .xls workbook is saved as .xlsx first",
     "file_must_be_xlsx_or_csv": "an import file is .xlsx or .csv",
     "file_must_fit_the_row_limit": "an import sheet is within the row limit",
+    "workbook_must_fit_the_size_limit": "an import workbook is within the file, expanded and shared-text size limits",
+    "workbook_must_fit_the_cell_limit": "an import workbook holds at most the cell limit",
     "flag_must_be_yes_or_no": "a flag cell is yes or no (是/否)",
     "kind_must_be_known": "a CSV import names a known sheet kind",
     "misuse_must_be_voucher_equals_amount": "a misuse cell lists SPEND_VOUCHER=AMOUNT items",

@@ -52,6 +52,15 @@ from ledger.core.money import parse_fen, parse_rate
 ROWS_MAX = 1_000_000  # a year of a large city's events is far below this; a limit on everything.
 CELL_CHARS_MAX = 32_767  # Excel's own limit on a cell; a longer cell is refused without being echoed.
 REASON_CHARS_MAX = 400  # a problem quoting a long cell is shortened in the middle
+# A workbook is checked as a zip archive before openpyxl parses it, so a small file that
+# expands into gigabytes (a huge shared string, millions of cells) is refused within seconds
+# and a bounded amount of memory: openpyxl holds every shared string in memory even in
+# read-only mode, and materialises every cell of a row.
+XLSX_BYTES_MAX = 50 * 1024 * 1024  # the file itself
+XLSX_UNCOMPRESSED_BYTES_MAX = 200 * 1024 * 1024  # every member, expanded
+SHARED_STRINGS_BYTES_MAX = 32 * 1024 * 1024  # xl/sharedStrings.xml, expanded
+CELLS_MAX = 2_000_000  # cells in all sheets: 200,000 rows of ten columns
+_CELL_TAGS = (b"<c ", b"<c>", b"<c/")
 COMMENT_PREFIX = "#"
 EXAMPLE_PREFIX = "#example "
 LIST_SEPARATORS = (";", "；")
@@ -589,6 +598,10 @@ def _read_workbook(path: Path) -> Batch:
 
     unreadable = (zipfile.BadZipFile, InvalidFileException, KeyError, ParseError, EOFError)
     try:
+        _check_archive(path)
+    except (zipfile.BadZipFile, EOFError, OSError):
+        raise _not_a_workbook(path) from None
+    try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except unreadable:
         raise _not_a_workbook(path) from None
@@ -609,6 +622,55 @@ def _read_workbook(path: Path) -> Batch:
     finally:
         workbook.close()
     return batch
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a workbook whose archive would expand past the limits, before parsing it.
+
+    Sizes come from the zip directory; the cells are counted by streaming each worksheet's
+    XML through zlib in 1 MiB pieces, so neither check holds more than a piece in memory.
+    The directory's sizes are not trusted for the count: the stream stops at the limit.
+    """
+    size = path.stat().st_size
+    if size > XLSX_BYTES_MAX:
+        raise Refusal("workbook_must_fit_the_size_limit",
+                      f"{path} is {size:,} bytes, over the {XLSX_BYTES_MAX:,}-byte limit for an import workbook; "
+                      "split it into several files.")
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        expanded = sum(m.file_size for m in members)
+        if expanded > XLSX_UNCOMPRESSED_BYTES_MAX:
+            raise Refusal("workbook_must_fit_the_size_limit",
+                          f"{path} expands to {expanded:,} bytes, over the {XLSX_UNCOMPRESSED_BYTES_MAX:,}-byte limit "
+                          "for an import workbook; split it into several files.")
+        for member in members:
+            if member.filename.lower() == "xl/sharedstrings.xml" and member.file_size > SHARED_STRINGS_BYTES_MAX:
+                raise Refusal("workbook_must_fit_the_size_limit",
+                              f"{path} holds {member.file_size:,} bytes of text, over the {SHARED_STRINGS_BYTES_MAX:,}-byte "
+                              "limit for an import workbook; check the cells for pasted documents, or split the file.")
+        cells = 0
+        budget = XLSX_UNCOMPRESSED_BYTES_MAX
+        for member in members:
+            name = member.filename.lower()
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            with archive.open(member) as stream:
+                tail = b""
+                while piece := stream.read(1 << 20):
+                    budget -= len(piece)
+                    if budget < 0:  # the directory understated the sizes
+                        raise Refusal("workbook_must_fit_the_size_limit",
+                                      f"{path} expands past the {XLSX_UNCOMPRESSED_BYTES_MAX:,}-byte limit for an "
+                                      "import workbook; split it into several files.")
+                    # A tag is three bytes: the last two of the previous piece catch one cut in two,
+                    # and hold no whole tag, so nothing is counted twice.
+                    window = tail + piece
+                    cells += sum(window.count(tag) for tag in _CELL_TAGS)
+                    tail = piece[-2:]
+                    if cells > CELLS_MAX:
+                        raise Refusal("workbook_must_fit_the_cell_limit",
+                                      f"{path} has more than {CELLS_MAX:,} cells; split it into several files "
+                                      f"(up to about {CELLS_MAX // 10:,} rows of ten columns each).")
 
 
 def _read_csv(path: Path, kind: str) -> Batch:
