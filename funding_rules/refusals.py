@@ -261,6 +261,8 @@ _REPORTS_AND_CLI = {
     "pipeline_must_be_valid": "a forecast pipeline file is well-formed",
     "runs_must_be_bounded": "a simulation's run count is within its limit",
     "scenario_file_must_exist": "a forecast scenario file exists",
+    "scenario_file_must_be_a_small_regular_file": "a scenario file is a regular file under 1 MiB",
+    "pipeline_file_must_be_a_small_regular_file": "a pipeline file is a regular file under 16 MiB",
     "scenario_must_be_valid": "a forecast scenario file is well-formed",
     "database_schema_must_be_known": "the database's schema revision is one this version knows",
     "import_must_have_no_problems": "an import is committed only when no row is refused",

@@ -34,6 +34,7 @@ import datetime as dt
 import io
 import json
 import math
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -222,13 +223,45 @@ SCENARIO_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 })
 
 
+SCENARIO_BYTES_MAX = 1 << 20  # a scenario is a page of settings
+PIPELINE_BYTES_MAX = 16 << 20  # a pipeline lists projects: thousands, not millions
+
+
+def _read_user_file(path: Path, what: str, missing, refused, limit: int, encoding: str) -> str:
+    """A scenario or pipeline file's text, read only when it is a regular file under ``limit``
+    bytes: a FIFO named x.toml must not hang the forecast, nor a huge file exhaust it.
+    ``missing`` and ``refused`` make the caller's refusals from a message."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise missing(f"{what} file {path} does not exist; check the path.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise refused(f"{what} file {path} is not a regular file; give the path of a .toml or .csv file.")
+    if info.st_size > limit:
+        raise refused(f"{what} file {path} is {info.st_size:,} bytes, over the {limit:,}-byte limit; check the file.")
+    with path.open("rb") as handle:  # a regular file: opening cannot block
+        raw = handle.read(limit + 1)
+    if len(raw) > limit:
+        raise refused(f"{what} file {path} grew past the {limit:,}-byte limit while read; check the file.")
+    return raw.decode(encoding)
+
+
+def _toml(text: str) -> dict:
+    """tomllib's parse; a document nested past Python's recursion limit is a decode error too."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError("nested too deeply (a scenario or pipeline nests a few levels)") from None
+
+
 def load_scenario(path: Path | str) -> Scenario:
     """Read and validate a scenario file; the first problem is refused in one line."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise Refusal("scenario_file_must_exist", f"scenario file {path} does not exist; check the path.") from None
+        data = _toml(_read_user_file(
+            path, "scenario", lambda m: Refusal("scenario_file_must_exist", m),
+            lambda m: Refusal("scenario_file_must_be_a_small_regular_file", m), SCENARIO_BYTES_MAX, "utf-8",
+        ))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         detail = " ".join(str(exc).split())
         raise Refusal("scenario_must_be_valid", f"scenario {path.name} is not valid TOML: {detail}.") from None
@@ -427,16 +460,17 @@ def load_pipeline(path: Path | str, *, as_of: dt.date, scenario: Scenario, taken
     line naming the file, the project and the key. Nothing is written to the ledger."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise Refusal("pipeline_file_must_exist", f"pipeline file {path} does not exist; check the path.") from None
+        text = _read_user_file(
+            path, "pipeline", lambda m: Refusal("pipeline_file_must_exist", m),
+            lambda m: Refusal("pipeline_file_must_be_a_small_regular_file", m), PIPELINE_BYTES_MAX, "utf-8-sig",
+        )
     except UnicodeDecodeError:
         raise Refusal("pipeline_must_be_valid", f"pipeline {path.name} is not UTF-8 text; save it as UTF-8 (CSV UTF-8 in Excel).") from None
     if path.suffix.lower() == ".csv":
         rows = _pipeline_csv(path, text)
     elif path.suffix.lower() == ".toml":
         try:
-            data = tomllib.loads(text)
+            data = _toml(text)
         except tomllib.TOMLDecodeError as exc:
             raise Refusal("pipeline_must_be_valid", f"pipeline {path.name} is not valid TOML: {' '.join(str(exc).split())}.") from None
         if set(data) - {"project"} or not isinstance(data.get("project", []), list):

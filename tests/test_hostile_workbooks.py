@@ -155,3 +155,45 @@ def test_a_cell_tag_cut_between_two_pieces_is_counted_once(tmp_path, monkeypatch
     monkeypatch.setattr(importer, "CELLS_MAX", 199_999)
     with pytest.raises(Refusal):
         importer._check_archive(path)
+
+
+# --- scenario and pipeline files of the forecast ---------------------------------------------
+
+
+def test_a_scenario_or_pipeline_that_is_not_a_small_regular_file_is_refused_at_once(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from reports import forecast
+
+    fifo = tmp_path / "x.toml"
+    os.mkfifo(fifo)  # reading it would block forever
+    started = time.monotonic()
+    with pytest.raises(Refusal) as refused:
+        forecast.load_scenario(fifo)
+    assert refused.value.code == "scenario_file_must_be_a_small_regular_file"
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(Refusal) as refused:
+        forecast.load_scenario(tmp_path)  # a directory
+    assert "is not a regular file" in refused.value.message
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[scenario]\nname = "x"\n', encoding="utf-8")
+    monkeypatch.setattr(forecast, "SCENARIO_BYTES_MAX", scenario.stat().st_size)
+    assert forecast.load_scenario(scenario).name == "x"  # exactly at the limit
+    monkeypatch.setattr(forecast, "SCENARIO_BYTES_MAX", scenario.stat().st_size - 1)
+    with pytest.raises(Refusal) as refused:
+        forecast.load_scenario(scenario)
+    assert refused.value.code == "scenario_file_must_be_a_small_regular_file" and "-byte limit" in refused.value.message
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[scenario]\nname = " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    monkeypatch.undo()
+    with pytest.raises(Refusal) as refused:
+        forecast.load_scenario(deep)
+    assert refused.value.code in ("scenario_must_be_valid",) and "\n" not in refused.value.message
+
+    pipe = tmp_path / "plans.csv"
+    os.mkfifo(pipe)
+    with pytest.raises(Refusal) as refused:
+        forecast.load_pipeline(pipe, as_of=dt.date(2026, 1, 1), scenario=forecast.load_scenario(scenario))
+    assert refused.value.code == "pipeline_file_must_be_a_small_regular_file"
