@@ -225,15 +225,9 @@ def account_name_problem(name: str) -> str | None:
     return None
 
 
-def missing_accounts(session: Session, specs: Sequence[AccountSpec]) -> list[AccountSpec]:
-    """The specs ``open_accounts`` would insert: per name the last spec given, in first-seen order."""
-    wanted = {spec.name: spec for spec in specs}
-    existing = _load_accounts(session, list(wanted))
-    return [spec for name, spec in wanted.items() if name not in existing]
-
-
-def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, int]:
-    """Open the accounts that do not exist yet; return every spec's account id by name.
+def open_new_accounts(session: Session, specs: Sequence[AccountSpec]) -> list[AccountSpec]:
+    """Open the accounts that do not exist yet and return the specs opened: per name the
+    last spec given, in first-seen order (a business event records them in its facts).
 
     An account that exists already keeps its book and open date; asking for it in another
     book is refused, since one name means one account.
@@ -271,8 +265,14 @@ def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, i
                 for spec in missing
             ],
         )
-        existing = _load_accounts(session, list(wanted))
-    return {name: row.id for name, row in existing.items()}
+    return missing
+
+
+def open_accounts(session: Session, specs: Sequence[AccountSpec]) -> dict[str, int]:
+    """Open the accounts that do not exist yet (``open_new_accounts``); return every spec's
+    account id by name."""
+    open_new_accounts(session, specs)
+    return {name: row.id for name, row in _load_accounts(session, [spec.name for spec in specs]).items()}
 
 
 def close_account(session: Session, name: str, closed_on: dt.date) -> None:

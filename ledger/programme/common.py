@@ -20,8 +20,7 @@ from ledger.core.journal import (
     AccountSpec,
     EntryDraft,
     Posted,
-    missing_accounts,
-    open_accounts,
+    open_new_accounts,
     post,
 )
 from ledger.core.models import ChainHead, JournalEntry
@@ -195,13 +194,11 @@ def _post_event(
         _decision.set(None)  # one decision, one entry
     if event is not None:
         facts["event"] = {k: v for k, v in event.items() if k != "project_code"}
-    opens = missing_accounts(session, accounts)
+    opens = open_new_accounts(session, accounts) if accounts else []
     if opens:
         facts["opens"] = [[a.name, a.book, a.opened_on.isoformat(), a.project_code, a.lane] for a in opens]
     if facts:
         draft = dataclasses.replace(draft, facts=facts)
-    if accounts:
-        open_accounts(session, accounts)
     posted = post(session, draft)
     projection.record(session, posted, draft)
     return posted
