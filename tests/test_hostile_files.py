@@ -374,3 +374,18 @@ def test_reads_of_a_ledger_on_a_read_only_disk_are_one_line_naming_it(_sqlite_te
 
 def _run(*command: str) -> int:
     return subprocess.run(command, check=False, capture_output=True).returncode
+
+
+def test_writes_to_a_read_only_postgresql_server_are_one_line_naming_the_server(db_url, backend):
+    if backend != "postgresql":
+        pytest.skip("a server that accepts reads only is a PostgreSQL condition; SQLite's is the file's above")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    options = url.query["options"] + " -cdefault_transaction_read_only=on"
+    standby = url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    cli = Cli(standby)
+    assert cli("balances").exit_code == 0  # reads work
+    line = _one_line(cli("appropriate", "--year", "2025", "--amount", "1,000.00", "--date", "2025-01-02", expect=1))
+    assert "accepts reads only" in line and "point --db at the primary server" in line, line
+    assert "nothing was written" in line and "Traceback" not in line

@@ -117,7 +117,7 @@ def test_every_jiebang_function_pins_its_search_path_with_pg_temp_last(engine, b
             "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'jiebang%' "
             "AND pronamespace = current_schema()::regnamespace ORDER BY proname"
         )).all()
-    assert len(found) == 9
+    assert len(found) == 10  # 0007 made nine; 0011 adds jiebang_advances_bound
     for name, config in found:
         assert config == [f"search_path={schema}, pg_temp"] or config == [f'search_path="{schema}", pg_temp'], (name, config)
 
@@ -191,6 +191,12 @@ def test_postgresql_trigger_refuses_money_out_under_any_kind(released, engine, b
     from ledger.core.journal import EntryDraft, PostingDraft, post
 
     released("settings", "--require-approval", "on")
+    # Money back first (needs no approval), so that taking it again stays within the releases
+    # and only the money-out trigger has a reason to refuse.
+    give = EntryDraft(value_date=dt.date(2025, 11, 1), kind="adjustment", voucher="RAW-GIVE", actor="x",
+                      postings=(PostingDraft(FUNDING, 100), PostingDraft(ADV, -100)))
+    with Session(engine) as session, session.begin():
+        assert post(session, give).created
     draft = EntryDraft(value_date=dt.date(2025, 11, 1), kind="adjustment", voucher="RAW-ADJ", actor="x",
                        postings=(PostingDraft(ADV, 100), PostingDraft(FUNDING, -100)))
     with pytest.raises(DBAPIError, match="money_out_must_be_approved"), Session(engine) as session, session.begin():
@@ -216,3 +222,47 @@ def test_advances_never_exceed_releases_one_fen_either_side(released, engine, tm
     # The attack from the issue: many times the release, in one file.
     big = admin("post", "--file", _csv(tmp_path, "BIG-1", [(ADV, _yuan(released_fen)), (FUNDING, "-" + _yuan(released_fen))]), expect=1)
     assert "was released" in big.stderr and _balance(engine, ADV) == released_fen
+
+
+def _raw_take(engine, fen: int, voucher: str, *, replica: bool = False):
+    """Post advances of ``fen`` against funding through the bare core: no Python guard."""
+    from ledger.core.journal import EntryDraft, PostingDraft, post
+
+    draft = EntryDraft(value_date=dt.date(2025, 11, 1), kind="adjustment", voucher=voucher, actor="x",
+                       postings=(PostingDraft(ADV, fen), PostingDraft(FUNDING, -fen)))
+    with Session(engine) as session, session.begin():
+        if replica:  # a superuser switching the database's triggers off, to reach verify
+            session.execute(text("SET LOCAL session_replication_role = replica"))
+        return post(session, draft)
+
+
+def test_postgresql_trigger_keeps_advances_within_releases_one_fen_either_side(released, engine, backend):
+    if backend != "postgresql":
+        pytest.skip("the database trigger is PostgreSQL's; SQLite relies on the Python guard and verify")
+    released_fen = _balance(engine, RELEASED)
+    # Give 1,000.00 back through the CLI, then take back one fen more (refused at commit by the
+    # trigger, whoever writes) and exactly as much (accepted).
+    from ledger.core.journal import EntryDraft, PostingDraft, post
+
+    with Session(engine) as session, session.begin():
+        post(session, EntryDraft(value_date=dt.date(2025, 11, 1), kind="adjustment", voucher="RAW-GIVE", actor="x",
+                                 postings=(PostingDraft(FUNDING, 100_000), PostingDraft(ADV, -100_000))))
+    with pytest.raises(DBAPIError, match="advances_must_not_exceed_released"):
+        _raw_take(engine, 100_001, "RAW-TAKE-1")
+    assert _balance(engine, ADV) == released_fen - 100_000
+    assert _raw_take(engine, 100_000, "RAW-TAKE-2").created
+    assert _balance(engine, ADV) == released_fen
+
+
+def test_verify_names_the_entry_after_which_advances_exceeded_releases(released, engine, backend):
+    admin = released
+    assert admin("verify").output.startswith("OK")
+    released_fen = _balance(engine, RELEASED)
+    # On SQLite the bare core has no guard; on PostgreSQL only a superuser switching the
+    # triggers off gets the rows in. Either way verify must notice.
+    posted = _raw_take(engine, 1, "RAW-OVER", replica=backend == "postgresql")
+    assert _balance(engine, ADV) == released_fen + 1
+    result = admin("verify", expect=1)
+    assert result.stderr.count("\n") == 1
+    assert f"entry {posted.entry_id} raised the advances of {A} lane 1" in result.stderr
+    assert "never exceed its releases" in result.stderr

@@ -41,6 +41,8 @@ def make_engine(url: str, *, must_exist: bool = True) -> Engine:
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
         _name_the_file_on_storage_errors(engine, path)
+    else:
+        _name_the_server_on_storage_errors(engine)
     _refuse_nul_parameters(engine)
     return engine
 
@@ -74,6 +76,21 @@ def _name_the_file_on_storage_errors(engine: Engine, path: Path | None) -> None:
         hint = storage_hint(detail)
         if hint is not None and path is not None:
             raise Refusal("database_must_be_writable", f"cannot use the ledger {path}: {detail}; {hint}; nothing was written.")
+
+
+def _name_the_server_on_storage_errors(engine: Engine) -> None:
+    """A PostgreSQL server out of disk space or accepting reads only: one line naming the server
+    (never its password) and the fix, instead of the driver's message."""
+    from ledger.core.reads import server_storage_hint
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):
+        original = context.original_exception
+        detail = (str(original).strip().splitlines() or [type(original).__name__])[0]
+        hint = server_storage_hint(detail)
+        if hint is not None:
+            server = engine.url.set(password=None).render_as_string(hide_password=True)
+            raise Refusal("database_must_be_writable", f"cannot use the ledger {server}: {detail}; {hint}; nothing was written.")
 
 
 def _engine_options(url: str) -> dict:

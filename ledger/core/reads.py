@@ -17,6 +17,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode
 
 from ledger.core.errors import Refusal, SchemaNotAtHead
 
@@ -122,7 +123,14 @@ def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None],
 def postgres_conninfo(url: str) -> str | None:
     """The libpq URI behind a ``postgresql+psycopg://`` URL (the one the CLI makes), or None."""
     prefix = "postgresql+psycopg://"
-    return "postgresql://" + url.removeprefix(prefix) if url.startswith(prefix) else None
+    if not url.startswith(prefix):
+        return None
+    # SQLAlchemy writes a space in a query value as "+" (form encoding); libpq's URIs decode
+    # percent escapes only, so "-csearch_path=x -cstatement_timeout=5s" must travel as %20.
+    base, _, query = url.removeprefix(prefix).partition("?")
+    if query:
+        base += "?" + urlencode(parse_qsl(query, keep_blank_values=True), quote_via=quote)
+    return "postgresql://" + base
 
 
 @contextlib.contextmanager
@@ -199,6 +207,18 @@ def _refused(exc: Exception, path: str | None = None) -> Refusal:
     if path is not None and (hint := storage_hint(detail)):
         return Refusal("database_must_accept_reads", f"cannot read the ledger {path}: {detail}; {hint}; nothing was written.")
     return Refusal("database_must_accept_reads", f"the database refused the operation: {detail}; nothing was written.")
+
+
+def server_storage_hint(detail: str) -> str | None:
+    """The fix for PostgreSQL's storage conditions (server disk full, read-only server), else None."""
+    lowered = detail.lower()
+    if "no space left on device" in lowered or "could not extend file" in lowered or "disk full" in lowered:
+        return ("the PostgreSQL server is out of disk space: have its administrator free space on the "
+                "database server, then retry")
+    if "read-only transaction" in lowered or "recovery is in progress" in lowered:
+        return ("the PostgreSQL server accepts reads only (a standby, or default_transaction_read_only is on): "
+                "point --db at the primary server to write")
+    return None
 
 
 def storage_hint(detail: str) -> str | None:

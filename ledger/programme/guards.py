@@ -10,7 +10,9 @@ carries one, so a file that pays money out is refused whole (PostgreSQL's deferr
 migration 20261205_0007, refuses the same by the same accounts, whoever inserts the rows).
 
 And whatever the path, a lane's advances (``Assets:Fiscal:Advances:P:Ln``) never exceed what
-was released to it (``Assets:Memo:Grant:Released:P:Ln``), counting the file's own postings.
+was released to it (``Assets:Memo:Grant:Released:P:Ln``), counting the file's own postings:
+``check_advances_bound`` before posting, PostgreSQL's deferred trigger (migration
+20261205_0011) at commit, and ``verify`` at every entry of the chain (``advances_problem``).
 
 The core's bulk path does not import the programme: the CLI calls ``check_entries`` here
 with the file's entries before posting them, in the same transaction.
@@ -157,3 +159,45 @@ def check_batch(session: Session, batch) -> None:
     for row in rows.tolist():
         by_entry[int(batch.entry[row])].append((batch.accounts[int(batch.account[row])], int(batch.amount_fen[row])))
     check_entries(session, [(batch.kind[e], batch.voucher[e], legs) for e, legs in sorted(by_entry.items())])
+
+
+def advances_problem(session: Session) -> str | None:
+    """The first entry after which a lane's advances exceeded what was released to it, or None.
+
+    One aggregate query over the postings of the two lane families (releases and spends, not
+    the whole ledger), then a running total per lane in chain order.
+    """
+    rows = session.execute(
+        select(Account.name, Posting.entry_id, func.sum(Posting.amount_fen))
+        .join(Posting, Posting.account_id == Account.id)
+        .where(Account.name.startswith(ADVANCES) | Account.name.startswith(RELEASED))
+        .group_by(Account.name, Posting.entry_id)
+        .order_by(Posting.entry_id, Account.name)
+    )
+    advances: dict[str, int] = defaultdict(int)
+    released: dict[str, int] = defaultdict(int)
+    touched: set[str] = set()
+    current = None
+
+    def _over() -> str | None:
+        for lane in sorted(touched):
+            if advances[lane] > released[lane]:
+                project, lane_no = lane.split(":")
+                return (f"entry {current} raised the advances of {project} lane {lane_no[1:]} to "
+                        f"{format_fen(advances[lane])} but {format_fen(released[lane])} was released to it "
+                        "(a lane's advances never exceed its releases)")
+        return None
+
+    for name, entry_id, amount in rows:
+        if entry_id != current:
+            if (problem := _over()) is not None:
+                return problem
+            touched.clear()
+            current = entry_id
+        if (lane := _lane_key(name, ADVANCES)) is not None:
+            advances[lane] += int(amount)
+            touched.add(lane)
+        elif (lane := _lane_key(name, RELEASED)) is not None:
+            released[lane] += int(amount)
+            touched.add(lane)
+    return _over()

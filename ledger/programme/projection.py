@@ -213,8 +213,11 @@ def _show(key: tuple) -> str:
 
 def differences(session: Session, events: Iterator[Event] | None = None) -> str | None:
     """The first difference between the tables and the fold of the journal, in one sentence,
-    or the first rules file changed since a project pinned it, or None."""
-    return _tables_problem(session, events) or pins_problem(session)
+    or the first rules file changed since a project pinned it, or the first entry after which
+    a lane's advances exceeded its releases, or None."""
+    from ledger.programme.guards import advances_problem
+
+    return _tables_problem(session, events) or pins_problem(session) or advances_problem(session)
 
 
 def pins_problem(session: Session) -> str | None:
