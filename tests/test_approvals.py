@@ -189,10 +189,13 @@ def test_postgresql_refuses_unapproved_money_out_even_behind_the_commands(world,
         with pytest.raises(Refusal, match="money_out_must_be_approved|pays fiscal money out"), \
                 Session(maker_engine) as session, session.begin():
             release(session, project=CODE, lane=None, date=dt.date(2025, 10, 20), voucher="RAW-1", actor="maker")
-        # ... and the database refuses the same postings written through the bare core.
+        # ... and the database refuses the same postings written through the bare core, with
+        # the release's memo legs too (so that the advances stay within the releases and only
+        # the approval is missing).
         raw = EntryDraft(
             value_date=dt.date(2025, 10, 20), kind="release", voucher="RAW-1", actor="maker", postings=(
-                PostingDraft(chart.advances(CODE, 1), 100), PostingDraft(chart.funding(2025), -100)),
+                PostingDraft(chart.advances(CODE, 1), 100), PostingDraft(chart.funding(2025), -100),
+                PostingDraft(chart.grant_released(CODE, 1), 100), PostingDraft(chart.grant_unreleased(CODE, 1), -100)),
         )
         with pytest.raises(DBAPIError, match="money_out_must_be_approved"), Session(maker_engine) as session, session.begin():
             open_accounts(session, [AccountSpec(chart.funding(2025), "fiscal", dt.date(2025, 1, 1), None, None)])
