@@ -849,6 +849,31 @@ def projects(obj, fmt) -> None:
 
 
 @main.command()
+@as_of_option
+@click.option("--city", help="Only this city's projects, e.g. jiangmen or urumqi.")
+@click.option("--within", "within_days", type=click.IntRange(0, 3660), default=90, show_default=True, metavar="DAYS",
+              help="Periods ending within DAYS; clawbacks outstanding DAYS or longer.")
+@format_option
+@pass_context
+def due(obj, as_of, city, within_days, fmt) -> None:
+    """What needs an officer's attention: tranches ready, self-funding behind schedule, clawbacks outstanding, periods ending.
+
+    Each line names the project, the amount and the command that resolves it. Self-funding
+    is behind when less has arrived than the pledge times the share of the period elapsed.
+
+    \b
+    Example:
+      jiebang due
+      jiebang due --as-of 2026-05-09 --city jiangmen --within 60
+    """
+    from ledger.programme.due import DUE_COLUMNS, due_items
+
+    with obj.read() as session:
+        items = due_items(session, _date_or_none(as_of) or dt.date.today(), city=city, within_days=within_days)
+    emit([i.row() for i in items], list(DUE_COLUMNS), fmt, right=("amount",), amounts=("amount",))
+
+
+@main.command()
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--amount", required=True, help="Amount pledged.")
 @click.option("--category", help="Budget category, if the letter names one.")
