@@ -100,10 +100,17 @@ class Context:
         return self._engine
 
     @contextlib.contextmanager
-    def write(self):
-        """A session in one transaction that commits when the block ends without error."""
-        from ledger.core.db import write_session
+    def write(self, *, dry_run: bool = False):
+        """A session in one transaction that commits when the block ends without error;
+        with ``dry_run`` it always rolls back (and money out is not held for approval)."""
+        from ledger.core.db import trial_session, write_session
 
+        if dry_run:
+            from ledger.programme.common import requesting
+
+            with trial_session(self.engine()) as session, requesting():
+                yield session
+            return
         with write_session(self.engine()) as session:
             yield session
 
@@ -659,11 +666,27 @@ def _today_or(when: str | None) -> dt.date:
     return parse_date(when) if when else dt.date.today()
 
 
-def _done(posted, what: str) -> None:
-    if posted.created:
-        click.echo(f"{what}: entry {posted.entry_id}.")
+def money_options(func):
+    """``--dry-run`` and ``--format`` of every verb that posts an entry."""
+    func = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        help="text: one line an officer can check; json: the entry, its postings and its trace.")(func)
+    return click.option("--dry-run", is_flag=True,
+                        help="Run every rule and print the entry it would post; write nothing.")(func)
+
+
+def _answer(session, posted, dry_run: bool):
+    """What was posted, read back inside the transaction (``ledger.programme.answers``)."""
+    from ledger.programme.answers import answer
+
+    return answer(session, posted, dry_run=dry_run)
+
+
+def _say(said, fmt: str) -> None:
+    """Print an answer: its line and details, or its JSON."""
+    if fmt == "json":
+        click.echo(json.dumps(said.as_json(), ensure_ascii=False, indent=2))
     else:
-        click.echo(f"{what}: already recorded as entry {posted.entry_id}; nothing written.")
+        echo_lines(said.lines())
 
 
 @main.group()
@@ -682,8 +705,9 @@ def party() -> None:
 @click.option("--related", multiple=True, help="USCC of a related party (关联关系); repeat for several.")
 @click.option("--uscc-override-reason", help="Accept a code that fails the check digit (known legacy code), with this reason.")
 @date_option
+@money_options
 @pass_context
-def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_credit, related, uscc_override_reason, when) -> None:
+def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_credit, related, uscc_override_reason, when, dry_run, fmt) -> None:
     """Register a party, validating its USCC (GB 32100-2015).
 
     \b
@@ -700,9 +724,10 @@ def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_cr
         innovation_star=innovation_star, bad_credit=bad_credit, related=tuple(related),
         override_reason=uscc_override_reason, date=_today_or(when),
     )
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = register_party(session, spec, actor=obj.user)
-    _done(posted, f"party {name} registered")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -727,8 +752,9 @@ def parties(obj, fmt) -> None:
 @click.option("--amount", required=True, help="Amount, e.g. 5000万.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def appropriate(obj, year, amount, when, voucher) -> None:
+def appropriate(obj, year, amount, when, voucher, dry_run, fmt) -> None:
     """Record the budget appropriated for a year (memo book).
 
     \b
@@ -737,9 +763,10 @@ def appropriate(obj, year, amount, when, voucher) -> None:
     """
     from ledger.programme import appropriate as appropriate_budget
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = appropriate_budget(session, year=year, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"appropriation {year}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.group()
@@ -768,8 +795,9 @@ CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "t
 @click.option("--budget-year", type=int, help="Appropriation year to obligate (default: the approval year).")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher) -> None:
+def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher, dry_run, fmt) -> None:
     """Approve a project (立项): every eligibility rule is checked and the obligation posted.
 
     \b
@@ -788,9 +816,10 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
         budget_year=budget_year, voucher=voucher,
     )
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = approve_project(session, spec, actor=obj.user)
-    _done(posted, f"project {spec.code} approved")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @project.command("show")
@@ -879,8 +908,9 @@ def due(obj, as_of, city, within_days, fmt) -> None:
 @click.option("--category", help="Budget category, if the letter names one.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def pledge(obj, code, amount, category, when, voucher) -> None:
+def pledge(obj, code, amount, category, when, voucher, dry_run, fmt) -> None:
     """Record self-funding pledged by commitment letter (自投研发资金承诺函).
 
     \b
@@ -889,9 +919,10 @@ def pledge(obj, code, amount, category, when, voucher) -> None:
     """
     from ledger.programme import pledge as record_pledge
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_pledge(session, project=code, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user, category=category)
-    _done(posted, f"pledge for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -900,8 +931,9 @@ def pledge(obj, code, amount, category, when, voucher) -> None:
 @click.option("--category", required=True, help="equipment / business / labour / indirect (or 设备费 / 业务费 / 劳务费 / 间接费用).")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def contribute(obj, code, amount, category, when, voucher) -> None:
+def contribute(obj, code, amount, category, when, voucher, dry_run, fmt) -> None:
     """Record self-funding evidenced as arrived (到位), by budget category.
 
     \b
@@ -910,9 +942,10 @@ def contribute(obj, code, amount, category, when, voucher) -> None:
     """
     from ledger.programme import contribute as record_contribution
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_contribution(session, project=code, amount_fen=amount_arg(amount), category=category, date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"contribution to {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.group()
@@ -926,8 +959,9 @@ def bid() -> None:
 @click.option("--amount", required=True, help="Contracted amount added.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def bid_contract_cmd(obj, code, lane, amount, when, voucher) -> None:
+def bid_contract_cmd(obj, code, lane, amount, when, voucher, dry_run, fmt) -> None:
     """Record contracted bid money for a lane (under Urumqi rules it raises the subsidy obligation).
 
     \b
@@ -936,9 +970,10 @@ def bid_contract_cmd(obj, code, lane, amount, when, voucher) -> None:
     """
     from ledger.programme import bid_contract
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = bid_contract(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"bid contract for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @bid.command("pay")
@@ -948,8 +983,9 @@ def bid_contract_cmd(obj, code, lane, amount, when, voucher) -> None:
 @click.option("--form", type=click.Choice(["cash", "equity", "in_kind"]), default="cash", show_default=True, help="cash, equity (技术入股股权评估) or in_kind.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
+def bid_pay_cmd(obj, code, lane, amount, form, when, voucher, dry_run, fmt) -> None:
     """Record bid money paid to a lane; under Urumqi rules cash accrues the 40% subsidy.
 
     \b
@@ -958,9 +994,10 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
     """
     from ledger.programme import bid_pay
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = bid_pay(session, project=code, lane=lane, amount_fen=amount_arg(amount), form=form, date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"bid payment for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -971,8 +1008,9 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
 @click.option("--reference", help="Document reference of the result.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
+def stage(obj, code, stage, passed, lane, reference, when, voucher, dry_run, fmt) -> None:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment, acceptance, audit report.
 
     A 赛马 lane that fails its stage assessment is eliminated and receives nothing more.
@@ -984,9 +1022,10 @@ def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
     """
     from ledger.programme import record_stage
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane, reference=reference)
-    _done(posted, f"{stage} {'passed' if passed else 'failed'} for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -995,8 +1034,9 @@ def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
 @click.option("--tranche", type=int, help="Tranche number (default: the next one not released).")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def release(obj, code, lane, tranche, when, voucher) -> None:
+def release(obj, code, lane, tranche, when, voucher, dry_run, fmt) -> None:
     """Release a tranche when its conditions hold, within the obligation, once.
 
     \b
@@ -1005,11 +1045,12 @@ def release(obj, code, lane, tranche, when, voucher) -> None:
     """
     from ledger.programme import release as release_tranche
 
-    if _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher):
+    if not dry_run and _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"release for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1021,8 +1062,9 @@ def release(obj, code, lane, tranche, when, voucher) -> None:
 @click.option("--justification", help="Required for equipment at or above the rules' threshold.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def spend(obj, code, lane, amount, category, counterparty, justification, when, voucher) -> None:
+def spend(obj, code, lane, amount, category, counterparty, justification, when, voucher, dry_run, fmt) -> None:
     """Report fiscal money spent by budget category; it draws down the lane's advance.
 
     \b
@@ -1031,10 +1073,11 @@ def spend(obj, code, lane, amount, category, counterparty, justification, when, 
     """
     from ledger.programme import spend as record_spend
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_spend(session, project=code, lane=lane, amount_fen=amount_arg(amount), category=category, date=_today_or(when),
                               voucher=voucher, actor=obj.user, counterparty=counterparty, justification=justification)
-    _done(posted, f"spending for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1043,8 +1086,9 @@ def spend(obj, code, lane, amount, category, counterparty, justification, when, 
 @click.option("--reference", required=True, help="The bureau's approval reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def extend(obj, code, months, reference, when, voucher) -> None:
+def extend(obj, code, months, reference, when, voucher, dry_run, fmt) -> None:
     """Record an approved extension of the project period (count and length bounded by the rules).
 
     \b
@@ -1053,9 +1097,10 @@ def extend(obj, code, months, reference, when, voucher) -> None:
     """
     from ledger.programme import extend as record_extension
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_extension(session, project=code, months=months, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
-    _done(posted, f"extension of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 def _misuse(values) -> list:
@@ -1076,8 +1121,9 @@ def _misuse(values) -> list:
 @click.option("--misused", multiple=True, help="Misused amount tied to a spend voucher: VOUCHER=AMOUNT; repeat for several.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def terminate(obj, code, reference, misused, when, voucher) -> None:
+def terminate(obj, code, reference, misused, when, voucher, dry_run, fmt) -> None:
     """Terminate a project: clawback = advances outstanding + misused amounts; the rest is deobligated.
 
     \b
@@ -1086,11 +1132,12 @@ def terminate(obj, code, reference, misused, when, voucher) -> None:
     """
     from ledger.programme import terminate as terminate_project
 
-    if _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused)):
+    if not dry_run and _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused)):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, misused=_misuse(misused))
-    _done(posted, f"termination of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1098,8 +1145,9 @@ def terminate(obj, code, reference, misused, when, voucher) -> None:
 @click.option("--reference", required=True, help="The bureau's revocation decision reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def revoke(obj, code, reference, when, voucher) -> None:
+def revoke(obj, code, reference, when, voucher, dry_run, fmt) -> None:
     """Revoke a project for fraud or serious misuse: recover everything released at the rules' rate.
 
     \b
@@ -1108,11 +1156,12 @@ def revoke(obj, code, reference, when, voucher) -> None:
     """
     from ledger.programme import terminate as terminate_project
 
-    if _held_for_approval(obj, "revocation", project=code, date=_today_or(when), reference=reference, voucher=voucher):
+    if not dry_run and _held_for_approval(obj, "revocation", project=code, date=_today_or(when), reference=reference, voucher=voucher):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, revoke=True)
-    _done(posted, f"revocation of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1121,8 +1170,9 @@ def revoke(obj, code, reference, when, voucher) -> None:
 @click.option("--amount", required=True, help="Amount received.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def collect(obj, code, lane, amount, when, voucher) -> None:
+def collect(obj, code, lane, amount, when, voucher, dry_run, fmt) -> None:
     """Record clawback money received (owed to the finance bureau until remitted).
 
     \b
@@ -1131,17 +1181,19 @@ def collect(obj, code, lane, amount, when, voucher) -> None:
     """
     from ledger.programme import collect as record_collection
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_collection(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"collection for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
 @click.option("--amount", required=True, help="Amount handed over.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def remit(obj, amount, when, voucher) -> None:
+def remit(obj, amount, when, voucher, dry_run, fmt) -> None:
     """Record recovered money handed over to the finance bureau (应缴财政款).
 
     \b
@@ -1150,9 +1202,10 @@ def remit(obj, amount, when, voucher) -> None:
     """
     from ledger.programme import remit as record_remit
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_remit(session, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, "remittance")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1160,8 +1213,9 @@ def remit(obj, amount, when, voucher) -> None:
 @click.option("--reference", required=True, help="The acceptance document reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def close(obj, code, reference, when, voucher) -> None:
+def close(obj, code, reference, when, voucher, dry_run, fmt) -> None:
     """Close a project after a passed acceptance; what was never released is deobligated.
 
     \b
@@ -1170,9 +1224,10 @@ def close(obj, code, reference, when, voucher) -> None:
     """
     from ledger.programme import close as close_project
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = close_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
-    _done(posted, f"closure of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command("write-off")
@@ -1183,8 +1238,9 @@ def close(obj, code, reference, when, voucher) -> None:
 @click.option("--approval", required=True, help="Approval reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher) -> None:
+def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher, dry_run, fmt) -> None:
     """Write off an uncollectable clawback, with a reason and an approval reference.
 
     \b
@@ -1193,11 +1249,12 @@ def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher) -> N
     """
     from ledger.programme import write_off
 
-    if _held_for_approval(obj, "write_off", project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher):
+    if not dry_run and _held_for_approval(obj, "write_off", project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = write_off(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher, actor=obj.user)
-    _done(posted, f"write-off for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command("import")
@@ -1588,11 +1645,9 @@ def approve(obj: Context, request_id: int) -> None:
     with obj.write() as session:
         user = approvals.acting_user(session, obj.user)
         row, posted = approvals.approve(session, request_id, user=user)
-    what = f"request {request_id} ({row['kind']} of {row['project_code']}) approved by {user}"
-    if posted.created:
-        click.echo(f"{what}: entry {posted.entry_id}.")
-    else:
-        click.echo(f"{what}: already recorded as entry {posted.entry_id}; nothing written.")
+        said = _answer(session, posted, False)
+    click.echo(f"request {request_id} ({row['kind']} of {row['project_code']}) approved by {user}: entry {posted.entry_id}.")
+    echo_lines(said.lines())
 
 
 @main.command()

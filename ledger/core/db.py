@@ -154,6 +154,21 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
 
 @contextlib.contextmanager
+def trial_session(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction that is always rolled back: a dry run writes nothing.
+
+    Everything runs as for real (locks, rules, triggers, the posting itself), so the entry it
+    would post can be read back before the rollback.
+    """
+    with Session(engine) as session:
+        transaction = session.begin()
+        try:
+            yield session
+        finally:
+            transaction.rollback()
+
+
+@contextlib.contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
     """A session in one read-only transaction (``read_only``): one snapshot, no write lock."""
     with Session(read_only(engine)) as session, session.begin():
