@@ -147,8 +147,28 @@ def font_option(func):
     )(func)
 
 
+class DateType(click.ParamType):
+    """A date in any of the forms every verb accepts (``ledger.core.limits.parse_date``),
+    within the ledger's date window; a bad one is the one-line refusal."""
+
+    name = "date"
+
+    def convert(self, value, param, ctx):
+        from ledger.core.limits import check_date, parse_date
+
+        where = f"--{param.name.replace('_', '-')}" if param is not None else "date"
+        try:
+            day = parse_date(value, where)
+        except Refusal as refusal:
+            self.fail(refusal.message.removeprefix(f"{where} "), param, ctx)  # a usage error: exit 2
+        return check_date(day, where)  # outside the window: a refusal, exit 1
+
+
+DATE = DateType()
+
+
 def as_of_option(func):
-    return click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Balances as of this date (inclusive).")(func)
+    return click.option("--as-of", type=DATE, help="Balances as of this date (inclusive).")(func)
 
 
 def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ...] = (), amounts: tuple[str, ...] = ()) -> None:
@@ -203,14 +223,10 @@ def _width(text: str) -> int:
 
 
 def parse_date(value, name: str = "date") -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise Refusal("date_must_be_iso", f"{name} {value!r} is not a date; write it as YYYY-MM-DD.") from None
+    """A date in any accepted form (2026-03-05, 2026/3/5, 20260305, 2026年3月5日), in the window."""
+    from ledger.core.limits import read_date
+
+    return read_date(value, name)
 
 
 def _date_or_none(value) -> dt.date | None:
@@ -307,7 +323,7 @@ def open_account(obj: Context, account: str, book: str, opened: str, project: st
     from ledger.core.journal import AccountSpec, open_accounts
 
     with obj.write() as session:
-        open_accounts(session, [AccountSpec(account, book, parse_date(opened), project, lane)])
+        open_accounts(session, [AccountSpec(account, book, parse_date(opened, f"account {account} opening date"), project, lane)])
     click.echo(f"opened {account} in the {book} book on {opened}.")
 
 
@@ -497,7 +513,7 @@ def _emit_account_rows(rows, fmt: str) -> None:
 
 @main.command()
 @as_of_option
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only entries on or after this date.")
+@click.option("--since", type=DATE, help="Only entries on or after this date.")
 @click.option("--project", help="Only this project's entries.")
 @click.option("--kind", help="Only entries of this kind.")
 @click.option("--limit", type=click.IntRange(1), help="Only the last N entries.")
@@ -655,7 +671,7 @@ def amount_arg(value: str, name: str = "amount") -> int:
 
 
 def date_option(func):
-    return click.option("--date", "when", help="Value date, YYYY-MM-DD (default: today).")(func)
+    return click.option("--date", "when", help="Value date: 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日 (default: today).")(func)
 
 
 def voucher_option(func):
@@ -663,13 +679,30 @@ def voucher_option(func):
 
 
 def _today_or(when: str | None) -> dt.date:
-    return parse_date(when) if when else dt.date.today()
+    """The value date a verb records: --date (any accepted form) or today; refused when it
+    lies further ahead than JIEBANG_FUTURE_DAYS unless the verb has --allow-future."""
+    if not when:
+        return dt.date.today()
+    from ledger.core.limits import check_not_future
+
+    value = parse_date(when, "--date")
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get("jiebang.allow_future"):
+        return value
+    return check_not_future(value, "--date")
+
+
+def _allow_future(ctx: click.Context, _param, value: bool) -> bool:
+    ctx.meta["jiebang.allow_future"] = value
+    return value
 
 
 def money_options(func):
     """``--dry-run`` and ``--format`` of every verb that posts an entry."""
     func = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
                         help="text: one line an officer can check; json: the entry, its postings and its trace.")(func)
+    func = click.option("--allow-future", is_flag=True, expose_value=False, callback=_allow_future,
+                        help="Accept a --date more than JIEBANG_FUTURE_DAYS (default 31) days after today.")(func)
     return click.option("--dry-run", is_flag=True,
                         help="Run every rule and print the entry it would post; write nothing.")(func)
 
@@ -1407,7 +1440,7 @@ def report_status(obj: Context, uscc: str, as_of, out_dir: Path | None, fmt: str
 
 @report.command("audit")
 @click.option("--project", "code", required=True, help="Project code.")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
+@click.option("--as-of", type=DATE,
               help="Audit cut-off (default: the period end with approved extensions, or the termination date if earlier).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory to write the pack into.")
 @font_option
@@ -1438,7 +1471,7 @@ def report_audit(obj: Context, code: str, as_of, out_dir: Path, font_path: Path 
 @report.command("forecast")
 @click.option("--from", "from_year", type=int, help="First fiscal year (default: the as-of year).")
 @click.option("--years", type=int, default=5, show_default=True, help="How many fiscal years (1..30).")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
+@click.option("--as-of", type=DATE,
               help="Forecast from the ledger as it stood on this date (default: today); a past date adds a back-test.")
 @click.option("--city", help="Only this city's projects (jiangmen, urumqi).")
 @click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -132,7 +132,7 @@ def test_refusals_are_one_line_and_exit_1(opened, tmp_path):
         ),
         (
             ["open", "Assets:Other", "--book", "fiscal", "--date", "2025-13-01"],
-            "error: date '2025-13-01' is not a date; write it as YYYY-MM-DD.",
+            "error: account Assets:Other opening date '2025-13-01' is not a date; write it as 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日.",
         ),
     ]
     for args, message in cases:
