@@ -38,6 +38,8 @@ from ledger.core.progress import progress_bar
 from migrations import HEAD
 
 FORMATS = ("table", "json", "csv")
+# An export of fewer postings takes well under two seconds: no bar flashes by.
+PROGRESS_MIN_POSTINGS = 20_000
 
 
 # --- plumbing ---------------------------------------------------------------------------
@@ -1458,12 +1460,13 @@ def report_audit(obj: Context, code: str, as_of, out_dir: Path, font_path: Path 
       jiebang report audit --project JM2025-003 --out audit/
       jiebang report audit --project UR2025-011 --as-of 2026-06-30 --out audit/
     """
-    from reports.audit import resolve_as_of, write_audit_pack
+    from reports.audit import AUDIT_STEPS, resolve_as_of, write_audit_pack
 
     with obj.read() as session:
         _project, when, _basis = resolve_as_of(session, code, _date_or_none(as_of))
         _check_writable(out_dir)
-        paths = write_audit_pack(session, code, out_dir, as_of=when, font_path=font_path)
+        with progress_bar(AUDIT_STEPS, f"writing the audit pack of {code.upper()}") as advance:
+            paths = write_audit_pack(session, code, out_dir, as_of=when, font_path=font_path, progress=advance)
     for path in paths:
         click.echo(f"wrote {path}{'/' if path.is_dir() else ''}")
 
@@ -1500,7 +1503,14 @@ def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, 
       jiebang report forecast --as-of 2025-06-30 --from 2025 --years 3 --format json
       jiebang report forecast --pipeline pipeline-2027.toml --city jiangmen
     """
-    from reports.forecast import Scenario, build_forecast, check_runs, check_window, load_scenario
+    from reports.forecast import (
+        FORECAST_STEPS,
+        Scenario,
+        build_forecast,
+        check_runs,
+        check_window,
+        load_scenario,
+    )
     from reports.forecast_render import render_csv, render_json, render_table, write_forecast_files
 
     today = dt.date.today()
@@ -1508,9 +1518,9 @@ def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, 
     window = check_window(when, from_year, years, as_of_given=as_of is not None, today=today)
     check_runs(runs)
     scenario = load_scenario(scenario_path) if scenario_path is not None else Scenario()
-    with obj.read() as session:
+    with obj.read() as session, progress_bar(FORECAST_STEPS, "forecasting") as advance:
         forecast = build_forecast(session, window=window, scenario=scenario, runs=runs, seed=seed, city=city,
-                                  pipeline=pipeline_path)
+                                  pipeline=pipeline_path, progress=advance)
     if out_dir is not None:
         _check_writable(out_dir)
         for path in write_forecast_files(forecast, out_dir, font_path=font_path):
@@ -1542,11 +1552,13 @@ def export_beancount_cmd(obj: Context, out_dir: Path, as_of, project) -> None:
       jiebang export beancount --out export/ --as-of 2025-12-31
       bean-check export/fiscal.beancount
     """
-    from ledger.core.export import export_beancount
+    from ledger.core.export import export_beancount, posting_count
 
     _check_writable(out_dir)
     with obj.read() as session:
-        paths = export_beancount(session, out_dir, as_of=_date_or_none(as_of), project_code=project)
+        total = posting_count(session, as_of=_date_or_none(as_of), project_code=project)
+        with progress_bar(total, "exporting", enabled=total >= PROGRESS_MIN_POSTINGS) as advance:
+            paths = export_beancount(session, out_dir, as_of=_date_or_none(as_of), project_code=project, progress=advance)
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -1564,11 +1576,14 @@ def export_ledger_cmd(obj: Context, out_dir: Path, as_of) -> None:
       hledger -f export/fiscal.journal balance
       ledger -f export/memo.journal balance
     """
+    from ledger.core.export import posting_count
     from ledger.core.export_ledger import export_ledger
 
     _check_writable(out_dir)
     with obj.read() as session:
-        paths = export_ledger(session, out_dir, as_of=_date_or_none(as_of))
+        total = posting_count(session, as_of=_date_or_none(as_of))
+        with progress_bar(total, "exporting", enabled=total >= PROGRESS_MIN_POSTINGS) as advance:
+            paths = export_ledger(session, out_dir, as_of=_date_or_none(as_of), progress=advance)
     for path in paths:
         click.echo(f"wrote {path}")
 
