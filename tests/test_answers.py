@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import text
-
-from tests.programme_fixtures import (
+from programme_fixtures import (
     JM_DEMAND,
     JM_FIRM,
     JM_INSTITUTE,
@@ -21,6 +19,7 @@ from tests.programme_fixtures import (
     UR_SOLVER,
     table_counts,
 )
+from sqlalchemy import text
 
 DRY = "试算（未写入）："
 

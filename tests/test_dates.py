@@ -11,14 +11,14 @@ import datetime as dt
 import json
 
 import pytest
-
-from ledger.core.errors import Refusal
-from ledger.core.limits import FUTURE_DAYS_DEFAULT, check_not_future, parse_date
-from tests.programme_fixtures import (
+from programme_fixtures import (
     JM_DEMAND,
     JM_UNIVERSITY,
     table_counts,
 )
+
+from ledger.core.errors import Refusal
+from ledger.core.limits import FUTURE_DAYS_DEFAULT, check_not_future, parse_date
 
 FORMS = ("2026-03-05", "2026/3/5", "20260305", "2026年3月5日", "２０２６年３月５日", "2026/03/05", "2026-3-5", " 2026 年 3 月 5 日 ")
 

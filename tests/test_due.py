@@ -20,10 +20,10 @@ import datetime as dt
 import json
 
 import pytest
+from conftest import Cli
 from sqlalchemy.orm import Session
 
 from ledger.programme.due import KINDS, DueItem, due_items
-from tests.conftest import Cli
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import PG_ENV, Cli
 from sqlalchemy import create_engine, make_url, text
 
 from cli import main
-from tests.conftest import PG_ENV, Cli
 
 
 def jiebang(*args: str, env: dict | None = None):
