@@ -173,6 +173,36 @@ def as_of_option(func):
     return click.option("--as-of", type=DATE, help="Balances as of this date (inclusive).")(func)
 
 
+def _allow_future(ctx: click.Context, _param, value: bool) -> bool:
+    ctx.meta["jiebang.allow_future"] = value
+    return value
+
+
+def money_options(func):
+    """``--dry-run`` and ``--format`` of every verb that posts an entry."""
+    func = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        help="text: one line an officer can check; json: the entry, its postings and its trace.")(func)
+    func = click.option("--allow-future", is_flag=True, expose_value=False, callback=_allow_future,
+                        help="Accept a --date more than JIEBANG_FUTURE_DAYS (default 31) days after today.")(func)
+    return click.option("--dry-run", is_flag=True,
+                        help="Run every rule and print the entry it would post; write nothing.")(func)
+
+
+def _answer(session, posted, dry_run: bool):
+    """What was posted, read back inside the transaction (``ledger.programme.answers``)."""
+    from ledger.programme.answers import answer
+
+    return answer(session, posted, dry_run=dry_run)
+
+
+def _say(said, fmt: str) -> None:
+    """Print an answer: its line and details, or its JSON."""
+    if fmt == "json":
+        click.echo(json.dumps(said.as_json(), ensure_ascii=False, indent=2))
+    else:
+        echo_lines(said.lines())
+
+
 def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ...] = (), amounts: tuple[str, ...] = ()) -> None:
     """Print rows as an aligned table, a JSON array or CSV, with columns in the given order.
 
@@ -415,8 +445,9 @@ def _posted(obj: Context, created: int, present: int) -> None:
 @click.argument("entry_id", type=int)
 @click.option("--reason", required=True, help="Why the entry is reversed (kept in the journal).")
 @click.option("--date", "when", help="Value date of the reversal (default: the original's date).")
+@money_options
 @pass_context
-def reverse(obj: Context, entry_id: int, reason: str, when: str | None) -> None:
+def reverse(obj: Context, entry_id: int, reason: str, when: str | None, dry_run, fmt) -> None:
     """Reverse an entry with its mirror image, linked to it; at most once.
 
     \b
@@ -425,9 +456,10 @@ def reverse(obj: Context, entry_id: int, reason: str, when: str | None) -> None:
     """
     from ledger.programme import reverse_event
 
-    with obj.write() as session:
-        posted = reverse_event(session, entry_id, reason=reason, actor=obj.user, value_date=_date_or_none(when))
-    click.echo(f"entry {posted.entry_id} reverses entry {entry_id}.")
+    with obj.write(dry_run=dry_run) as session:
+        posted = reverse_event(session, entry_id, reason=reason, actor=obj.user, value_date=_today_or(when) if when else None)
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -692,36 +724,6 @@ def _today_or(when: str | None) -> dt.date:
     if ctx is not None and ctx.meta.get("jiebang.allow_future"):
         return value
     return check_not_future(value, "--date")
-
-
-def _allow_future(ctx: click.Context, _param, value: bool) -> bool:
-    ctx.meta["jiebang.allow_future"] = value
-    return value
-
-
-def money_options(func):
-    """``--dry-run`` and ``--format`` of every verb that posts an entry."""
-    func = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-                        help="text: one line an officer can check; json: the entry, its postings and its trace.")(func)
-    func = click.option("--allow-future", is_flag=True, expose_value=False, callback=_allow_future,
-                        help="Accept a --date more than JIEBANG_FUTURE_DAYS (default 31) days after today.")(func)
-    return click.option("--dry-run", is_flag=True,
-                        help="Run every rule and print the entry it would post; write nothing.")(func)
-
-
-def _answer(session, posted, dry_run: bool):
-    """What was posted, read back inside the transaction (``ledger.programme.answers``)."""
-    from ledger.programme.answers import answer
-
-    return answer(session, posted, dry_run=dry_run)
-
-
-def _say(said, fmt: str) -> None:
-    """Print an answer: its line and details, or its JSON."""
-    if fmt == "json":
-        click.echo(json.dumps(said.as_json(), ensure_ascii=False, indent=2))
-    else:
-        echo_lines(said.lines())
 
 
 @main.group()

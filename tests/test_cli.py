@@ -141,7 +141,11 @@ def test_refusals_are_one_line_and_exit_1(opened, tmp_path):
     # Nothing but the first entry was written.
     assert "OK: 1 entries verified" in cli("verify").stdout
 
-    assert cli("reverse", "1", "--reason", "keyed twice").stdout == "entry 2 reverses entry 1.\n"
+    dry = cli("reverse", "1", "--reason", "keyed twice", "--dry-run").stdout
+    assert "OK: 1 entries verified" in cli("verify").stdout  # the dry run wrote nothing
+    real = cli("reverse", "1", "--reason", "keyed twice").stdout
+    assert dry == "试算（未写入）：" + real
+    assert real.startswith("冲销分录 1：1,000.00，") and real.endswith("，分录 2\n")
     assert refused(cli("reverse", "1", "--reason", "again", expect=1)) == (
         "error: entry 1 was already reversed by entry 2; nothing more to undo."
     )

@@ -196,7 +196,8 @@ def _what(entry: JournalEntry, trace: dict, postings: list[tuple[str, int]]) -> 
     if kind == "remittance":
         return f"上缴财政：{format_fen_grouped(sum(a for n, a in postings if n == chart.DUE_TO_FINANCE and a > 0))}"
     if kind == "reversal":
-        return f"冲销分录 {entry.reverses_id}"
+        moved = sum(a for _n, a in postings if a > 0)
+        return f"冲销分录 {entry.reverses_id}" + (f" {code}" if code else "") + f"：{format_fen_grouped(moved)}"
     if kind == "party":
         party = trace.get("party", {})
         return f"登记单位 {party.get('uscc', '')} {party.get('name', '')}".strip()
