@@ -149,3 +149,38 @@ def test_every_command_due_prints_runs_on_the_demo_ledger(demo_engine, backend):
         assert result.exit_code == 0, (item, result.stderr)
     left = json.loads(cli("due", "--as-of", "2027-03-01", "--within", "120", "--format", "json").stdout)
     assert left == [], left
+
+
+def _hinted_commands() -> list[tuple[str, str]]:
+    """Every `jiebang ...` between backticks in the code's messages, with its file."""
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "cli.py", *(p for d in ("ledger", "funding_rules", "reports", "migrations") for p in (root / d).rglob("*.py"))]
+    found = []
+    for path in files:
+        for command in re.findall(r"`(jiebang(?: [^`\n]*)?)`", path.read_text(encoding="utf-8")):
+            found.append((path.name, re.sub(r"\{[^}]*\}", "X", command)))
+    return found
+
+
+def test_every_command_named_in_a_message_has_its_options_where_they_belong():
+    """The options of every command a message names are options of that command (``--db``
+    before the verb, never after it), and its verbs exist."""
+    import click
+
+    commands = _hinted_commands()
+    assert len(commands) > 30
+    for where, command in commands:
+        words = shlex.split(command)[1:]
+        current: click.Command = main
+        while words and not words[0].startswith("-") and isinstance(current, click.Group) and words[0] in current.commands:
+            current = current.commands[words.pop(0)]
+        if words and words[0].startswith("--") and current is main:
+            # options of the group itself, then the verb
+            while words and words[0] in ("--db", "--user"):
+                words = words[2:]
+            while words and not words[0].startswith("-") and isinstance(current, click.Group) and words[0] in current.commands:
+                current = current.commands[words.pop(0)]
+        names = {opt for param in current.params for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
+        for word in words:
+            if word.startswith("--"):
+                assert word.split("=", 1)[0] in names, f"{where}: `{command}`: {word} is not an option of `{current.name}`"
