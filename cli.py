@@ -38,6 +38,8 @@ from ledger.core.progress import progress_bar
 from migrations import HEAD
 
 FORMATS = ("table", "json", "csv")
+# An export of fewer postings takes well under two seconds: no bar flashes by.
+PROGRESS_MIN_POSTINGS = 20_000
 
 
 # --- plumbing ---------------------------------------------------------------------------
@@ -100,10 +102,17 @@ class Context:
         return self._engine
 
     @contextlib.contextmanager
-    def write(self):
-        """A session in one transaction that commits when the block ends without error."""
-        from ledger.core.db import write_session
+    def write(self, *, dry_run: bool = False):
+        """A session in one transaction that commits when the block ends without error;
+        with ``dry_run`` it always rolls back (and money out is not held for approval)."""
+        from ledger.core.db import trial_session, write_session
 
+        if dry_run:
+            from ledger.programme.common import requesting
+
+            with trial_session(self.engine()) as session, requesting():
+                yield session
+            return
         with write_session(self.engine()) as session:
             yield session
 
@@ -140,8 +149,58 @@ def font_option(func):
     )(func)
 
 
+class DateType(click.ParamType):
+    """A date in any of the forms every verb accepts (``ledger.core.limits.parse_date``),
+    within the ledger's date window; a bad one is the one-line refusal."""
+
+    name = "date"
+
+    def convert(self, value, param, ctx):
+        from ledger.core.limits import check_date, parse_date
+
+        where = f"--{param.name.replace('_', '-')}" if param is not None else "date"
+        try:
+            day = parse_date(value, where)
+        except Refusal as refusal:
+            self.fail(refusal.message.removeprefix(f"{where} "), param, ctx)  # a usage error: exit 2
+        return check_date(day, where)  # outside the window: a refusal, exit 1
+
+
+DATE = DateType()
+
+
 def as_of_option(func):
-    return click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Balances as of this date (inclusive).")(func)
+    return click.option("--as-of", type=DATE, help="Balances as of this date (inclusive).")(func)
+
+
+def _allow_future(ctx: click.Context, _param, value: bool) -> bool:
+    ctx.meta["jiebang.allow_future"] = value
+    return value
+
+
+def money_options(func):
+    """``--dry-run`` and ``--format`` of every verb that posts an entry."""
+    func = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        help="text: one line an officer can check; json: the entry, its postings and its trace.")(func)
+    func = click.option("--allow-future", is_flag=True, expose_value=False, callback=_allow_future,
+                        help="Accept a --date more than JIEBANG_FUTURE_DAYS (default 31) days after today.")(func)
+    return click.option("--dry-run", is_flag=True,
+                        help="Run every rule and print the entry it would post; write nothing.")(func)
+
+
+def _answer(session, posted, dry_run: bool):
+    """What was posted, read back inside the transaction (``ledger.programme.answers``)."""
+    from ledger.programme.answers import answer
+
+    return answer(session, posted, dry_run=dry_run)
+
+
+def _say(said, fmt: str) -> None:
+    """Print an answer: its line and details, or its JSON."""
+    if fmt == "json":
+        click.echo(json.dumps(said.as_json(), ensure_ascii=False, indent=2))
+    else:
+        echo_lines(said.lines())
 
 
 def emit(rows: list[dict], columns: list[str], fmt: str, *, right: tuple[str, ...] = (), amounts: tuple[str, ...] = ()) -> None:
@@ -196,14 +255,10 @@ def _width(text: str) -> int:
 
 
 def parse_date(value, name: str = "date") -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise Refusal("date_must_be_iso", f"{name} {value!r} is not a date; write it as YYYY-MM-DD.") from None
+    """A date in any accepted form (2026-03-05, 2026/3/5, 20260305, 2026年3月5日), in the window."""
+    from ledger.core.limits import read_date
+
+    return read_date(value, name)
 
 
 def _date_or_none(value) -> dt.date | None:
@@ -300,7 +355,7 @@ def open_account(obj: Context, account: str, book: str, opened: str, project: st
     from ledger.core.journal import AccountSpec, open_accounts
 
     with obj.write() as session:
-        open_accounts(session, [AccountSpec(account, book, parse_date(opened), project, lane)])
+        open_accounts(session, [AccountSpec(account, book, parse_date(opened, f"account {account} opening date"), project, lane)])
     click.echo(f"opened {account} in the {book} book on {opened}.")
 
 
@@ -390,8 +445,9 @@ def _posted(obj: Context, created: int, present: int) -> None:
 @click.argument("entry_id", type=int)
 @click.option("--reason", required=True, help="Why the entry is reversed (kept in the journal).")
 @click.option("--date", "when", help="Value date of the reversal (default: the original's date).")
+@money_options
 @pass_context
-def reverse(obj: Context, entry_id: int, reason: str, when: str | None) -> None:
+def reverse(obj: Context, entry_id: int, reason: str, when: str | None, dry_run, fmt) -> None:
     """Reverse an entry with its mirror image, linked to it; at most once.
 
     \b
@@ -400,9 +456,10 @@ def reverse(obj: Context, entry_id: int, reason: str, when: str | None) -> None:
     """
     from ledger.programme import reverse_event
 
-    with obj.write() as session:
-        posted = reverse_event(session, entry_id, reason=reason, actor=obj.user, value_date=_date_or_none(when))
-    click.echo(f"entry {posted.entry_id} reverses entry {entry_id}.")
+    with obj.write(dry_run=dry_run) as session:
+        posted = reverse_event(session, entry_id, reason=reason, actor=obj.user, value_date=_today_or(when) if when else None)
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -490,7 +547,7 @@ def _emit_account_rows(rows, fmt: str) -> None:
 
 @main.command()
 @as_of_option
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only entries on or after this date.")
+@click.option("--since", type=DATE, help="Only entries on or after this date.")
 @click.option("--project", help="Only this project's entries.")
 @click.option("--kind", help="Only entries of this kind.")
 @click.option("--limit", type=click.IntRange(1), help="Only the last N entries.")
@@ -648,7 +705,7 @@ def amount_arg(value: str, name: str = "amount") -> int:
 
 
 def date_option(func):
-    return click.option("--date", "when", help="Value date, YYYY-MM-DD (default: today).")(func)
+    return click.option("--date", "when", help="Value date: 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日 (default: today).")(func)
 
 
 def voucher_option(func):
@@ -656,14 +713,17 @@ def voucher_option(func):
 
 
 def _today_or(when: str | None) -> dt.date:
-    return parse_date(when) if when else dt.date.today()
+    """The value date a verb records: --date (any accepted form) or today; refused when it
+    lies further ahead than JIEBANG_FUTURE_DAYS unless the verb has --allow-future."""
+    if not when:
+        return dt.date.today()
+    from ledger.core.limits import check_not_future
 
-
-def _done(posted, what: str) -> None:
-    if posted.created:
-        click.echo(f"{what}: entry {posted.entry_id}.")
-    else:
-        click.echo(f"{what}: already recorded as entry {posted.entry_id}; nothing written.")
+    value = parse_date(when, "--date")
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get("jiebang.allow_future"):
+        return value
+    return check_not_future(value, "--date")
 
 
 @main.group()
@@ -682,8 +742,9 @@ def party() -> None:
 @click.option("--related", multiple=True, help="USCC of a related party (关联关系); repeat for several.")
 @click.option("--uscc-override-reason", help="Accept a code that fails the check digit (known legacy code), with this reason.")
 @date_option
+@money_options
 @pass_context
-def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_credit, related, uscc_override_reason, when) -> None:
+def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_credit, related, uscc_override_reason, when, dry_run, fmt) -> None:
     """Register a party, validating its USCC (GB 32100-2015).
 
     \b
@@ -700,9 +761,10 @@ def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_cr
         innovation_star=innovation_star, bad_credit=bad_credit, related=tuple(related),
         override_reason=uscc_override_reason, date=_today_or(when),
     )
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = register_party(session, spec, actor=obj.user)
-    _done(posted, f"party {name} registered")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -727,8 +789,9 @@ def parties(obj, fmt) -> None:
 @click.option("--amount", required=True, help="Amount, e.g. 5000万.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def appropriate(obj, year, amount, when, voucher) -> None:
+def appropriate(obj, year, amount, when, voucher, dry_run, fmt) -> None:
     """Record the budget appropriated for a year (memo book).
 
     \b
@@ -737,9 +800,10 @@ def appropriate(obj, year, amount, when, voucher) -> None:
     """
     from ledger.programme import appropriate as appropriate_budget
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = appropriate_budget(session, year=year, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"appropriation {year}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.group()
@@ -768,8 +832,9 @@ CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "t
 @click.option("--budget-year", type=int, help="Appropriation year to obligate (default: the approval year).")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher) -> None:
+def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher, dry_run, fmt) -> None:
     """Approve a project (立项): every eligibility rule is checked and the obligation posted.
 
     \b
@@ -788,9 +853,10 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
         budget_year=budget_year, voucher=voucher,
     )
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = approve_project(session, spec, actor=obj.user)
-    _done(posted, f"project {spec.code} approved")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @project.command("show")
@@ -849,13 +915,39 @@ def projects(obj, fmt) -> None:
 
 
 @main.command()
+@as_of_option
+@click.option("--city", help="Only this city's projects, e.g. jiangmen or urumqi.")
+@click.option("--within", "within_days", type=click.IntRange(0, 3660), default=90, show_default=True, metavar="DAYS",
+              help="Periods ending within DAYS; clawbacks outstanding DAYS or longer.")
+@format_option
+@pass_context
+def due(obj, as_of, city, within_days, fmt) -> None:
+    """What needs an officer's attention: tranches ready, self-funding behind schedule, clawbacks outstanding, periods ending.
+
+    Each line names the project, the amount and the command that resolves it. Self-funding
+    is behind when less has arrived than the pledge times the share of the period elapsed.
+
+    \b
+    Example:
+      jiebang due
+      jiebang due --as-of 2026-05-09 --city jiangmen --within 60
+    """
+    from ledger.programme.due import DUE_COLUMNS, due_items
+
+    with obj.read() as session:
+        items = due_items(session, _date_or_none(as_of) or dt.date.today(), city=city, within_days=within_days)
+    emit([i.row() for i in items], list(DUE_COLUMNS), fmt, right=("amount",), amounts=("amount",))
+
+
+@main.command()
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--amount", required=True, help="Amount pledged.")
 @click.option("--category", help="Budget category, if the letter names one.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def pledge(obj, code, amount, category, when, voucher) -> None:
+def pledge(obj, code, amount, category, when, voucher, dry_run, fmt) -> None:
     """Record self-funding pledged by commitment letter (自投研发资金承诺函).
 
     \b
@@ -864,9 +956,10 @@ def pledge(obj, code, amount, category, when, voucher) -> None:
     """
     from ledger.programme import pledge as record_pledge
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_pledge(session, project=code, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user, category=category)
-    _done(posted, f"pledge for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -875,8 +968,9 @@ def pledge(obj, code, amount, category, when, voucher) -> None:
 @click.option("--category", required=True, help="equipment / business / labour / indirect (or 设备费 / 业务费 / 劳务费 / 间接费用).")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def contribute(obj, code, amount, category, when, voucher) -> None:
+def contribute(obj, code, amount, category, when, voucher, dry_run, fmt) -> None:
     """Record self-funding evidenced as arrived (到位), by budget category.
 
     \b
@@ -885,9 +979,10 @@ def contribute(obj, code, amount, category, when, voucher) -> None:
     """
     from ledger.programme import contribute as record_contribution
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_contribution(session, project=code, amount_fen=amount_arg(amount), category=category, date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"contribution to {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.group()
@@ -901,8 +996,9 @@ def bid() -> None:
 @click.option("--amount", required=True, help="Contracted amount added.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def bid_contract_cmd(obj, code, lane, amount, when, voucher) -> None:
+def bid_contract_cmd(obj, code, lane, amount, when, voucher, dry_run, fmt) -> None:
     """Record contracted bid money for a lane (under Urumqi rules it raises the subsidy obligation).
 
     \b
@@ -911,9 +1007,10 @@ def bid_contract_cmd(obj, code, lane, amount, when, voucher) -> None:
     """
     from ledger.programme import bid_contract
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = bid_contract(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"bid contract for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @bid.command("pay")
@@ -923,8 +1020,9 @@ def bid_contract_cmd(obj, code, lane, amount, when, voucher) -> None:
 @click.option("--form", type=click.Choice(["cash", "equity", "in_kind"]), default="cash", show_default=True, help="cash, equity (技术入股股权评估) or in_kind.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
+def bid_pay_cmd(obj, code, lane, amount, form, when, voucher, dry_run, fmt) -> None:
     """Record bid money paid to a lane; under Urumqi rules cash accrues the 40% subsidy.
 
     \b
@@ -933,9 +1031,10 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
     """
     from ledger.programme import bid_pay
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = bid_pay(session, project=code, lane=lane, amount_fen=amount_arg(amount), form=form, date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"bid payment for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -946,8 +1045,9 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
 @click.option("--reference", help="Document reference of the result.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
+def stage(obj, code, stage, passed, lane, reference, when, voucher, dry_run, fmt) -> None:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment, acceptance, audit report.
 
     A 赛马 lane that fails its stage assessment is eliminated and receives nothing more.
@@ -959,9 +1059,10 @@ def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
     """
     from ledger.programme import record_stage
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane, reference=reference)
-    _done(posted, f"{stage} {'passed' if passed else 'failed'} for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -970,8 +1071,9 @@ def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
 @click.option("--tranche", type=int, help="Tranche number (default: the next one not released).")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def release(obj, code, lane, tranche, when, voucher) -> None:
+def release(obj, code, lane, tranche, when, voucher, dry_run, fmt) -> None:
     """Release a tranche when its conditions hold, within the obligation, once.
 
     \b
@@ -980,11 +1082,12 @@ def release(obj, code, lane, tranche, when, voucher) -> None:
     """
     from ledger.programme import release as release_tranche
 
-    if _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher):
+    if not dry_run and _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"release for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -996,8 +1099,9 @@ def release(obj, code, lane, tranche, when, voucher) -> None:
 @click.option("--justification", help="Required for equipment at or above the rules' threshold.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def spend(obj, code, lane, amount, category, counterparty, justification, when, voucher) -> None:
+def spend(obj, code, lane, amount, category, counterparty, justification, when, voucher, dry_run, fmt) -> None:
     """Report fiscal money spent by budget category; it draws down the lane's advance.
 
     \b
@@ -1006,10 +1110,11 @@ def spend(obj, code, lane, amount, category, counterparty, justification, when, 
     """
     from ledger.programme import spend as record_spend
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_spend(session, project=code, lane=lane, amount_fen=amount_arg(amount), category=category, date=_today_or(when),
                               voucher=voucher, actor=obj.user, counterparty=counterparty, justification=justification)
-    _done(posted, f"spending for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1018,8 +1123,9 @@ def spend(obj, code, lane, amount, category, counterparty, justification, when, 
 @click.option("--reference", required=True, help="The bureau's approval reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def extend(obj, code, months, reference, when, voucher) -> None:
+def extend(obj, code, months, reference, when, voucher, dry_run, fmt) -> None:
     """Record an approved extension of the project period (count and length bounded by the rules).
 
     \b
@@ -1028,9 +1134,10 @@ def extend(obj, code, months, reference, when, voucher) -> None:
     """
     from ledger.programme import extend as record_extension
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_extension(session, project=code, months=months, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
-    _done(posted, f"extension of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 def _misuse(values) -> list:
@@ -1051,8 +1158,9 @@ def _misuse(values) -> list:
 @click.option("--misused", multiple=True, help="Misused amount tied to a spend voucher: VOUCHER=AMOUNT; repeat for several.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def terminate(obj, code, reference, misused, when, voucher) -> None:
+def terminate(obj, code, reference, misused, when, voucher, dry_run, fmt) -> None:
     """Terminate a project: clawback = advances outstanding + misused amounts; the rest is deobligated.
 
     \b
@@ -1061,11 +1169,12 @@ def terminate(obj, code, reference, misused, when, voucher) -> None:
     """
     from ledger.programme import terminate as terminate_project
 
-    if _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused)):
+    if not dry_run and _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused)):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, misused=_misuse(misused))
-    _done(posted, f"termination of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1073,8 +1182,9 @@ def terminate(obj, code, reference, misused, when, voucher) -> None:
 @click.option("--reference", required=True, help="The bureau's revocation decision reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def revoke(obj, code, reference, when, voucher) -> None:
+def revoke(obj, code, reference, when, voucher, dry_run, fmt) -> None:
     """Revoke a project for fraud or serious misuse: recover everything released at the rules' rate.
 
     \b
@@ -1083,11 +1193,12 @@ def revoke(obj, code, reference, when, voucher) -> None:
     """
     from ledger.programme import terminate as terminate_project
 
-    if _held_for_approval(obj, "revocation", project=code, date=_today_or(when), reference=reference, voucher=voucher):
+    if not dry_run and _held_for_approval(obj, "revocation", project=code, date=_today_or(when), reference=reference, voucher=voucher):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, revoke=True)
-    _done(posted, f"revocation of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1096,8 +1207,9 @@ def revoke(obj, code, reference, when, voucher) -> None:
 @click.option("--amount", required=True, help="Amount received.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def collect(obj, code, lane, amount, when, voucher) -> None:
+def collect(obj, code, lane, amount, when, voucher, dry_run, fmt) -> None:
     """Record clawback money received (owed to the finance bureau until remitted).
 
     \b
@@ -1106,17 +1218,19 @@ def collect(obj, code, lane, amount, when, voucher) -> None:
     """
     from ledger.programme import collect as record_collection
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_collection(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, f"collection for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
 @click.option("--amount", required=True, help="Amount handed over.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def remit(obj, amount, when, voucher) -> None:
+def remit(obj, amount, when, voucher, dry_run, fmt) -> None:
     """Record recovered money handed over to the finance bureau (应缴财政款).
 
     \b
@@ -1125,9 +1239,10 @@ def remit(obj, amount, when, voucher) -> None:
     """
     from ledger.programme import remit as record_remit
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = record_remit(session, amount_fen=amount_arg(amount), date=_today_or(when), voucher=voucher, actor=obj.user)
-    _done(posted, "remittance")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command()
@@ -1135,8 +1250,9 @@ def remit(obj, amount, when, voucher) -> None:
 @click.option("--reference", required=True, help="The acceptance document reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def close(obj, code, reference, when, voucher) -> None:
+def close(obj, code, reference, when, voucher, dry_run, fmt) -> None:
     """Close a project after a passed acceptance; what was never released is deobligated.
 
     \b
@@ -1145,9 +1261,10 @@ def close(obj, code, reference, when, voucher) -> None:
     """
     from ledger.programme import close as close_project
 
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = close_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
-    _done(posted, f"closure of {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command("write-off")
@@ -1158,8 +1275,9 @@ def close(obj, code, reference, when, voucher) -> None:
 @click.option("--approval", required=True, help="Approval reference.")
 @date_option
 @voucher_option
+@money_options
 @pass_context
-def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher) -> None:
+def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher, dry_run, fmt) -> None:
     """Write off an uncollectable clawback, with a reason and an approval reference.
 
     \b
@@ -1168,11 +1286,12 @@ def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher) -> N
     """
     from ledger.programme import write_off
 
-    if _held_for_approval(obj, "write_off", project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher):
+    if not dry_run and _held_for_approval(obj, "write_off", project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher):
         return
-    with obj.write() as session:
+    with obj.write(dry_run=dry_run) as session:
         posted = write_off(session, project=code, lane=lane, amount_fen=amount_arg(amount), date=_today_or(when), reason=reason, approval=approval, voucher=voucher, actor=obj.user)
-    _done(posted, f"write-off for {code.upper()}")
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
 
 
 @main.command("import")
@@ -1325,7 +1444,7 @@ def report_status(obj: Context, uscc: str, as_of, out_dir: Path | None, fmt: str
 
 @report.command("audit")
 @click.option("--project", "code", required=True, help="Project code.")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
+@click.option("--as-of", type=DATE,
               help="Audit cut-off (default: the period end with approved extensions, or the termination date if earlier).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory to write the pack into.")
 @font_option
@@ -1343,12 +1462,13 @@ def report_audit(obj: Context, code: str, as_of, out_dir: Path, font_path: Path 
       jiebang report audit --project JM2025-003 --out audit/
       jiebang report audit --project UR2025-011 --as-of 2026-06-30 --out audit/
     """
-    from reports.audit import resolve_as_of, write_audit_pack
+    from reports.audit import AUDIT_STEPS, resolve_as_of, write_audit_pack
 
     with obj.read() as session:
         _project, when, _basis = resolve_as_of(session, code, _date_or_none(as_of))
         _check_writable(out_dir)
-        paths = write_audit_pack(session, code, out_dir, as_of=when, font_path=font_path)
+        with progress_bar(AUDIT_STEPS, f"writing the audit pack of {code.upper()}") as advance:
+            paths = write_audit_pack(session, code, out_dir, as_of=when, font_path=font_path, progress=advance)
     for path in paths:
         click.echo(f"wrote {path}{'/' if path.is_dir() else ''}")
 
@@ -1356,7 +1476,7 @@ def report_audit(obj: Context, code: str, as_of, out_dir: Path, font_path: Path 
 @report.command("forecast")
 @click.option("--from", "from_year", type=int, help="First fiscal year (default: the as-of year).")
 @click.option("--years", type=int, default=5, show_default=True, help="How many fiscal years (1..30).")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
+@click.option("--as-of", type=DATE,
               help="Forecast from the ledger as it stood on this date (default: today); a past date adds a back-test.")
 @click.option("--city", help="Only this city's projects (jiangmen, urumqi).")
 @click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -1385,7 +1505,14 @@ def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, 
       jiebang report forecast --as-of 2025-06-30 --from 2025 --years 3 --format json
       jiebang report forecast --pipeline pipeline-2027.toml --city jiangmen
     """
-    from reports.forecast import Scenario, build_forecast, check_runs, check_window, load_scenario
+    from reports.forecast import (
+        FORECAST_STEPS,
+        Scenario,
+        build_forecast,
+        check_runs,
+        check_window,
+        load_scenario,
+    )
     from reports.forecast_render import render_csv, render_json, render_table, write_forecast_files
 
     today = dt.date.today()
@@ -1393,9 +1520,9 @@ def report_forecast(obj: Context, from_year, years, as_of, city, scenario_path, 
     window = check_window(when, from_year, years, as_of_given=as_of is not None, today=today)
     check_runs(runs)
     scenario = load_scenario(scenario_path) if scenario_path is not None else Scenario()
-    with obj.read() as session:
+    with obj.read() as session, progress_bar(FORECAST_STEPS, "forecasting") as advance:
         forecast = build_forecast(session, window=window, scenario=scenario, runs=runs, seed=seed, city=city,
-                                  pipeline=pipeline_path)
+                                  pipeline=pipeline_path, progress=advance)
     if out_dir is not None:
         _check_writable(out_dir)
         for path in write_forecast_files(forecast, out_dir, font_path=font_path):
@@ -1427,11 +1554,13 @@ def export_beancount_cmd(obj: Context, out_dir: Path, as_of, project) -> None:
       jiebang export beancount --out export/ --as-of 2025-12-31
       bean-check export/fiscal.beancount
     """
-    from ledger.core.export import export_beancount
+    from ledger.core.export import export_beancount, posting_count
 
     _check_writable(out_dir)
     with obj.read() as session:
-        paths = export_beancount(session, out_dir, as_of=_date_or_none(as_of), project_code=project)
+        total = posting_count(session, as_of=_date_or_none(as_of), project_code=project)
+        with progress_bar(total, "exporting", enabled=total >= PROGRESS_MIN_POSTINGS) as advance:
+            paths = export_beancount(session, out_dir, as_of=_date_or_none(as_of), project_code=project, progress=advance)
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -1449,11 +1578,14 @@ def export_ledger_cmd(obj: Context, out_dir: Path, as_of) -> None:
       hledger -f export/fiscal.journal balance
       ledger -f export/memo.journal balance
     """
+    from ledger.core.export import posting_count
     from ledger.core.export_ledger import export_ledger
 
     _check_writable(out_dir)
     with obj.read() as session:
-        paths = export_ledger(session, out_dir, as_of=_date_or_none(as_of))
+        total = posting_count(session, as_of=_date_or_none(as_of))
+        with progress_bar(total, "exporting", enabled=total >= PROGRESS_MIN_POSTINGS) as advance:
+            paths = export_ledger(session, out_dir, as_of=_date_or_none(as_of), progress=advance)
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -1563,11 +1695,9 @@ def approve(obj: Context, request_id: int) -> None:
     with obj.write() as session:
         user = approvals.acting_user(session, obj.user)
         row, posted = approvals.approve(session, request_id, user=user)
-    what = f"request {request_id} ({row['kind']} of {row['project_code']}) approved by {user}"
-    if posted.created:
-        click.echo(f"{what}: entry {posted.entry_id}.")
-    else:
-        click.echo(f"{what}: already recorded as entry {posted.entry_id}; nothing written.")
+        said = _answer(session, posted, False)
+    click.echo(f"request {request_id} ({row['kind']} of {row['project_code']}) approved by {user}: entry {posted.entry_id}.")
+    echo_lines(said.lines())
 
 
 @main.command()

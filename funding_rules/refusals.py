@@ -59,7 +59,7 @@ _CORE = {
     # Limits (ledger.core.limits).
     "account_total_must_fit": "an account's absolute amounts posted stay within 2**62 fen, so no sum overflows",
     "date_must_be_in_window": "a value date lies in the ledger's date window (default 2000-01-01..2099-12-31)",
-    "date_window_must_be_valid": "JIEBANG_DATE_MIN / JIEBANG_DATE_MAX are dates, the first not after the second",
+    "date_window_must_be_valid": "JIEBANG_DATE_MIN / JIEBANG_DATE_MAX are dates, the first not after the second; JIEBANG_FUTURE_DAYS is a number of days",
     "entry_total_must_fit": "an entry's absolute amounts stay within 2**62 fen, so no sum overflows",
     "text_must_not_contain_nul": "no text field holds a NUL character, on either backend",
     "json_posting_must_have_account_and_amount": "a bulk JSON posting names an account and an amount",
@@ -137,7 +137,8 @@ _PROGRAMME = {
     "schema_must_exist": "the connection has a current schema",
     # Workbook import (ledger.programme.importer).
     "date_must_be_a_date": "a date cell is a date, not a number",
-    "date_must_be_iso": "a date is written YYYY-MM-DD",
+    "date_must_be_iso": "a date is written 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日",
+    "date_must_not_be_far_future": "a value date lies at most JIEBANG_FUTURE_DAYS (DEFAULT 31) days after today unless --allow-future",
     "file_must_be_a_workbook": "an .xlsx file is an Excel workbook",
     "file_must_be_csv": "a CSV import is well-formed CSV with the sheet's columns",
     "file_must_be_xlsx": "an old .xls workbook is saved as .xlsx first",

@@ -1134,10 +1134,14 @@ def render_xlsx(pack: AuditPack, path: Path) -> None:
     )
 
 
+AUDIT_STEPS = 4  # the pack read, the PDF, the workbook, the beancount extract
+
+
 def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.date | None = None,
-                     font_path: str | Path | None = None) -> list[Path]:
+                     font_path: str | Path | None = None, progress=None) -> list[Path]:
     """Write audit-CODE-DATE.pdf, audit-CODE-DATE.xlsx and beancount-CODE-DATE/ into ``out_dir``.
-    ``font_path`` is a font file the user named (``--font``), see ``reports.pdf.cjk_font``.
+    ``font_path`` is a font file the user named (``--font``), see ``reports.pdf.cjk_font``;
+    ``progress(1)`` is called after each of the AUDIT_STEPS.
 
     Everything is written into a staging directory inside ``out_dir`` first and moved into
     place at the end, so a failure leaves no partial pack behind.
@@ -1146,14 +1150,19 @@ def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.da
     from reports import pdf
 
     font = pdf.cjk_font(font_path)
+    step = progress or (lambda n: None)
     pack = audit_pack(session, code, as_of=as_of, font_note=font.note)
+    step(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{pack.stem}.", dir=out_dir))
     try:
         render_pdf(pack, staging / f"{pack.stem}.pdf", font)
+        step(1)
         render_xlsx(pack, staging / f"{pack.stem}.xlsx")
+        step(1)
         export_beancount(session, staging / pack.beancount_dir, as_of=pack.as_of, project_code=pack.code,
                          title="jiebang 专项审计 audit extract")
+        step(1)
         final = [out_dir / f"{pack.stem}.pdf", out_dir / f"{pack.stem}.xlsx", out_dir / pack.beancount_dir]
         if final[2].exists():
             shutil.rmtree(final[2])

@@ -1097,6 +1097,9 @@ def _all_rules() -> list[Rules]:
     return available_rules()
 
 
+FORECAST_STEPS = 5  # the plans read, the schedule, the simulation, the recoveries and back-test, the tables
+
+
 def build_forecast(
     session: Session,
     *,
@@ -1106,11 +1109,14 @@ def build_forecast(
     seed: int,
     city: str | None = None,
     pipeline: Path | None = None,
+    progress=None,
 ) -> Forecast:
     """Read the ledger as of the window's as-of date, add the pipeline, schedule, simulate,
-    and tabulate. Reads only; the caller owns the session."""
+    and tabulate. Reads only; the caller owns the session. ``progress(1)`` is called after
+    each of the FORECAST_STEPS."""
     from ledger.core.journal import chain_head
 
+    step = progress or (lambda n: None)
     check_runs(runs)
     if city is not None:
         city = city.strip().lower()
@@ -1118,23 +1124,29 @@ def build_forecast(
         if city not in cities:
             raise Refusal("city_must_be_known", f"--city {city!r} is not a city of the ledger or the rules; known: {', '.join(cities)}.")
     plans = read_plans(session, window.as_of, city=city)
+    step(1)
     if pipeline is not None:
         taken = session.scalars(select(Project.code)).all()
         extra = load_pipeline(pipeline, as_of=window.as_of, scenario=scenario, taken_codes=taken)
         plans += [p for p in extra if city is None or p.city == city]
     sched = schedule(plans, window, scenario)
+    step(1)
     result = simulate(sched.sim, scenario, runs=runs, seed=seed)
+    step(1)
     appropriations = appropriations_as_of(session, window.as_of)
     back, through = None, None
     actual, last = actual_releases(session, window.as_of, city=city)
     if len(actual) or (last is not None and last > window.as_of):
         back, through = _back_test(sched, result, actual, window, appropriations), last
-    return Forecast(
+    step(1)
+    forecast = Forecast(
         window=window, scenario=scenario, runs=runs, seed=seed, city=city, chain_head=chain_head(session),
         appropriations=appropriations, schedule=sched, summary=_summary(sched, result, appropriations),
         groups=_groups(sched, result), projects=_projects(sched, result), back_test=back, actual_through=through,
         pipeline_source=str(pipeline) if pipeline is not None else None,
     )
+    step(1)
+    return forecast
 
 
 def _schedule_by_bucket(flows: pd.DataFrame, buckets: int, key: str | None = None) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -268,10 +269,18 @@ def assert_verified(cli) -> None:
     assert result.stdout.startswith("OK: "), result.stdout
 
 
+def bean_check_command() -> list[str]:
+    """bean-check as installed with this interpreter (beside it, as in a virtualenv that is
+    not activated), else on PATH, else beancount's module."""
+    beside = Path(sys.executable).parent / "bean-check"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    return [shutil.which("bean-check")] if shutil.which("bean-check") else [sys.executable, "-m", "beancount.scripts.check"]
+
+
 def bean_check(path: Path) -> None:
     """Run bean-check on an exported file; it prints nothing and exits 0 on a sound ledger."""
-    command = [shutil.which("bean-check")] if shutil.which("bean-check") else [sys.executable, "-m", "beancount.scripts.check"]
-    done = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run([*bean_check_command(), str(path)], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, f"bean-check {path.name} failed:\n{done.stdout}{done.stderr}"
     assert done.stdout.strip() == "" and done.stderr.strip() == "", done.stdout + done.stderr
 

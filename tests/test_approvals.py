@@ -83,7 +83,7 @@ def test_off_by_default_money_out_posts_at_once(world, engine):
     shown = json.loads(admin("settings", "--format", "json").stdout)
     assert {r["setting"]: r["value"] for r in shown}["require_approval"] == "off"
     result = admin("release", "--project", CODE, "--date", "2025-10-20")
-    assert "entry" in result.stdout and "request" not in result.stdout
+    assert result.stdout.startswith(f"拨付 {CODE} L1 第1期：") and "request" not in result.stdout
     assert len(_entries(engine, "release")) == 1
     assert _requests(admin) == []
 

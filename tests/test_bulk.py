@@ -212,7 +212,7 @@ def test_refused_file_writes_nothing_and_a_good_one_verifies(cli, db_url, engine
 
 @pytest.mark.parametrize("text, message", [
     ("T1,2025-01-02,Assets:A,1.00\nT1,2025-01-03,Assets:B,-1.00\n", "line 3: txn T1 has rows with different dates."),
-    ("T1,2025-13-02,Assets:A,1.00\nT1,2025-13-02,Assets:B,-1.00\n", "line 2: date '2025-13-02' is not YYYY-MM-DD."),
+    ("T1,2025-13-02,Assets:A,1.00\nT1,2025-13-02,Assets:B,-1.00\n", "line 2: date '2025-13-02' is not a date; write it as 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日."),
     (",2025-01-02,Assets:A,1.00\n", "line 2: txn_id is empty."),
     ("T1,2025-01-02,Assets:A,1.005\nT1,2025-01-02,Assets:B,-1.005\n", "line 2 amount '1.005' has more than two decimals (fen); round it to 0.01 yuan and retry."),
     ("T1,2025-01-02,Assets:A,1,234.00\n", "line 2 has more cells than the header"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def test_refusals_are_one_line_and_exit_1(opened, tmp_path):
         ),
         (
             ["open", "Assets:Other", "--book", "fiscal", "--date", "2025-13-01"],
-            "error: date '2025-13-01' is not a date; write it as YYYY-MM-DD.",
+            "error: account Assets:Other opening date '2025-13-01' is not a date; write it as 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日.",
         ),
     ]
     for args, message in cases:
@@ -140,7 +141,11 @@ def test_refusals_are_one_line_and_exit_1(opened, tmp_path):
     # Nothing but the first entry was written.
     assert "OK: 1 entries verified" in cli("verify").stdout
 
-    assert cli("reverse", "1", "--reason", "keyed twice").stdout == "entry 2 reverses entry 1.\n"
+    dry = cli("reverse", "1", "--reason", "keyed twice", "--dry-run").stdout
+    assert "OK: 1 entries verified" in cli("verify").stdout  # the dry run wrote nothing
+    real = cli("reverse", "1", "--reason", "keyed twice").stdout
+    assert dry == "试算（未写入）：" + real
+    assert real.startswith("冲销分录 1：1,000.00，") and real.endswith("，分录 2\n")
     assert refused(cli("reverse", "1", "--reason", "again", expect=1)) == (
         "error: entry 1 was already reversed by entry 2; nothing more to undo."
     )
@@ -155,7 +160,7 @@ def test_refusals_are_one_line_and_exit_1(opened, tmp_path):
 def test_a_missing_db_file_is_refused(tmp_path):
     path = tmp_path / "missing.db"
     assert refused(jiebang("--db", str(path), "balances")) == (
-        f"error: no ledger at {path}; create it with `jiebang init --db {path}` or point --db at an existing one."
+        f"error: no ledger at {path}; create it with `jiebang --db {path} init` or point --db at an existing one."
     )
     assert not path.exists()  # refusing must not leave an empty file behind
 
@@ -191,12 +196,12 @@ def test_a_sqlite_file_without_the_schema_is_refused(tmp_path):
         conn.execute("CREATE TABLE expenses (id INTEGER PRIMARY KEY, amount REAL)")
     for verb in (["balances"], ["verify"], ["journal"], ["accounts"]):
         assert refused(jiebang("--db", str(path), *verb)) == (
-            "error: the ledger database has no jiebang schema; run `jiebang init` to create or upgrade it."
+            f"error: the ledger database has no jiebang schema; run `jiebang --db {path} init` to create or upgrade it."
         )
     empty = tmp_path / "empty.db"
     empty.touch()
     assert refused(jiebang("--db", str(empty), "balances")) == (
-        "error: the ledger database has no jiebang schema; run `jiebang init` to create or upgrade it."
+        f"error: the ledger database has no jiebang schema; run `jiebang --db {empty} init` to create or upgrade it."
     )
     assert jiebang("--db", str(empty), "init").exit_code == 0
     assert jiebang("--db", str(empty), "balances").stdout == "(nothing)\n"
@@ -207,9 +212,10 @@ def test_a_database_at_another_revision_is_refused(cli, db_url):
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '20200101_0000'"))
     engine.dispose()
+    command = f"jiebang --db {db_url.removeprefix('sqlite:///')} init" if db_url.startswith("sqlite") else f"jiebang --db {shlex.quote(db_url.replace('postgresql+psycopg://', 'postgresql://'))} init"
     assert refused(cli("balances", expect=1)) == (
         f"error: the ledger database is at schema 20200101_0000, not {migrations.HEAD}; "
-        "run `jiebang init` to create or upgrade it."
+        f"run `{command}` to create or upgrade it."
     )
     assert refused(cli("init", expect=1)) == (
         "error: the ledger database is at schema 20200101_0000, which this jiebang does not know; "

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
+from programme_fixtures import bean_check, bean_check_command
 from sqlalchemy.orm import Session
 
 from cli import main
@@ -85,11 +86,15 @@ def test_demo_ledger_verifies_and_prints_the_chain_head(demo_run):
 def test_bean_check_passes_on_the_exported_books(demo_run):
     where, _ = demo_run
     for book in ("fiscal", "memo"):
-        done = subprocess.run(
-            ["bean-check", str(where / "demo-out" / "beancount" / f"{book}.beancount")],
-            check=False, capture_output=True, text=True, timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        bean_check(where / "demo-out" / "beancount" / f"{book}.beancount")
+
+
+def test_bean_check_is_found_beside_the_interpreter(monkeypatch):
+    """`.venv/bin/python -m pytest` without activating the virtualenv: PATH has no bean-check."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    command = bean_check_command()
+    assert command[0] != "bean-check"
+    assert subprocess.run([*command, "--help"], capture_output=True, check=False, timeout=60).returncode == 0
 
 
 def test_eliminated_saima_lane_has_its_unspent_advance_assessed(demo_run):

@@ -136,7 +136,7 @@ def test_thousand_rows_with_three_bad_ones_write_nothing_then_once(cli, engine, 
     assert result.stdout.splitlines() == [
         "pledges!3 project: project UR2099-999 does not exist; `jiebang projects` lists the codes.",
         "contributions!11 amount: amount '12,34x' is not an amount; write e.g. 1,234,567.89 or 1234567.89元 or 300万.",
-        "bid_payments!51 date: date '2025-02-30' is not a date; write it as YYYY-MM-DD.",
+        "bid_payments!51 date: date '2025-02-30' is not a date; write it as 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日.",
     ]
     assert result.stderr == "error: 3 problems in bad.xlsx (1000 rows read); nothing was written. Fix the rows listed and import the file again.\n"
     assert entry_count(engine) == 0

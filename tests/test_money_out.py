@@ -77,8 +77,8 @@ def account_balance(cli, account: str) -> int:
 
 
 def entry_of(result) -> int:
-    """The entry number a verb printed: "...: entry 12."."""
-    found = re.search(r"entry (\d+)\.$", result.stdout.strip())
+    """The entry number a verb printed: "...，分录 12"."""
+    found = re.search(r"分录 (\d+)$", result.stdout.strip().splitlines()[0])
     assert found, result.stdout
     return int(found.group(1))
 

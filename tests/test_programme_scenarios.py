@@ -114,7 +114,7 @@ def test_jiangmen_jbgs_is_paid_60_percent_at_contract_and_40_after_the_midterm(c
     )
     # The voucher already used is a retry of the release, not a new one.
     again = cli("release", "--project", "JM2025-003", "--date", "2027-03-20", "--voucher", "ZF-2027-031")
-    assert "nothing written" in again.stdout
+    assert again.stdout.endswith("（此前已记录，本次未写入）\n")
 
     assert_verified(cli)
     export_and_bean_check(cli, tmp_path / "export")

@@ -162,10 +162,10 @@ def test_database_refusals_are_the_same_line_on_both_paths(_sqlite_template, tmp
     with sqlite3.connect(old) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '20200101_0000'")
     expected = {
-        missing: f"no ledger at {missing}; create it with `jiebang init --db {missing}` or point --db at an existing one.",
+        missing: f"no ledger at {missing}; create it with `jiebang --db {missing} init` or point --db at an existing one.",
         not_sqlite: f"{not_sqlite} is not a SQLite database; point --db at a jiebang ledger.",
-        no_schema: "the ledger database has no jiebang schema; run `jiebang init` to create or upgrade it.",
-        old: f"the ledger database is at schema 20200101_0000, not {migrations.HEAD}; run `jiebang init` to create or upgrade it.",
+        no_schema: f"the ledger database has no jiebang schema; run `jiebang --db {no_schema} init` to create or upgrade it.",
+        old: f"the ledger database is at schema 20200101_0000, not {migrations.HEAD}; run `jiebang --db {old} init` to create or upgrade it.",
     }
     for path, message in expected.items():
         for args in (("balances",), ("balances", "--project", "JM2025-003")):

@@ -91,7 +91,7 @@ def test_an_old_demo_ledger_upgrades_verifies_and_keeps_its_anchor(old_ledger, t
 
     cli = Cli(old_ledger)
     refused = cli("verify", expect=1)
-    assert "run `jiebang init`" in refused.stderr
+    assert "run `jiebang --db " in refused.stderr and " init` to create or upgrade it" in refused.stderr
     upgraded = cli("init").stdout
     assert f"upgraded from {OLD}" in upgraded and f"(schema {HEAD})" in upgraded
     assert "recorded the programme data as it stood as snapshot entry 171" in upgraded

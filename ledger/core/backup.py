@@ -116,8 +116,11 @@ def _fsync(path: Path) -> None:
 
 
 def _copy(source: Path, target: Path) -> None:
-    """Copy ``source`` into a new self-contained file ``target`` in one backup step."""
-    src = _connect(source)
+    """Copy ``source`` into a new self-contained file ``target`` in one backup step (a ledger on
+    read-only storage is opened read-only, as every read opens it)."""
+    from ledger.core.reads import read_only_uri, storage_read_only
+
+    src = sqlite3.connect(read_only_uri(source), uri=True, timeout=30, isolation_level=None) if storage_read_only(source) else _connect(source)
     dst = sqlite3.connect(str(target), isolation_level=None)
     try:
         src.backup(dst)  # pages=-1: everything in one step, under one read transaction

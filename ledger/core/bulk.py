@@ -86,11 +86,9 @@ def read_json_entries(path: Path, *, default_kind: str, actor: str) -> list[Entr
 
 
 def _date(value: str, where: str) -> dt.date:
-    try:
-        date = dt.date.fromisoformat(value.strip())
-    except (ValueError, AttributeError):
-        raise Refusal("date_must_be_iso", f"{where}: date {value!r} is not YYYY-MM-DD.") from None
-    return limits.check_date(date, f"{where}: date")
+    if not isinstance(value, str):
+        raise Refusal("date_must_be_iso", f"{where}: date {value!r} is not a date; write it as {limits.DATE_FORMS}.")
+    return limits.read_date(value, f"{where}: date")
 
 
 # A plain amount (``-1234.56``, ``1234.5``, ``1234``) is parsed without Decimal; anything

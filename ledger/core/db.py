@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,14 @@ from ledger.core.errors import Refusal
 # Resolving --db needs no SQLAlchemy, so it lives with the CLI's SQLite read path.
 from ledger.core.reads import (  # noqa: F401
     DEFAULT_DB,
+    PSYCOPG_MISSING,
+    folder_missing,
     normalize_url,
+    pg_problem,
+    read_only_uri,
     require_revision_at_head,
     require_sqlite_file,
+    storage_read_only,
 )
 
 
@@ -30,21 +36,49 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def make_engine(url: str, *, must_exist: bool = True) -> Engine:
-    """Create an engine; for a SQLite file that must exist, refuse a missing or unreadable one."""
+    """Create an engine; for a SQLite file that must exist, refuse a missing or unreadable one.
+
+    A ledger file on read-only storage (a read-only file system, or the file or its folder
+    without write permission) is opened read-only (``reads.read_only_uri``): every read works,
+    and a write session is refused in one line (``write_session``).
+    """
     path = sqlite_path(url)
     if path is not None and must_exist:
         require_sqlite_file(path)
+    elif path is not None and not path.absolute().parent.is_dir():
+        raise folder_missing(path)
+    elif path is not None and path.exists() and storage_read_only(path):
+        raise storage_refusal(str(path))  # `jiebang init` on a ledger that can only be read
+    read_only_storage = path is not None and must_exist and storage_read_only(path)
     try:
-        engine = create_engine(url, **_engine_options(url))
-    except (ArgumentError, ImportError) as exc:
-        raise Refusal("database_url_must_be_valid", f"cannot open database URL {url!r}: {exc}") from None
+        if read_only_storage:
+            uri = read_only_uri(path)
+            engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+        else:
+            engine = create_engine(url, **_engine_options(url))
+    except ImportError as exc:
+        if "psycopg" in str(exc):
+            raise Refusal("database_driver_must_be_installed", PSYCOPG_MISSING + ".") from None
+        raise Refusal("database_url_must_be_valid", f"cannot open database URL {display_url(url)!r}: {exc}") from None
+    except ArgumentError as exc:
+        raise Refusal("database_url_must_be_valid", f"cannot open database URL {display_url(url)!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, read_only_storage=read_only_storage)
         _name_the_file_on_storage_errors(engine, path)
     else:
         _name_the_server_on_storage_errors(engine)
     _refuse_nul_parameters(engine)
+    if read_only_storage:
+        engine = engine.execution_options(jiebang_storage_read_only=str(path))
     return engine
+
+
+def storage_refusal(path: str) -> Refusal:
+    return Refusal(
+        "database_storage_must_be_writable",
+        f"the ledger {path} is on read-only storage (the file or its folder cannot be written): it can be read, "
+        "not written; nothing was written. Copy it to a writable folder to record events.",
+    )
 
 
 def _refuse_nul_parameters(engine: Engine) -> None:
@@ -103,7 +137,7 @@ def _engine_options(url: str) -> dict:
     return {}
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, read_only_storage: bool = False) -> None:
     """Foreign keys on, WAL, a busy timeout, and BEGIN IMMEDIATE so writers serialise up front.
 
     pysqlite's own transaction handling defers BEGIN until the first write; we take control
@@ -117,8 +151,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA busy_timeout = 30000")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        if not read_only_storage:  # nothing may be written beside a ledger on read-only storage
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -148,6 +183,9 @@ def current_revision(engine: Engine) -> str | None:
         # database also "does not exist", but `jiebang init` cannot create that.
         if "no such table" in message or ("alembic_version" in message and "does not exist" in message):
             return None
+        fix = pg_problem(message, engine.url.render_as_string(hide_password=False))
+        if fix is not None:
+            raise Refusal("database_must_exist", f"{fix}.") from None
         raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {message}") from None
     except Exception as exc:  # psycopg raises ProgrammingError for a missing table
         if "alembic_version" in str(exc):
@@ -157,7 +195,9 @@ def current_revision(engine: Engine) -> str | None:
 
 def require_head(engine: Engine, head: str) -> None:
     """Refuse politely unless the schema is at the migrations' head."""
-    require_revision_at_head(current_revision(engine), head)
+    where = engine.get_execution_options().get("jiebang_storage_read_only")
+    url = f"sqlite:///{where}" if where else engine.url.render_as_string(hide_password=False)
+    require_revision_at_head(current_revision(engine), head, url)
 
 
 # --- sessions and URLs for the command line (cli.py names no SQLAlchemy) ---------------------
@@ -166,8 +206,27 @@ def require_head(engine: Engine, head: str) -> None:
 @contextlib.contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session in one transaction that commits when the block ends without error."""
+    if (where := engine.get_execution_options().get("jiebang_storage_read_only")) is not None:
+        raise storage_refusal(where)
     with Session(engine) as session, session.begin():
         yield session
+
+
+@contextlib.contextmanager
+def trial_session(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction that is always rolled back: a dry run writes nothing.
+
+    Everything runs as for real (locks, rules, triggers, the posting itself), so the entry it
+    would post can be read back before the rollback.
+    """
+    if (where := engine.get_execution_options().get("jiebang_storage_read_only")) is not None:
+        raise storage_refusal(where)
+    with Session(engine) as session:
+        transaction = session.begin()
+        try:
+            yield session
+        finally:
+            transaction.rollback()
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from ledger.core.balances import account_balances
 from ledger.core.models import BOOKS, Account, JournalEntry, Posting
 from ledger.core.money import format_fen
+from ledger.core.progress import counted
 
 CURRENCY = "CNY"
 BOOK_NAMES = {"fiscal": "财务账 fiscal book", "memo": "备查账 memo book"}
@@ -59,6 +60,16 @@ def _quote(text: str | None) -> str:
     return f'"{value}"'
 
 
+def posting_count(session: Session, *, as_of: dt.date | None = None, project_code: str | None = None) -> int:
+    """How many postings an export writes (both books): the total of its progress bar."""
+    query = select(func.count()).select_from(Posting).join(JournalEntry, JournalEntry.id == Posting.entry_id)
+    if as_of:
+        query = query.where(JournalEntry.value_date <= as_of)
+    if project_code:
+        query = query.where(_project_entries(project_code))
+    return int(session.execute(query).scalar_one())
+
+
 def export_beancount(
     session: Session,
     out_dir: Path,
@@ -66,15 +77,17 @@ def export_beancount(
     as_of: dt.date | None = None,
     project_code: str | None = None,
     title: str = "jiebang",
+    progress=None,
 ) -> list[Path]:
-    """Write ``<book>.beancount`` for each book (of one project if given); return the paths."""
+    """Write ``<book>.beancount`` for each book (of one project if given); return the paths.
+    ``progress(n)`` is called as postings are written (``posting_count`` in all)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     suffix = f"-{project_code}" if project_code else ""
     for book in BOOKS:
         path = out_dir / f"{book}{suffix}.beancount"
         with path.open("w", encoding="utf-8", newline="\n") as handle:
-            for line in beancount_lines(session, book, as_of=as_of, project_code=project_code, title=title):
+            for line in beancount_lines(session, book, as_of=as_of, project_code=project_code, title=title, progress=progress):
                 handle.write(line)
                 handle.write("\n")
         written.append(path)
@@ -116,6 +129,7 @@ def beancount_lines(
     as_of: dt.date | None = None,
     project_code: str | None = None,
     title: str = "jiebang",
+    progress=None,
 ):
     """Yield the lines of one book's beancount file."""
     in_extract = _project_entries(project_code) if project_code else None
@@ -153,7 +167,7 @@ def beancount_lines(
 
     last_date = None
     current = None
-    for row in book_postings(session, book, as_of=as_of, where=in_extract if project_code else None):
+    for row in counted(book_postings(session, book, as_of=as_of, where=in_extract if project_code else None), progress):
         if row.id != current:
             if current is not None:
                 yield ""

@@ -28,6 +28,7 @@ from ledger.core.balances import account_balances
 from ledger.core.export import book_postings
 from ledger.core.models import BOOKS, Account
 from ledger.core.money import format_fen
+from ledger.core.progress import counted
 
 CURRENCY = "CNY"
 
@@ -49,15 +50,17 @@ def export_ledger(
     *,
     as_of: dt.date | None = None,
     title: str = "jiebang",
+    progress=None,
 ) -> list[Path]:
-    """Write ``<book>.journal`` for each book; return the paths."""
+    """Write ``<book>.journal`` for each book; return the paths. ``progress(n)`` is called as
+    postings are written (``ledger.core.export.posting_count`` in all)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for book in BOOKS:
         path = out_dir / f"{book}.journal"
         with path.open("w", encoding="utf-8", newline="\n") as handle:
             buffer: list[str] = []
-            for line in ledger_lines(session, book, as_of=as_of, title=title):
+            for line in ledger_lines(session, book, as_of=as_of, title=title, progress=progress):
                 buffer.append(line)
                 if len(buffer) >= 4096:
                     handle.write("\n".join(buffer))
@@ -70,7 +73,7 @@ def export_ledger(
     return written
 
 
-def ledger_lines(session: Session, book: str, *, as_of: dt.date | None = None, title: str = "jiebang"):
+def ledger_lines(session: Session, book: str, *, as_of: dt.date | None = None, title: str = "jiebang", progress=None):
     """Yield the lines of one book's hledger/ledger-cli journal."""
     yield f"; {title} {book} book" + (f" as of {as_of.isoformat()}" if as_of else "")
     yield f"; amounts in {CURRENCY} (yuan, two decimals); exported by `jiebang export ledger`"
@@ -85,7 +88,7 @@ def ledger_lines(session: Session, book: str, *, as_of: dt.date | None = None, t
 
     current = None
     last_date = None
-    for row in book_postings(session, book, as_of=as_of):
+    for row in counted(book_postings(session, book, as_of=as_of), progress):
         if row.id != current:
             if current is not None:
                 yield ""

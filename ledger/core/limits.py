@@ -1,8 +1,13 @@
 """Limits on what a file or a user can put into the ledger: dates, text, running totals.
 
+* Dates are written one of four ways everywhere (every verb, the import, posted files):
+  ``2026-03-05``, ``2026/3/5``, ``20260305`` or ``2026年3月5日`` (``parse_date``).
 * Value dates lie in a window, 2000-01-01..2099-12-31 unless the environment variables
   ``JIEBANG_DATE_MIN`` / ``JIEBANG_DATE_MAX`` (YYYY-MM-DD) say otherwise: a date of year 9999
   or year 1 was accepted and then broke the exports (``OverflowError``).
+* A value date an officer types lies at most ``JIEBANG_FUTURE_DAYS`` days after today
+  (DEFAULT 31: a voucher dated at the end of the month or a payment scheduled within it),
+  unless the verb is given ``--allow-future`` (``check_not_future``).
 * Text fields never hold a NUL character: SQLite stored it, PostgreSQL refused it with a driver
   error, so the two backends disagreed; it is refused at the input on both.
 * The sum of the absolute amounts posted to one account, and within one entry, stays at or
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import unicodedata
 from collections.abc import Iterable
 
 from ledger.core.errors import Refusal
@@ -23,6 +30,61 @@ from ledger.core.money import format_fen
 DATE_MIN_DEFAULT = dt.date(2000, 1, 1)
 DATE_MAX_DEFAULT = dt.date(2099, 12, 31)
 TOTAL_FEN_MAX = 2**62
+FUTURE_DAYS_DEFAULT = 31
+DATE_FORMS = "2026-03-05, 2026/3/5, 20260305 or 2026年3月5日"
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m1>\d{1,2})-(?P<d1>\d{1,2})|/(?P<m2>\d{1,2})/(?P<d2>\d{1,2})"
+    r"|(?P<m3>\d{2})(?P<d3>\d{2})|年(?P<m4>\d{1,2})月(?P<d4>\d{1,2})日)"
+)
+
+
+def parse_date(value, where: str = "date") -> dt.date:
+    """A date written ``2026-03-05``, ``2026/3/5``, ``20260305`` or ``2026年3月5日`` (full-width
+    digits too), or a date object; anything else is the one-line refusal. No window check:
+    ``read_date`` adds it."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = unicodedata.normalize("NFKC", str(value)).strip().replace(" ", "")
+    match = _DATE.fullmatch(text)
+    if match is not None:
+        parts = match.groupdict()
+        month = next(parts[k] for k in ("m1", "m2", "m3", "m4") if parts[k] is not None)
+        day = next(parts[k] for k in ("d1", "d2", "d3", "d4") if parts[k] is not None)
+        try:
+            return dt.date(int(parts["y"]), int(month), int(day))
+        except ValueError:
+            pass
+    raise Refusal("date_must_be_iso", f"{where} {str(value)!r} is not a date; write it as {DATE_FORMS}.")
+
+
+def read_date(value, where: str = "date") -> dt.date:
+    """``parse_date`` and then the window of ``check_date``."""
+    return check_date(parse_date(value, where), where)
+
+
+def future_days() -> int:
+    """How many days after today a value date may lie (``JIEBANG_FUTURE_DAYS``, DEFAULT 31)."""
+    text = os.environ.get("JIEBANG_FUTURE_DAYS", "").strip()
+    if not text:
+        return FUTURE_DAYS_DEFAULT
+    if not text.isdigit():
+        raise Refusal("date_window_must_be_valid", f"JIEBANG_FUTURE_DAYS={text!r} is not a number of days; write e.g. 31 or unset it.")
+    return int(text)
+
+
+def check_not_future(value: dt.date, where: str = "date", *, today: dt.date | None = None) -> dt.date:
+    """``value`` unless it lies more than ``future_days()`` days after today."""
+    today = today or dt.date.today()
+    allowed = future_days()
+    if (value - today).days > allowed:
+        raise Refusal(
+            "date_must_not_be_far_future",
+            f"{where} {value.isoformat()} is {(value - today).days} days after today ({today.isoformat()}), more than the "
+            f"{allowed} allowed (JIEBANG_FUTURE_DAYS); correct the date, or add --allow-future if it is right.",
+        )
+    return value
 
 
 def _env_date(name: str, default: dt.date) -> dt.date:

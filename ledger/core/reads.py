@@ -64,11 +64,78 @@ def normalize_url(db: str | None) -> str:
     """Turn ``--db`` into a SQLAlchemy URL: a bare path means a SQLite file."""
     db = db or os.environ.get("JIEBANG_DB") or DEFAULT_DB
     if "://" in db:
-        if db.startswith(("postgresql://", "postgres://")):
+        scheme = db.split("://", 1)[0].lower()
+        if scheme in ("postgresql", "postgres"):
             # psycopg 3 is the driver we ship; name it so users can paste libpq URLs.
             db = "postgresql+psycopg://" + db.split("://", 1)[1]
+        elif scheme.split("+", 1)[0] not in ("sqlite", "postgresql"):
+            raise Refusal(
+                "database_url_must_be_supported",
+                f"--db {scheme}://… is not a database jiebang can use; give a SQLite file path (jiebang.db or "
+                "sqlite:///PATH) or a PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE).",
+            )
         return db
     return f"sqlite:///{db}"
+
+
+def init_command(url: str) -> str:
+    """The `jiebang init` that creates or upgrades the ledger at ``url``, as it can be pasted
+    (the --db option goes before the verb); a password in a URL is not repeated."""
+    import shlex
+
+    path = sqlite_file(url)
+    if path is None and url.startswith("sqlite+") and ":///" in url and "?" not in url:
+        path = url.split(":///", 1)[1]  # sqlite+pysqlite:///PATH
+    if path == DEFAULT_DB and not os.environ.get("JIEBANG_DB"):
+        return "jiebang init"
+    if path is not None:
+        return f"jiebang --db {shlex.quote(path)} init"
+    target = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    if "@" in target.split("://", 1)[-1].split("/", 1)[0] and ":" in target.split("://", 1)[-1].split("@", 1)[0]:
+        return "jiebang init (with --db or JIEBANG_DB naming this database)"
+    return f"jiebang --db {shlex.quote(target)} init"
+
+
+def storage_read_only(path: Path) -> bool:
+    """Whether a ledger file cannot be written where it lies: a read-only file system, or the
+    file or its folder without write permission for this user (root has it regardless)."""
+    folder = path.absolute().parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        pass
+    return not os.access(path, os.W_OK) or not os.access(folder, os.W_OK)
+
+
+def read_only_uri(path: Path) -> str:
+    """The SQLite URI that reads a ledger on read-only storage: ``immutable=1`` (SQLite then
+    writes no -wal or -shm file and takes no lock), unless a -wal file with content lies beside
+    it, whose pages only a normal read-only open (``mode=ro``) sees."""
+    wal = Path(f"{path}-wal")
+    fresh = not wal.exists() or wal.stat().st_size == 0
+    return path.absolute().as_uri() + ("?immutable=1" if fresh else "?mode=ro")
+
+
+def pg_problem(detail: str, url: str) -> str | None:
+    """The fix for a PostgreSQL connection error a user can act on, else None."""
+    import re
+    import shlex
+    from urllib.parse import urlsplit
+
+    missing = re.search(r'database "([^"]+)" does not exist', detail)
+    if missing is None:
+        return None
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    options = [f"-h {shlex.quote(parts.hostname)}"] if parts.hostname else []
+    options += [f"-p {parts.port}"] if parts.port else []
+    options += [f"-U {shlex.quote(parts.username)}"] if parts.username else []
+    command = " ".join(["createdb", *options, shlex.quote(missing.group(1))])
+    return f"PostgreSQL has no database {missing.group(1)}; create it with `{command}`, then run `{init_command(url)}`"
+
+
+PSYCOPG_MISSING = ("the PostgreSQL driver psycopg is not installed; install it with "
+                   "`python -m pip install \"psycopg[binary]\"` (or `pip install \"jiebang-ledger[postgres]\"`)")
 
 
 def sqlite_file(url: str) -> str | None:
@@ -90,7 +157,7 @@ def sqlite_reader(path: str, *, head: str | None = None) -> Iterator[Run]:
     Refuses as ``ledger.core.db.make_engine`` and ``require_head`` do, in the same words.
     """
     require_sqlite_file(Path(path))
-    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    uri = read_only_uri(Path(path)) if storage_read_only(Path(path)) else Path(path).absolute().as_uri() + "?mode=ro"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
@@ -100,19 +167,19 @@ def sqlite_reader(path: str, *, head: str | None = None) -> Iterator[Run]:
     except sqlite3.Error as exc:
         connection.close()
         raise _refused(exc, path) from None
-    with _reading(connection, "qmark", _sqlite_revision, sqlite3.Error, head, path) as run:
+    with _reading(connection, "qmark", _sqlite_revision, sqlite3.Error, head, path, f"sqlite:///{path}") as run:
         yield run
 
 
 @contextlib.contextmanager
 def _reading(connection, paramstyle: str, revision: Callable[[Run], str | None], errors, head: str | None,
-             path: str | None = None) -> Iterator[Run]:
+             path: str | None = None, url: str | None = None) -> Iterator[Run]:
     """A read on an open driver connection: the schema checked at head, a driver error as the
     CLI's one line, the connection closed after."""
     try:
         run = _runner(connection.execute, paramstyle)
         if head is not None:
-            require_revision_at_head(revision(run), head)
+            require_revision_at_head(revision(run), head, url)
         yield run
     except errors as exc:
         raise _refused(exc, path) from None
@@ -140,16 +207,22 @@ def postgres_reader(conninfo: str, *, head: str | None = None) -> Iterator[Run]:
     psycopg directly, for the same reason as ``sqlite_reader``: importing SQLAlchemy costs
     more than the read. No prepared statements, as ``ledger.core.db`` configures its engines.
     """
-    import psycopg
+    try:
+        import psycopg
+    except ImportError:
+        raise Refusal("database_driver_must_be_installed", PSYCOPG_MISSING + ".") from None
 
     try:
         connection = psycopg.connect(conninfo, prepare_threshold=None)
     except psycopg.Error as exc:
         detail = " ".join(str(exc).split())
+        fix = pg_problem(detail, conninfo)
+        if fix is not None:
+            raise Refusal("database_must_exist", f"{fix}.") from None
         raise Refusal("database_must_be_reachable", f"cannot read the ledger database: {detail}") from None
     connection.read_only = True
     connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    with _reading(connection, "format", _postgres_revision, psycopg.Error, head) as run:
+    with _reading(connection, "format", _postgres_revision, psycopg.Error, head, None, conninfo) as run:
         yield run
 
 
@@ -165,10 +238,12 @@ def _postgres_revision(run: Run) -> str | None:
 
 def require_sqlite_file(path: Path) -> None:
     """Refuse a ledger file that is missing, unreadable or not SQLite (one message for both read paths)."""
+    if not path.absolute().parent.is_dir():
+        raise folder_missing(path)
     if not path.exists():
         raise Refusal(
             "database_must_exist",
-            f"no ledger at {path}; create it with `jiebang init --db {path}` or point --db at an existing one.",
+            f"no ledger at {path}; create it with `{init_command(f'sqlite:///{path}')}` or point --db at an existing one.",
         )
     if not os.access(path, os.R_OK):
         raise Refusal("database_must_be_readable", f"ledger file {path} is not readable; check its permissions.")
@@ -176,6 +251,11 @@ def require_sqlite_file(path: Path) -> None:
         head = handle.read(16)
     if head and head != b"SQLite format 3\x00":
         raise Refusal("database_must_be_sqlite", f"{path} is not a SQLite database; point --db at a jiebang ledger.")
+
+
+def folder_missing(path: Path) -> Refusal:
+    folder = path.absolute().parent
+    return Refusal("database_folder_must_exist", f"folder {folder} does not exist; create it first or give --db a path in an existing folder.")
 
 
 def _sqlite_revision(run: Run) -> str | None:
@@ -191,12 +271,14 @@ def _sqlite_revision(run: Run) -> str | None:
     return None if row is None else row[0]
 
 
-def require_revision_at_head(revision: str | None, head: str) -> None:
-    """Refuse a database whose schema revision is not ``head`` (the caller's migrations')."""
+def require_revision_at_head(revision: str | None, head: str, url: str | None = None) -> None:
+    """Refuse a database whose schema revision is not ``head`` (the caller's migrations');
+    the hint is the `jiebang init` for ``url`` (the default ledger when None)."""
     if revision != head:
         where = "has no jiebang schema" if revision is None else f"is at schema {revision}, not {head}"
+        command = init_command(url) if url else "jiebang init"
         raise SchemaNotAtHead(
-            "database_must_be_at_head", f"the ledger database {where}; run `jiebang init` to create or upgrade it."
+            "database_must_be_at_head", f"the ledger database {where}; run `{command}` to create or upgrade it."
         )
 
 

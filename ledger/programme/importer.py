@@ -397,13 +397,7 @@ def _parse_date(value: Any, column: Column) -> dt.date:
         return value
     if isinstance(value, (int, float)):
         raise Refusal("date_must_be_a_date", f"{column.name} {value!r} is a number, not a date; format the cell as a date or write YYYY-MM-DD.")
-    text = str(value).strip()
-    for pattern in ("%Y-%m-%d", "%Y/%m/%d"):
-        try:
-            return dt.datetime.strptime(text, pattern).date()
-        except ValueError:
-            continue
-    raise Refusal("date_must_be_iso", f"{column.name} {text!r} is not a date; write it as YYYY-MM-DD.")
+    return limits.parse_date(str(value).strip(), column.name)
 
 
 def _read_int(value: Any, column: Column) -> int:
