@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from ledger.core.db import sqlite_path
 from ledger.core.errors import Refusal
+from ledger.core.reads import is_sqlite_file
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 PG_BACKUP_HINT = (
@@ -59,9 +60,9 @@ def _sqlite_file(url: str) -> Path:
 
 
 def _looks_like_sqlite(path: Path) -> bool:
+    """A non-empty SQLite file (asked of SQLite: reading it in Python would drop this process's locks)."""
     try:
-        with path.open("rb") as handle:
-            return handle.read(16) == SQLITE_HEADER
+        return is_sqlite_file(path, empty=False)
     except OSError:
         return False
 

@@ -247,10 +247,32 @@ def require_sqlite_file(path: Path) -> None:
         )
     if not os.access(path, os.R_OK):
         raise Refusal("database_must_be_readable", f"ledger file {path} is not readable; check its permissions.")
-    with path.open("rb") as handle:
-        head = handle.read(16)
-    if head and head != b"SQLite format 3\x00":
+    if not is_sqlite_file(path):
         raise Refusal("database_must_be_sqlite", f"{path} is not a SQLite database; point --db at a jiebang ledger.")
+
+
+def is_sqlite_file(path: Path, *, empty: bool = True) -> bool:
+    """Whether ``path`` is a SQLite database (an empty file counts when ``empty``), asked of
+    SQLite itself.
+
+    Never by opening the file in Python: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, the SQLite connections' own included (SQLite's unix VFS
+    knows this and keeps its descriptors open while a connection of the process holds a
+    lock). Another process could then take itself for the last connection, checkpoint and
+    delete the WAL under ours: a long-lived server stopped seeing new rows, and a process
+    that read the header between writes saw "database disk image is malformed".
+    """
+    if path.stat().st_size == 0:
+        return empty
+    connection = sqlite3.connect("file:" + quote(str(path.absolute())) + "?mode=ro", uri=True)
+    try:
+        connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        # SQLite recognised the file unless it says otherwise; other trouble is named where it is used.
+        return "not a database" not in str(exc) and "file is encrypted" not in str(exc)
+    finally:
+        connection.close()
+    return True
 
 
 def folder_missing(path: Path) -> Refusal:
