@@ -117,7 +117,7 @@ def test_every_jiebang_function_pins_its_search_path_with_pg_temp_last(engine, b
             "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'jiebang%' "
             "AND pronamespace = current_schema()::regnamespace ORDER BY proname"
         )).all()
-    assert len(found) == 9
+    assert len(found) == 12  # 0010 adds the portal log guard and the two SET ROLE helpers
     for name, config in found:
         assert config == [f"search_path={schema}, pg_temp"] or config == [f'search_path="{schema}", pg_temp'], (name, config)
 
