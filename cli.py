@@ -1628,22 +1628,31 @@ def db_grant(obj: Context, role: str, login: str, party: str | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Forecast scenario TOML for the bureau's exposure chart (default: everything on time).")
+@click.option("--db", "db", help="The ledger to serve, as the global --db (which it overrides), so that "
+              "`jiebang serve --db demo-out/jiebang.db` reads as it is typed.")
 @pass_context
-def serve(obj: Context, host: str, port: int) -> None:
+def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: str | None) -> None:
     """The web portal over the --db ledger: enterprises, auditors and the bureau each see
     their part, in Chinese, in a browser (no JavaScript needed). Accounts come from
     `jiebang portal invite`. Set JIEBANG_PORTAL_SECRET to keep sessions across restarts.
 
     \b
     Example:
-      jiebang serve --db demo-out/jiebang.db
+      jiebang serve --db demo-out/jiebang.db --scenario demo-out/reports/forecast-scenario.toml
       jiebang --db postgresql://portal@db/ledger serve --host 0.0.0.0 --port 8080
     """
     from portal.server import run
+    from reports.forecast import load_scenario
 
+    if db is not None:
+        obj = Context(db, obj.user)
     obj.engine()  # refuse a missing or old ledger in one line before the server starts
+    if scenario_path is not None:
+        load_scenario(scenario_path)  # and a scenario file that cannot be read
     click.echo(f"jiebang portal on http://{host}:{port}/ (Ctrl-C stops it)")
-    run(obj.url, host=host, port=port)
+    run(obj.url, host=host, port=port, scenario=scenario_path)
 
 
 @main.group("portal")

@@ -20,12 +20,13 @@ import hmac
 import logging
 import secrets
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -33,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger.core.db import make_engine, require_head
+from ledger.core.db import make_engine, read_only, require_head
 from ledger.core.errors import Refusal
 from migrations import HEAD
 from portal import store, views
@@ -48,7 +49,7 @@ SESSION_HOURS = 8
 log = logging.getLogger("jiebang.portal")
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self' data:; font-src 'self'; form-action 'self'; "
                                 "frame-ancestors 'none'; base-uri 'none'"),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -110,9 +111,13 @@ def _as_of(value: str | None) -> dt.date | None:
         raise Refusal("portal_date_must_be_iso", "日期应写作 YYYY-MM-DD。") from None
 
 
-def create_app(url: str, *, secret: str | None = None, today: dt.date | None = None) -> FastAPI:
+def create_app(url: str, *, secret: str | None = None, scenario: Path | None = None) -> FastAPI:
     """The application over the ledger at ``url``; ``secret`` signs the cookies (random per
-    process if None: sessions then end when the server restarts)."""
+    process if None: sessions then end when the server restarts); ``scenario`` is the forecast
+    scenario file of the bureau's chart (default: every condition on time, no spread)."""
+    from reports.forecast import Scenario, load_scenario
+
+    the_scenario = load_scenario(scenario) if scenario is not None else Scenario()
     engine = make_engine(url)
     require_head(engine, HEAD)
     signer = URLSafeTimedSerializer(secret or secrets.token_hex(32), salt="jiebang-portal-session")
@@ -121,10 +126,8 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
                   description="The same read models as the pages, under the same scoping: sign in through the "
                               "portal; the session cookie authenticates API calls.")
     app.state.engine = engine
+    reader = read_only(engine)  # look-ups that write nothing take no write lock on SQLite
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    def the_day() -> dt.date:
-        return today or dt.date.today()
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
             data = signer.loads(raw, max_age=SESSION_HOURS * 3600)
         except BadSignature:
             raise SignInRequired() from None
-        with Session(engine) as session:
+        with Session(reader) as session:
             viewer = store.viewer(session, int(data.get("u", 0)), int(data.get("e", -1)))
         if viewer is None:
             raise SignInRequired()
@@ -244,6 +247,14 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
         log.exception("error on %s", request.url.path)
         return _error(request, 500)
 
+    @app.get("/fonts/cjk.ttf", include_in_schema=False)
+    def cjk_font():
+        """The PDF reports' packaged Noto Sans CJK SC: a browser fetches it only when it has no
+        Chinese font of its own (portal.css lists the local ones first)."""
+        from reports.pdf import PACKAGED_FONT
+
+        return FileResponse(PACKAGED_FONT, media_type="font/ttf", headers={"Cache-Control": "public, max-age=604800"})
+
     # --- sign-in ----------------------------------------------------------------------------
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -275,7 +286,7 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
 
     @app.get("/invite/{token}", response_class=HTMLResponse, include_in_schema=False)
     def invite_form(request: Request, token: str):
-        with Session(engine) as session:
+        with Session(reader) as session:
             user = store.open_invite(session, token)
         if user is None:
             return _error(request, 404, "该邀请链接无效、已使用或已过期，请联系科技局重新发送。")
@@ -285,7 +296,7 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
     def invite_accept(request: Request, token: str, password: Annotated[str, Form(max_length=1024)] = "",
                       password2: Annotated[str, Form(max_length=1024)] = "", csrf: Annotated[str, Form(max_length=100)] = ""):
         check_csrf(request, csrf)
-        with Session(engine) as session:
+        with Session(reader) as session:
             user = store.open_invite(session, token)
         if user is None:
             return _error(request, 404, "该邀请链接无效、已使用或已过期，请联系科技局重新发送。")
@@ -364,14 +375,27 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
             raise NotFound(section)
         return page(request, "audit.html", data=data, section=data["sections"][section - 1], as_of_given=as_of or "")
 
+    packs: OrderedDict = OrderedDict()  # (code, as_of, chain head) -> {name: bytes}; a pack is deterministic
+
     @app.get("/audit/{code}/files/{name:path}", include_in_schema=False)
     def audit_download(request: Request, viewer: Signed, code: str, name: str, as_of: str | None = None):
         kind(viewer, "auditor")
-        with tempfile.TemporaryDirectory(prefix="jiebang-portal-") as tmp, scoped_session(engine, viewer) as session:
-            files = views.audit_files(session, viewer, code, _as_of(as_of), Path(tmp))
-            if name not in files:
-                raise NotFound(name)
-            return download(request, viewer, files[name], name.rsplit("/", 1)[-1])
+        with scoped_session(engine, viewer) as session:
+            key = views.audit_pack_key(session, viewer, code, _as_of(as_of))  # scoped first: 404 for others
+            files = packs.get(key)
+            if files is None:
+                with tempfile.TemporaryDirectory(prefix="jiebang-portal-") as tmp:
+                    paths = views.audit_files(session, viewer, code, _as_of(as_of), Path(tmp))
+                    files = {n: (p.suffix, p.read_bytes()) for n, p in paths.items()}
+                packs[key] = files
+                while len(packs) > 8:
+                    packs.popitem(last=False)
+        if name not in files:
+            raise NotFound(name)
+        suffix, content = files[name]
+        logged(viewer, "download", name.rsplit("/", 1)[-1], request)
+        return Response(content, media_type=DOWNLOAD_TYPES.get(suffix, "application/octet-stream"),
+                        headers={"Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'})
 
     @app.get("/audit/{code}/verify", response_class=HTMLResponse, include_in_schema=False)
     def audit_verify(request: Request, viewer: Signed, code: str):
@@ -386,9 +410,8 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     def dashboard(request: Request, viewer: Signed, as_of: str | None = None):
         kind(viewer, "bureau")
-        when = _as_of(as_of) or the_day()
         with scoped_session(engine, viewer) as session:
-            data = views.dashboard(session, viewer, when)
+            data = views.dashboard(session, viewer, _as_of(as_of), the_scenario)
         return page(request, "dashboard.html", data=data, chart=forecast_chart(data["forecast"]["summary"]))
 
     # --- JSON API ---------------------------------------------------------------------------
@@ -435,6 +458,6 @@ def create_app(url: str, *, secret: str | None = None, today: dt.date | None = N
     def api_dashboard(viewer: Signed, as_of: str | None = None) -> dict:
         kind(viewer, "bureau")
         with scoped_session(engine, viewer) as session:
-            return views.dashboard(session, viewer, _as_of(as_of) or the_day())
+            return views.dashboard(session, viewer, _as_of(as_of), the_scenario)
 
     return app

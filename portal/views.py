@@ -220,6 +220,16 @@ def audit_files(session: Session, viewer: Viewer, code: str, as_of: dt.date | No
     return files
 
 
+def audit_pack_key(session: Session, viewer: Viewer, code: str, as_of: dt.date | None) -> tuple:
+    """What an audit pack's bytes depend on: the project, the cut-off and the chain's head."""
+    from ledger.core.journal import chain_head
+    from reports.audit import resolve_as_of
+
+    require_project(session, viewer, code)
+    _project, when, _basis = resolve_as_of(session, code, as_of)
+    return code, when, chain_head(session)
+
+
 def verification(session: Session, viewer: Viewer) -> dict:
     from ledger.core.journal import chain_head
     from ledger.programme.projection import verify_ledger
@@ -260,15 +270,15 @@ def budget_by_year(session: Session) -> list[dict]:
     return rows
 
 
-def forecast_summary(session: Session, as_of: dt.date, *, years: int = 4, runs: int = 2_000, seed: int = 1) -> dict:
-    from reports.forecast import Scenario, build_forecast, check_window
+def forecast_summary(session: Session, as_of: dt.date, scenario, *, years: int = 4, runs: int = 2_000, seed: int = 1) -> dict:
+    """``build_forecast`` as `jiebang report forecast --as-of DATE --years 4 --runs 2000 --seed 1` computes it."""
+    from reports.forecast import Window, build_forecast
     from reports.forecast_render import report_dict
 
-    window = check_window(as_of, as_of.year, years, as_of_given=True, today=as_of)
-    forecast = build_forecast(session, window=window, scenario=Scenario(), runs=runs, seed=seed)
+    forecast = build_forecast(session, window=Window(as_of, as_of.year, years), scenario=scenario, runs=runs, seed=seed)
     data = report_dict(forecast)
     return {"as_of": data["as_of"], "runs": data["runs"], "seed": data["seed"], "chain_head": data["chain_head"],
-            "summary": data["summary"]}
+            "scenario": scenario.name, "summary": data["summary"]}
 
 
 def projects_by(session: Session, as_of: dt.date) -> dict:
@@ -290,10 +300,14 @@ def projects_by(session: Session, as_of: dt.date) -> dict:
     }
 
 
-def dashboard(session: Session, viewer: Viewer, as_of: dt.date) -> dict:
+def dashboard(session: Session, viewer: Viewer, as_of: dt.date | None, scenario) -> dict:
+    """The bureau's dashboard as of ``as_of`` (default: the latest entry's value date, as the status reports)."""
+    from reports.status import default_as_of
+
     if viewer.kind != "bureau":
         raise NotFound("dashboard")
-    return {"as_of": as_of.isoformat(), "budget": budget_by_year(session), "forecast": forecast_summary(session, as_of),
+    as_of = as_of or default_as_of(session)
+    return {"as_of": as_of.isoformat(), "budget": budget_by_year(session), "forecast": forecast_summary(session, as_of, scenario),
             **projects_by(session, as_of), "due": due_list(session, as_of)}
 
 
