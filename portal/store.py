@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from funding_rules.uscc import normalize_uscc
 from ledger.core.errors import Refusal
 from ledger.programme.models import (
     EnterpriseLogin,
@@ -26,7 +27,6 @@ from ledger.programme.models import (
     PortalUser,
     Project,
 )
-from funding_rules.uscc import normalize_uscc
 
 KINDS = ("enterprise", "auditor", "bureau")
 INVITE_HOURS = 72
@@ -223,7 +223,7 @@ def authenticate(session: Session, login: str, password: str, address: str) -> P
     else:
         # Spend the same time as a real check, so timing does not tell which accounts exist.
         try:
-            HASHER.verify(_DUMMY, password)
+            HASHER.verify(_dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             pass
     if not ok:
@@ -233,7 +233,12 @@ def authenticate(session: Session, login: str, password: str, address: str) -> P
     return user
 
 
-_DUMMY = HASHER.hash(secrets.token_hex(16))
+_DUMMIES: dict[int, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash with the hasher's parameters, for the accounts that do not exist."""
+    return _DUMMIES.setdefault(id(HASHER), HASHER.hash(secrets.token_hex(16)))
 
 
 def viewer(session: Session, user_id: int, epoch: int) -> Viewer | None:

@@ -85,7 +85,7 @@ def forecast_chart(summary: list[dict], *, width: int = 720, height: int = 320) 
         parts.append(_text(left - 6, y + 4, _wan(value), anchor="end", size=10))
     slot = plot_w / max(1, len(rows))
     bar = min(60, slot * 0.5)
-    y_of = lambda v: top + plot_h - plot_h * max(0, v) / peak  # noqa: E731
+    y_of = lambda v: top + plot_h - plot_h * max(0, v) / peak
     for i, r in enumerate(rows):
         cx = left + i * slot + slot / 2
         sched = fen(r.get("schedule"))

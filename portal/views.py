@@ -290,7 +290,7 @@ def projects_by(session: Session, as_of: dt.date) -> dict:
         state = load_project(session, row["code"], as_of=as_of)
         accepted = "acceptance_passed" in state.conditions.get(None, set())
         status[row["code"]] = "terminated" if state.terminated_on else "accepted" if accepted else "active"
-    count = lambda key: sorted(Counter(key(r) for r in rows).items())  # noqa: E731
+    count = lambda key: sorted(Counter(key(r) for r in rows).items())
     return {
         "by_city": [{"key": k, "label": zh(CITY_ZH, k), "count": n} for k, n in count(lambda r: r["city"])],
         "by_mode": [{"key": k, "label": zh(MODE_ZH, k), "count": n} for k, n in count(lambda r: r["mode"])],

@@ -109,6 +109,7 @@ def build_world(request, tmp_path_factory) -> World:
 
 def drop_world(world: World) -> None:
     world.engine.dispose()
+    world.app.state.engine.dispose()
     if world.logins:
         import gc
 

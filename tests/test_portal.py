@@ -36,11 +36,30 @@ ALL_PROJECTS = ["JM2024-001", "JM2024-002", "JM2025-003", "JM2025-004", "JM2026-
                 "UR2024-001", "UR2025-002", "UR2025-003", "UR2026-004"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _quick_argon2():
+    """argon2id with small costs for these tests (each hash is real; 0.2 s each at the
+    production costs, which test_production_passwords_use_argon2id_defaults checks)."""
+    from argon2 import PasswordHasher
+
+    production, store.HASHER = store.HASHER, PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    yield production
+    store.HASHER = production
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def world(request, tmp_path_factory):
+def world(request, tmp_path_factory, _quick_argon2):
     w = build_world(request, tmp_path_factory)
     yield w
     drop_world(w)
+
+
+def test_production_passwords_use_argon2id_defaults(_quick_argon2):
+    from argon2 import Type
+
+    production = _quick_argon2  # the module's own hasher, set aside by the fixture
+    assert production.type is Type.ID and production.memory_cost >= 65536 and production.time_cost >= 3
+    assert production.hash("x" * 12).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
 def viewer_of(world, login: str):
