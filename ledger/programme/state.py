@@ -184,18 +184,20 @@ def tranche_views(session: Session, state: ProjectState) -> list[TrancheView]:
     rows = session.scalars(
         select(Tranche).where(Tranche.project_code == state.project.code).order_by(Tranche.lane_no, Tranche.seq)
     ).all()
-    views = []
-    for t in rows:
-        conditions = tuple(json.loads(t.conditions))
-        unmet = tuple(c for c in conditions if c not in state.met(t.lane_no))
-        if t.id in state.released_tranches:
-            status = "released"
-        elif state.terminated_on is not None or state.closed_on is not None or t.lane_no in state.eliminated:
-            status = "cancelled"  # closure deobligates what was never released, as termination does
-        else:
-            status = "planned" if unmet else "eligible"
-        views.append(TrancheView(t.id, t.lane_no, t.seq, t.name, t.basis, t.amount_fen, conditions, status, unmet, t.source))
-    return views
+    return [tranche_view(t, state) for t in rows]
+
+
+def tranche_view(t: Tranche, state: ProjectState | fold.ProjectFold) -> TrancheView:
+    """One tranche's status under a project's fold (a ``ProjectState`` or the bare fold)."""
+    conditions = tuple(json.loads(t.conditions))
+    unmet = tuple(c for c in conditions if c not in state.met(t.lane_no))
+    if t.id in state.released_tranches:
+        status = "released"
+    elif state.terminated_on is not None or state.closed_on is not None or t.lane_no in state.eliminated:
+        status = "cancelled"  # closure deobligates what was never released, as termination does
+    else:
+        status = "planned" if unmet else "eligible"
+    return TrancheView(t.id, t.lane_no, t.seq, t.name, t.basis, t.amount_fen, conditions, status, unmet, t.source)
 
 
 CONDITION_HINTS = {
