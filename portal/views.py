@@ -42,6 +42,8 @@ CITY_ZH = {"jiangmen": "江门", "urumqi": "乌鲁木齐"}
 BASIS_ZH = {"grant_share": "资助分期", "subsidy": "后补助"}
 WARNING_ZH = {"self_funding_should_be_in_place": "自筹资金到位不足", "period_end_is_near": "执行期即将结束",
               "period_has_ended": "执行期已结束，未见验收", "clawback_is_outstanding": "追回款未缴清"}
+DUE_ZH = {"tranche_ready": "可拨付未拨", "pledge_behind": "自筹到位滞后", "clawback_outstanding": "追回未缴清",
+          "period_ending": "执行期将满未验收", "extension_ending": "延期将满"}
 SELF_FUNDING_CATEGORIES = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
 
 
@@ -311,12 +313,11 @@ def dashboard(session: Session, viewer: Viewer, as_of: dt.date | None, scenario)
             **projects_by(session, as_of), "due": due_list(session, as_of)}
 
 
-def due_list(session: Session, as_of: dt.date) -> list[dict] | None:
-    """The due list of ``ledger.programme.due`` when that module is present, else None."""
-    try:
-        from ledger.programme.due import due_items
-    except ImportError:
-        return None
-    return [{"kind": d.kind, "project": d.project_code, "lane": d.lane, "amount": format_fen(d.amount_fen),
+def due_list(session: Session, as_of: dt.date) -> list[dict]:
+    """``ledger.programme.due.due_items`` (the `jiebang due` read model), within 90 days."""
+    from ledger.programme.due import due_items
+
+    return [{"kind": d.kind, "kind_zh": zh(DUE_ZH, d.kind), "project": d.project_code, "lane": d.lane,
+             "amount": None if d.amount_fen is None else format_fen(d.amount_fen),
              "date": str(d.date) if d.date else "", "description": d.description, "command": d.command}
             for d in due_items(session, as_of)]

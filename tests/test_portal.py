@@ -237,8 +237,16 @@ def test_the_bureau_dashboard(world):
     assert {r["key"] for r in data["by_mode"]} == {"jbgs", "saima"}
     assert [p["code"] for p in data["projects"]] == ALL_PROJECTS
     assert any(r["year"] for r in data["forecast"]["summary"])
+    from ledger.programme.due import due_items
+
+    with Session(read_only(world.engine)) as session:
+        expected = due_items(session, dt.date.fromisoformat(data["as_of"]))
+    assert [(d["kind"], d["project"], d["lane"], d["command"]) for d in data["due"]] == [
+        (d.kind, d.project_code, d.lane, d.command) for d in expected]
+    assert expected, "the demo ledger has something due"
     html = world.clients["bureau"].get("/dashboard").text
     assert 'class="forecast"' in html and "P95" in html
+    assert html.count("<tr>", html.index('id="due"'), html.index("项目清单")) == len(expected) + 1
 
 
 # --- the database scopes, not only the app -------------------------------------------------
