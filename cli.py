@@ -1648,7 +1648,11 @@ def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: st
 
     if db is not None:
         obj = Context(db, obj.user)
-    obj.engine()  # refuse a missing or old ledger in one line before the server starts
+    # Refuse a missing or old ledger in one line before the server starts, then close that
+    # connection: the server's engine checks the file by opening it, and closing any handle on
+    # a SQLite file drops the process's locks on it, so another process's `jiebang` could take
+    # this one for the last reader and delete the WAL under the server.
+    obj.engine().dispose()
     if scenario_path is not None:
         load_scenario(scenario_path)  # and a scenario file that cannot be read
     click.echo(f"jiebang portal on http://{host}:{port}/ (Ctrl-C stops it)")
