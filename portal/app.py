@@ -366,11 +366,37 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
             data = views.auditor_home(session, viewer)
         return page(request, "auditor_home.html", data=data)
 
+    # Read models that depend only on the ledger's state, kept per (what, arguments, chain
+    # head): a new entry moves the head, so nothing stale is ever shown. Scoping is checked
+    # before every look-up.
+    memo: OrderedDict = OrderedDict()
+
+    def remembered(key: tuple, build):
+        if key in memo:
+            memo.move_to_end(key)
+            return memo[key]
+        value = memo[key] = build()
+        while len(memo) > 64:
+            memo.popitem(last=False)
+        return value
+
+    def audit_data(session, viewer: Viewer, code: str, as_of: str | None) -> dict:
+        key = ("audit", *views.audit_pack_key(session, viewer, code, _as_of(as_of)))
+        return remembered(key, lambda: views.audit_pages(session, viewer, code, key[2]))
+
+    def dashboard_data(session, viewer: Viewer, as_of: str | None) -> dict:
+        from ledger.core.journal import chain_head
+
+        if viewer.kind != "bureau":
+            raise NotFound("dashboard")
+        key = ("dashboard", as_of or "", chain_head(session))
+        return remembered(key, lambda: views.dashboard(session, viewer, _as_of(as_of), the_scenario))
+
     @app.get("/audit/{code}", response_class=HTMLResponse, include_in_schema=False)
     def audit_project(request: Request, viewer: Signed, code: str, as_of: str | None = None, section: int = 1):
         kind(viewer, "auditor")
         with scoped_session(engine, viewer) as session:
-            data = views.audit_pages(session, viewer, code, _as_of(as_of))
+            data = audit_data(session, viewer, code, as_of)
         if not 1 <= section <= len(data["sections"]):
             raise NotFound(section)
         return page(request, "audit.html", data=data, section=data["sections"][section - 1], as_of_given=as_of or "")
@@ -411,7 +437,7 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
     def dashboard(request: Request, viewer: Signed, as_of: str | None = None):
         kind(viewer, "bureau")
         with scoped_session(engine, viewer) as session:
-            data = views.dashboard(session, viewer, _as_of(as_of), the_scenario)
+            data = dashboard_data(session, viewer, as_of)
         return page(request, "dashboard.html", data=data, chart=forecast_chart(data["forecast"]["summary"]))
 
     # --- JSON API ---------------------------------------------------------------------------
@@ -443,7 +469,7 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
     def api_audit(viewer: Signed, code: str, as_of: str | None = None) -> dict:
         kind(viewer, "auditor")
         with scoped_session(engine, viewer) as session:
-            return views.audit_pages(session, viewer, code, _as_of(as_of))
+            return audit_data(session, viewer, code, as_of)
 
     @app.get("/api/v1/audit/{code}/verify", tags=["auditor"], summary="Verification of the whole chain")
     def api_verify(viewer: Signed, code: str) -> dict:
@@ -458,6 +484,6 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
     def api_dashboard(viewer: Signed, as_of: str | None = None) -> dict:
         kind(viewer, "bureau")
         with scoped_session(engine, viewer) as session:
-            return views.dashboard(session, viewer, _as_of(as_of), the_scenario)
+            return dashboard_data(session, viewer, as_of)
 
     return app
