@@ -1632,8 +1632,10 @@ def db_grant(obj: Context, role: str, login: str, party: str | None) -> None:
               help="Forecast scenario TOML for the bureau's exposure chart (default: everything on time).")
 @click.option("--db", "db", help="The ledger to serve, as the global --db (which it overrides), so that "
               "`jiebang serve --db demo-out/jiebang.db` reads as it is typed.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (they share the cookie secret; each keeps its own cache).")
 @pass_context
-def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: str | None) -> None:
+def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: str | None, workers: int) -> None:
     """The web portal over the --db ledger: enterprises, auditors and the bureau each see
     their part, in Chinese, in a browser (no JavaScript needed). Accounts come from
     `jiebang portal invite`. Set JIEBANG_PORTAL_SECRET to keep sessions across restarts.
@@ -1656,7 +1658,7 @@ def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: st
     if scenario_path is not None:
         load_scenario(scenario_path)  # and a scenario file that cannot be read
     click.echo(f"jiebang portal on http://{host}:{port}/ (Ctrl-C stops it)")
-    run(obj.url, host=host, port=port, scenario=scenario_path)
+    run(obj.url, host=host, port=port, scenario=scenario_path, workers=workers)
 
 
 @main.group("portal")

@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="jiebang serve --workers")
     args = parser.parse_args()
 
     with sqlite3.connect(args.db) as conn:
@@ -76,12 +77,13 @@ def main() -> None:
     tag = f"{random.Random().randrange(16**6):06x}"
     links = {
         "enterprise": jiebang(args.db, "portal", "invite", "--party", demand).strip(),
-        "auditor": jiebang(args.db, "portal", "invite", "--auditor", f"bench-audit-{tag}", *sum((["--project", c] for c in audited), [])).strip(),
+        "auditor": jiebang(args.db, "portal", "invite", "--auditor", f"bench-audit-{tag}", *[arg for c in audited for arg in ("--project", c)]).strip(),
         "bureau": jiebang(args.db, "portal", "invite", "--bureau", f"bench-bureau-{tag}").strip(),
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--db", args.db, "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--db", args.db, "--port", str(port),
+                               "--workers", str(args.workers)],
                               env={**os.environ, "PYTHONPATH": str(ROOT), "JIEBANG_PORTAL_SECRET": "bench"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -136,7 +138,7 @@ def main() -> None:
     total = sum(len(v) for v in times.values())
     print(f"ledger: {entries:,} entries, {projects:,} projects (the enterprise has {own}); "
           f"{args.clients} clients x {args.rounds} rounds x {len(routes)} routes = {total:,} requests "
-          f"in {wall:.1f} s ({total / wall:.0f} requests/s); one uvicorn worker")
+          f"in {wall:.1f} s ({total / wall:.0f} requests/s); {args.workers} uvicorn worker(s)")
     print()
     print("| route | role | cold (first) | p50 | p95 | max |")
     print("|---|---|---|---|---|---|")

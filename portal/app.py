@@ -20,6 +20,7 @@ import hmac
 import logging
 import secrets
 import tempfile
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.core.db import make_engine, read_only, require_head
 from ledger.core.errors import Refusal
+from ledger.core.journal import chain_head
 from migrations import HEAD
 from portal import store, views
 from portal.scope import NotFound, scoped_session
@@ -178,6 +180,9 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
             raise SignInRequired() from None
         with Session(reader) as session:
             viewer = store.viewer(session, int(data.get("u", 0)), int(data.get("e", -1)))
+            # The ledger's state for the remembered read models (read with the portal's login:
+            # an enterprise's role may not read the chain head).
+            request.state.head = chain_head(session) if viewer is not None else None
         if viewer is None:
             raise SignInRequired()
         request.state.viewer = viewer
@@ -318,15 +323,11 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
 
     @app.get("/projects", response_class=HTMLResponse, include_in_schema=False)
     def enterprise_home(request: Request, viewer: Signed, as_of: str | None = None):
-        kind(viewer, "enterprise")
-        with scoped_session(engine, viewer) as session:
-            data = views.enterprise_home(session, viewer, _as_of(as_of))
+        data = enterprise_data(request, viewer, "home", as_of)
         return page(request, "enterprise_home.html", data=data)
 
     def _project_page(request: Request, viewer: Viewer, code: str, as_of: str | None, lane: str | None):
-        kind(viewer, "enterprise")
-        with scoped_session(engine, viewer) as session:
-            data = views.enterprise_project(session, viewer, code, _as_of(as_of), lane=lane)
+        data = enterprise_data(request, viewer, "project", as_of, code, lane)
         charts = []
         if data["totals"] is not None:
             pledged = _fen(data["totals"]["self_funding_pledged"])
@@ -371,14 +372,34 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
     # before every look-up.
     memo: OrderedDict = OrderedDict()
 
+    memo_lock = threading.Lock()
+
     def remembered(key: tuple, build):
-        if key in memo:
-            memo.move_to_end(key)
-            return memo[key]
-        value = memo[key] = build()
-        while len(memo) > 64:
-            memo.popitem(last=False)
+        with memo_lock:
+            if key in memo:
+                memo.move_to_end(key)
+                return memo[key]
+        value = build()
+        with memo_lock:
+            memo[key] = value
+            while len(memo) > 256:
+                memo.popitem(last=False)
         return value
+
+    def enterprise_data(request: Request, viewer: Viewer, what: str, as_of: str | None, code: str | None = None,
+                        lane: str | None = None) -> dict:
+        """An enterprise's status or project, remembered per (party, arguments, chain head); built
+        under its database role, shown only to the same party."""
+        kind(viewer, "enterprise")
+        when = _as_of(as_of)
+
+        def build() -> dict:
+            with scoped_session(engine, viewer) as session:
+                if what == "home":
+                    return views.enterprise_home(session, viewer, when)
+                return views.enterprise_project(session, viewer, code, when, lane=lane)
+
+        return remembered((what, viewer.party_uscc, viewer.db_role, when, code, lane, request.state.head), build)
 
     def audit_data(session, viewer: Viewer, code: str, as_of: str | None) -> dict:
         key = ("audit", *views.audit_pack_key(session, viewer, code, _as_of(as_of)))
@@ -448,16 +469,13 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
                 "projects": list(viewer.projects)}
 
     @app.get("/api/v1/status", tags=["enterprise"], summary="The enterprise's status report (as `report status --format json`)")
-    def api_status(viewer: Signed, as_of: Annotated[str | None, Query(description="YYYY-MM-DD")] = None) -> dict:
-        kind(viewer, "enterprise")
-        with scoped_session(engine, viewer) as session:
-            return views.enterprise_home(session, viewer, _as_of(as_of))
+    def api_status(request: Request, viewer: Signed,
+                   as_of: Annotated[str | None, Query(description="YYYY-MM-DD")] = None) -> dict:
+        return enterprise_data(request, viewer, "home", as_of)
 
     @app.get("/api/v1/projects/{code}", tags=["enterprise"], summary="One project of the enterprise, per lane")
-    def api_project(viewer: Signed, code: str, as_of: str | None = None, lane: str | None = None) -> dict:
-        kind(viewer, "enterprise")
-        with scoped_session(engine, viewer) as session:
-            return views.enterprise_project(session, viewer, code, _as_of(as_of), lane=lane)
+    def api_project(request: Request, viewer: Signed, code: str, as_of: str | None = None, lane: str | None = None) -> dict:
+        return enterprise_data(request, viewer, "project", as_of, code, lane)
 
     @app.get("/api/v1/audit", tags=["auditor"], summary="The auditor's assigned projects")
     def api_audit_home(viewer: Signed) -> dict:
