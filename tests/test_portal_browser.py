@@ -60,10 +60,15 @@ def served(tmp_path_factory, _sqlite_template):
     with Session(engine) as session, session.begin():
         programme().run(session)
     engine.dispose()
+    from reports.forecast_render import DEMO_SCENARIO_TEXT
+
+    scenario = folder / "scenario.toml"  # the demo's scenario: the chart shows a spread
+    scenario.write_text(DEMO_SCENARIO_TEXT, encoding="utf-8")
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JIEBANG_PORTAL_SECRET": "browser-test"}
     log = (folder / "server.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--db", str(path), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--db", str(path), "--port", str(port),
+                               "--scenario", str(scenario)],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
