@@ -105,6 +105,7 @@ HTML_PAGES = {
     "/api/v1/dashboard": {"demand": 404, "solver": 404, "auditor": 404, "bureau": 200},
     "/api/openapi.json": {"demand": 200, "solver": 200, "auditor": 200, "bureau": 200},
     "/static/portal.css": {"demand": 200, "solver": 200, "auditor": 200, "bureau": 200},
+    "/fonts/cjk.ttf": {"demand": 200, "solver": 200, "auditor": 200, "bureau": 200},
 }
 
 
@@ -124,7 +125,7 @@ def test_signed_out_pages_go_to_sign_in_and_the_api_says_401(world):
 
     anonymous = TestClient(world.app, raise_server_exceptions=False)
     for path in HTML_PAGES:
-        if path.startswith(("/static", "/api/openapi")):
+        if path.startswith(("/static", "/api/openapi", "/fonts")):
             continue
         answer = anonymous.get(path, follow_redirects=False)
         if path.startswith("/api/"):
@@ -134,6 +135,16 @@ def test_signed_out_pages_go_to_sign_in_and_the_api_says_401(world):
     assert anonymous.get("/login").status_code == 200
     forged = TestClient(world.app, raise_server_exceptions=False, cookies={"jb_session": "eyJ1IjoxLCJlIjoxfQ.forged.sig"})
     assert forged.get("/api/v1/me").status_code == 401
+
+
+def test_the_packaged_font_is_served_for_browsers_without_a_chinese_font(world):
+    from reports.pdf import PACKAGED_FONT
+
+    answer = world.clients["demand"].get("/fonts/cjk.ttf")
+    assert answer.content == PACKAGED_FONT.read_bytes() and answer.headers["content-type"] == "font/ttf"
+    assert "max-age" in answer.headers["cache-control"]
+    css = world.clients["demand"].get("/static/portal.css").text
+    assert 'url("/fonts/cjk.ttf")' in css and "http" not in css  # nothing from elsewhere
 
 
 def test_the_home_redirect_goes_to_each_roles_page(world):
