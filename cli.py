@@ -1751,5 +1751,113 @@ def db_grant(obj: Context, role: str, login: str, party: str | None) -> None:
         click.echo(line)
 
 
+
+# --- the web portal -------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Forecast scenario TOML for the bureau's exposure chart (default: everything on time).")
+@click.option("--db", "db", help="The ledger to serve, as the global --db (which it overrides), so that "
+              "`jiebang serve --db demo-out/jiebang.db` reads as it is typed.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (they share the cookie secret; each keeps its own cache).")
+@pass_context
+def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: str | None, workers: int) -> None:
+    """The web portal over the --db ledger: enterprises, auditors and the bureau each see
+    their part, in Chinese, in a browser (no JavaScript needed). Accounts come from
+    `jiebang portal invite`. Set JIEBANG_PORTAL_SECRET to keep sessions across restarts.
+
+    \b
+    Example:
+      jiebang serve --db demo-out/jiebang.db --scenario demo-out/reports/forecast-scenario.toml
+      jiebang --db postgresql://portal@db/ledger serve --host 0.0.0.0 --port 8080
+    """
+    from portal.server import run
+    from reports.forecast import load_scenario
+
+    if db is not None:
+        obj = Context(db, obj.user)
+    # Refuse a missing or old ledger in one line before the server starts, then close that
+    # connection: the server's engine checks the file by opening it, and closing any handle on
+    # a SQLite file drops the process's locks on it, so another process's `jiebang` could take
+    # this one for the last reader and delete the WAL under the server.
+    obj.engine().dispose()
+    if scenario_path is not None:
+        load_scenario(scenario_path)  # and a scenario file that cannot be read
+    click.echo(f"jiebang portal on http://{host}:{port}/ (Ctrl-C stops it)")
+    run(obj.url, host=host, port=port, scenario=scenario_path, workers=workers)
+
+
+@main.group("portal")
+def portal_group() -> None:
+    """Web portal accounts: invitations, revocation, the log of sign-ins and downloads."""
+
+
+@portal_group.command("invite")
+@click.option("--party", help="An enterprise: its USCC (it sees its projects as demand side or solver).")
+@click.option("--auditor", help="An accounting firm's account name (with --project).")
+@click.option("--project", "projects", multiple=True, help="A project the auditor may see; repeat for several.")
+@click.option("--bureau", help="A bureau account name (read-only dashboard).")
+@click.option("--hours", type=int, default=72, show_default=True, help="Hours until the link expires.")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True, help="Where the portal is served.")
+@pass_context
+def portal_invite(obj: Context, party, auditor, projects, bureau, hours: int, base_url: str) -> None:
+    """Print a single-use sign-in link; following it sets the account's password.
+
+    \b
+    Example:
+      jiebang portal invite --party 91440703MA4W1A276P
+      jiebang portal invite --auditor 江门信达会计师事务所 --project JM2025-003 --project JM2025-004
+      jiebang portal invite --bureau 江门市科技局
+    """
+    from portal.store import invite
+
+    with obj.write() as session:
+        user, token = invite(session, party=party, auditor=auditor, projects=tuple(projects), bureau=bureau, hours=hours,
+                             actor=obj.user)
+        login, kind = user.login, user.kind
+    click.echo(f"{base_url.rstrip('/')}/invite/{token}")
+    click.echo(f"account {login} ({kind}); the link works once and expires in {hours} h.", err=True)
+
+
+@portal_group.command("revoke")
+@click.argument("login")
+@pass_context
+def portal_revoke(obj: Context, login: str) -> None:
+    """End an account's access at once: its sessions, password and open invitations.
+
+    \b
+    Example:
+      jiebang portal revoke 91440703MA4W1A276P
+    """
+    from portal.store import revoke
+
+    with obj.write() as session:
+        revoke(session, login, actor=obj.user)
+    click.echo(f"account {login} revoked.")
+
+
+@portal_group.command("log")
+@click.option("--login", help="Only this account.")
+@click.option("--limit", type=click.IntRange(1), help="Only the last N records.")
+@format_option
+@pass_context
+def portal_log(obj: Context, login, limit, fmt: str) -> None:
+    """The append-only log of invitations, sign-ins (and failed ones), revocations and downloads.
+
+    \b
+    Example:
+      jiebang portal log --limit 50
+    """
+    from portal.store import log_rows
+
+    with obj.read() as session:
+        rows = log_rows(session, login=login, limit=limit)
+    emit(rows, ["id", "at", "login", "event", "detail", "address"], fmt, right=("id",))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -272,8 +272,26 @@ _REPORTS_AND_CLI = {
     "template_must_not_overwrite": "an import template never overwrites an existing file",
 }
 
+_PORTAL = {
+    # The web portal's accounts (portal.store) and requests (portal.app).
+    "portal_account_must_exist": "a portal account revoked exists",
+    "portal_auditor_needs_projects": "an auditor's invitation names at least one project",
+    "portal_date_must_be_iso": "a date in a portal address is YYYY-MM-DD",
+    "portal_invite_hours_in_range": "an invitation expires within 1 to 720 hours",
+    "portal_invite_invalid": "a sign-in link is unused, unexpired and for an account not revoked",
+    "portal_invite_needs_one_role": "an invitation names exactly one of party, auditor or bureau",
+    "portal_login_must_be_plain": "a portal account name is 1-80 characters without spaces",
+    "portal_login_taken": "a portal account name belongs to one kind of account",
+    "portal_party_needs_db_login": "on PostgreSQL an enterprise account has a database login to run under",
+    "portal_password_mismatch": "a new password is typed the same twice",
+    "portal_password_too_short": "a portal password has at least 12 characters",
+    "portal_projects_only_for_auditor": "only an auditor's invitation names projects",
+    "portal_signin_failed": "a sign-in gives an account's password",
+    "portal_signin_throttled": "a sign-in waits out the delay earned by recent failures",
+}
+
 _ALL = {}
-for _part in (_CORE, _PROGRAMME, _POLICY, _REPORTS_AND_CLI):
+for _part in (_CORE, _PROGRAMME, _POLICY, _REPORTS_AND_CLI, _PORTAL):
     _overlap = set(_ALL) & set(_part)
     assert not _overlap, f"refusal codes listed twice: {sorted(_overlap)}"
     _ALL.update(_part)

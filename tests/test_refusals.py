@@ -16,7 +16,7 @@ from ledger.programme.importer import REFUSAL_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = [*sorted((ROOT / "ledger").rglob("*.py")), *sorted((ROOT / "funding_rules").rglob("*.py")),
-           *sorted((ROOT / "reports").rglob("*.py")), ROOT / "cli.py"]
+           *sorted((ROOT / "reports").rglob("*.py")), *sorted((ROOT / "portal").rglob("*.py")), ROOT / "cli.py"]
 
 
 def _trees():

@@ -273,3 +273,68 @@ class EnterpriseLogin(Base):
     login: Mapped[str] = mapped_column(String(63), primary_key=True)
     party_uscc: Mapped[str] = mapped_column(String(18), ForeignKey("parties.uscc"))
     granted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- the portal's sign-in tables (not money facts: not in the journal, not folded) --------
+#
+# Who may sign in to the web portal (``jiebang serve``), the single-use invitations that set
+# a password, the auditors' project assignments, and the append-only log of sign-ins and
+# downloads. None of them moves money, so none is a journal fact or a projection; the log is
+# append-only by trigger on both backends (migration 20261205_0010).
+
+
+class PortalUser(Base):
+    """One portal account: an enterprise (a party), an auditor (assigned projects) or the bureau."""
+
+    __tablename__ = "portal_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    display_name: Mapped[str] = mapped_column(String(200))
+    party_uscc: Mapped[str | None] = mapped_column(String(18), ForeignKey("parties.uscc"))
+    db_role: Mapped[str | None] = mapped_column(String(63))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("kind IN ('enterprise', 'auditor', 'bureau')", name="kind_known"),)
+
+
+class PortalAuditorProject(Base):
+    """A project an auditor account may see."""
+
+    __tablename__ = "portal_auditor_projects"
+
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("portal_users.id"), primary_key=True)
+    project_code: Mapped[str] = mapped_column(String(40), ForeignKey("projects.code"), primary_key=True)
+
+
+class PortalInvite(Base):
+    """A single-use sign-in link: only the SHA-256 of its token is kept."""
+
+    __tablename__ = "portal_invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("portal_users.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PortalLog(Base):
+    """Append-only: every sign-in (and failed one), invitation, revocation and download."""
+
+    __tablename__ = "portal_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    login: Mapped[str] = mapped_column(String(80))
+    event: Mapped[str] = mapped_column(String(30))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+    __table_args__ = (Index("ix_portal_log_login_at", "login", "at"), Index("ix_portal_log_address_at", "address", "at"))

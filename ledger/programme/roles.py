@@ -42,9 +42,11 @@ DECISION_COLUMNS = ("status", "decided_by", "decided_at", "decision_reason", "de
 
 # Row-level security: which rows of each table an enterprise sees.
 # ``{s}`` is the ledger's quoted schema: every name in a policy is qualified.
-_MINE = "project_code IN (SELECT {s}.jiebang_my_projects())"
+# Keyed on current_user (migration 20261205_0010): a login connecting as itself and the portal
+# running a request under ``SET LOCAL ROLE <login>`` are limited alike.
+_MINE = "project_code IN (SELECT {s}.jiebang_projects_of(current_user))"
 ENTERPRISE_ROWS = {
-    "projects": "code IN (SELECT {s}.jiebang_my_projects())",
+    "projects": "code IN (SELECT {s}.jiebang_projects_of(current_user))",
     "lanes": _MINE,
     "tranches": _MINE,
     "project_events": _MINE,
@@ -52,8 +54,10 @@ ENTERPRISE_ROWS = {
     "accounts": _MINE,
     # A posting is visible when its entry is (the entries policy applies inside the subquery).
     "postings": "entry_id IN (SELECT id FROM {s}.journal_entries)",
-    "parties": "uscc IN (SELECT {s}.jiebang_my_parties())",
+    "parties": "uscc IN (SELECT {s}.jiebang_parties_of(current_user))",
 }
+
+PORTAL_TABLES = ("portal_users", "portal_auditor_projects", "portal_invites", "portal_log")
 
 LOGIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
 
@@ -115,6 +119,8 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
     execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {s} TO jiebang_officer")
     execute(f"GRANT UPDATE ({', '.join(DECISION_COLUMNS)}) ON {s}.requests TO jiebang_approver")
     execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO jiebang_auditor")
+    # The portal's sign-in tables (password hashes, invitations, its log) are no auditor's business.
+    execute(f"REVOKE ALL ON {', '.join(f'{s}.{t}' for t in PORTAL_TABLES)} FROM jiebang_auditor")
     execute(f"GRANT SELECT ON {', '.join(f'{s}.{t}' for t in ENTERPRISE_ROWS)} TO jiebang_enterprise")
     done.append(f"privileges of {groups} set on schema {schema}")
 

@@ -1,7 +1,7 @@
 """advances bound: on PostgreSQL a lane's advances never exceed its releases, whoever writes
 
 Revision ID: 20261205_0011
-Revises: 20261205_0007
+Revises: 20261205_0010
 Create Date: 2026-12-05 02:00:00.000000
 
 ``ledger.programme.guards.check_advances_bound`` refuses a file or a service entry that
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '20261205_0011'
-down_revision = '20261205_0007'
+down_revision = '20261205_0010'
 branch_labels = None
 depends_on = None
 
