@@ -493,3 +493,18 @@ def test_the_openapi_document_lists_the_api(world):
             "/api/v1/audit/{code}/verify", "/api/v1/dashboard"} <= set(doc["paths"])
     assert not any(p.startswith(("/login", "/invite", "/projects")) for p in doc["paths"])
     assert world.clients["bureau"].get("/docs").status_code == 404  # no CDN-loaded docs page
+
+
+def test_no_page_shows_a_command_or_a_snake_case_key(world):
+    """Pages are for people: no `jiebang` command and no snake_case identifier in what they read."""
+    import re
+
+    for path, expected in HTML_PAGES.items():
+        for role, status in expected.items():
+            answer = world.clients[role].get(path)
+            if status != 200 or "text/html" not in answer.headers.get("content-type", ""):
+                continue
+            html = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", answer.text, flags=re.DOTALL)
+            text = re.sub(r"<[^>]+>", " ", html)
+            assert "jiebang " not in text, (role, path)
+            assert not re.search(r"\b[a-z]+_[a-z_]+\b", text), (role, path, re.findall(r"\b[a-z]+_[a-z_]+\b", text)[:5])
