@@ -944,23 +944,27 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher) -> None:
 @click.option("--passed/--failed", default=True, show_default=True, help="The result.")
 @click.option("--lane", help="The lane assessed (赛马 stage assessment).")
 @click.option("--reference", help="Document reference of the result.")
+@click.option("--misused", multiple=True, help="With a failed stage assessment: misused amount on the lane's spending, VOUCHER=AMOUNT; repeat for several.")
 @date_option
 @voucher_option
 @pass_context
-def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
+def stage(obj, code, stage, passed, lane, reference, misused, when, voucher) -> None:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment, acceptance, audit report.
 
-    A 赛马 lane that fails its stage assessment is eliminated and receives nothing more.
+    A 赛马 lane that fails its stage assessment is eliminated and receives nothing more; its
+    clawback is its unspent advance plus any misused amounts named on its own spending.
 
     \b
     Example:
       jiebang stage --project JM2025-003 --stage midterm --passed --date 2027-03-15
-      jiebang stage --project JM2025-007 --stage stage_assessment --lane L3 --failed --date 2026-10-01
+      jiebang stage --project JM2025-007 --stage stage_assessment --lane L3 --failed --misused PZ-L3-07=2万 --date 2026-10-01
     """
     from ledger.programme import record_stage
 
     with obj.write() as session:
-        posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane, reference=reference)
+        named = {"misused": _misuse(misused)} if misused else {}
+        posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane,
+                              reference=reference, **named)
     _done(posted, f"{stage} {'passed' if passed else 'failed'} for {code.upper()}")
 
 
@@ -968,10 +972,11 @@ def stage(obj, code, stage, passed, lane, reference, when, voucher) -> None:
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
 @click.option("--tranche", type=int, help="Tranche number (default: the next one not released).")
+@click.option("--offset-approval", default="", help="Where the rules allow it: net a clawback the unit owes on this project, with this approval reference.")
 @date_option
 @voucher_option
 @pass_context
-def release(obj, code, lane, tranche, when, voucher) -> None:
+def release(obj, code, lane, tranche, offset_approval, when, voucher) -> None:
     """Release a tranche when its conditions hold, within the obligation, once.
 
     \b
@@ -980,10 +985,11 @@ def release(obj, code, lane, tranche, when, voucher) -> None:
     """
     from ledger.programme import release as release_tranche
 
-    if _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher):
+    offset = {"offset_approval": offset_approval} if offset_approval else {}
+    if _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, **offset):
         return
     with obj.write() as session:
-        posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user)
+        posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user, **offset)
     _done(posted, f"release for {code.upper()}")
 
 
@@ -1049,23 +1055,27 @@ def _misuse(values) -> list:
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--reference", required=True, help="The bureau's termination decision reference.")
 @click.option("--misused", multiple=True, help="Misused amount tied to a spend voucher: VOUCHER=AMOUNT; repeat for several.")
+@click.option("--lane", help="Terminate one 赛马 lane only (USCC or L1, L2 ...); the other lanes go on.")
 @date_option
 @voucher_option
 @pass_context
-def terminate(obj, code, reference, misused, when, voucher) -> None:
-    """Terminate a project: clawback = advances outstanding + misused amounts; the rest is deobligated.
+def terminate(obj, code, reference, misused, lane, when, voucher) -> None:
+    """Terminate a project (or one lane): clawback = advances outstanding + misused amounts; the rest is deobligated.
 
     \b
     Example:
       jiebang terminate --project JM2025-003 --reference 江科〔2027〕9号 --misused PZ-0012=5万 --date 2027-05-01
+      jiebang terminate --project JM2025-007 --lane L3 --reference 江科〔2027〕10号 --misused PZ-L3-07=2万 --date 2027-05-01
     """
     from ledger.programme import terminate as terminate_project
 
-    if _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused)):
+    one_lane = {"lane": lane} if lane else {}
+    if _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused), **one_lane):
         return
     with obj.write() as session:
-        posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, misused=_misuse(misused))
-    _done(posted, f"termination of {code.upper()}")
+        posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user,
+                                   misused=_misuse(misused), **one_lane)
+    _done(posted, f"termination of {code.upper()}" + (f" lane {lane}" if lane else ""))
 
 
 @main.command()

@@ -1118,12 +1118,17 @@ class StageFacts:
       stage: the stage named.
       stages: the stages the ledger records.
       mode: the project's mode, "jbgs" or "saima".
+      passed: the result.
+      misused: misused amounts named with a failed 赛马 stage assessment (recovered from that
+        lane alone).
     """
 
     event: EventFacts
     stage: str
     stages: tuple[str, ...]
     mode: str
+    passed: bool = True
+    misused: tuple[MisuseFacts, ...] = ()
 
 
 def check_stage_known(facts: StageFacts, rules: Rules) -> list[Violation]:
@@ -1147,6 +1152,41 @@ def check_stage_assessment_mode(facts: StageFacts, rules: Rules) -> list[Violati
             f"project {facts.event.project_code} is 揭榜挂帅; record its mid-term check with --stage midterm.",
             _FIXED_CLAUSES["fixed.lane"],
         )
+    ]
+
+
+def check_stage_misuse(facts: StageFacts, rules: Rules) -> list[Violation]:
+    """Misuse is named with a failed 赛马 stage assessment (the lane's recovery), and only then."""
+    if not facts.misused or (facts.stage == "stage_assessment" and not facts.passed):
+        return []
+    return [
+        _violation(
+            "misuse_needs_a_failed_stage_assessment",
+            f"misused amounts are named with a failed 赛马 stage assessment of a lane, not with "
+            f"{facts.stage} {'passed' if facts.passed else 'failed'} of {facts.event.project_code}",
+            "drop --misused, or name it with `jiebang terminate` (--lane for one lane)",
+            rules,
+            "closure.termination_recovers",
+        )
+    ]
+
+
+def check_misuse_on_the_lane(facts: Any, rules: Rules) -> list[Violation]:
+    """A lane's recovery names misuse on that lane's own spending: only its money moves."""
+    e = facts.event
+    if e is None or e.lane is None:
+        return []
+    return [
+        _violation(
+            "misuse_must_be_on_the_lane",
+            f"misused amount {_yuan(m.amount_fen)} cites voucher {m.spend_voucher}, spent by lane L{m.lane}, "
+            f"not by lane L{e.lane} of {e.project_code} whose recovery this is",
+            f"name only L{e.lane}'s spending vouchers",
+            rules,
+            "closure.termination_recovers",
+        )
+        for m in facts.misused
+        if m.lane is not None and m.lane != e.lane
     ]
 
 
@@ -1187,12 +1227,60 @@ class ReleaseFacts:
       tranche: the tranche asked for, or None when every tranche has been released.
       payable_fen: subsidy earned and unpaid on the lane.
       unreleased_fen: the lane's obligation not yet released.
+      offset_approval: the approval reference for netting a clawback the unit owes on this
+        project against this release ("" when none is asked for).
     """
 
     event: EventFacts
     tranche: TrancheFacts | None
     payable_fen: int
     unreleased_fen: int
+    offset_approval: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Receivable:
+    """A clawback outstanding: its account, the project and unit owing it, the amount."""
+
+    account: str
+    project_code: str
+    unit_uscc: str
+    outstanding_fen: int
+
+
+def offset_takes(
+    receivables: Sequence[Receivable], project_code: str, unit_uscc: str, amount_fen: int
+) -> list[tuple[str, int]]:
+    """What a release of ``amount_fen`` to ``unit_uscc`` on ``project_code`` nets, where the
+    rules allow netting and an approval is recorded: only clawbacks the same unit owes on the
+    same project, in the order given, up to the amount. A clawback on any other project or
+    owed by any other unit is never touched: it is collected and remitted (专款专用)."""
+    takes, left = [], amount_fen
+    for r in receivables:
+        if r.project_code != project_code or r.unit_uscc != unit_uscc:
+            continue
+        take = min(r.outstanding_fen, left)
+        if take > 0:
+            takes.append((r.account, take))
+            left -= take
+    return takes
+
+
+def check_offset_allowed(facts: ReleaseFacts, rules: Rules) -> list[Violation]:
+    """An offset approval on a release is refused where the rules do not allow netting."""
+    if not (facts.offset_approval or "").strip() or rules.funding.clawback_offset_allowed:
+        return []
+    e = facts.event
+    return [
+        _violation(
+            "clawback_offset_must_be_allowed",
+            f"release to {e.project_code} L{e.lane} asks to net a clawback (approval "
+            f"{facts.offset_approval.strip()}), but these rules send recoveries back to the treasury",
+            "release without --offset-approval and collect the clawback with `jiebang collect`, then `jiebang remit`",
+            rules,
+            "funding.clawback_offset_allowed",
+        )
+    ]
 
 
 def release_amount_fen(facts: ReleaseFacts) -> int:
@@ -1266,6 +1354,7 @@ def check_release_within_obligation(facts: ReleaseFacts, rules: Rules) -> list[V
 
 RELEASE_CHECKS: list[Check] = [
     *PROJECT_OPEN_CHECKS,
+    check_offset_allowed,
     check_tranche_not_released,
     check_tranche_conditions,
     check_release_due,
@@ -1415,11 +1504,13 @@ class MisuseFacts:
       spend_voucher: the voucher named.
       amount_fen: the misused amount.
       spent_fen: that spend's amount, or None when the voucher is not a spend of the project.
+      lane: the lane that spend was reported on, or None when it is not a spend.
     """
 
     spend_voucher: str
     amount_fen: int
     spent_fen: int | None
+    lane: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1491,9 +1582,12 @@ TERMINATION_CHECKS: list[Check] = [
     check_terminated_once,
     check_event_follows_approval,
     check_project_not_closed,
+    check_lane_not_eliminated,
     check_termination_reference,
     check_misuse,
+    check_misuse_on_the_lane,
 ]
+STAGE_CHECKS.extend([check_stage_misuse, check_misuse, check_misuse_on_the_lane])
 
 
 @dataclass(frozen=True, slots=True)

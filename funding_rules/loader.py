@@ -178,7 +178,10 @@ class FundingRules:
       saima_stage1_split: "equal", or None where nothing is split between lanes.
       eliminated_racer_recovers_balance: whether an eliminated lane's fiscal balance is recovered.
       revocation_recovery_rate: share of disbursed fiscal money recovered on revocation.
-      clawback_offset_allowed: whether a clawback may be offset against a later release.
+      clawback_offset_allowed: whether a clawback may be netted against a later release of the
+        same project to the same unit (with an approval reference recorded on the release).
+      subsidy_use_tracked: whether a released bid subsidy is tracked at its recipient until it is
+        reported spent by category, so termination recovers its unspent and misused part.
     """
 
     model: str
@@ -192,6 +195,7 @@ class FundingRules:
     eliminated_racer_recovers_balance: bool
     revocation_recovery_rate: Decimal
     clawback_offset_allowed: bool
+    subsidy_use_tracked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +466,7 @@ _FUNDING: dict[str, tuple[str, Parser]] = {
     "eliminated_racer_recovers_balance": ("eliminated_racer_recovers_balance", _flag),
     "revocation_recovery_rate": ("revocation_recovery_rate", _rate),
     "clawback_offset_allowed": ("clawback_offset_allowed", _flag),
+    "subsidy_use_tracked": ("subsidy_use_tracked", _flag),
 }
 _SPENDING: dict[str, tuple[str, Parser]] = {
     "equipment_justify_threshold": ("equipment_justify_threshold_fen", _amount),
@@ -770,6 +775,8 @@ def _check_consistency(
         for key in ("subsidy_rate", "subsidy_cap_rate_of_contract", "subsidy_recipient"):
             if getattr(funding, key) is None:
                 f.fail(f"funding.{key}", "bid_subsidy needs a value, not none")
+    if funding.subsidy_use_tracked and funding.model != "bid_subsidy":
+        f.fail("funding.subsidy_use_tracked", "true, but only a bid_subsidy is released to a recipient to track")
     if set(funding.eligible_payment_forms) & set(funding.excluded_payment_forms):
         f.fail("funding.excluded_payment_forms", "a form is both eligible and excluded")
     if set(spending.budget_categories) != _CATEGORY_KEYS:

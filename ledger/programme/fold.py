@@ -299,6 +299,8 @@ def fold_project(
         elif e.kind == "extension":
             state.extensions += 1
             state.extension_months += e.payload.get("months", 0)
+        elif e.kind in ("termination", "revocation") and e.lane_no:
+            state.eliminated.setdefault(e.lane_no, e.value_date)  # one lane terminated, the race goes on
         elif e.kind in ("termination", "revocation"):
             if state.terminated_on is None:
                 state.terminated_on, state.ended_by = e.value_date, e.kind
