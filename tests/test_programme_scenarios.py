@@ -475,6 +475,19 @@ def test_an_urumqi_termination_recovers_the_subsidy_unspent_and_misused_with_its
         "subsidy released not reported spent + misused", "500000.00",
     )
     assert lane["recovers"] == ["unspent", "misused"] and "列支" in lane["clause"]
+    # The audit pack shows the subsidy's use: released = reported spent + unreported + recovered.
+    from openpyxl import load_workbook
+    from test_audit import audit, fen, sheet_rows
+
+    workbook = load_workbook(audit(cli, tmp_path / "pack", code, "2025-10-01")["xlsx"])
+    [use] = sheet_rows(workbook["5 补助使用"])
+    assert {k: fen(use[k]) for k in ("已拨付补助", "设备费", "业务费", "劳务费", "已报告支出", "未报告结余", "已核定追回")} == {
+        "已拨付补助": yuan("1,000,000.00"), "设备费": yuan("400,000.00"), "业务费": yuan("100,000.00"), "劳务费": 0,
+        "已报告支出": yuan("500,000.00"), "未报告结余": 0, "已核定追回": yuan("500,000.00"),
+    }
+    [misuse] = sheet_rows(workbook["6 违规使用"])[:-1]
+    assert (misuse["支出凭证"], fen(misuse["支出金额"]), fen(misuse["违规使用金额"]), misuse["认定文号"]) == (
+        "UR-PZ-2", yuan("200,000.00"), yuan("100,000.00"), "乌科〔2025〕80号")
     cli("collect", "--project", code, "--amount", "500,000.00", "--date", "2025-11-01")
     cli("remit", "--amount", "500,000.00", "--date", "2025-11-20")
     assert cli_balances(cli, code)["clawback_outstanding"] == "0.00"
