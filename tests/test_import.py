@@ -274,3 +274,50 @@ def test_every_kind_goes_through_its_service_and_replays_as_present(cli, engine,
     assert '"clawback_collected": "100000.00"' in balances
     assert '"grant_unreleased": "0.00"' in balances
     assert cli("verify").output.startswith("OK: 15 entries verified")
+
+
+def test_lane_recovery_columns_move_only_that_lanes_money(cli, engine, tmp_path):
+    """The stages sheet takes misused amounts with a failed 赛马 stage assessment, and the
+    terminations sheet a lane: each recovers from that lane alone (issue 14)."""
+    sheets = setup_sheets()
+    sheets["projects"] = [sheets["projects"][0], [
+        "JM2025-009", "储能电池热管理", "jiangmen", "技术攻关", "赛马", DEMAND, f"{UNIVERSITY};{FIRM};{INSTITUTE}", 8_000_000,
+        1_500_000, None, "2025-03-01", "2028-02-28", "2025-02-01", "江科〔2025〕89号"]]
+    sheets["stages"] = [
+        ["project", "stage", "passed", "lane", "reference", "misused", "date", "voucher"],
+        ["JM2025-009", "contract_signed", "yes", None, None, None, "2025-03-05", "HT-9"],
+        ["JM2025-009", "阶段考核", "否", "L3", "江科考〔2026〕3号", "PZ-L3=2万", "2026-06-01", "KH-9-L3"],
+    ]
+    sheets["releases"] = [["project", "lane", "date", "voucher"]] + [
+        ["JM2025-009", lane, "2025-03-10", f"ZF-9-{lane}"] for lane in ("L1", "L2", "L3")
+    ]
+    sheets["spending"] = [["project", "lane", "amount", "category", "date", "voucher"]] + [
+        ["JM2025-009", lane, "220,000.00", "业务费", "2025-06-01", f"PZ-{lane}"] for lane in ("L1", "L2", "L3")
+    ]
+    sheets["terminations"] = [
+        ["project", "reference", "misused", "lane", "date", "voucher"],
+        ["JM2025-009", "江科〔2026〕10号", "PZ-L2=1万", "L2", "2026-07-01", "ZZ-9-L2"],
+    ]
+    path = tmp_path / "lanes.xlsx"
+    write_workbook(path, sheets)
+    assert cli("import", str(path)).output.splitlines()[-1] == "15 written, 0 already present."
+
+    def lane(n: str) -> dict:
+        import json
+
+        return json.loads(cli("balances", "--project", "JM2025-009", "--lane", n, "--format", "json").output)
+
+    assert (lane("L3")["clawback_assessed"], lane("L3")["fiscal_spent"]) == ("100000.00", "200000.00")
+    assert (lane("L2")["clawback_assessed"], lane("L2")["fiscal_spent"]) == ("90000.00", "210000.00")
+    assert (lane("L1")["clawback_assessed"], lane("L1")["advances_outstanding"], lane("L1")["fiscal_spent"]) == (
+        "0.00", "80000.00", "220000.00")
+    assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 15 already present."
+    # A misuse cell on a passed assessment is a problem of that row, and nothing is written.
+    sheets["stages"][2][2] = "是"
+    sheets["stages"][2][-1] = "KH-9-L3-bis"
+    before = entry_count(engine)
+    write_workbook(path, sheets)
+    result = cli("import", str(path), expect=1)
+    assert "failed 赛马 stage assessment" in result.output + result.stderr
+    assert entry_count(engine) == before
+    assert cli("verify").output.startswith("OK")
