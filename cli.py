@@ -705,6 +705,37 @@ def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_cr
     _done(posted, f"party {name} registered")
 
 
+@party.command("update")
+@click.argument("uscc")
+@click.option("--year", type=click.IntRange(2000, 2099), required=True, help="The fiscal year the figures are for (approval reads the year before its date).")
+@click.option("--revenue", help="The year's main business revenue, e.g. 6亿.")
+@click.option("--rnd-ratio", help="The year's R&D / revenue, e.g. 0.12 or 12%.")
+@click.option("--credit", type=click.Choice(["clean", "bad"]), default="clean", show_default=True, help="Credit record for the year (bad: 不良信用记录 or major violation).")
+@click.option("--innovation-star", is_flag=True, help="A 高新技术企业 named 江门“创新标兵” that year.")
+@click.option("--above-scale", is_flag=True, help="A 规模以上 enterprise that year (the R&D-ratio route needs it in Jiangmen).")
+@date_option
+@voucher_option
+@pass_context
+def party_update(obj, uscc, year, revenue, rnd_ratio, credit, innovation_star, above_scale, when, voucher) -> None:
+    """Record a party's facts for a fiscal year; hashed and append-only, a later record of a year supersedes it.
+
+    \b
+    Example:
+      jiebang party update 91440703MA4W2B389N --year 2025 --revenue 3.2亿 --rnd-ratio 0.12 --above-scale --date 2026-03-01
+    """
+    from ledger.core.money import parse_rate
+    from ledger.programme import PartyYearInput, update_party
+
+    spec = PartyYearInput(
+        uscc=uscc, year=year, revenue_fen=amount_arg(revenue, "revenue") if revenue else None,
+        rnd_intensity=parse_rate(rnd_ratio, field="R&D ratio") if rnd_ratio else None, bad_credit=credit == "bad",
+        innovation_star=innovation_star, above_scale=above_scale, date=_today_or(when), voucher=voucher,
+    )
+    with obj.write() as session:
+        posted = update_party(session, spec, actor=obj.user)
+    _done(posted, f"facts of {uscc.strip().upper()} for {year}")
+
+
 @main.command()
 @format_option
 @pass_context
@@ -766,10 +797,12 @@ CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "t
 @click.option("--start", required=True, help="Period start, YYYY-MM-DD.")
 @click.option("--end", required=True, help="Period end, YYYY-MM-DD.")
 @click.option("--budget-year", type=int, help="Appropriation year to obligate (default: the approval year).")
+@click.option("--registration-override", help="Approve a demand side registered outside the city's divisions, with this reason (recorded).")
 @date_option
 @voucher_option
 @pass_context
-def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher) -> None:
+def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year,
+                    registration_override, when, voucher) -> None:
     """Approve a project (立项): every eligibility rule is checked and the obligation posted.
 
     \b
@@ -786,7 +819,7 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         approval_date=_today_or(when), start_date=parse_date(start, "start"), end_date=parse_date(end, "end"),
         approved_grant_fen=amount_arg(grant, "grant") if grant else None,
         bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
-        budget_year=budget_year, voucher=voucher,
+        budget_year=budget_year, voucher=voucher, registration_override=registration_override,
     )
     with obj.write() as session:
         posted = approve_project(session, spec, actor=obj.user)

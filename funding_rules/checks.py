@@ -60,6 +60,10 @@ class PartyFacts:
       bad_credit_within_lookback: a bad credit record or major violation in the look-back.
       related_usccs: USCCs of parties it is related to (关联关系), as declared or found.
       projects_in_progress: its funded projects still in progress, for 限项.
+      above_scale: a 规模以上 enterprise (for the R&D-intensity route).
+      facts_year: the fiscal year the figures are for, or None for figures given at
+        registration.
+      facts_entry: the ``party update`` entry those figures come from, or None.
     """
 
     uscc: str
@@ -71,6 +75,9 @@ class PartyFacts:
     bad_credit_within_lookback: bool = False
     related_usccs: frozenset[str] = frozenset()
     projects_in_progress: int = 0
+    above_scale: bool = False
+    facts_year: int | None = None
+    facts_entry: int | None = None
 
     @property
     def label(self) -> str:
@@ -93,6 +100,8 @@ class ApprovalFacts:
       available_appropriation_fen: appropriation not yet obligated for the approval year.
       approved_grant_fen: the approved grant (staged_grant rules), else None.
       bid_contract_fen: contracted bid amount per lane, in lane order (bid_subsidy rules).
+      registration_override: the recorded reason for approving a demand side registered
+        outside the city's divisions ("" when none is given).
     """
 
     code: str
@@ -108,6 +117,7 @@ class ApprovalFacts:
     available_appropriation_fen: int
     approved_grant_fen: int | None = None
     bid_contract_fen: tuple[int, ...] = ()
+    registration_override: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +332,7 @@ def check_demand_eligibility(facts: ApprovalFacts, rules: Rules) -> list[Violati
             a.demand_min_rnd_intensity is not None
             and demand.rnd_intensity is not None
             and demand.rnd_intensity >= a.demand_min_rnd_intensity
+            and (demand.above_scale or not a.rnd_route_requires_above_scale)
         )
         by_star = a.demand_innovation_star_qualifies and demand.innovation_star
         if not (by_revenue or by_intensity or by_star):
@@ -331,7 +342,9 @@ def check_demand_eligibility(facts: ApprovalFacts, rules: Rules) -> list[Violati
             if a.demand_min_revenue_fen is not None:
                 tests.append(f"revenue {revenue} < {_yuan(a.demand_min_revenue_fen)}")
             if a.demand_min_rnd_intensity is not None:
-                tests.append(f"R&D intensity {intensity} < {a.demand_min_rnd_intensity}")
+                short = demand.rnd_intensity is None or demand.rnd_intensity < a.demand_min_rnd_intensity
+                tests.append(f"R&D intensity {intensity} < {a.demand_min_rnd_intensity}" if short
+                             else f"R&D intensity {intensity} but not recorded as 规模以上")
             if a.demand_innovation_star_qualifies:
                 tests.append("not a 创新标兵 high-tech firm")
             found.append(
@@ -586,9 +599,128 @@ def check_project_limit(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
     ]
 
 
+def check_demand_registration(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    """The demand side's USCC positions 3–8 (registration division) start with one of the
+    city's prefixes, unless an override reason is recorded on the approval."""
+    prefixes = rules.approval.demand_registration_prefixes
+    division = facts.demand.uscc[2:8]
+    if not prefixes or any(division.startswith(p) for p in prefixes) or facts.registration_override.strip():
+        return []
+    return [
+        _violation(
+            "demand_side_must_be_registered_in_the_city",
+            f"Demand side {facts.demand.label} of {facts.code} is registered in division {division}, "
+            f"not under {' / '.join(prefixes)} ({rules.city_name})",
+            "choose a demand side registered in the city, or record why with --registration-override",
+            rules,
+            "approval.demand_registration_prefixes",
+        )
+    ]
+
+
+def check_demand_kind(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    kinds = rules.approval.demand_kinds
+    if facts.demand.kind in kinds:
+        return []
+    return [
+        _violation(
+            "demand_side_kind_must_be_allowed",
+            f"Demand side {facts.demand.label} of {facts.code} is a {facts.demand.kind}, not "
+            f"{' or '.join(kinds)}",
+            "choose a demand side of that kind",
+            rules,
+            "approval.demand_kinds",
+        )
+    ]
+
+
+def check_demand_not_solver(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    if not rules.approval.demand_solver_distinct:
+        return []
+    return [
+        _violation(
+            "demand_side_must_not_be_its_own_solver",
+            f"Demand side {facts.demand.label} of {facts.code} is also the solver of lane L{n}",
+            "choose another solver",
+            rules,
+            "approval.demand_solver_distinct",
+        )
+        for n, solver in enumerate(facts.solvers, start=1)
+        if solver.uscc == facts.demand.uscc
+    ]
+
+
+def check_solver_credit(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    years = rules.approval.solver_credit_lookback_years
+    if years is None:
+        return []
+    return [
+        _violation(
+            "solver_must_have_clean_credit",
+            f"Solver {solver.label} of lane L{n} of {facts.code} has a bad credit record within {years} years",
+            "choose another solver",
+            rules,
+            "approval.solver_credit_lookback_years",
+        )
+        for n, solver in enumerate(facts.solvers, start=1)
+        if solver.bad_credit_within_lookback
+    ]
+
+
+def check_grant_within_total_investment(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    """The obligation (grant, or subsidy ceiling) is at most the rules' share of the total
+    investment: exactly at it passes, one fen over is refused."""
+    share = rules.approval.grant_max_share_of_total_investment
+    if share is None:
+        return []
+    if rules.funding.model == "staged_grant":
+        obligation, what = facts.approved_grant_fen, "approved grant"
+    else:
+        obligation, what = subsidy_ceiling_fen(facts.bid_contract_fen, rules), "subsidy ceiling"
+    limit = apply_rate(facts.total_investment_fen, share, rounding=ROUND_HALF_UP)
+    if obligation is None or obligation <= limit:
+        return []
+    return [
+        _violation(
+            "grant_must_not_exceed_share_of_total_investment",
+            f"Project {facts.code} has {what} {_yuan(obligation)}, above {share} × its total "
+            f"investment {_yuan(facts.total_investment_fen)} = {_yuan(limit)}",
+            "correct the total investment or the amount",
+            rules,
+            "approval.grant_max_share_of_total_investment",
+        )
+    ]
+
+
+def check_period_start_window(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    """The period starts no earlier than the approval date minus the rules' window (days)."""
+    days = rules.approval.start_before_approval_max_days
+    if days is None:
+        return []
+    earliest = facts.approval_date - timedelta(days=days)
+    if facts.start_date >= earliest:
+        return []
+    return [
+        _violation(
+            "period_must_not_start_long_before_approval",
+            f"Project {facts.code} starts on {facts.start_date}, more than {days} days before its "
+            f"approval on {facts.approval_date} (earliest {earliest})",
+            "correct the period; a past period is not approved again",
+            rules,
+            "approval.start_before_approval_max_days",
+        )
+    ]
+
+
 APPROVAL_CHECKS: list[Check] = [
     check_rules_apply,
     check_mode_and_category,
+    check_demand_registration,
+    check_demand_kind,
+    check_demand_not_solver,
+    check_solver_credit,
+    check_grant_within_total_investment,
+    check_period_start_window,
     check_demand_eligibility,
     check_total_investment,
     check_solver_count,
@@ -1769,10 +1901,37 @@ def check_remittance_within_owed(facts: RemittanceFacts, rules: Rules | None) ->
 REMITTANCE_CHECKS: list[Check] = [check_amount_positive, check_remittance_within_owed]
 
 
+@dataclass(frozen=True, slots=True)
+class PartyYearFacts:
+    """A party's facts for a fiscal year, as recorded: its USCC, the year, the recording year."""
+
+    uscc: str
+    year: int
+    recorded_in: int
+
+
+def check_party_year(facts: PartyYearFacts, rules: Rules | None) -> list[Violation]:
+    """A fiscal year's facts are recorded for a year that has begun: the recording year or earlier."""
+    if 2000 <= facts.year <= facts.recorded_in:
+        return []
+    return [
+        Violation(
+            "party_facts_year_must_have_begun",
+            f"facts of {facts.uscc} for fiscal year {facts.year} are recorded in {facts.recorded_in}; "
+            "give a year from 2000 up to the recording date's year.",
+            _FIXED_CLAUSES["fixed.input"],
+        )
+    ]
+
+
+PARTY_YEAR_CHECKS: list[Check] = [check_party_year]
+
+
 # Every registry, by event family; tests/test_refusals.py walks them.
 REGISTRIES: dict[str, list[Check]] = {
     "appropriation": APPROPRIATION_CHECKS,
     "party": PARTY_CHECKS,
+    "party_year": PARTY_YEAR_CHECKS,
     "approval_request": APPROVAL_REQUEST_CHECKS,
     "approval": APPROVAL_CHECKS,
     "bid_contract": BID_CONTRACT_CHECKS,

@@ -63,6 +63,7 @@ class ApprovalInput:
     rules_version: str | None = None
     budget_year: int | None = None
     voucher: str | None = None
+    registration_override: str | None = None
 
 
 def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Posted:
@@ -98,11 +99,14 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         start_date=spec.start_date,
         end_date=spec.end_date,
         total_investment_fen=spec.total_investment_fen,
-        demand=_party_checks_facts(session, demand),
-        solvers=tuple(_party_checks_facts(session, s) for s in solvers),
+        # “上一年度” and “近三年”: the facts in force for the year before the approval date.
+        demand=_party_checks_facts(session, demand, spec.approval_date.year - 1, rules.approval.demand_credit_lookback_years),
+        solvers=tuple(_party_checks_facts(session, s, spec.approval_date.year - 1, rules.approval.solver_credit_lookback_years)
+                      for s in solvers),
         available_appropriation_fen=available_budget(session, budget_year),
         approved_grant_fen=spec.approved_grant_fen if rules.funding.model == "staged_grant" else None,
         bid_contract_fen=tuple(spec.bid_contract_fen),
+        registration_override=(spec.registration_override or "").strip(),
     )
     violations = checks.run_checks(checks.APPROVAL_CHECKS, facts, rules)
     _refuse(violations)
@@ -147,6 +151,13 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         "checks": [c.__name__ for c in checks.APPROVAL_CHECKS],
         "warnings": [v.message for v in violations if v.severity != "error"],
     }
+    trace["party_facts_used"] = {
+        p.uscc: ({"year": p.facts_year, "entry": p.facts_entry} if p.facts_year is not None else "registration")
+        for p in (facts.demand, *facts.solvers)
+    }
+    if facts.registration_override:
+        trace["registration_override"] = {"division": demand.uscc[2:8], "reason": facts.registration_override,
+                                          "clause": rules.clause("approval.demand_registration_prefixes")}
     project_facts = {
         "code": code,
         "name": spec.name,
@@ -178,7 +189,8 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             fact=not postings,
         ),
         accounts,
-        {"payload": {"budget_year": budget_year}},
+        {"payload": {"budget_year": budget_year}
+         | ({"registration_override": facts.registration_override} if facts.registration_override else {})},
         {
             "project": project_facts,
             "lanes": [[n, solvers[n - 1].uscc] for n in lanes],
