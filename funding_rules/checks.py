@@ -590,9 +590,10 @@ def check_project_limit(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
     return [
         _violation(
             "demand_side_must_be_within_project_limit",
-            f"Demand side {facts.demand.label} already has {facts.demand.projects_in_progress} "
-            f"projects, the limit is {limit}",
-            "it may publish the need but gets no 立项 funding",
+            f"Demand side {facts.demand.label} of {facts.code} already has {facts.demand.projects_in_progress} "
+            f"funded projects in progress in {rules.city_name}, the limit is {limit}",
+            "申报单位已超过限项的，可作为需求方申报发榜征集解决方案，但不再给予立项支持: it may publish the "
+            "need, but no funded 立项 is recorded until a project ends",
             rules,
             "approval.project_limit",
         )

@@ -657,3 +657,32 @@ def test_a_solver_with_a_bad_credit_year_in_the_look_back_is_refused(engine, ses
     refusal = refuses(engine, session_factory, lambda s: approve(s, jm_approval(solver_usccs=(JM_FIRM,))), "solver_must_have_clean_credit")
     assert "近三年内无不良信用记录" in refusal.message
     accepts(engine, session_factory, lambda s: approve(s, jm_approval(solver_usccs=(JM_INSTITUTE,))))
+
+
+def test_xianxiang_counts_the_units_funded_projects_in_progress_in_the_city(engine, session_factory, ur, cli, tmp_path, monkeypatch):
+    """限项 (S2 二(一)): with a limit of 1 in a later Urumqi version, a unit with one funded project
+    in progress gets no second 立项 until the first one ends; the count is read from the ledger."""
+    from funding_rules.loader import RULES_DIR
+
+    text = (RULES_DIR / "urumqi-2024-33.toml").read_text(encoding="utf-8")
+    text = text.replace('version = "urumqi-2024-33"', 'version = "urumqi-limit-example"').replace(
+        "effective_from = 2024-01-01", "effective_from = 2025-01-01")
+    start = text.index("project_limit = {")
+    text = text[:start] + 'project_limit = { value = 1, source = "DEFAULT: test rules with a 限项 of one" }' + text[text.index("\n", start):]
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "urumqi-limit-example.toml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("JIEBANG_RULES_PATH", str(folder))
+
+    accepts(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-021")))
+    refusal = refuses(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-022")),
+                      "demand_side_must_be_within_project_limit")
+    assert "1 funded projects in progress" in refusal.message and "不再给予立项支持" in refusal.message
+    # Another unit is not counted against it.
+    other = spare_uscc("650100", 9)
+    with session_factory() as s:
+        add_party(s, other, "另一家需求方")
+    accepts(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-023", demand_uscc=other)))
+    # Once its project ends (terminated), the unit is within the limit again.
+    cli("terminate", "--project", "UR2025-021", "--reference", "乌科〔2025〕99号", "--date", "2025-06-25")
+    accepts(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-022", approval_date=D(2025, 6, 26))))

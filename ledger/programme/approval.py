@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -90,6 +91,9 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
     demand = _load_party(session, spec.demand_uscc, "demand side")
     solvers = [_load_party(session, s, f"solver of lane {i}") for i, s in enumerate(spec.solver_usccs, start=1)]
     budget_year = spec.budget_year or spec.approval_date.year
+    demand_facts = _party_checks_facts(session, demand, spec.approval_date.year - 1, rules.approval.demand_credit_lookback_years)
+    if rules.approval.project_limit is not None:
+        demand_facts = dataclasses.replace(demand_facts, projects_in_progress=_funded_in_progress(session, demand.uscc, rules.city, spec.approval_date))
     facts = checks.ApprovalFacts(
         code=code,
         city=spec.city,
@@ -100,7 +104,7 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         end_date=spec.end_date,
         total_investment_fen=spec.total_investment_fen,
         # “上一年度” and “近三年”: the facts in force for the year before the approval date.
-        demand=_party_checks_facts(session, demand, spec.approval_date.year - 1, rules.approval.demand_credit_lookback_years),
+        demand=demand_facts,
         solvers=tuple(_party_checks_facts(session, s, spec.approval_date.year - 1, rules.approval.solver_credit_lookback_years)
                       for s in solvers),
         available_appropriation_fen=available_budget(session, budget_year),
@@ -197,6 +201,19 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             "tranches": _tranche_rows(lanes, obligation, rules, spec.mode),
         },
     )
+
+
+def _funded_in_progress(session: Session, uscc: str, city: str, on: dt.date) -> int:
+    """限项: the unit's funded projects in this city still in progress on ``on`` (approved with
+    fiscal money, neither terminated, revoked nor closed), read from the ledger's one fold."""
+    from ledger.programme.state import project_folds
+
+    projects = session.scalars(
+        select(Project).where(Project.demand_uscc == uscc, Project.city == city, Project.approved_grant_fen > 0,
+                              Project.approval_date <= on)
+    ).all()
+    folded = project_folds(session, list(projects), on)
+    return sum(1 for f in folded.values() if f.terminated_on is None and f.closed_on is None)
 
 
 def _refuse_changed_pin(session: Session, rules: Rules) -> None:
