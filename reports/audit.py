@@ -445,15 +445,30 @@ def _profile(scope: Scope) -> Section:
         {"item": "批复财政资助 / 补助上限 Approved grant or subsidy ceiling", "amount": p.approved_grant_fen},
         {"item": "审计截止日 Audit cut-off", "value": f"{scope.as_of.isoformat()}：{scope.cutoff_basis}"},
     ]
+    approval = next((json.loads(e.trace or "{}") for e in scope.events if e.kind == "approval"), {})
+    used = approval.get("party_facts_used", {})
+
+    def facts_used(uscc: str) -> str:
+        fact = used.get(uscc)
+        if isinstance(fact, dict):
+            return f"{fact['year']} 年度数据（分录 {fact['entry']}）"
+        return "登记时数据" if fact else ""
+
+    override = approval.get("registration_override")
+    if override:
+        rows.append({"item": "注册地例外 Registration override",
+                     "value": f"需求方登记机关区划 {override['division']}：{override['reason']}"})
     overview = _table("1 基本情况", "（一）项目概况 Project profile", columns, rows)
 
     party_columns = (
         Column("role", "角色\nRole", "text", 1.0), Column("lane", "车道\nLane", "text", 0.5),
         Column("name", "单位名称\nName", "long", 2.4), Column("uscc", "统一社会信用代码\nUSCC", "text", 1.6),
         Column("kind", "类型\nKind", "text", 0.8), Column("status", "截止日状态\nStatus", "long", 1.4),
+        Column("facts", "立项审核所用单位数据\nFacts used at approval", "long", 1.6),
     )
     party_rows = [{"role": "需求方（发榜方）", "lane": "", "name": scope.party_name(p.demand_uscc), "uscc": p.demand_uscc,
-                   "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(p.demand_uscc), "kind", ""), ""), "status": ""}]
+                   "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(p.demand_uscc), "kind", ""), ""), "status": "",
+                   "facts": facts_used(p.demand_uscc)}]
     for n, uscc in sorted(scope.lanes.items()):
         if state.terminated_on:
             lane_status = f"项目终止 {state.terminated_on.isoformat()}"
@@ -462,7 +477,8 @@ def _profile(scope: Scope) -> Section:
         else:
             lane_status = "在研"
         party_rows.append({"role": "揭榜方", "lane": f"L{n}", "name": scope.party_name(uscc), "uscc": uscc,
-                           "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(uscc), "kind", ""), ""), "status": lane_status})
+                           "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(uscc), "kind", ""), ""), "status": lane_status,
+                           "facts": facts_used(uscc)})
     parties = _table("1 参与单位", "（二）参与单位 Parties", party_columns, party_rows)
 
     change_columns = (

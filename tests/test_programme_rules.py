@@ -624,7 +624,7 @@ def test_a_grant_above_the_total_investment_and_a_period_long_past_are_refused(e
             lambda s: approve(s, jm_approval(approved_grant_fen=yuan("5,000,000.00"), total_investment_fen=yuan("5,000,000.00"))))
 
 
-def test_approval_reads_the_party_facts_in_force_for_the_year_before(engine, session_factory, jm, cli):
+def test_approval_reads_the_party_facts_in_force_for_the_year_before(engine, session_factory, jm, cli, tmp_path):
     """“上一年度”: facts recorded for 2024 decide a 2025 approval; a later record of the year
     supersedes an earlier one; a 2025 record does not count; “近三年” credit counts 2022–2024."""
     firm = spare_uscc("440700", 8)
@@ -643,6 +643,13 @@ def test_approval_reads_the_party_facts_in_force_for_the_year_before(engine, ses
         used = json.loads(conn.execute(select(JournalEntry.facts).where(JournalEntry.id == used_entry)).scalar_one())
     assert trace["party_facts_used"][firm]["year"] == 2024 and used["party_facts"]["revenue_fen"] == yuan("5亿")
     assert trace["party_facts_used"][JM_UNIVERSITY] == "registration"
+    # The audit pack shows which facts the approval used.
+    from openpyxl import load_workbook
+    from test_audit import audit, sheet_rows
+
+    pack = load_workbook(audit(cli, tmp_path / "pack", "JM2025-003", "2025-12-31")["xlsx"])
+    used_by = {row["统一社会信用代码"]: row["立项审核所用单位数据"] for row in sheet_rows(pack["1 参与单位"])}
+    assert used_by == {firm: f"2024 年度数据（分录 {used_entry}）", JM_UNIVERSITY: "登记时数据"}
     cli("party", "update", firm, "--year", "2022", "--revenue", "6亿", "--credit", "bad", "--date", "2025-10-01")
     refuses(engine, session_factory, lambda s: approve(s, jm_approval(code="JM2025-004", demand_uscc=firm)),
             "demand_side_must_have_clean_credit")
