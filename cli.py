@@ -767,6 +767,39 @@ def party_add(obj, uscc, name, kind, revenue, rnd_ratio, innovation_star, bad_cr
     _say(said, fmt)
 
 
+@party.command("update")
+@click.argument("uscc")
+@click.option("--year", type=click.IntRange(2000, 2099), required=True, help="The fiscal year the figures are for (approval reads the year before its date).")
+@click.option("--revenue", help="The year's main business revenue, e.g. 6亿.")
+@click.option("--rnd-ratio", help="The year's R&D / revenue, e.g. 0.12 or 12%.")
+@click.option("--credit", type=click.Choice(["clean", "bad"]), default="clean", show_default=True, help="Credit record for the year (bad: 不良信用记录 or major violation).")
+@click.option("--innovation-star", is_flag=True, help="A 高新技术企业 named 江门“创新标兵” that year.")
+@click.option("--above-scale", is_flag=True, help="A 规模以上 enterprise that year (the R&D-ratio route needs it in Jiangmen).")
+@date_option
+@voucher_option
+@money_options
+@pass_context
+def party_update(obj, uscc, year, revenue, rnd_ratio, credit, innovation_star, above_scale, when, voucher, dry_run, fmt) -> None:
+    """Record a party's facts for a fiscal year; hashed and append-only, a later record of a year supersedes it.
+
+    \b
+    Example:
+      jiebang party update 91440703MA4W2B389N --year 2025 --revenue 3.2亿 --rnd-ratio 0.12 --above-scale --date 2026-03-01
+    """
+    from ledger.core.money import parse_rate
+    from ledger.programme import PartyYearInput, update_party
+
+    spec = PartyYearInput(
+        uscc=uscc, year=year, revenue_fen=amount_arg(revenue, "revenue") if revenue else None,
+        rnd_intensity=parse_rate(rnd_ratio, field="R&D ratio") if rnd_ratio else None, bad_credit=credit == "bad",
+        innovation_star=innovation_star, above_scale=above_scale, date=_today_or(when), voucher=voucher,
+    )
+    with obj.write(dry_run=dry_run) as session:
+        posted = update_party(session, spec, actor=obj.user)
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
+
+
 @main.command()
 @format_option
 @pass_context
@@ -830,11 +863,13 @@ CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "t
 @click.option("--start", required=True, help="Period start, YYYY-MM-DD.")
 @click.option("--end", required=True, help="Period end, YYYY-MM-DD.")
 @click.option("--budget-year", type=int, help="Appropriation year to obligate (default: the approval year).")
+@click.option("--registration-override", help="Approve a demand side registered outside the city's divisions, with this reason (recorded).")
 @date_option
 @voucher_option
 @money_options
 @pass_context
-def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher, dry_run, fmt) -> None:
+def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year,
+                    registration_override, when, voucher, dry_run, fmt) -> None:
     """Approve a project (立项): every eligibility rule is checked and the obligation posted.
 
     \b
@@ -851,7 +886,7 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         approval_date=_today_or(when), start_date=parse_date(start, "start"), end_date=parse_date(end, "end"),
         approved_grant_fen=amount_arg(grant, "grant") if grant else None,
         bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
-        budget_year=budget_year, voucher=voucher,
+        budget_year=budget_year, voucher=voucher, registration_override=registration_override,
     )
     with obj.write(dry_run=dry_run) as session:
         posted = approve_project(session, spec, actor=obj.user)
@@ -1043,24 +1078,28 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher, dry_run, fmt) -> N
 @click.option("--passed/--failed", default=True, show_default=True, help="The result.")
 @click.option("--lane", help="The lane assessed (赛马 stage assessment).")
 @click.option("--reference", help="Document reference of the result.")
+@click.option("--misused", multiple=True, help="With a failed stage assessment: misused amount on the lane's spending, VOUCHER=AMOUNT; repeat for several.")
 @date_option
 @voucher_option
 @money_options
 @pass_context
-def stage(obj, code, stage, passed, lane, reference, when, voucher, dry_run, fmt) -> None:
+def stage(obj, code, stage, passed, lane, reference, misused, when, voucher, dry_run, fmt) -> None:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment, acceptance, audit report.
 
-    A 赛马 lane that fails its stage assessment is eliminated and receives nothing more.
+    A 赛马 lane that fails its stage assessment is eliminated and receives nothing more; its
+    clawback is its unspent advance plus any misused amounts named on its own spending.
 
     \b
     Example:
       jiebang stage --project JM2025-003 --stage midterm --passed --date 2027-03-15
-      jiebang stage --project JM2025-007 --stage stage_assessment --lane L3 --failed --date 2026-10-01
+      jiebang stage --project JM2025-007 --stage stage_assessment --lane L3 --failed --misused PZ-L3-07=2万 --date 2026-10-01
     """
     from ledger.programme import record_stage
 
     with obj.write(dry_run=dry_run) as session:
-        posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane, reference=reference)
+        named = {"misused": _misuse(misused)} if misused else {}
+        posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane,
+                              reference=reference, **named)
         said = _answer(session, posted, dry_run)
     _say(said, fmt)
 
@@ -1069,11 +1108,12 @@ def stage(obj, code, stage, passed, lane, reference, when, voucher, dry_run, fmt
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--lane", help="Solver USCC or L1, L2 ... (optional for one lane).")
 @click.option("--tranche", type=int, help="Tranche number (default: the next one not released).")
+@click.option("--offset-approval", default="", help="Where the rules allow it: net a clawback the unit owes on this project, with this approval reference.")
 @date_option
 @voucher_option
 @money_options
 @pass_context
-def release(obj, code, lane, tranche, when, voucher, dry_run, fmt) -> None:
+def release(obj, code, lane, tranche, offset_approval, when, voucher, dry_run, fmt) -> None:
     """Release a tranche when its conditions hold, within the obligation, once.
 
     \b
@@ -1082,10 +1122,11 @@ def release(obj, code, lane, tranche, when, voucher, dry_run, fmt) -> None:
     """
     from ledger.programme import release as release_tranche
 
-    if not dry_run and _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher):
+    offset = {"offset_approval": offset_approval} if offset_approval else {}
+    if not dry_run and _held_for_approval(obj, "release", project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, **offset):
         return
     with obj.write(dry_run=dry_run) as session:
-        posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user)
+        posted = release_tranche(session, project=code, lane=lane, tranche=tranche, date=_today_or(when), voucher=voucher, actor=obj.user, **offset)
         said = _answer(session, posted, dry_run)
     _say(said, fmt)
 
@@ -1156,23 +1197,28 @@ def _misuse(values) -> list:
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--reference", required=True, help="The bureau's termination decision reference.")
 @click.option("--misused", multiple=True, help="Misused amount tied to a spend voucher: VOUCHER=AMOUNT; repeat for several.")
+@click.option("--lane", help="Terminate one 赛马 lane only (USCC or L1, L2 ...); the other lanes go on.")
 @date_option
 @voucher_option
 @money_options
 @pass_context
-def terminate(obj, code, reference, misused, when, voucher, dry_run, fmt) -> None:
-    """Terminate a project: clawback = advances outstanding + misused amounts; the rest is deobligated.
+def terminate(obj, code, reference, misused, lane, when, voucher, dry_run, fmt) -> None:
+    """Terminate a project (or one lane): clawback = advances outstanding + misused amounts; the rest is deobligated.
 
     \b
     Example:
       jiebang terminate --project JM2025-003 --reference 江科〔2027〕9号 --misused PZ-0012=5万 --date 2027-05-01
+      jiebang terminate --project JM2025-007 --lane L3 --reference 江科〔2027〕10号 --misused PZ-L3-07=2万 --date 2027-05-01
     """
     from ledger.programme import terminate as terminate_project
 
-    if not dry_run and _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher, misused=_misuse(misused)):
+    one_lane = {"lane": lane} if lane else {}
+    if not dry_run and _held_for_approval(obj, "termination", project=code, date=_today_or(when), reference=reference, voucher=voucher,
+                                          misused=_misuse(misused), **one_lane):
         return
     with obj.write(dry_run=dry_run) as session:
-        posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user, misused=_misuse(misused))
+        posted = terminate_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user,
+                                   misused=_misuse(misused), **one_lane)
         said = _answer(session, posted, dry_run)
     _say(said, fmt)
 

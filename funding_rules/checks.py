@@ -60,6 +60,10 @@ class PartyFacts:
       bad_credit_within_lookback: a bad credit record or major violation in the look-back.
       related_usccs: USCCs of parties it is related to (关联关系), as declared or found.
       projects_in_progress: its funded projects still in progress, for 限项.
+      above_scale: a 规模以上 enterprise (for the R&D-intensity route).
+      facts_year: the fiscal year the figures are for, or None for figures given at
+        registration.
+      facts_entry: the ``party update`` entry those figures come from, or None.
     """
 
     uscc: str
@@ -71,6 +75,9 @@ class PartyFacts:
     bad_credit_within_lookback: bool = False
     related_usccs: frozenset[str] = frozenset()
     projects_in_progress: int = 0
+    above_scale: bool = False
+    facts_year: int | None = None
+    facts_entry: int | None = None
 
     @property
     def label(self) -> str:
@@ -93,6 +100,8 @@ class ApprovalFacts:
       available_appropriation_fen: appropriation not yet obligated for the approval year.
       approved_grant_fen: the approved grant (staged_grant rules), else None.
       bid_contract_fen: contracted bid amount per lane, in lane order (bid_subsidy rules).
+      registration_override: the recorded reason for approving a demand side registered
+        outside the city's divisions ("" when none is given).
     """
 
     code: str
@@ -108,6 +117,7 @@ class ApprovalFacts:
     available_appropriation_fen: int
     approved_grant_fen: int | None = None
     bid_contract_fen: tuple[int, ...] = ()
+    registration_override: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +332,7 @@ def check_demand_eligibility(facts: ApprovalFacts, rules: Rules) -> list[Violati
             a.demand_min_rnd_intensity is not None
             and demand.rnd_intensity is not None
             and demand.rnd_intensity >= a.demand_min_rnd_intensity
+            and (demand.above_scale or not a.rnd_route_requires_above_scale)
         )
         by_star = a.demand_innovation_star_qualifies and demand.innovation_star
         if not (by_revenue or by_intensity or by_star):
@@ -331,7 +342,9 @@ def check_demand_eligibility(facts: ApprovalFacts, rules: Rules) -> list[Violati
             if a.demand_min_revenue_fen is not None:
                 tests.append(f"revenue {revenue} < {_yuan(a.demand_min_revenue_fen)}")
             if a.demand_min_rnd_intensity is not None:
-                tests.append(f"R&D intensity {intensity} < {a.demand_min_rnd_intensity}")
+                short = demand.rnd_intensity is None or demand.rnd_intensity < a.demand_min_rnd_intensity
+                tests.append(f"R&D intensity {intensity} < {a.demand_min_rnd_intensity}" if short
+                             else f"R&D intensity {intensity} but not recorded as 规模以上")
             if a.demand_innovation_star_qualifies:
                 tests.append("not a 创新标兵 high-tech firm")
             found.append(
@@ -577,11 +590,125 @@ def check_project_limit(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
     return [
         _violation(
             "demand_side_must_be_within_project_limit",
-            f"Demand side {facts.demand.label} already has {facts.demand.projects_in_progress} "
-            f"projects, the limit is {limit}",
-            "it may publish the need but gets no 立项 funding",
+            f"Demand side {facts.demand.label} of {facts.code} already has {facts.demand.projects_in_progress} "
+            f"funded projects in progress in {rules.city_name}, the limit is {limit}",
+            "申报单位已超过限项的，可作为需求方申报发榜征集解决方案，但不再给予立项支持: it may publish the "
+            "need, but no funded 立项 is recorded until a project ends",
             rules,
             "approval.project_limit",
+        )
+    ]
+
+
+def check_demand_registration(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    """The demand side's USCC positions 3–8 (registration division) start with one of the
+    city's prefixes, unless an override reason is recorded on the approval."""
+    prefixes = rules.approval.demand_registration_prefixes
+    division = facts.demand.uscc[2:8]
+    if not prefixes or any(division.startswith(p) for p in prefixes) or facts.registration_override.strip():
+        return []
+    return [
+        _violation(
+            "demand_side_must_be_registered_in_the_city",
+            f"Demand side {facts.demand.label} of {facts.code} is registered in division {division}, "
+            f"not under {' / '.join(prefixes)} ({rules.city_name})",
+            "choose a demand side registered in the city, or record why with --registration-override",
+            rules,
+            "approval.demand_registration_prefixes",
+        )
+    ]
+
+
+def check_demand_kind(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    kinds = rules.approval.demand_kinds
+    if facts.demand.kind in kinds:
+        return []
+    return [
+        _violation(
+            "demand_side_kind_must_be_allowed",
+            f"Demand side {facts.demand.label} of {facts.code} is a {facts.demand.kind}, not "
+            f"{' or '.join(kinds)}",
+            "choose a demand side of that kind",
+            rules,
+            "approval.demand_kinds",
+        )
+    ]
+
+
+def check_demand_not_solver(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    if not rules.approval.demand_solver_distinct:
+        return []
+    return [
+        _violation(
+            "demand_side_must_not_be_its_own_solver",
+            f"Demand side {facts.demand.label} of {facts.code} is also the solver of lane L{n}",
+            "choose another solver",
+            rules,
+            "approval.demand_solver_distinct",
+        )
+        for n, solver in enumerate(facts.solvers, start=1)
+        if solver.uscc == facts.demand.uscc
+    ]
+
+
+def check_solver_credit(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    years = rules.approval.solver_credit_lookback_years
+    if years is None:
+        return []
+    return [
+        _violation(
+            "solver_must_have_clean_credit",
+            f"Solver {solver.label} of lane L{n} of {facts.code} has a bad credit record within {years} years",
+            "choose another solver",
+            rules,
+            "approval.solver_credit_lookback_years",
+        )
+        for n, solver in enumerate(facts.solvers, start=1)
+        if solver.bad_credit_within_lookback
+    ]
+
+
+def check_grant_within_total_investment(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    """The obligation (grant, or subsidy ceiling) is at most the rules' share of the total
+    investment: exactly at it passes, one fen over is refused."""
+    share = rules.approval.grant_max_share_of_total_investment
+    if share is None:
+        return []
+    if rules.funding.model == "staged_grant":
+        obligation, what = facts.approved_grant_fen, "approved grant"
+    else:
+        obligation, what = subsidy_ceiling_fen(facts.bid_contract_fen, rules), "subsidy ceiling"
+    limit = apply_rate(facts.total_investment_fen, share, rounding=ROUND_HALF_UP)
+    if obligation is None or obligation <= limit:
+        return []
+    return [
+        _violation(
+            "grant_must_not_exceed_share_of_total_investment",
+            f"Project {facts.code} has {what} {_yuan(obligation)}, above {share} × its total "
+            f"investment {_yuan(facts.total_investment_fen)} = {_yuan(limit)}",
+            "correct the total investment or the amount",
+            rules,
+            "approval.grant_max_share_of_total_investment",
+        )
+    ]
+
+
+def check_period_start_window(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
+    """The period starts no earlier than the approval date minus the rules' window (days)."""
+    days = rules.approval.start_before_approval_max_days
+    if days is None:
+        return []
+    earliest = facts.approval_date - timedelta(days=days)
+    if facts.start_date >= earliest:
+        return []
+    return [
+        _violation(
+            "period_must_not_start_long_before_approval",
+            f"Project {facts.code} starts on {facts.start_date}, more than {days} days before its "
+            f"approval on {facts.approval_date} (earliest {earliest})",
+            "correct the period; a past period is not approved again",
+            rules,
+            "approval.start_before_approval_max_days",
         )
     ]
 
@@ -589,11 +716,17 @@ def check_project_limit(facts: ApprovalFacts, rules: Rules) -> list[Violation]:
 APPROVAL_CHECKS: list[Check] = [
     check_rules_apply,
     check_mode_and_category,
+    check_demand_registration,
+    check_demand_kind,
     check_demand_eligibility,
     check_total_investment,
+    check_grant_within_total_investment,
     check_solver_count,
     check_related_party,
+    check_demand_not_solver,
+    check_solver_credit,
     check_period,
+    check_period_start_window,
     check_funding,
     check_project_limit,
 ]
@@ -1118,12 +1251,17 @@ class StageFacts:
       stage: the stage named.
       stages: the stages the ledger records.
       mode: the project's mode, "jbgs" or "saima".
+      passed: the result.
+      misused: misused amounts named with a failed 赛马 stage assessment (recovered from that
+        lane alone).
     """
 
     event: EventFacts
     stage: str
     stages: tuple[str, ...]
     mode: str
+    passed: bool = True
+    misused: tuple[MisuseFacts, ...] = ()
 
 
 def check_stage_known(facts: StageFacts, rules: Rules) -> list[Violation]:
@@ -1147,6 +1285,41 @@ def check_stage_assessment_mode(facts: StageFacts, rules: Rules) -> list[Violati
             f"project {facts.event.project_code} is 揭榜挂帅; record its mid-term check with --stage midterm.",
             _FIXED_CLAUSES["fixed.lane"],
         )
+    ]
+
+
+def check_stage_misuse(facts: StageFacts, rules: Rules) -> list[Violation]:
+    """Misuse is named with a failed 赛马 stage assessment (the lane's recovery), and only then."""
+    if not facts.misused or (facts.stage == "stage_assessment" and not facts.passed):
+        return []
+    return [
+        _violation(
+            "misuse_needs_a_failed_stage_assessment",
+            f"misused amounts are named with a failed 赛马 stage assessment of a lane, not with "
+            f"{facts.stage} {'passed' if facts.passed else 'failed'} of {facts.event.project_code}",
+            "drop --misused, or name it with `jiebang terminate` (--lane for one lane)",
+            rules,
+            "closure.termination_recovers",
+        )
+    ]
+
+
+def check_misuse_on_the_lane(facts: Any, rules: Rules) -> list[Violation]:
+    """A lane's recovery names misuse on that lane's own spending: only its money moves."""
+    e = facts.event
+    if e is None or e.lane is None:
+        return []
+    return [
+        _violation(
+            "misuse_must_be_on_the_lane",
+            f"misused amount {_yuan(m.amount_fen)} cites voucher {m.spend_voucher}, spent by lane L{m.lane}, "
+            f"not by lane L{e.lane} of {e.project_code} whose recovery this is",
+            f"name only L{e.lane}'s spending vouchers",
+            rules,
+            "closure.termination_recovers",
+        )
+        for m in facts.misused
+        if m.lane is not None and m.lane != e.lane
     ]
 
 
@@ -1187,12 +1360,60 @@ class ReleaseFacts:
       tranche: the tranche asked for, or None when every tranche has been released.
       payable_fen: subsidy earned and unpaid on the lane.
       unreleased_fen: the lane's obligation not yet released.
+      offset_approval: the approval reference for netting a clawback the unit owes on this
+        project against this release ("" when none is asked for).
     """
 
     event: EventFacts
     tranche: TrancheFacts | None
     payable_fen: int
     unreleased_fen: int
+    offset_approval: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Receivable:
+    """A clawback outstanding: its account, the project and unit owing it, the amount."""
+
+    account: str
+    project_code: str
+    unit_uscc: str
+    outstanding_fen: int
+
+
+def offset_takes(
+    receivables: Sequence[Receivable], project_code: str, unit_uscc: str, amount_fen: int
+) -> list[tuple[str, int]]:
+    """What a release of ``amount_fen`` to ``unit_uscc`` on ``project_code`` nets, where the
+    rules allow netting and an approval is recorded: only clawbacks the same unit owes on the
+    same project, in the order given, up to the amount. A clawback on any other project or
+    owed by any other unit is never touched: it is collected and remitted (专款专用)."""
+    takes, left = [], amount_fen
+    for r in receivables:
+        if r.project_code != project_code or r.unit_uscc != unit_uscc:
+            continue
+        take = min(r.outstanding_fen, left)
+        if take > 0:
+            takes.append((r.account, take))
+            left -= take
+    return takes
+
+
+def check_offset_allowed(facts: ReleaseFacts, rules: Rules) -> list[Violation]:
+    """An offset approval on a release is refused where the rules do not allow netting."""
+    if not (facts.offset_approval or "").strip() or rules.funding.clawback_offset_allowed:
+        return []
+    e = facts.event
+    return [
+        _violation(
+            "clawback_offset_must_be_allowed",
+            f"release to {e.project_code} L{e.lane} asks to net a clawback (approval "
+            f"{facts.offset_approval.strip()}), but these rules send recoveries back to the treasury",
+            "release without --offset-approval and collect the clawback with `jiebang collect`, then `jiebang remit`",
+            rules,
+            "funding.clawback_offset_allowed",
+        )
+    ]
 
 
 def release_amount_fen(facts: ReleaseFacts) -> int:
@@ -1266,6 +1487,7 @@ def check_release_within_obligation(facts: ReleaseFacts, rules: Rules) -> list[V
 
 RELEASE_CHECKS: list[Check] = [
     *PROJECT_OPEN_CHECKS,
+    check_offset_allowed,
     check_tranche_not_released,
     check_tranche_conditions,
     check_release_due,
@@ -1415,11 +1637,13 @@ class MisuseFacts:
       spend_voucher: the voucher named.
       amount_fen: the misused amount.
       spent_fen: that spend's amount, or None when the voucher is not a spend of the project.
+      lane: the lane that spend was reported on, or None when it is not a spend.
     """
 
     spend_voucher: str
     amount_fen: int
     spent_fen: int | None
+    lane: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1491,9 +1715,12 @@ TERMINATION_CHECKS: list[Check] = [
     check_terminated_once,
     check_event_follows_approval,
     check_project_not_closed,
+    check_lane_not_eliminated,
     check_termination_reference,
     check_misuse,
+    check_misuse_on_the_lane,
 ]
+STAGE_CHECKS.extend([check_stage_misuse, check_misuse, check_misuse_on_the_lane])
 
 
 @dataclass(frozen=True, slots=True)
@@ -1675,10 +1902,37 @@ def check_remittance_within_owed(facts: RemittanceFacts, rules: Rules | None) ->
 REMITTANCE_CHECKS: list[Check] = [check_amount_positive, check_remittance_within_owed]
 
 
+@dataclass(frozen=True, slots=True)
+class PartyYearFacts:
+    """A party's facts for a fiscal year, as recorded: its USCC, the year, the recording year."""
+
+    uscc: str
+    year: int
+    recorded_in: int
+
+
+def check_party_year(facts: PartyYearFacts, rules: Rules | None) -> list[Violation]:
+    """A fiscal year's facts are recorded for a year that has begun: the recording year or earlier."""
+    if 2000 <= facts.year <= facts.recorded_in:
+        return []
+    return [
+        Violation(
+            "party_facts_year_must_have_begun",
+            f"facts of {facts.uscc} for fiscal year {facts.year} are recorded in {facts.recorded_in}; "
+            "give a year from 2000 up to the recording date's year.",
+            _FIXED_CLAUSES["fixed.input"],
+        )
+    ]
+
+
+PARTY_YEAR_CHECKS: list[Check] = [check_party_year]
+
+
 # Every registry, by event family; tests/test_refusals.py walks them.
 REGISTRIES: dict[str, list[Check]] = {
     "appropriation": APPROPRIATION_CHECKS,
     "party": PARTY_CHECKS,
+    "party_year": PARTY_YEAR_CHECKS,
     "approval_request": APPROVAL_REQUEST_CHECKS,
     "approval": APPROVAL_CHECKS,
     "bid_contract": BID_CONTRACT_CHECKS,

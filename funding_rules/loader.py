@@ -53,6 +53,7 @@ CONDITIONS = (
     "audit_report_received",
 )
 RECOVERY_KINDS = ("unspent", "misused")
+PARTY_KINDS = ("enterprise", "university", "institute", "other")
 
 
 class RulesFileError(Refusal):
@@ -141,6 +142,16 @@ class ApprovalRules:
       project_limit: most projects in progress for one demand side (限项), or None.
       max_grant_fen: largest approved grant or subsidy ceiling, or None.
       subsidy_warn_above_fen: a subsidy ceiling above this draws a warning, or None.
+      demand_registration_prefixes: administrative-division prefixes (USCC positions 3–8) a
+        demand side must be registered under, e.g. ("4407",); empty for no such rule.
+      demand_kinds: party kinds a demand side may be, e.g. ("enterprise",).
+      demand_solver_distinct: whether the demand side may not be its own solver.
+      solver_credit_lookback_years: years without bad credit required of solvers, or None.
+      grant_max_share_of_total_investment: the grant (or subsidy ceiling) is at most this
+        share of the project's total investment, or None.
+      start_before_approval_max_days: the period may start at most this many days before the
+        approval date, or None.
+      rnd_route_requires_above_scale: whether the R&D-intensity route needs a 规模以上 firm.
     """
 
     min_total_investment_fen: int
@@ -160,6 +171,13 @@ class ApprovalRules:
     project_limit: int | None
     max_grant_fen: int | None
     subsidy_warn_above_fen: int | None
+    demand_registration_prefixes: tuple[str, ...]
+    demand_kinds: tuple[str, ...]
+    demand_solver_distinct: bool
+    solver_credit_lookback_years: int | None
+    grant_max_share_of_total_investment: Decimal | None
+    start_before_approval_max_days: int | None
+    rnd_route_requires_above_scale: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +196,10 @@ class FundingRules:
       saima_stage1_split: "equal", or None where nothing is split between lanes.
       eliminated_racer_recovers_balance: whether an eliminated lane's fiscal balance is recovered.
       revocation_recovery_rate: share of disbursed fiscal money recovered on revocation.
-      clawback_offset_allowed: whether a clawback may be offset against a later release.
+      clawback_offset_allowed: whether a clawback may be netted against a later release of the
+        same project to the same unit (with an approval reference recorded on the release).
+      subsidy_use_tracked: whether a released bid subsidy is tracked at its recipient until it is
+        reported spent by category, so termination recovers its unspent and misused part.
     """
 
     model: str
@@ -192,6 +213,7 @@ class FundingRules:
     eliminated_racer_recovers_balance: bool
     revocation_recovery_rate: Decimal
     clawback_offset_allowed: bool
+    subsidy_use_tracked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +417,15 @@ def _choices(*options: str) -> Parser:
     return parse
 
 
+def _division_prefixes(f: _File, key: str, raw: Any) -> tuple[str, ...]:
+    """GB/T 2260 administrative-division prefixes: 2, 4 or 6 digits each."""
+    if not isinstance(raw, list) or not all(isinstance(p, str) and re.fullmatch(r"[0-9]{2}(?:[0-9]{2}){0,2}", p) for p in raw):
+        f.fail(key, 'expected a list of 2-, 4- or 6-digit division codes such as ["4407"]')
+    if len(set(raw)) != len(raw):
+        f.fail(key, "list has duplicates")
+    return tuple(raw)
+
+
 def _text_map(f: _File, key: str, raw: Any) -> Mapping[str, str]:
     if (
         not isinstance(raw, dict)
@@ -446,6 +477,13 @@ _APPROVAL: dict[str, tuple[str, Parser]] = {
     "project_limit": ("project_limit", _optional(_count)),
     "max_grant": ("max_grant_fen", _optional(_amount)),
     "subsidy_warn_above": ("subsidy_warn_above_fen", _optional(_amount)),
+    "demand_registration_prefixes": ("demand_registration_prefixes", _division_prefixes),
+    "demand_kinds": ("demand_kinds", _choices(*PARTY_KINDS)),
+    "demand_solver_distinct": ("demand_solver_distinct", _flag),
+    "solver_credit_lookback_years": ("solver_credit_lookback_years", _optional(_count)),
+    "grant_max_share_of_total_investment": ("grant_max_share_of_total_investment", _optional(_rate)),
+    "start_before_approval_max_days": ("start_before_approval_max_days", _optional(_count)),
+    "rnd_route_requires_above_scale": ("rnd_route_requires_above_scale", _flag),
 }
 _FUNDING: dict[str, tuple[str, Parser]] = {
     "model": ("model", _choice(*FUNDING_MODELS)),
@@ -462,6 +500,7 @@ _FUNDING: dict[str, tuple[str, Parser]] = {
     "eliminated_racer_recovers_balance": ("eliminated_racer_recovers_balance", _flag),
     "revocation_recovery_rate": ("revocation_recovery_rate", _rate),
     "clawback_offset_allowed": ("clawback_offset_allowed", _flag),
+    "subsidy_use_tracked": ("subsidy_use_tracked", _flag),
 }
 _SPENDING: dict[str, tuple[str, Parser]] = {
     "equipment_justify_threshold": ("equipment_justify_threshold_fen", _amount),
@@ -770,6 +809,10 @@ def _check_consistency(
         for key in ("subsidy_rate", "subsidy_cap_rate_of_contract", "subsidy_recipient"):
             if getattr(funding, key) is None:
                 f.fail(f"funding.{key}", "bid_subsidy needs a value, not none")
+    if not approval.demand_kinds:
+        f.fail("approval.demand_kinds", "name at least one party kind")
+    if funding.subsidy_use_tracked and funding.model != "bid_subsidy":
+        f.fail("funding.subsidy_use_tracked", "true, but only a bid_subsidy is released to a recipient to track")
     if set(funding.eligible_payment_forms) & set(funding.excluded_payment_forms):
         f.fail("funding.excluded_payment_forms", "a form is both eligible and excluded")
     if set(spending.budget_categories) != _CATEGORY_KEYS:

@@ -94,7 +94,8 @@ FAMILY_ZH = {
     "bid_paid_equity": "揭榜已付·技术入股", "bid_paid_in_kind": "揭榜已付·实物", "grant_unreleased": "批复未拨付",
     "grant_released": "财政已拨付", "advances": "预拨经费结余", "grant_spent": "财政资金支出",
     "subsidy_expense": "补助费用", "subsidy_payable": "应付政府补贴款", "clawback_receivable": "其他应收款·追回",
-    "write_offs": "追回核销",
+    "write_offs": "追回核销", "subsidy_use_released": "补助已拨付（备查）", "subsidy_unreported": "补助未报告结余（备查）",
+    "subsidy_reported": "补助已报告支出（备查）",
 }
 BALANCE_ZH = {
     "self_funding_pledged": "自筹承诺", "self_funding_contributed": "自筹到位", "self_funding_outstanding": "自筹未到位",
@@ -444,15 +445,30 @@ def _profile(scope: Scope) -> Section:
         {"item": "批复财政资助 / 补助上限 Approved grant or subsidy ceiling", "amount": p.approved_grant_fen},
         {"item": "审计截止日 Audit cut-off", "value": f"{scope.as_of.isoformat()}：{scope.cutoff_basis}"},
     ]
+    approval = next((json.loads(e.trace or "{}") for e in scope.events if e.kind == "approval"), {})
+    used = approval.get("party_facts_used", {})
+
+    def facts_used(uscc: str) -> str:
+        fact = used.get(uscc)
+        if isinstance(fact, dict):
+            return f"{fact['year']} 年度数据（分录 {fact['entry']}）"
+        return "登记时数据" if fact else ""
+
+    override = approval.get("registration_override")
+    if override:
+        rows.append({"item": "注册地例外 Registration override",
+                     "value": f"需求方登记机关区划 {override['division']}：{override['reason']}"})
     overview = _table("1 基本情况", "（一）项目概况 Project profile", columns, rows)
 
     party_columns = (
         Column("role", "角色\nRole", "text", 1.0), Column("lane", "车道\nLane", "text", 0.5),
         Column("name", "单位名称\nName", "long", 2.4), Column("uscc", "统一社会信用代码\nUSCC", "text", 1.6),
         Column("kind", "类型\nKind", "text", 0.8), Column("status", "截止日状态\nStatus", "long", 1.4),
+        Column("facts", "立项审核所用单位数据\nFacts used at approval", "long", 1.6),
     )
     party_rows = [{"role": "需求方（发榜方）", "lane": "", "name": scope.party_name(p.demand_uscc), "uscc": p.demand_uscc,
-                   "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(p.demand_uscc), "kind", ""), ""), "status": ""}]
+                   "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(p.demand_uscc), "kind", ""), ""), "status": "",
+                   "facts": facts_used(p.demand_uscc)}]
     for n, uscc in sorted(scope.lanes.items()):
         if state.terminated_on:
             lane_status = f"项目终止 {state.terminated_on.isoformat()}"
@@ -461,7 +477,8 @@ def _profile(scope: Scope) -> Section:
         else:
             lane_status = "在研"
         party_rows.append({"role": "揭榜方", "lane": f"L{n}", "name": scope.party_name(uscc), "uscc": uscc,
-                           "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(uscc), "kind", ""), ""), "status": lane_status})
+                           "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(uscc), "kind", ""), ""), "status": lane_status,
+                           "facts": facts_used(uscc)})
     parties = _table("1 参与单位", "（二）参与单位 Parties", party_columns, party_rows)
 
     change_columns = (
@@ -711,7 +728,9 @@ def _tranche_table(scope: Scope, views, release_legs: dict[int, dict[str, int]])
         Column("basis", "依据\nBasis", "text", 1.0), Column("scheduled", "计划金额/上限\nScheduled", "amount", 1.05),
         Column("conditions", "拨付条件（满足日期）\nConditions (met on)", "long", 2.3), Column("status", "状态\nStatus", "text", 0.6),
         Column("date", "拨付日期\nReleased on", "date", 0.8), Column("voucher", "拨付凭证\nVoucher", "long", 1.3),
-        Column("released", "实拨金额\nReleased", "amount", 1.05), Column("offset", "其中抵扣\nOffset", "amount", 0.95),
+        Column("released", "拨付金额(全额)\nPaid (gross)", "amount", 1.05),
+        Column("treasury", "国库支付\nFrom treasury", "amount", 1.05),
+        Column("offset", "追回款抵扣\nRecovery netted", "amount", 0.95),
         Column("entry", "分录号\nEntry", "int", 0.55),
     )
     releases = {e.tranche_id: e for e in scope.events if e.kind == "release" and e.tranche_id is not None}
@@ -728,23 +747,57 @@ def _tranche_table(scope: Scope, views, release_legs: dict[int, dict[str, int]])
             "scheduled": v.amount_fen, "conditions": "；".join(parts), "status": TRANCHE_STATUS_ZH.get(v.status, v.status),
             "date": e.value_date if e else None, "voucher": e.voucher if e else "",
             "released": amounts.get("released", 0) if e else None, "offset": amounts.get("offset", 0) if e else None,
+            "treasury": amounts.get("released", 0) - amounts.get("offset", 0) if e else None,
             "entry": e.entry_id if e else None,
         })
     staged = scope.rules.funding.model == "staged_grant"
     rows.append({"lane": "合计", "scheduled": _sum(rows, "scheduled") if staged else None,
-                 "released": _sum(rows, "released"), "offset": _sum(rows, "offset"), "_role": "total"})
+                 "released": _sum(rows, "released"), "treasury": _sum(rows, "treasury"), "offset": _sum(rows, "offset"), "_role": "total"})
     notes = ["状态：已拨付 / 可拨付（条件已满足、尚未拨付）/ 待条件 / 已取消（终止或淘汰后不再拨付）；均按截止日判断。",
-             "其中抵扣：拨付时以该单位未缴回的追回款抵扣的部分（实拨金额含抵扣额）。"]
+             ("拨付按全额列示；追回款抵扣只在规则允许时、限同一项目同一单位并经批准（批准文号见第六部分追回明细），"
+              f"抵扣部分同时列为追回的收回，不作为少拨。依据：{scope.rules.clause('funding.clawback_offset_allowed')}。")]
     if not staged:
         notes.append("后补助各期的计划金额为车道补助上限（每期按拨付时应付未付补助与未拨付承诺孰低拨付），不合计。")
     return _table("5 拨付记录", "拨付记录 Tranche history", columns, rows, tuple(notes))
 
 
-def _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs) -> Section:
+def _subsidy_use_table(scope: Scope, use_legs: list[Leg]) -> ReportTable:
+    """The subsidy released to its recipient, what it reported spent by category, what it has
+    not, and what was recovered (rules: subsidy_use_tracked), per lane."""
+    columns = (
+        Column("lane", "车道\nLane", "text", 0.45), Column("released", "已拨付补助\nReleased", "amount", 1.05),
+        *(Column(c, f"{CATEGORY_ZH[c]}\n{c.capitalize()}", "amount", 0.95) for c in CATEGORY_ZH),
+        Column("reported", "已报告支出\nReported spent", "amount", 1.05), Column("unreported", "未报告结余\nUnreported", "amount", 1.05),
+        Column("recovered", "已核定追回\nRecovered", "amount", 1.05),
+    )
+    by_lane: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for leg in use_legs:
+        bucket = by_lane[_lane_segment(leg.account)]
+        if leg.family == "subsidy_use_released":
+            bucket["released" if leg.amount_fen < 0 else "recovered"] += abs(leg.amount_fen)
+        elif leg.family == "subsidy_unreported":
+            bucket["unreported"] += leg.amount_fen
+        elif leg.family == "subsidy_reported":
+            bucket[_category_of_account(leg.account) or "business"] += leg.amount_fen
+    rows = []
+    for n in sorted(scope.lanes):
+        b = by_lane[n]
+        rows.append({"lane": f"L{n}", "released": b["released"], **{c: b[c] for c in CATEGORY_ZH},
+                     "reported": sum(b[c] for c in CATEGORY_ZH), "unreported": b["unreported"], "recovered": b["recovered"]})
+    if len(rows) > 1:
+        rows.append({"lane": "合计", **{c.key: _sum(rows, c.key) for c in columns[1:]}, "_role": "total"})
+    notes = (f"补助资金使用按预算科目报告（备查登记），已拨付补助 = 已报告支出 + 未报告结余 + 已核定追回；依据：{scope.rules.clause('funding.subsidy_use_tracked')}。",
+             f"终止时追回未报告结余及认定的违规使用金额（违规使用已从已报告支出中转出，见第六部分）；依据：{scope.rules.clause('closure.termination_recovers')}。")
+    return _table("5 补助使用", "（四）补助资金使用 Subsidy use by its recipient", columns, rows, notes)
+
+
+def _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs, use_legs=()) -> Section:
     tables: list[ReportTable] = []
     intro: tuple[str, ...] = ()
     if scope.rules.funding.model == "bid_subsidy":
         tables += _subsidy_tables(scope, lane_balances, bid_legs, accrual_legs)
+        if scope.rules.funding.subsidy_use_tracked:
+            tables.append(_subsidy_use_table(scope, list(use_legs)))
     else:
         intro = (f"本项目适用{scope.rules.city_name}规则（{scope.rules.version}），财政资金按批复资助额分期拨付，不计算揭榜金额补助；以下为拨付记录。",)
     tables.append(_tranche_table(scope, views, release_legs))
@@ -802,9 +855,14 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
     )
     mis_rows = []
     for e in scope.events:
-        if e.kind not in ("termination", "revocation"):
+        trace = json.loads(e.trace or "{}")
+        if e.kind == "stage" and "elimination" in trace:
+            lanes = {trace.get("lane") or "": trace["elimination"]}  # a failed 赛马 stage assessment
+        elif e.kind in ("termination", "revocation"):
+            lanes = trace.get("lanes", {})
+        else:
             continue
-        for lane_key, lane_trace in sorted(json.loads(e.trace or "{}").get("lanes", {}).items()):
+        for lane_key, lane_trace in sorted(lanes.items()):
             for voucher, amount in sorted(lane_trace.get("misused", {}).items()):
                 spend = spend_vouchers.get(voucher)
                 mis_rows.append({"lane": lane_key, "spend_voucher": voucher, "spend_date": spend.value_date if spend else None,
@@ -884,7 +942,7 @@ DETAIL_COLUMNS = (
 def _detail_row(scope: Scope, leg: Leg) -> dict:
     lane = _lane_segment(leg.account)
     name = FAMILY_ZH.get(leg.family or "", leg.account.split(":")[-1])
-    if leg.family in ("grant_spent", "self_funding_contributed"):
+    if leg.family in ("grant_spent", "self_funding_contributed", "subsidy_reported"):
         name += "·" + CATEGORY_ZH.get(_category_of_account(leg.account) or "", "")
     return {
         "date": leg.value_date, "voucher": leg.voucher or "", "kind": KIND_ZH.get(leg.kind, leg.kind),
@@ -1001,6 +1059,7 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
     accrual_legs: list[Leg] = []
     receivable_legs: list[Leg] = []
     spend_vouchers: dict[str, Leg] = {}
+    use_legs: list[Leg] = []
     release_legs: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     count = 0
     for leg in _legs(session, code, as_of):
@@ -1014,8 +1073,10 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
             receivable_legs.append(leg)
         elif leg.family == "grant_released" and leg.kind == "release":
             release_legs[leg.entry_id]["released"] += leg.amount_fen
-        elif leg.family == "grant_spent" and leg.kind == "spend" and leg.amount_fen > 0 and leg.voucher:
+        elif leg.family in ("grant_spent", "subsidy_reported") and leg.kind == "spend" and leg.amount_fen > 0 and leg.voucher:
             spend_vouchers[leg.voucher] = leg
+        if leg.family in ("subsidy_reported", "subsidy_unreported", "subsidy_use_released"):
+            use_legs.append(leg)
     for entry_id, offset in _release_offsets(session, [e.entry_id for e in scope.events if e.kind == "release"]).items():
         release_legs[entry_id]["offset"] = offset
     if detail_rows:
@@ -1030,7 +1091,7 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
         _arrival(scope, lane_balances, balances, _due_fiscal(scope, views)),
         _budget(scope, agg, balances),
         _transfers(scope, bid_legs, lane_balances),
-        _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs),
+        _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs, use_legs),
         _closure(scope, lane_balances, receivable_legs, spend_vouchers),
         Section("七、专账明细", (), (detail,)),
         _trial_balance(scope, agg, balances),

@@ -26,9 +26,11 @@ from ledger.programme import (
     BALANCE_KEYS,
     ApprovalInput,
     PartyInput,
+    PartyYearInput,
     appropriate,
     approve_project,
     register_party,
+    update_party,
 )
 
 D = dt.date
@@ -139,7 +141,14 @@ def traces(engine, kind: str, project: str | None = None) -> list[dict]:
 
 
 def add_party(session, uscc: str, name: str, **details) -> None:
+    """Register a party; with ``above_scale`` its 2024 facts (revenue, R&D ratio, 规模以上) are
+    recorded too, as ``party update`` does, for approvals in 2025 to read."""
+    above_scale = details.pop("above_scale", None)
     register_party(session, PartyInput(uscc=uscc, name=name, date=D(2025, 1, 2), **details), actor=ACTOR)
+    if above_scale is not None:
+        update_party(session, PartyYearInput(uscc=uscc, year=2024, revenue_fen=details.get("revenue_fen"),
+                                             rnd_intensity=details.get("rnd_intensity"), above_scale=above_scale,
+                                             date=D(2025, 1, 3)), actor=ACTOR)
 
 
 def add_budget(session, amount: str = "50,000,000.00", year: int = 2025) -> None:

@@ -431,7 +431,7 @@ def test_default_as_of_is_the_audit_cut_off(ledger, cli, tmp_path):
     changes = [(row["事项"], row["文号"]) for row in sheet_rows(wb["1 进程及变更"])]
     assert ("验收", "乌科验〔2027〕11号") in changes and ("结题", "乌科结〔2027〕3号") in changes
     tranches = sheet_rows(wb["5 拨付记录"])
-    assert [(r["状态"], fen(r["实拨金额"])) for r in tranches[:-1]] == [("已拨付", yuan("720,000.00")), ("已拨付", yuan("120,000.00"))]
+    assert [(r["状态"], fen(r["拨付金额(全额)"])) for r in tranches[:-1]] == [("已拨付", yuan("720,000.00")), ("已拨付", yuan("120,000.00"))]
     balances = cli_balances(cli, UR, as_of="2027-06-30")
     # Closure deobligates the 36万 of the 120万 ceiling never earned.
     assert (balances["grant_obligated"], balances["grant_released"], balances["subsidy_payable"]) == ("840000.00", "840000.00", "0.00")
@@ -439,14 +439,15 @@ def test_default_as_of_is_the_audit_cut_off(ledger, cli, tmp_path):
     assert tree_bytes(audit(cli, tmp_path / "named", UR, "2027-06-30")) == tree_bytes(audit(cli, tmp_path / "out", UR))
 
 
-# --- 赛马: lanes, elimination and an offset against another project's release ---------------
+# --- 赛马: lanes, elimination with misuse, and another project's release paid in full ---------
 
 
 def build_saima(session_factory) -> None:
     """JM2025-201 (赛马, 200万 split 100万 per lane): 60万 released to each lane; L2 spends
-    20万 and fails the stage assessment (clawback of its 40万 advance, 40万 deobligated);
-    L1 passes and gets its 40万; 30万 collected from L2. Then JM2025-202, whose solver is
-    L2's, gets its first tranche net of the 10万 L2 still owes (the offset)."""
+    20万 and fails the stage assessment with 5万 of it named misuse (clawback of its 40万
+    advance + 5万, 40万 deobligated); L1 passes and gets its 40万; 30万 collected from L2.
+    Then JM2025-202, whose solver is L2's, gets its first tranche in full from the treasury:
+    the 15万 L2 still owes is collected, never netted."""
     with session_factory() as s:
         jiangmen_world(s)
         approve(s, jm_approval(code="JM2025-201", mode="saima", solver_usccs=(JM_UNIVERSITY, JM_FIRM), approved_grant_fen=yuan("200万")))
@@ -460,7 +461,7 @@ def build_saima(session_factory) -> None:
         lambda s: record_stage(s, project=p, stage="stage_assessment", passed=True, lane="L1", date=D(2026, 6, 1), voucher="KH-201-L1",
                                actor=ACTOR, reference="江科考〔2026〕1号"),
         lambda s: record_stage(s, project=p, stage="stage_assessment", passed=False, lane="L2", date=D(2026, 6, 1), voucher="KH-201-L2",
-                               actor=ACTOR, reference="江科考〔2026〕2号"),
+                               actor=ACTOR, reference="江科考〔2026〕2号", misused=[Misuse("PZ-201-1", yuan("50,000.00"))]),
         lambda s: release(s, project=p, lane="L1", date=D(2026, 6, 20), voucher="BK-201-3", actor=ACTOR),
         lambda s: collect(s, project=p, lane="L2", amount_fen=yuan("300,000.00"), date=D(2026, 7, 1), voucher="JK-201-1", actor=ACTOR),
         lambda s: record_stage(s, project="JM2025-202", stage="contract_signed", passed=True, date=D(2026, 7, 10), voucher="HT-202", actor=ACTOR),
@@ -472,7 +473,7 @@ def build_saima(session_factory) -> None:
 
 
 @needs_pdftotext
-def test_saima_pack_shows_lanes_the_elimination_and_the_offset(session_factory, cli, tmp_path):
+def test_saima_pack_shows_lanes_the_elimination_its_misuse_and_no_netting(session_factory, cli, tmp_path):
     build_saima(session_factory)
     files = audit(cli, tmp_path / "out", "JM2025-201", "2026-12-31")
     text = pdf_text(files["pdf"])
@@ -481,22 +482,26 @@ def test_saima_pack_shows_lanes_the_elimination_and_the_offset(session_factory, 
     summary = {row["余额项"]: format_fen_grouped(fen(row["金额"])) for row in sheet_rows(wb["8 余额汇总"])}
     assert summary == {key: grouped(v) for key, v in balances.items()}
     closure = {row["车道"]: row for row in sheet_rows(wb["6 结余追回"])}
-    # L2: released 60万, spent 20万, clawback 40万; collected 30万 in cash + 10万 offset.
+    # L2: released 60万, spent 20万 of which 5万 misused, clawback 45万; 30万 collected, 15万 owed.
     l2 = closure["L2"]
     assert [fen(l2[k]) for k in ("财政到位", "合规支出", "结余", "追回核定", "已收回(含抵扣)", "其中抵扣", "未追回")] == [
-        yuan(v) for v in ("600,000.00", "200,000.00", "400,000.00", "400,000.00", "400,000.00", "100,000.00", "0.00")]
+        yuan(v) for v in ("600,000.00", "150,000.00", "450,000.00", "450,000.00", "300,000.00", "0.00", "150,000.00")]
+    [misuse] = sheet_rows(wb["6 违规使用"])[:-1]
+    assert (misuse["车道"], misuse["支出凭证"], fen(misuse["违规使用金额"]), misuse["认定文号"]) == (
+        "L2", "PZ-201-1", yuan("50,000.00"), "江科考〔2026〕2号")
     assert fen(closure["合计"]["财政到位"]) == yuan(balances["grant_released"]) == yuan("1,600,000.00")
     lines = text.splitlines()
     assert any("赛马阶段考核" in line and "未通过（淘汰）" in line and "L2" in line for line in lines)
-    assert any("抵扣" in line and "BK-202-1" in line and "-100,000.00" in line for line in lines)
+    assert not any("抵扣" in line and "BK-202-1" in line for line in lines)
     tranches = sheet_rows(wb["5 拨付记录"])
     assert [(r["车道"], r["状态"]) for r in tranches[:-1]] == [("L1", "已拨付"), ("L1", "已拨付"), ("L2", "已拨付"), ("L2", "已取消")]
     arrival = {(r["资金来源"], r["车道"]): r for r in sheet_rows(wb["2 资金到位"])}
     assert fen(arrival[("市财政资助", "L2")]["应到位"]) == yuan("600,000.00")  # the cancelled 40% is not due
     other = audit(cli, tmp_path / "out", "JM2025-202", "2026-12-31")
     released = sheet_rows(load_workbook(other["xlsx"])["5 拨付记录"])[0]
-    assert (fen(released["实拨金额"]), fen(released["其中抵扣"])) == (yuan("600,000.00"), yuan("100,000.00"))
-    # Each extract holds the offset release too, so its balance assertions hold.
+    # Paid in full from the treasury: shown gross, nothing netted.
+    assert (fen(released["拨付金额(全额)"]), fen(released["国库支付"]), fen(released["追回款抵扣"])) == (
+        yuan("600,000.00"), yuan("600,000.00"), 0)
     for extract in (files["beancount"], other["beancount"]):
         for path in sorted(extract.glob("*.beancount")):
             bean_check(path)

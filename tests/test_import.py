@@ -17,6 +17,7 @@ DEMAND = "91440700MA4UJ00013"
 FIRM = "91110000600037341L"
 UNIVERSITY = "12440000455858018R"
 INSTITUTE = "12100000400010001P"
+UR_DEMAND = "91650100MA7B00011L"  # registered in 乌鲁木齐 (650100), as Urumqi's rules require
 CATEGORIES = ("设备费", "业务费", "劳务费", "equipment", "business")
 
 
@@ -39,12 +40,13 @@ def setup_sheets() -> dict[str, list[list]]:
             [FIRM, "某科技公司", "企业", None, "2025-01-02"],
             [UNIVERSITY, "某大学", "高校", None, "2025-01-02"],
             [INSTITUTE, "某研究所", "科研院所", None, dt.datetime(2025, 1, 2)],
+            [UR_DEMAND, "新疆某光伏有限公司", "enterprise", None, "2025-01-02"],
         ],
         "appropriations": [["year", "amount", "date", "voucher"], [2025, "5000万", "2025-01-10", "江财预〔2025〕3号"]],
         "projects": [
             ["code", "name", "city", "category", "mode", "demand_uscc", "solver_usccs", "total_investment", "grant", "bids", "start", "end", "date", "voucher"],
-            ["UR2025-001", "工业软件", "urumqi", "技术攻关", "揭榜挂帅", DEMAND, FIRM, "2500万", None, "2000万", "2025-03-01", "2027-12-31", "2025-02-01", "乌科〔2025〕1号"],
-            ["UR2025-002", "储能材料", "urumqi", "成果转化", "赛马", DEMAND, f"{UNIVERSITY};{INSTITUTE}", "1500万", None, "600万；600万", "2025-03-01", "2027-12-31", "2025-02-01", "乌科〔2025〕2号"],
+            ["UR2025-001", "工业软件", "urumqi", "技术攻关", "揭榜挂帅", UR_DEMAND, FIRM, "2500万", None, "2000万", "2025-03-01", "2027-12-31", "2025-02-01", "乌科〔2025〕1号"],
+            ["UR2025-002", "储能材料", "urumqi", "成果转化", "赛马", UR_DEMAND, f"{UNIVERSITY};{INSTITUTE}", "1500万", None, "600万；600万", "2025-03-01", "2027-12-31", "2025-02-01", "乌科〔2025〕2号"],
             ["JM2025-001", "高端装备控制器", "jiangmen", "技术攻关", "jbgs", DEMAND, UNIVERSITY, 8_000_000, 3_000_000, None, "2025-03-01", "2028-02-28", "2025-02-01", "江科〔2025〕88号"],
         ],
     }
@@ -60,7 +62,7 @@ def thousand_rows() -> dict[str, list[list]]:
     sheets = setup_sheets()
     more = [f"UR2025-1{n:02d}" for n in range(1, 8)]
     sheets["projects"] += [
-        [code, "工业软件二期", "urumqi", "技术攻关", "jbgs", DEMAND, FIRM, "500万", None, "300万", "2025-03-01", "2027-12-31", "2025-02-01", f"乌科〔2025〕{code}号"]
+        [code, "工业软件二期", "urumqi", "技术攻关", "jbgs", UR_DEMAND, FIRM, "500万", None, "300万", "2025-03-01", "2027-12-31", "2025-02-01", f"乌科〔2025〕{code}号"]
         for code in more
     ]
     sheets["pledges"] = [
@@ -164,15 +166,15 @@ def test_dry_run_reports_and_writes_nothing(cli, engine, tmp_path):
     path = tmp_path / "setup.xlsx"
     write_workbook(path, setup_sheets())
     assert cli("import", str(path), "--dry-run").output.splitlines() == [
-        "parties: 4 would be written, 0 already present",
+        "parties: 5 would be written, 0 already present",
         "appropriations: 1 would be written, 0 already present",
         "projects: 3 would be written, 0 already present",
-        "8 would be written, 0 already present; dry run, nothing was written.",
+        "9 would be written, 0 already present; dry run, nothing was written.",
     ]
     assert entry_count(engine) == 0
-    assert cli("import", str(path)).output.splitlines()[-1] == "8 written, 0 already present."
-    assert cli("import", str(path), "--dry-run").output.splitlines()[-1] == "0 would be written, 8 already present; dry run, nothing was written."
-    assert entry_count(engine) == 8
+    assert cli("import", str(path)).output.splitlines()[-1] == "9 written, 0 already present."
+    assert cli("import", str(path), "--dry-run").output.splitlines()[-1] == "0 would be written, 9 already present; dry run, nothing was written."
+    assert entry_count(engine) == 9
 
 
 def test_gbk_csv_of_bid_payments_is_accepted_and_a_reused_voucher_is_refused(cli, engine, tmp_path):
@@ -193,10 +195,10 @@ def test_gbk_csv_of_bid_payments_is_accepted_and_a_reused_voucher_is_refused(cli
     changed.write_text("project,amount,date,voucher\nUR2025-001,20000,2025-04-01,付款-0001\n", encoding="utf-8")
     result = cli("import", str(changed), "--kind", "bid_payments", expect=1)
     assert result.stdout == (
-        "bid_payments!2 voucher: 付款-0001 is already recorded as bid_payment entry 9 (UR2025-001, 2025-04-01) "
-        "with other content; use a new voucher, or reverse entry 9 first if it was wrong.\n"
+        "bid_payments!2 voucher: 付款-0001 is already recorded as bid_payment entry 10 (UR2025-001, 2025-04-01) "
+        "with other content; use a new voucher, or reverse entry 10 first if it was wrong.\n"
     )
-    assert entry_count(engine) == 10
+    assert entry_count(engine) == 11
 
 
 def test_a_text_file_named_xlsx_is_refused_in_one_line(cli, tmp_path):
@@ -249,8 +251,8 @@ def test_a_voucher_used_twice_in_one_file_with_other_content_is_a_problem(cli, e
     )
     del sheets["appropriations"][2]
     write_workbook(path, sheets)
-    assert cli("import", str(path)).output.splitlines()[-1] == "8 written, 1 already present."
-    assert entry_count(engine) == 8
+    assert cli("import", str(path)).output.splitlines()[-1] == "9 written, 1 already present."
+    assert entry_count(engine) == 9
 
 
 def test_every_kind_goes_through_its_service_and_replays_as_present(cli, engine, tmp_path):
@@ -266,11 +268,58 @@ def test_every_kind_goes_through_its_service_and_replays_as_present(cli, engine,
     }
     path = tmp_path / "all.xlsx"
     write_workbook(path, sheets)
-    assert cli("import", str(path)).output.splitlines()[-1] == "15 written, 0 already present."
-    assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 15 already present."
+    assert cli("import", str(path)).output.splitlines()[-1] == "16 written, 0 already present."
+    assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 16 already present."
     balances = cli("balances", "--project", "JM2025-001", "--format", "json").output
     # Clawback = advances outstanding (1,800,000 released − 500,000 spent) + 50,000 misused.
     assert '"clawback_assessed": "1350000.00"' in balances
     assert '"clawback_collected": "100000.00"' in balances
     assert '"grant_unreleased": "0.00"' in balances
-    assert cli("verify").output.startswith("OK: 15 entries verified")
+    assert cli("verify").output.startswith("OK: 16 entries verified")
+
+
+def test_lane_recovery_columns_move_only_that_lanes_money(cli, engine, tmp_path):
+    """The stages sheet takes misused amounts with a failed 赛马 stage assessment, and the
+    terminations sheet a lane: each recovers from that lane alone (issue 14)."""
+    sheets = setup_sheets()
+    sheets["projects"] = [sheets["projects"][0], [
+        "JM2025-009", "储能电池热管理", "jiangmen", "技术攻关", "赛马", DEMAND, f"{UNIVERSITY};{FIRM};{INSTITUTE}", 8_000_000,
+        1_500_000, None, "2025-03-01", "2028-02-28", "2025-02-01", "江科〔2025〕89号"]]
+    sheets["stages"] = [
+        ["project", "stage", "passed", "lane", "reference", "misused", "date", "voucher"],
+        ["JM2025-009", "contract_signed", "yes", None, None, None, "2025-03-05", "HT-9"],
+        ["JM2025-009", "阶段考核", "否", "L3", "江科考〔2026〕3号", "PZ-L3=2万", "2026-06-01", "KH-9-L3"],
+    ]
+    sheets["releases"] = [["project", "lane", "date", "voucher"]] + [
+        ["JM2025-009", lane, "2025-03-10", f"ZF-9-{lane}"] for lane in ("L1", "L2", "L3")
+    ]
+    sheets["spending"] = [["project", "lane", "amount", "category", "date", "voucher"]] + [
+        ["JM2025-009", lane, "220,000.00", "业务费", "2025-06-01", f"PZ-{lane}"] for lane in ("L1", "L2", "L3")
+    ]
+    sheets["terminations"] = [
+        ["project", "reference", "misused", "lane", "date", "voucher"],
+        ["JM2025-009", "江科〔2026〕10号", "PZ-L2=1万", "L2", "2026-07-01", "ZZ-9-L2"],
+    ]
+    path = tmp_path / "lanes.xlsx"
+    write_workbook(path, sheets)
+    assert cli("import", str(path)).output.splitlines()[-1] == "16 written, 0 already present."
+
+    def lane(n: str) -> dict:
+        import json
+
+        return json.loads(cli("balances", "--project", "JM2025-009", "--lane", n, "--format", "json").output)
+
+    assert (lane("L3")["clawback_assessed"], lane("L3")["fiscal_spent"]) == ("100000.00", "200000.00")
+    assert (lane("L2")["clawback_assessed"], lane("L2")["fiscal_spent"]) == ("90000.00", "210000.00")
+    assert (lane("L1")["clawback_assessed"], lane("L1")["advances_outstanding"], lane("L1")["fiscal_spent"]) == (
+        "0.00", "80000.00", "220000.00")
+    assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 16 already present."
+    # A misuse cell on a passed assessment is a problem of that row, and nothing is written.
+    sheets["stages"][2][2] = "是"
+    sheets["stages"][2][-1] = "KH-9-L3-bis"
+    before = entry_count(engine)
+    write_workbook(path, sheets)
+    result = cli("import", str(path), expect=1)
+    assert "failed 赛马 stage assessment" in result.output + result.stderr
+    assert entry_count(engine) == before
+    assert cli("verify").output.startswith("OK")

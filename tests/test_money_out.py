@@ -317,89 +317,121 @@ def test_misuse_named_on_an_eliminated_lanes_voucher_is_assessed(cli, engine):
     assert cli_balances(cli, "JM2025-108", lane="L2")["fiscal_spent"] == "50000.00"
 
 
-# --- 3. Offset of a clawback against a later release to the same party ----------------------
+# --- 3. Recoveries go back to the treasury, never netted against another project -------------
 
 
-def _eliminated_lane_owing(cli, clawback_of: str = "180,000.00") -> None:
-    """JM2025-201 (赛马): lane L2, solved by JM_FIRM, is eliminated owing ``clawback_of``."""
-    approve_jiangmen(cli, "JM2025-201", "1,000,000.00", JM_UNIVERSITY, JM_FIRM)
+def _terminated_owing_600k(cli) -> None:
+    """JM2025-201 (揭榜挂帅, solved by JM_FIRM): 600,000.00 released, nothing spent, terminated."""
+    approve_jiangmen(cli, "JM2025-201", "1,000,000.00", JM_FIRM)
     cli("stage", "--project", "JM2025-201", "--stage", "contract_signed", "--passed", "--date", "2025-03-01")
-    cli("release", "--project", "JM2025-201", "--lane", "L2", "--date", "2025-03-10")  # 300,000.00
-    spent = yuan("300,000.00") - yuan(clawback_of)
-    cli("spend", "--project", "JM2025-201", "--lane", "L2", "--amount", format_fen(spent), "--category", "业务费",
-        "--date", "2025-04-01")
-    cli("stage", "--project", "JM2025-201", "--stage", "stage_assessment", "--lane", "L2", "--failed", "--date", "2025-09-01")
-    assert cli_balances(cli, "JM2025-201", lane="L2")["clawback_outstanding"] == format_fen(yuan(clawback_of))
+    cli("release", "--project", "JM2025-201", "--date", "2025-03-10")  # 60% of 1,000,000.00
+    cli("terminate", "--project", "JM2025-201", "--reference", "江科〔2025〕90号", "--date", "2025-09-01")
+    assert cli_balances(cli, "JM2025-201")["clawback_outstanding"] == "600000.00"
 
 
-def test_a_later_release_to_a_party_owing_a_clawback_is_paid_net_of_it_in_one_entry(cli, engine):
+def test_a_clawback_stays_owed_while_the_same_solver_is_paid_in_full_on_another_project(cli, engine):
+    """The issue's scenario: two Jiangmen projects with the same solver; one terminated with
+    600,000.00 outstanding, the other's first tranche paid in full from the treasury; the
+    clawback stays outstanding until collected and remitted (应缴财政款)."""
     jiangmen_parties(cli)
-    _eliminated_lane_owing(cli, "180,000.00")
-    # JM_FIRM also solves JM2025-202, whose contract tranche is 600,000.00.
+    _terminated_owing_600k(cli)
     approve_jiangmen(cli, "JM2025-202", "1,000,000.00", JM_FIRM)
     cli("stage", "--project", "JM2025-202", "--stage", "contract_signed", "--passed", "--date", "2025-10-01")
     funding_before = account_balance(cli, FUNDING_2025)
 
     released = cli("release", "--project", "JM2025-202", "--date", "2025-10-10", "--voucher", "ZF-2025-202")
 
-    # The solver's advance is the full tranche; only the net 420,000.00 leaves the treasury.
-    assert cli_balances(cli, "JM2025-202") == balances_of(
-        grant_obligated="1000000.00", grant_released="600000.00", grant_unreleased="400000.00",
-        advances_outstanding="600000.00",
-    )
-    assert account_balance(cli, FUNDING_2025) - funding_before == -yuan("420,000.00")
-    # The clawback on the other project is settled by the offset, like a collection.
-    assert cli_balances(cli, "JM2025-201", lane="L2") == balances_of(
-        grant_obligated="300000.00", grant_released="300000.00", fiscal_spent="120000.00",
-        clawback_assessed="180000.00", clawback_collected="180000.00", clawback_outstanding="0.00",
-    )
+    # The whole 600,000.00 leaves the treasury; nothing is netted.
+    assert account_balance(cli, FUNDING_2025) - funding_before == -yuan("600,000.00")
     assert postings_of(cli, "JM2025-202", "release") == {
         entry_of(released): legs({
             "Assets:Memo:Grant:Released:JM2025-202:L1": "600000.00",
             "Assets:Memo:Grant:Unreleased:JM2025-202:L1": "-600000.00",
             "Assets:Fiscal:Advances:JM2025-202:L1": "600000.00",
-            FUNDING_2025: "-420000.00",
-            "Assets:Fiscal:ClawbackReceivable:JM2025-201:L2": "-180000.00",
+            FUNDING_2025: "-600000.00",
         })
     }
     [trace] = traces(engine, "release", "JM2025-202")
-    assert (trace["paid"], trace["offset"]) == ("420000.00", {"Assets:Fiscal:ClawbackReceivable:JM2025-201:L2": "180000.00"})
-    # Nothing is left to collect, and no cash was received, so nothing is owed to the bureau.
-    cli_refused(cli, engine, "collect", "--project", "JM2025-201", "--lane", "L2", "--amount", "0.01",
-                "--date", "2025-10-11", says="exceeds the clawback outstanding")
+    assert "offset" not in trace
+    owing = balances_of(grant_obligated="600000.00", grant_released="600000.00",
+                        clawback_assessed="600000.00", clawback_outstanding="600000.00")
+    assert cli_balances(cli, "JM2025-201") == owing
+    # An officer cannot ask for netting where the rules send recoveries back (one line, nothing written).
+    cli("stage", "--project", "JM2025-202", "--stage", "midterm", "--passed", "--date", "2026-03-01")
+    cli_refused(cli, engine, "release", "--project", "JM2025-202", "--date", "2026-03-10", "--offset-approval", "江科〔2026〕1号",
+                says=("asks to net a clawback", "收回结余和违规使用的财政资金", "jiebang collect"))
+    assert cli_balances(cli, "JM2025-201") == owing
     assert account_balance(cli, DUE_TO_FINANCE) == 0
+
+    # Collected: owed to the finance bureau until remitted; one fen over is refused each time.
+    cli_refused(cli, engine, "collect", "--project", "JM2025-201", "--amount", "600,000.01", "--date", "2025-11-01",
+                says="exceeds the clawback outstanding")
+    cli("collect", "--project", "JM2025-201", "--amount", "600,000.00", "--date", "2025-11-01", "--voucher", "JK-2025-77")
+    assert cli_balances(cli, "JM2025-201") == owing | {"clawback_collected": "600000.00", "clawback_outstanding": "0.00"}
+    assert account_balance(cli, DUE_TO_FINANCE) == -yuan("600,000.00")
+    assert account_balance(cli, "Assets:Fiscal:Bank:Recoveries") == yuan("600,000.00")
+    cli_refused(cli, engine, "remit", "--amount", "600,000.01", "--date", "2025-11-20", says="exceeds")
+    cli("remit", "--amount", "600,000.00", "--date", "2025-11-20", "--voucher", "JK-2025-80")
+    assert account_balance(cli, DUE_TO_FINANCE) == 0
+    assert account_balance(cli, "Assets:Fiscal:Bank:Recoveries") == 0
     no_unbalanced_entries(engine)
     assert_verified(cli)
 
 
-def test_a_clawback_larger_than_the_release_absorbs_all_of_it_and_the_rest_stays_owed(cli, engine):
+OFFSET_RULES = "jiangmen-offset-example"
+
+
+def _rules_allowing_offsets(tmp_path, monkeypatch) -> None:
+    """A later Jiangmen version that allows netting (with approval), found via JIEBANG_RULES_PATH."""
+    from funding_rules.loader import RULES_DIR
+
+    text = (RULES_DIR / "jiangmen-2023-trial.toml").read_text(encoding="utf-8")
+    text = text.replace('version = "jiangmen-2023-trial"', f'version = "{OFFSET_RULES}"')
+    text = text.replace("effective_from = 2023-01-01", "effective_from = 2024-06-01")
+    old = text[text.index("clawback_offset_allowed = {"):text.index("\n", text.index("clawback_offset_allowed = {"))]
+    text = text.replace(old, 'clawback_offset_allowed = { value = true, source = "DEFAULT: test rules that allow netting with approval" }')
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / f"{OFFSET_RULES}.toml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("JIEBANG_RULES_PATH", str(folder))
+
+
+def test_where_netting_is_allowed_another_projects_clawback_is_still_never_netted(cli, engine, tmp_path, monkeypatch):
+    _rules_allowing_offsets(tmp_path, monkeypatch)
     jiangmen_parties(cli)
-    _eliminated_lane_owing(cli, "180,000.00")
-    approve_jiangmen(cli, "JM2025-203", "200,000.00", JM_FIRM)  # contract tranche 120,000.00
-    cli("stage", "--project", "JM2025-203", "--stage", "contract_signed", "--passed", "--date", "2025-10-01")
+    _terminated_owing_600k(cli)
+    assert cli_show(cli, "JM2025-201")["rules_version"] == OFFSET_RULES
+    approve_jiangmen(cli, "JM2025-202", "1,000,000.00", JM_FIRM)
+    cli("stage", "--project", "JM2025-202", "--stage", "contract_signed", "--passed", "--date", "2025-10-01")
     funding_before = account_balance(cli, FUNDING_2025)
-    released = cli("release", "--project", "JM2025-203", "--date", "2025-10-10")
-
-    assert cli_balances(cli, "JM2025-203")["advances_outstanding"] == "120000.00"
-    assert account_balance(cli, FUNDING_2025) == funding_before  # nothing paid from the treasury
-    assert postings_of(cli, "JM2025-203", "release")[entry_of(released)] == legs({
-        "Assets:Memo:Grant:Released:JM2025-203:L1": "120000.00",
-        "Assets:Memo:Grant:Unreleased:JM2025-203:L1": "-120000.00",
-        "Assets:Fiscal:Advances:JM2025-203:L1": "120000.00",
-        "Assets:Fiscal:ClawbackReceivable:JM2025-201:L2": "-120000.00",
-    })
-    lane = cli_balances(cli, "JM2025-201", lane="L2")
-    assert (lane["clawback_assessed"], lane["clawback_collected"], lane["clawback_outstanding"]) == (
-        "180000.00", "120000.00", "60000.00",
-    )
-    cli_refused(cli, engine, "collect", "--project", "JM2025-201", "--lane", "L2", "--amount", "60,000.01",
-                "--date", "2025-10-11", says="60,000.00")
-    cli("collect", "--project", "JM2025-201", "--lane", "L2", "--amount", "60,000.00", "--date", "2025-10-11")
-    lane = cli_balances(cli, "JM2025-201", lane="L2")
-    assert (lane["clawback_collected"], lane["clawback_outstanding"]) == ("180000.00", "0.00")
-    assert account_balance(cli, DUE_TO_FINANCE) == -yuan("60,000.00")  # only the cash collected is owed
-    no_unbalanced_entries(engine)
+    # The approval is accepted under these rules, but the clawback is on another project.
+    cli("release", "--project", "JM2025-202", "--date", "2025-10-10", "--offset-approval", "江科〔2025〕91号")
+    assert account_balance(cli, FUNDING_2025) - funding_before == -yuan("600,000.00")
+    assert cli_balances(cli, "JM2025-201")["clawback_outstanding"] == "600000.00"
+    assert "offset" not in traces(engine, "release", "JM2025-202")[0]
     assert_verified(cli)
+
+
+def test_netting_takes_only_the_same_projects_clawback_owed_by_the_same_unit():
+    from funding_rules.checks import Receivable, offset_takes
+
+    owed = [
+        Receivable("Assets:Fiscal:ClawbackReceivable:JM2025-201:L1", "JM2025-201", JM_FIRM, yuan("600,000.00")),
+        Receivable("Assets:Fiscal:ClawbackReceivable:JM2025-202:L2", "JM2025-202", JM_INSTITUTE, yuan("50,000.00")),
+        Receivable("Assets:Fiscal:ClawbackReceivable:JM2025-202:L1", "JM2025-202", JM_FIRM, yuan("70,000.00")),
+    ]
+    assert offset_takes(owed, "JM2025-202", JM_FIRM, yuan("600,000.00")) == [
+        ("Assets:Fiscal:ClawbackReceivable:JM2025-202:L1", yuan("70,000.00")),
+    ]
+    # Never more than the release, one fen either side.
+    assert offset_takes(owed, "JM2025-202", JM_FIRM, yuan("70,000.00") - 1) == [
+        ("Assets:Fiscal:ClawbackReceivable:JM2025-202:L1", yuan("70,000.00") - 1),
+    ]
+    assert offset_takes(owed, "JM2025-202", JM_FIRM, yuan("70,000.00") + 1) == [
+        ("Assets:Fiscal:ClawbackReceivable:JM2025-202:L1", yuan("70,000.00")),
+    ]
+    assert offset_takes(owed, "JM2025-203", JM_FIRM, yuan("600,000.00")) == []
+    assert offset_takes(owed, "JM2025-201", JM_INSTITUTE, yuan("600,000.00")) == []
 
 
 # --- 4. Spending rules ------------------------------------------------------------------------
@@ -608,6 +640,9 @@ def test_urumqi_revocation_recovers_the_released_subsidy_and_forfeits_the_unpaid
             "Assets:Fiscal:ClawbackReceivable:UR2025-601:L1": "400000.00",
             "Assets:Memo:Grant:Unreleased:UR2025-601:L1": "-800000.00",
             AVAILABLE_2025: "800000.00",
+            # The use register (备查): the recovered subsidy leaves it, none was reported spent.
+            "Assets:Memo:Subsidy:Unreported:UR2025-601:L1": "-400000.00",
+            "Equity:Memo:Subsidy:Released:UR2025-601:L1": "400000.00",
         })
     }
     [trace] = traces(engine, "revocation", "UR2025-601")

@@ -3,17 +3,18 @@
 Each hypothesis example gets a fresh ledger (a copy of the migrated SQLite template, or a
 fresh PostgreSQL schema, migrated, in conftest's database for the run) holding two small
 projects whose contracts are signed on approval day: a Jiangmen 赛马 project with two
-lanes, and either a Jiangmen 揭榜挂帅 project solved by the second racer (so clawbacks offset
-against later releases) or an Urumqi 揭榜挂帅 project solved by the first racer (a bid
-subsidy, and a clawback in another city, which is never offset). Twelve to twenty random
+lanes, and either a Jiangmen 揭榜挂帅 project solved by the second racer (whose clawbacks are
+never netted against its later releases: recoveries go back to the treasury) or an Urumqi
+揭榜挂帅 project solved by the first racer (a bid subsidy whose use by its recipient is
+tracked until reported spent, and recovered on termination). Twelve to twenty random
 events follow — bid payments, contributions, stage results (eliminations included),
 releases, spending, extensions, termination or revocation, collections, remittances and
 write-offs — with amounts drawn at and around the limits that matter.
 
 A small independent model, written from the rules and not from the services, decides
 whether each event must be accepted and what every lane's balances become (the tranche
-amounts, the 40% subsidy, the indirect cap, the period with its extension, the offset of a
-clawback against a later grant release to the same unit in the same city). After every
+amounts, the 40% subsidy and its use register, the indirect cap, the period with its
+extension, a tranche paid in full while the same unit owes a clawback). After every
 event the ledger must agree with the model, and hold: every entry balances in every book;
 released ≤ obligated; advances never negative; clawback collected ≤ assessed; after
 termination no release or spend is accepted. At the end ``verify`` passes and the beancount
@@ -146,6 +147,22 @@ class LaneModel:
     paid: dict[str, int] = field(default_factory=lambda: {"cash": 0, "equity": 0, "in_kind": 0})
     earned: int = 0
     payable: int = 0
+    unreported: int = 0  # subsidy released, not yet reported spent (Urumqi)
+    reported: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
+    use_recovered: int = 0  # subsidy recovered out of the use register
+
+    @property
+    def subsidy(self) -> bool:
+        return self.spec.tranches[0] is None
+
+    @property
+    def holding(self) -> int:
+        """Fiscal money the lane holds and may report spent: its advance, or its subsidy."""
+        return self.unreported if self.subsidy else self.advances
+
+    @property
+    def used(self) -> dict[str, int]:
+        return self.reported if self.subsidy else self.spent
 
     @property
     def project(self) -> str:
@@ -190,9 +207,9 @@ class Model:
     def lanes(self) -> list[LaneModel]:
         return [lane for p in self.projects.values() for lane in p.lanes]
 
-    def offset_lanes(self, lane: LaneModel) -> list[LaneModel]:
-        """The lanes of the same unit in the same city, in the order their accounts were opened."""
-        return [other for other in self.lanes() if other.solver == lane.solver and other.spec.city == lane.spec.city]
+    def owing_lanes(self, lane: LaneModel) -> list[LaneModel]:
+        """Other lanes of the same unit that owe a clawback: never netted against a release."""
+        return [other for other in self.lanes() if other.solver == lane.solver and other is not lane and other.outstanding]
 
 
 def new_model(world: tuple[ProjectSpec, ...]) -> Model:
@@ -370,6 +387,10 @@ def lane_accounts_expected(lane: LaneModel) -> dict[str, int]:
     }
     for category in CATEGORIES:
         expected[f"Expenses:Fiscal:Grant:{tail}:{category.capitalize()}"] = lane.spent[category]
+        expected[f"Assets:Memo:Subsidy:Reported:{tail}:{category.capitalize()}"] = lane.reported[category]
+    if lane.subsidy:
+        expected[f"Assets:Memo:Subsidy:Unreported:{tail}"] = lane.unreported
+        expected[f"Equity:Memo:Subsidy:Released:{tail}"] = -(lane.released - lane.use_recovered)
     return {name: amount for name, amount in expected.items() if amount}
 
 
@@ -482,18 +503,18 @@ class Run:
         amount = min(lane.payable, lane.unreleased) if share is None else share  # Urumqi: the subsidy earned and unpaid
         return amount if met and 0 < amount <= lane.unreleased else None
 
-    def netted_releases(self) -> list[LaneModel]:
-        """Lanes whose next release, due now, would be netted against a clawback."""
+    def owing_releases(self) -> list[LaneModel]:
+        """Lanes whose next release is due now while the same unit owes a clawback elsewhere."""
         return [
             lane for lane in self.model.lanes()
             if self.next_release(lane) is not None
             and lane.spec.tranches[lane.released_count] is not None
-            and any(other.outstanding for other in self.model.offset_lanes(lane))
+            and self.model.owing_lanes(lane)
         ]
 
     def release_event(self) -> Event:
-        netted = self.netted_releases()
-        project, lane = self.pick_lane(lambda lane: lane in netted if netted else self.next_release(lane) is not None)
+        owing = self.owing_releases()
+        project, lane = self.pick_lane(lambda lane: lane in owing if owing else self.next_release(lane) is not None)
         amount = self.next_release(lane)
 
         def apply():
@@ -502,19 +523,14 @@ class Run:
             lane.released += amount
             if not grant:
                 lane.payable -= amount
+                lane.unreported += amount  # tracked at its recipient until reported spent
                 self.model.funding -= amount
                 return
             lane.advances += amount
-            # A clawback the same unit owes in this city is netted, oldest account first.
-            left = amount
-            for other in self.model.offset_lanes(lane):
-                take = min(other.outstanding, left)
-                if take > 0:
-                    event("release: offset against a clawback")
-                    other.outstanding -= take
-                    other.collected += take
-                    left -= take
-            self.model.funding -= left
+            # A clawback the same unit owes is never netted: the treasury pays in full.
+            if self.model.owing_lanes(lane):
+                event("release: paid in full while the unit owes a clawback")
+            self.model.funding -= amount
 
         when, voucher = self.today, self.voucher()
         return Event(f"release {project.code} L{lane.n} ({amount})", amount is not None,
@@ -522,31 +538,35 @@ class Run:
                      apply, money_out_of=project.code)
 
     def spend_event(self) -> Event:
-        project, lane = self.pick_lane(lambda lane: lane.advances > 0)
+        project, lane = self.pick_lane(lambda lane: lane.holding > 0)
         name = self.draw(st.sampled_from(sorted(CATEGORY_NAMES)), "category")
         category = CATEGORY_NAMES[name]
-        direct = lane.spent["equipment"] + lane.spent["business"] + lane.spent["labour"]
-        cap = (direct - lane.spent["equipment"]) * 3 // 10  # the 30% band: the base stays under 5,000,000.00
-        limit = min(lane.advances, cap - lane.spent["indirect"]) if category == "indirect" else lane.advances
+        used = lane.used
+        direct = used["equipment"] + used["business"] + used["labour"]
+        cap = (direct - used["equipment"]) * 3 // 10  # the 30% band: the base stays under 5,000,000.00
+        limit = min(lane.holding, cap - used["indirect"]) if category == "indirect" else lane.holding
         amount = amount_near(self.data, limit, "spend amount")
         justification = self.draw(st.sampled_from([None, "规格与必要性说明"]), "justification") if category == "equipment" else None
         expected = (
             not project.terminated
             and not lane.eliminated
             and START <= self.today <= project.end
-            and amount <= lane.advances
+            and amount <= lane.holding
             and not (category == "equipment" and amount >= EQUIPMENT_JUSTIFY_FEN and not justification)
-            and not (category == "indirect" and lane.spent["indirect"] + amount > cap)
+            and not (category == "indirect" and used["indirect"] + amount > cap)
         )
         voucher = self.voucher()
 
         def apply():
-            lane.advances -= amount
-            lane.spent[category] += amount
+            if lane.subsidy:
+                lane.unreported -= amount
+            else:
+                lane.advances -= amount
+            used[category] += amount
             project.spends[voucher] = (lane.n, category, amount)
 
         when = self.today
-        return Event(f"spend {project.code} L{lane.n} {name} {amount} (advances {lane.advances}, period to {project.end})", expected,
+        return Event(f"spend {project.code} L{lane.n} {name} {amount} (holding {lane.holding}, period to {project.end})", expected,
                      lambda s: spend(s, project=project.code, lane=f"L{lane.n}", amount_fen=amount, category=name, date=when,
                                      voucher=voucher, actor=ACTOR, justification=justification),
                      apply, money_out_of=project.code)
@@ -583,13 +603,21 @@ class Run:
                     for item in misused:
                         n, category, _ = project.spends[item.spend_voucher]
                         if n == lane.n:
-                            lane.spent[category] -= item.amount_fen  # reclassified out of spending
+                            lane.used[category] -= item.amount_fen  # reclassified out of spending
                             misuse += item.amount_fen
                 if lane.eliminated:
                     # Its unspent advance was assessed at the elimination; only misuse is added.
                     self.assess(lane, misuse)
                     continue
-                self.assess(lane, self.recover_everything_released(lane) if revoke else lane.advances + misuse)
+                if lane.subsidy and not revoke:
+                    # The subsidy not reported spent and the misused part go back.
+                    clawback = lane.unreported + misuse
+                    lane.earned -= clawback
+                    lane.use_recovered += clawback
+                    lane.unreported = 0
+                    self.assess(lane, clawback)
+                else:
+                    self.assess(lane, self.recover_everything_released(lane) if revoke else lane.advances + misuse)
                 lane.advances = 0
                 self.deobligate(lane)
                 # Subsidy earned but unpaid is forfeited (both rules files: forfeit).
@@ -664,6 +692,18 @@ class Run:
         take = min(rest, lane.earned - lane.payable)
         lane.earned -= take
         rest -= take
+        # The use register gives up what was recovered: the unreported part first, then what
+        # was reported spent, category by category.
+        left = take
+        for bucket, key in [(None, None)] + [(lane.reported, c) for c in CATEGORIES]:
+            have = lane.unreported if bucket is None else bucket[key]
+            part = min(left, have)
+            if bucket is None:
+                lane.unreported -= part
+            else:
+                bucket[key] -= part
+            left -= part
+        lane.use_recovered += take - left
         assert rest == 0, "the model cannot source the revocation"
         return target
 
@@ -676,7 +716,7 @@ class Run:
         advanced = any(lane.advances for lane in lanes)
         # Hypothesis favours the front of a list, so the events that open the way come first.
         return {
-            "release_event": 8 if self.netted_releases() else 4, "spend_event": 5, "stage": 3, "collection": 5 if owed else 1,
+            "release_event": 8 if self.owing_releases() else 4, "spend_event": 5, "stage": 3, "collection": 5 if owed else 1,
             "remittance": 3 if self.model.due_to_finance else 1, "write_off_event": 2 if owed else 1,
             "bid_payment": 2, "contribution": 1, "extension": 1, "termination": 2 if advanced else 1,
         }

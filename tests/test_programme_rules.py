@@ -112,8 +112,13 @@ ELIGIBILITY = {
     # test name: (details that fail by the smallest step, details that pass exactly at the line)
     "revenue of 5亿": ({"revenue_fen": yuan("499,999,999.99")}, {"revenue_fen": yuan("500,000,000.00")}),
     "R&D intensity of 10%": (
-        {"revenue_fen": yuan("100,000,000.00"), "rnd_intensity": Decimal("0.0999")},
-        {"revenue_fen": yuan("100,000,000.00"), "rnd_intensity": Decimal("0.10")},
+        {"revenue_fen": yuan("100,000,000.00"), "rnd_intensity": Decimal("0.0999"), "above_scale": True},
+        {"revenue_fen": yuan("100,000,000.00"), "rnd_intensity": Decimal("0.10"), "above_scale": True},
+    ),
+    # The R&D route is for a 规模以上 enterprise (S1 二(一)1): the ratio alone is not enough.
+    "R&D intensity of 10%, 规模以上": (
+        {"revenue_fen": yuan("100,000,000.00"), "rnd_intensity": Decimal("0.10"), "above_scale": False},
+        {"revenue_fen": yuan("100,000,000.00"), "rnd_intensity": Decimal("0.10"), "above_scale": True},
     ),
     "创新标兵 high-tech firm": (
         {"revenue_fen": yuan("100,000,000.00"), "innovation_star": False},
@@ -581,3 +586,110 @@ def test_the_same_voucher_with_other_details_is_refused(engine, session_factory,
         engine, session_factory, pay("UR2025-011", "1,000,000.01", D(2025, 7, 10), voucher="PAY-1"), "voucher_must_match_first_use"
     )
     assert "PAY-1" in refusal.message
+
+
+# --- issue 14: eligibility gates and party facts over time, through the services ------------------
+
+
+def test_a_demand_side_registered_outside_the_city_needs_a_recorded_reason(engine, session_factory, jm, cli):
+    outside = spare_uscc("650100", 7)
+    with session_factory() as s:
+        add_party(s, outside, "乌鲁木齐注册的企业", revenue_fen=yuan("900,000,000.00"))
+    refusal = refuses(engine, session_factory, lambda s: approve(s, jm_approval(demand_uscc=outside)),
+                      "demand_side_must_be_registered_in_the_city")
+    assert "division 650100" in refusal.message and "4407" in refusal.message and "--registration-override" in refusal.message
+    accepts(engine, session_factory, lambda s: approve(s, jm_approval(demand_uscc=outside, registration_override="总部迁入江门，登记变更中")))
+    with engine.connect() as conn:
+        trace = json.loads(conn.execute(select(JournalEntry.trace).where(JournalEntry.kind == "approval")).scalar_one())
+    assert trace["registration_override"]["division"] == "650100"
+    assert trace["registration_override"]["reason"] == "总部迁入江门，登记变更中"
+
+
+def test_the_demand_side_is_an_enterprise_and_not_its_own_solver(engine, session_factory, jm):
+    refuses(engine, session_factory, lambda s: approve(s, jm_approval(demand_uscc=JM_UNIVERSITY, solver_usccs=(JM_FIRM,))),
+            "demand_side_kind_must_be_allowed")
+    refuses(engine, session_factory, lambda s: approve(s, jm_approval(solver_usccs=(JM_DEMAND,))),
+            "demand_side_must_not_be_its_own_solver")
+    accepts(engine, session_factory, lambda s: approve(s, jm_approval(solver_usccs=(JM_FIRM,))))
+
+
+def test_a_grant_above_the_total_investment_and_a_period_long_past_are_refused(engine, session_factory, jm):
+    refuses(engine, session_factory,
+            lambda s: approve(s, jm_approval(approved_grant_fen=yuan("5,000,000.00"), total_investment_fen=yuan("4,999,999.99"))),
+            "grant_must_not_exceed_share_of_total_investment")
+    refuses(engine, session_factory,
+            lambda s: approve(s, jm_approval(start_date=D(2020, 1, 1), end_date=D(2022, 12, 31))),
+            "period_must_not_start_long_before_approval")
+    accepts(engine, session_factory,
+            lambda s: approve(s, jm_approval(approved_grant_fen=yuan("5,000,000.00"), total_investment_fen=yuan("5,000,000.00"))))
+
+
+def test_approval_reads_the_party_facts_in_force_for_the_year_before(engine, session_factory, jm, cli, tmp_path):
+    """“上一年度”: facts recorded for 2024 decide a 2025 approval; a later record of the year
+    supersedes an earlier one; a 2025 record does not count; “近三年” credit counts 2022–2024."""
+    firm = spare_uscc("440700", 8)
+    cli("party", "add", "--uscc", firm, "--name", "江门某新材料有限公司", "--revenue", "1亿", "--date", "2025-01-02")
+    cli("party", "update", firm, "--year", "2025", "--revenue", "6亿", "--date", "2025-09-01")
+    refuses(engine, session_factory, lambda s: approve(s, jm_approval(demand_uscc=firm)), "demand_side_must_meet_one_eligibility_test")
+    cli("party", "update", firm, "--year", "2024", "--revenue", "499,999,999.99", "--date", "2025-03-01")
+    refuses(engine, session_factory, lambda s: approve(s, jm_approval(demand_uscc=firm)), "demand_side_must_meet_one_eligibility_test")
+    cli("party", "update", firm, "--year", "2021", "--revenue", "6亿", "--credit", "bad", "--date", "2025-03-01")
+    cli("party", "update", firm, "--year", "2024", "--revenue", "5亿", "--date", "2025-03-02")  # supersedes the first 2024 record
+    # A bad record of 2021 is outside 2022–2024; one of 2022 is inside.
+    accepts(engine, session_factory, lambda s: approve(s, jm_approval(demand_uscc=firm)))
+    with engine.connect() as conn:
+        trace = json.loads(conn.execute(select(JournalEntry.trace).where(JournalEntry.kind == "approval")).scalar_one())
+        used_entry = trace["party_facts_used"][firm]["entry"]
+        used = json.loads(conn.execute(select(JournalEntry.facts).where(JournalEntry.id == used_entry)).scalar_one())
+    assert trace["party_facts_used"][firm]["year"] == 2024 and used["party_facts"]["revenue_fen"] == yuan("5亿")
+    assert trace["party_facts_used"][JM_UNIVERSITY] == "registration"
+    # The audit pack shows which facts the approval used.
+    from openpyxl import load_workbook
+    from test_audit import audit, sheet_rows
+
+    pack = load_workbook(audit(cli, tmp_path / "pack", "JM2025-003", "2025-12-31")["xlsx"])
+    used_by = {row["统一社会信用代码"]: row["立项审核所用单位数据"] for row in sheet_rows(pack["1 参与单位"])}
+    assert used_by == {firm: f"2024 年度数据（分录 {used_entry}）", JM_UNIVERSITY: "登记时数据"}
+    cli("party", "update", firm, "--year", "2022", "--revenue", "6亿", "--credit", "bad", "--date", "2025-10-01")
+    refuses(engine, session_factory, lambda s: approve(s, jm_approval(code="JM2025-004", demand_uscc=firm)),
+            "demand_side_must_have_clean_credit")
+    # The facts are hashed, append-only and verified; a year that has not begun is refused.
+    cli_refused(cli, engine, "party", "update", firm, "--year", "2026", "--revenue", "6亿", "--date", "2025-10-02",
+                says="fiscal year 2026")
+    assert cli("verify").output.startswith("OK")
+
+
+def test_a_solver_with_a_bad_credit_year_in_the_look_back_is_refused(engine, session_factory, jm, cli):
+    cli("party", "update", JM_FIRM, "--year", "2023", "--credit", "bad", "--date", "2025-02-01")
+    refusal = refuses(engine, session_factory, lambda s: approve(s, jm_approval(solver_usccs=(JM_FIRM,))), "solver_must_have_clean_credit")
+    assert "近三年内无不良信用记录" in refusal.message
+    accepts(engine, session_factory, lambda s: approve(s, jm_approval(solver_usccs=(JM_INSTITUTE,))))
+
+
+def test_xianxiang_counts_the_units_funded_projects_in_progress_in_the_city(engine, session_factory, ur, cli, tmp_path, monkeypatch):
+    """限项 (S2 二(一)): with a limit of 1 in a later Urumqi version, a unit with one funded project
+    in progress gets no second 立项 until the first one ends; the count is read from the ledger."""
+    from funding_rules.loader import RULES_DIR
+
+    text = (RULES_DIR / "urumqi-2024-33.toml").read_text(encoding="utf-8")
+    text = text.replace('version = "urumqi-2024-33"', 'version = "urumqi-limit-example"').replace(
+        "effective_from = 2024-01-01", "effective_from = 2025-01-01")
+    start = text.index("project_limit = {")
+    text = text[:start] + 'project_limit = { value = 1, source = "DEFAULT: test rules with a 限项 of one" }' + text[text.index("\n", start):]
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "urumqi-limit-example.toml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("JIEBANG_RULES_PATH", str(folder))
+
+    accepts(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-021")))
+    refusal = refuses(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-022")),
+                      "demand_side_must_be_within_project_limit")
+    assert "1 funded projects in progress" in refusal.message and "不再给予立项支持" in refusal.message
+    # Another unit is not counted against it.
+    other = spare_uscc("650100", 9)
+    with session_factory() as s:
+        add_party(s, other, "另一家需求方")
+    accepts(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-023", demand_uscc=other)))
+    # Once its project ends (terminated), the unit is within the limit again.
+    cli("terminate", "--project", "UR2025-021", "--reference", "乌科〔2025〕99号", "--date", "2025-06-25")
+    accepts(engine, session_factory, lambda s: approve(s, ur_approval(code="UR2025-022", approval_date=D(2025, 6, 26))))

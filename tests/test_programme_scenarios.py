@@ -356,3 +356,140 @@ def test_urumqi_cash_up_to_the_contract_earns_exactly_the_ceiling_and_no_more(cl
     assert [t["subsidy"]["result"] for t in traces(engine, "bid_payment", "UR2025-012")][:2] == ["0.00", "0.01"]
     assert_verified(cli)
     export_and_bean_check(cli, tmp_path / "export")
+
+
+# --- Recovery from one 赛马 lane, and from an Urumqi subsidy (issue 14) -----------------------
+
+
+def saima_three_lanes(cli, code: str = "JM2025-017") -> None:
+    """A three-lane Jiangmen 赛马 with a 1,500,000.00 grant: 300,000.00 released to each lane."""
+    jiangmen_parties(cli)
+    cli("party", "add", "--uscc", JM_FIRM, "--name", "江门市某科技有限公司", "--date", "2025-01-02")
+    cli("party", "add", "--uscc", JM_INSTITUTE, "--name", "江门某民办研究院", "--kind", "institute", "--date", "2025-01-02")
+    cli(
+        "project", "approve", "--code", code, "--name", "储能电池热管理", "--city", "jiangmen",
+        "--category", "tech_breakthrough", "--mode", "赛马", "--demand", JM_DEMAND,
+        "--solver", JM_UNIVERSITY, "--solver", JM_FIRM, "--solver", JM_INSTITUTE,
+        "--total-investment", "600万", "--grant", "1,500,000.00", "--start", "2025-10-01", "--end", "2028-09-30",
+        "--date", "2025-09-20",
+    )
+    cli("stage", "--project", code, "--stage", "contract_signed", "--passed", "--date", "2025-10-08")
+    for lane in ("L1", "L2", "L3"):
+        cli("release", "--project", code, "--lane", lane, "--date", "2025-10-10")
+        cli("spend", "--project", code, "--lane", lane, "--amount", "220,000.00", "--category", "业务费",
+            "--date", "2026-01-15", "--voucher", f"PZ-{lane}-01")
+
+
+def test_a_failed_saima_lane_repays_its_unspent_advance_and_its_named_misuse_alone(cli, engine, tmp_path):
+    """The issue's scenario: L3 fails its stage assessment with 80,000.00 unspent and 20,000.00
+    named misuse: L3's clawback is 100,000.00; L1 and L2 are untouched."""
+    code = "JM2025-017"
+    saima_three_lanes(cli, code)
+    before = {lane: cli_balances(cli, code, lane=lane) for lane in ("L1", "L2")}
+    assert cli_balances(cli, code, lane="L3")["advances_outstanding"] == "80000.00"
+    fail = ("stage", "--project", code, "--stage", "stage_assessment", "--lane", "L3", "--failed", "--date", "2026-09-30")
+    # Only L3's own spending can be named, at most what that spend was, and only with a failure.
+    cli_refused(cli, engine, *fail, "--misused", "PZ-L1-01=20000", says=("spent by lane L1", "not by lane L3"))
+    cli_refused(cli, engine, *fail, "--misused", "PZ-L3-01=220,000.01", says="exceeds that spend of 220,000.00")
+    cli_refused(cli, engine, "stage", "--project", code, "--stage", "stage_assessment", "--lane", "L3", "--passed",
+                "--misused", "PZ-L3-01=20000", "--date", "2026-09-30", says="failed 赛马 stage assessment")
+
+    cli(*fail, "--misused", "PZ-L3-01=20,000.00", "--voucher", "KH-2026-L3")
+
+    assert cli_balances(cli, code, lane="L3") == balances_of(
+        grant_obligated="300000.00", grant_released="300000.00", fiscal_spent="200000.00",
+        clawback_assessed="100000.00", clawback_outstanding="100000.00",
+    )
+    assert {lane: cli_balances(cli, code, lane=lane) for lane in ("L1", "L2")} == before
+    [elimination] = [t["elimination"] for t in traces(engine, "stage", code) if "elimination" in t]
+    assert (elimination["advances_outstanding"], elimination["misused"], elimination["formula"], elimination["clawback"]) == (
+        "80000.00", {"PZ-L3-01": "20000.00"}, "advances outstanding + misused", "100000.00",
+    )
+    assert [(lane["lane"], lane["status"]) for lane in cli_show(cli, code)["lanes"]] == [
+        ("L1", "active"), ("L2", "active"), ("L3", "eliminated"),
+    ]
+
+    # terminate --lane: L2 alone stops, with its own misuse; L1 goes on and is still paid.
+    cli_refused(cli, engine, "terminate", "--project", code, "--lane", "L3", "--reference", "江科〔2026〕5号",
+                "--date", "2026-10-01", says="eliminated")
+    cli("terminate", "--project", code, "--lane", "L2", "--reference", "江科〔2026〕6号", "--misused", "PZ-L2-01=10,000.00",
+        "--date", "2026-10-01")
+    assert cli_balances(cli, code, lane="L2") == balances_of(
+        grant_obligated="300000.00", grant_released="300000.00", fiscal_spent="210000.00",
+        clawback_assessed="90000.00", clawback_outstanding="90000.00",
+    )
+    assert cli_balances(cli, code, lane="L1") == before["L1"]
+    cli("stage", "--project", code, "--stage", "stage_assessment", "--lane", "L1", "--passed", "--date", "2026-10-02")
+    cli("release", "--project", code, "--lane", "L1", "--date", "2026-10-10")
+    assert cli_balances(cli, code, lane="L1")["grant_released"] == "500000.00"
+    cli_refused(cli, engine, "release", "--project", code, "--lane", "L2", "--date", "2026-10-10", says="eliminated")
+    assert cli_show(cli, code)["status"] != "terminated"
+    assert_verified(cli)
+    export_and_bean_check(cli, tmp_path / "export")
+
+
+def test_an_urumqi_termination_recovers_the_subsidy_unspent_and_misused_with_its_trace(cli, engine, tmp_path):
+    """The issue's scenario: 1,000,000.00 of subsidy released, 600,000.00 reported spent, of it
+    100,000.00 named misuse: the recovery is 400,000.00 unspent + 100,000.00 misused."""
+    urumqi_parties(cli)
+    approve_urumqi(cli, bid="300万")
+    code = "UR2025-011"
+    cli("stage", "--project", code, "--stage", "contract_signed", "--date", "2025-07-01")
+    cli("bid", "pay", "--project", code, "--amount", "2,500,000.00", "--form", "cash", "--date", "2025-07-10")
+    cli("release", "--project", code, "--date", "2025-07-15")  # 0.40 × 2,500,000.00
+    assert cli_balances(cli, code)["subsidy_released"] == "1000000.00"
+    # The recipient reports the subsidy spent by category; never more than it holds unreported.
+    cli("spend", "--project", code, "--amount", "400,000.00", "--category", "设备费", "--date", "2025-09-01", "--voucher", "UR-PZ-1")
+    cli("spend", "--project", code, "--amount", "200,000.00", "--category", "业务费", "--date", "2025-09-02", "--voucher", "UR-PZ-2")
+    cli_refused(cli, engine, "spend", "--project", code, "--amount", "400,000.01", "--category", "业务费",
+                "--date", "2025-09-03", says="400,000.00")
+    cli_refused(cli, engine, "terminate", "--project", code, "--reference", "乌科〔2025〕80号", "--misused", "UR-PZ-2=200,000.01",
+                "--date", "2025-10-01", says="exceeds that spend of 200,000.00")
+
+    terminated = cli("terminate", "--project", code, "--reference", "乌科〔2025〕80号", "--misused", "UR-PZ-2=100,000.00",
+                     "--date", "2025-10-01", "--voucher", "ZZ-UR-2025-1")
+
+    got = cli_balances(cli, code)
+    assert (got["clawback_assessed"], got["clawback_outstanding"], got["subsidy_released"], got["subsidy_earned"]) == (
+        "500000.00", "500000.00", "1000000.00", "500000.00",
+    )
+    entry = int(terminated.stdout.strip().rsplit("entry ", 1)[1].rstrip("."))
+    rows = json.loads(cli("journal", "--project", code, "--kind", "termination", "--format", "json").stdout)
+    legs = sorted((r["account"], r["amount"]) for r in rows if r["entry"] == entry)
+    assert legs == sorted([
+        ("Assets:Fiscal:ClawbackReceivable:UR2025-011:L1", "500000.00"),
+        ("Expenses:Fiscal:Subsidy:UR2025-011:L1", "-400000.00"),  # unspent
+        ("Expenses:Fiscal:Subsidy:UR2025-011:L1", "-100000.00"),  # misused
+        ("Assets:Memo:Subsidy:Unreported:UR2025-011:L1", "-400000.00"),
+        ("Assets:Memo:Subsidy:Reported:UR2025-011:L1:Business", "-100000.00"),
+        ("Equity:Memo:Subsidy:Released:UR2025-011:L1", "400000.00"),
+        ("Equity:Memo:Subsidy:Released:UR2025-011:L1", "100000.00"),
+        ("Assets:Memo:Grant:Unreleased:UR2025-011:L1", "-200000.00"),
+        ("Assets:Memo:Budget:Available:Y2025", "200000.00"),
+    ])
+    [trace] = traces(engine, "termination", code)
+    lane = trace["lanes"]["L1"]
+    assert (lane["subsidy_released"], lane["subsidy_reported_spent"], lane["subsidy_unreported"], lane["misused"],
+            lane["formula"], lane["clawback"]) == (
+        "1000000.00", "600000.00", "400000.00", {"UR-PZ-2": "100000.00"},
+        "subsidy released not reported spent + misused", "500000.00",
+    )
+    assert lane["recovers"] == ["unspent", "misused"] and "列支" in lane["clause"]
+    # The audit pack shows the subsidy's use: released = reported spent + unreported + recovered.
+    from openpyxl import load_workbook
+    from test_audit import audit, fen, sheet_rows
+
+    workbook = load_workbook(audit(cli, tmp_path / "pack", code, "2025-10-01")["xlsx"])
+    [use] = sheet_rows(workbook["5 补助使用"])
+    assert {k: fen(use[k]) for k in ("已拨付补助", "设备费", "业务费", "劳务费", "已报告支出", "未报告结余", "已核定追回")} == {
+        "已拨付补助": yuan("1,000,000.00"), "设备费": yuan("400,000.00"), "业务费": yuan("100,000.00"), "劳务费": 0,
+        "已报告支出": yuan("500,000.00"), "未报告结余": 0, "已核定追回": yuan("500,000.00"),
+    }
+    [misuse] = sheet_rows(workbook["6 违规使用"])[:-1]
+    assert (misuse["支出凭证"], fen(misuse["支出金额"]), fen(misuse["违规使用金额"]), misuse["认定文号"]) == (
+        "UR-PZ-2", yuan("200,000.00"), yuan("100,000.00"), "乌科〔2025〕80号")
+    cli("collect", "--project", code, "--amount", "500,000.00", "--date", "2025-11-01")
+    cli("remit", "--amount", "500,000.00", "--date", "2025-11-20")
+    assert cli_balances(cli, code)["clawback_outstanding"] == "0.00"
+    assert_verified(cli)
+    export_and_bean_check(cli, tmp_path / "export")

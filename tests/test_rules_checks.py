@@ -73,7 +73,7 @@ UR_PROJECT = ApprovalFacts(
     start_date=date(2025, 7, 1),
     end_date=date(2027, 6, 30),
     total_investment_fen=yuan("5000000.00"),
-    demand=replace(DEMAND, revenue_fen=None),
+    demand=PartyFacts(uscc="91650100MA7B00011L", name="新疆某光伏"),
     solvers=(UNIVERSITY,),
     available_appropriation_fen=yuan("1200000.00"),
     bid_contract_fen=(yuan("3000000.00"),),
@@ -114,12 +114,14 @@ def test_mode_and_category_come_from_closed_sets():
 @pytest.mark.parametrize(
     "demand,ok",
     [
-        (PartyFacts("X", revenue_fen=yuan("500000000.00")), True),
-        (PartyFacts("X", revenue_fen=yuan("499999999.99")), False),
-        (PartyFacts("X", revenue_fen=yuan("100000000.00"), rnd_intensity=Decimal("0.10")), True),
-        (PartyFacts("X", revenue_fen=yuan("100000000.00"), rnd_intensity=Decimal("0.0999")), False),
-        (PartyFacts("X", innovation_star=True), True),
-        (PartyFacts("X"), False),
+        (PartyFacts(DEMAND.uscc, revenue_fen=yuan("500000000.00")), True),
+        (PartyFacts(DEMAND.uscc, revenue_fen=yuan("499999999.99")), False),
+        (PartyFacts(DEMAND.uscc, revenue_fen=yuan("100000000.00"), rnd_intensity=Decimal("0.10"), above_scale=True), True),
+        (PartyFacts(DEMAND.uscc, revenue_fen=yuan("100000000.00"), rnd_intensity=Decimal("0.0999"), above_scale=True), False),
+        # The R&D-ratio route is for a 规模以上 enterprise (S1 二(一)1), whatever its ratio.
+        (PartyFacts(DEMAND.uscc, revenue_fen=yuan("100000000.00"), rnd_intensity=Decimal("0.10")), False),
+        (PartyFacts(DEMAND.uscc, innovation_star=True), True),
+        (PartyFacts(DEMAND.uscc), False),
     ],
 )
 def test_demand_side_qualifies_by_any_one_test(demand, ok):
@@ -129,7 +131,7 @@ def test_demand_side_qualifies_by_any_one_test(demand, ok):
 
 def test_the_eligibility_message_gives_the_numbers_the_clause_and_the_fix():
     [violation] = run_checks(
-        APPROVAL_CHECKS, replace(JM_PROJECT, demand=PartyFacts("X", revenue_fen=1)), JM
+        APPROVAL_CHECKS, replace(JM_PROJECT, demand=PartyFacts(DEMAND.uscc, revenue_fen=1)), JM
     )
     assert "revenue 0.01 < 500,000,000.00" in violation.message
     assert "R&D intensity undeclared < 0.10" in violation.message
@@ -143,7 +145,7 @@ def test_bad_credit_disqualifies_even_a_large_firm():
 
 
 def test_urumqi_has_no_demand_side_tests():
-    demand = PartyFacts("X", bad_credit_within_lookback=True)
+    demand = replace(UR_PROJECT.demand, bad_credit_within_lookback=True)
     assert codes(replace(UR_PROJECT, demand=demand), UR) == []
 
 
@@ -235,20 +237,22 @@ def test_the_same_solver_cannot_race_twice():
 # --- related parties (S2 二(三)) ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "demand,solver",
-    [
-        (replace(DEMAND, related_usccs=frozenset({UNIVERSITY.uscc})), UNIVERSITY),
-        (DEMAND, replace(UNIVERSITY, related_usccs=frozenset({DEMAND.uscc}))),
-        (DEMAND, replace(UNIVERSITY, uscc=DEMAND.uscc)),
-    ],
-    ids=["declared-by-demand", "declared-by-solver", "same-unit"],
-)
-def test_urumqi_refuses_a_related_solver_and_jiangmen_does_not(demand, solver):
-    assert codes(replace(UR_PROJECT, demand=demand, solvers=(solver,)), UR) == [
-        "solver_must_not_be_related_to_demand_side"
-    ]
-    assert codes(replace(JM_PROJECT, demand=demand, solvers=(solver,)), JM) == []
+@pytest.mark.parametrize("case", ["declared-by-demand", "declared-by-solver", "same-unit"])
+def test_urumqi_refuses_a_related_solver_and_jiangmen_does_not(case):
+    def world(project):
+        demand, solver = project.demand, UNIVERSITY
+        if case == "declared-by-demand":
+            demand = replace(demand, related_usccs=frozenset({UNIVERSITY.uscc}))
+        elif case == "declared-by-solver":
+            solver = replace(UNIVERSITY, related_usccs=frozenset({demand.uscc}))
+        else:
+            solver = replace(UNIVERSITY, uscc=demand.uscc)
+        return replace(project, demand=demand, solvers=(solver,))
+
+    # The same unit on both sides is also refused by both cities as its own solver.
+    own = ["demand_side_must_not_be_its_own_solver"] if case == "same-unit" else []
+    assert codes(world(UR_PROJECT), UR) == ["solver_must_not_be_related_to_demand_side"] + own
+    assert codes(world(JM_PROJECT), JM) == own
 
 
 # --- period (S1 五(三)) ---------------------------------------------------------------------
@@ -258,8 +262,9 @@ def test_urumqi_refuses_a_related_solver_and_jiangmen_does_not(demand, solver):
 def test_period_may_last_three_years_to_the_day_not_one_day_more(start):
     # The end date is inclusive: 2025-10-01..2028-09-30 is exactly three years.
     limit = add_years(start, 3) - DAY
-    assert codes(replace(JM_PROJECT, start_date=start, end_date=limit), JM) == []
-    assert codes(replace(JM_PROJECT, start_date=start, end_date=limit + DAY), JM) == [
+    project = replace(JM_PROJECT, approval_date=start)
+    assert codes(replace(project, start_date=start, end_date=limit), JM) == []
+    assert codes(replace(project, start_date=start, end_date=limit + DAY), JM) == [
         "period_must_not_exceed_maximum_years"
     ]
 
@@ -600,3 +605,59 @@ def test_audit_always_or_from_a_threshold():
     assert audit_required(0, JM) and audit_required(0, UR)
     assert not audit_required(yuan("999999.99"), SZ)
     assert audit_required(yuan("1000000.00"), SZ)
+
+
+# --- eligibility gates (issue 14) -------------------------------------------------------------
+
+
+def test_the_demand_side_is_registered_in_the_city_or_an_override_reason_is_recorded():
+    outside = replace(DEMAND, uscc="91650100MA7B00011L")  # registered in 乌鲁木齐 (650100)
+    assert codes(replace(JM_PROJECT, demand=outside), JM) == ["demand_side_must_be_registered_in_the_city"]
+    assert codes(replace(JM_PROJECT, demand=outside, registration_override="总部迁入江门，登记变更中"), JM) == []
+    assert codes(replace(JM_PROJECT, demand=outside, registration_override="  "), JM) == [
+        "demand_side_must_be_registered_in_the_city"]
+    # The prefix is the division: 4407xx anywhere in 江门 passes, 4406xx (佛山) does not.
+    assert codes(replace(JM_PROJECT, demand=replace(DEMAND, uscc="91440703MA4W2B389N")), JM) == []
+    assert codes(replace(JM_PROJECT, demand=replace(DEMAND, uscc="91440604MA4W2B389N")), JM) == [
+        "demand_side_must_be_registered_in_the_city"]
+    assert codes(replace(UR_PROJECT, demand=replace(UR_PROJECT.demand, uscc=DEMAND.uscc)), UR) == [
+        "demand_side_must_be_registered_in_the_city"]
+    [violation] = run_checks(APPROVAL_CHECKS, replace(JM_PROJECT, demand=outside), JM)
+    assert "division 650100" in violation.message and "在我市注册的" in violation.message
+
+
+def test_the_demand_side_is_an_enterprise_where_the_text_says_so():
+    university = replace(DEMAND, kind="university")
+    assert codes(replace(JM_PROJECT, demand=university), JM) == ["demand_side_kind_must_be_allowed"]
+    assert codes(replace(UR_PROJECT, demand=replace(UR_PROJECT.demand, kind="institute")), UR) == [
+        "demand_side_kind_must_be_allowed"]
+    assert "demand_side_kind_must_be_allowed" not in codes(replace(JM_PROJECT, demand=university, city="shenzhen"), SZ)
+
+
+def test_a_solver_with_bad_credit_in_the_look_back_is_refused_in_jiangmen_only():
+    bad = replace(UNIVERSITY, bad_credit_within_lookback=True)
+    assert codes(replace(JM_PROJECT, solvers=(bad,)), JM) == ["solver_must_have_clean_credit"]
+    assert codes(replace(JM_PROJECT, solvers=(UNIVERSITY,)), JM) == []
+    assert codes(replace(UR_PROJECT, solvers=(bad,)), UR) == []
+
+
+def test_the_grant_is_at_most_the_total_investment_one_fen_either_side():
+    total = JM_PROJECT.total_investment_fen
+    assert codes(replace(JM_PROJECT, approved_grant_fen=total, available_appropriation_fen=total + 1), JM) == []
+    assert codes(replace(JM_PROJECT, approved_grant_fen=total + FEN, available_appropriation_fen=total + 1), JM) == [
+        "grant_must_not_exceed_share_of_total_investment"]
+    # Urumqi: the ceiling 40% × bids is at most 40% of the total, since the bids are within it.
+    at_total = replace(UR_PROJECT, bid_contract_fen=(UR_PROJECT.total_investment_fen,), available_appropriation_fen=yuan("9000000.00"))
+    assert codes(at_total, UR) == []
+
+
+def test_the_period_starts_at_most_the_window_before_approval():
+    approved = JM_PROJECT.approval_date
+    window = JM.approval.start_before_approval_max_days
+    earliest = approved - timedelta(days=window)
+    assert codes(replace(JM_PROJECT, start_date=earliest, end_date=earliest + timedelta(days=700)), JM) == []
+    assert codes(replace(JM_PROJECT, start_date=earliest - DAY, end_date=earliest + timedelta(days=700)), JM) == [
+        "period_must_not_start_long_before_approval"]
+    # The issue's case: a 2020–2022 period approved in 2025.
+    assert "period_must_not_start_long_before_approval" in codes(
+        replace(JM_PROJECT, start_date=date(2020, 1, 1), end_date=date(2022, 12, 31)), JM)

@@ -33,9 +33,13 @@ JIANGMEN = (RULES_DIR / "jiangmen-2023-trial.toml").read_text(encoding="utf-8")
 URUMQI = (RULES_DIR / "urumqi-2024-33.toml").read_text(encoding="utf-8")
 RATE_LINE = 'subsidy_rate = { value = "0.40", '
 
+# Issue 14 edited both files before any production ledger pinned them (recoveries go back to
+# the treasury, the subsidy use register, the eligibility gates of the texts); a ledger that
+# pinned the earlier content is refused in one line and needs the change published as a
+# new version instead.
 PACKAGED_FINGERPRINTS = {
-    "jiangmen-2023-trial": "d25fe186c0d0b6c6d4b5ec87e2059ce197af9655a98bf8554be0d2b296281b0d",
-    "urumqi-2024-33": "31a7c4600159eb14b4e54dfd350475a7825277dea12bbdc5d06ce6f1283af815",
+    "jiangmen-2023-trial": "073bbb80542b7e4d3084eca8d033d9100efb47a1dce870dd4d931f33b5b46451",
+    "urumqi-2024-33": "94ad14a1ad4f99188bbd32af6c6b1450a8bcc53ee660c15f1a4fcac3c09552a8",
 }
 
 

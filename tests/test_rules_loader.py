@@ -98,7 +98,7 @@ def test_every_parameter_cites_a_source():
     assert rules.sources["funding.subsidy_recipient"].startswith("DEFAULT:")
     assert rules.clause("tranches.final").startswith("S2")
     for rules in available_rules():
-        assert len(rules.sources) == 1 + 17 + 11 + 5 + 6 + len(rules.tranches)
+        assert len(rules.sources) == 1 + 24 + 12 + 5 + 6 + len(rules.tranches)
         assert all(text.strip() for text in rules.sources.values())
 
 

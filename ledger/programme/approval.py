@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ class ApprovalInput:
     rules_version: str | None = None
     budget_year: int | None = None
     voucher: str | None = None
+    registration_override: str | None = None
 
 
 def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Posted:
@@ -89,6 +91,9 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
     demand = _load_party(session, spec.demand_uscc, "demand side")
     solvers = [_load_party(session, s, f"solver of lane {i}") for i, s in enumerate(spec.solver_usccs, start=1)]
     budget_year = spec.budget_year or spec.approval_date.year
+    demand_facts = _party_checks_facts(session, demand, spec.approval_date.year - 1, rules.approval.demand_credit_lookback_years)
+    if rules.approval.project_limit is not None:
+        demand_facts = dataclasses.replace(demand_facts, projects_in_progress=_funded_in_progress(session, demand.uscc, rules.city, spec.approval_date))
     facts = checks.ApprovalFacts(
         code=code,
         city=spec.city,
@@ -98,11 +103,14 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         start_date=spec.start_date,
         end_date=spec.end_date,
         total_investment_fen=spec.total_investment_fen,
-        demand=_party_checks_facts(session, demand),
-        solvers=tuple(_party_checks_facts(session, s) for s in solvers),
+        # “上一年度” and “近三年”: the facts in force for the year before the approval date.
+        demand=demand_facts,
+        solvers=tuple(_party_checks_facts(session, s, spec.approval_date.year - 1, rules.approval.solver_credit_lookback_years)
+                      for s in solvers),
         available_appropriation_fen=available_budget(session, budget_year),
         approved_grant_fen=spec.approved_grant_fen if rules.funding.model == "staged_grant" else None,
         bid_contract_fen=tuple(spec.bid_contract_fen),
+        registration_override=(spec.registration_override or "").strip(),
     )
     violations = checks.run_checks(checks.APPROVAL_CHECKS, facts, rules)
     _refuse(violations)
@@ -147,6 +155,13 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         "checks": [c.__name__ for c in checks.APPROVAL_CHECKS],
         "warnings": [v.message for v in violations if v.severity != "error"],
     }
+    trace["party_facts_used"] = {
+        p.uscc: ({"year": p.facts_year, "entry": p.facts_entry} if p.facts_year is not None else "registration")
+        for p in (facts.demand, *facts.solvers)
+    }
+    if facts.registration_override:
+        trace["registration_override"] = {"division": demand.uscc[2:8], "reason": facts.registration_override,
+                                          "clause": rules.clause("approval.demand_registration_prefixes")}
     project_facts = {
         "code": code,
         "name": spec.name,
@@ -178,13 +193,27 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             fact=not postings,
         ),
         accounts,
-        {"payload": {"budget_year": budget_year}},
+        {"payload": {"budget_year": budget_year}
+         | ({"registration_override": facts.registration_override} if facts.registration_override else {})},
         {
             "project": project_facts,
             "lanes": [[n, solvers[n - 1].uscc] for n in lanes],
             "tranches": _tranche_rows(lanes, obligation, rules, spec.mode),
         },
     )
+
+
+def _funded_in_progress(session: Session, uscc: str, city: str, on: dt.date) -> int:
+    """限项: the unit's funded projects in this city still in progress on ``on`` (approved with
+    fiscal money, neither terminated, revoked nor closed), read from the ledger's one fold."""
+    from ledger.programme.state import project_folds
+
+    projects = session.scalars(
+        select(Project).where(Project.demand_uscc == uscc, Project.city == city, Project.approved_grant_fen > 0,
+                              Project.approval_date <= on)
+    ).all()
+    folded = project_folds(session, list(projects), on)
+    return sum(1 for f in folded.values() if f.terminated_on is None and f.closed_on is None)
 
 
 def _refuse_changed_pin(session: Session, rules: Rules) -> None:

@@ -21,6 +21,9 @@ memo (commitments, 备查)
   Assets:Memo:SelfFunding:Contributed:P:Equipment
   Equity:Memo:Bid:Contracted:P:L1 / Assets:Memo:Bid:Unpaid:P:L1
   Assets:Memo:Bid:PaidCash:P:L1, PaidEquity, PaidInKind
+  Equity:Memo:Subsidy:Released:P:L1            bid subsidy released to its recipient (Urumqi)
+  Assets:Memo:Subsidy:Unreported:P:L1          of which not yet reported spent (its 结余)
+  Assets:Memo:Subsidy:Reported:P:L1:Equipment  of which reported spent, by budget category
 """
 
 from __future__ import annotations
@@ -99,6 +102,18 @@ def bid_paid(p: str, n: int, form: str) -> str:
     return f"Assets:Memo:Bid:{PAYMENT_FORM_SEGMENTS[form]}:{p}:{lane(n)}"
 
 
+def subsidy_use_released(p: str, n: int) -> str:
+    return f"Equity:Memo:Subsidy:Released:{p}:{lane(n)}"
+
+
+def subsidy_unreported(p: str, n: int) -> str:
+    return f"Assets:Memo:Subsidy:Unreported:{p}:{lane(n)}"
+
+
+def subsidy_reported(p: str, n: int, category: str) -> str:
+    return f"Assets:Memo:Subsidy:Reported:{p}:{lane(n)}:{CATEGORY_SEGMENTS[category]}"
+
+
 # fiscal book
 def funding(y: int) -> str:
     return f"Income:Fiscal:Funding:{year(y)}"
@@ -156,6 +171,9 @@ FAMILIES = {
     "subsidy_payable": "Liabilities:Fiscal:SubsidyPayable:",
     "clawback_receivable": "Assets:Fiscal:ClawbackReceivable:",
     "write_offs": "Expenses:Fiscal:WriteOffs:",
+    "subsidy_use_released": "Equity:Memo:Subsidy:Released:",
+    "subsidy_unreported": "Assets:Memo:Subsidy:Unreported:",
+    "subsidy_reported": "Assets:Memo:Subsidy:Reported:",
 }
 
 

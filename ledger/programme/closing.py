@@ -77,34 +77,40 @@ class Misuse:
 
 
 def _closing_postings(
-    session: Session, state: ProjectState, lanes: list[int], *, misused: list[Misuse], recover_all_rate: Decimal | None
+    session: Session, state: ProjectState, lanes: list[int], *, misused: list[Misuse], recover_all_rate: Decimal | None,
+    recover_balance: bool = True,
 ) -> tuple[list[PostingDraft], dict]:
-    """Clawback, deobligation and forfeit postings for lanes that stop, with the computation."""
+    """Clawback, deobligation and forfeit postings for lanes that stop, with the computation.
+
+    Without ``recover_balance`` (an eliminated lane under rules that let it keep its advance)
+    only misuse is recovered; the unreleased obligation and unpaid subsidy stop all the same.
+    """
     code, rules = state.project.code, state.rules
     year = state.project.budget_year
     postings: list[PostingDraft] = []
     trace: dict = {"lanes": {}}
     # The termination checks (check_misuse) have tied every misused amount to a spend.
     spends = _spend_entries(session, code)
+    tracked = rules.funding.subsidy_use_tracked
     # Misuse can be named on any lane's spending, including a lane eliminated earlier whose
     # unspent advance was already assessed: each misused amount is reclassified to that
     # lane's clawback receivable here.
     for n in sorted({spends[m.spend_voucher][0] for m in misused} - set(lanes)):
         lane_misuse = [m for m in misused if spends[m.spend_voucher][0] == n]
-        for m in lane_misuse:
-            category = spends[m.spend_voucher][1]
-            postings.append(PostingDraft(chart.grant_spent(code, n, category), -m.amount_fen, category, "city_fiscal"))
-        total_misuse = sum(m.amount_fen for m in lane_misuse)
+        misuse_postings, total_misuse = _misuse_postings(code, n, lane_misuse, spends, tracked)
+        postings += misuse_postings
         postings.append(PostingDraft(chart.clawback_receivable(code, n), total_misuse, None, "city_fiscal"))
         trace["lanes"][f"L{n}"] = {"misused": {m.spend_voucher: format_fen(m.amount_fen) for m in lane_misuse},
                                    "formula": "misused (lane eliminated earlier)", "clawback": format_fen(total_misuse)}
     for n in lanes:
         sums = _lane_sums(session, state, n)
-        unspent = sums.get("advances", 0)
+        unspent = sums.get("advances", 0) if recover_balance else 0
         unreleased = sums.get("grant_unreleased", 0)
         payable = -sums.get("subsidy_payable", 0)
         lane_misuse = [m for m in misused if spends[m.spend_voucher][0] == n]
-        lane_trace = {"advances_outstanding": format_fen(unspent), "unreleased_obligation": format_fen(unreleased)}
+        lane_trace = {"advances_outstanding": format_fen(sums.get("advances", 0)), "unreleased_obligation": format_fen(unreleased)}
+        if not recover_balance:
+            lane_trace["balance_retained"] = state.rules.clause("funding.eliminated_racer_recovers_balance")
         if recover_all_rate is not None:
             released = sums.get("grant_released", 0)
             target = int((Decimal(released) * recover_all_rate).to_integral_value(rounding="ROUND_HALF_UP"))
@@ -124,16 +130,37 @@ def _closing_postings(
             if take:
                 postings.append(PostingDraft(chart.subsidy_expense(code, n), -take, None, "city_fiscal"))
                 rest -= take
+                if tracked:
+                    postings += _use_register_reduced(code, n, sums, take)
             if rest:
                 raise Refusal("revocation_must_be_covered", f"cannot source {_yuan(rest)} of the revocation clawback of {code} L{n}.")
             lane_trace |= {"released": format_fen(released), "rate": str(recover_all_rate),
                            "formula": "round_half_up(rate × released)", "clawback": format_fen(clawback)}
+        elif tracked:
+            # A bid subsidy released to its recipient (rules: subsidy_use_tracked): what it has
+            # not reported spent, and what it misused, go back; the recovery reduces the subsidy
+            # expense (业务活动费用) and the use register (备查) alike.
+            recovers = rules.closure.termination_recovers
+            unreported = sums.get("subsidy_unreported", 0) if "unspent" in recovers and recover_balance else 0
+            lane_misuse = lane_misuse if "misused" in recovers else []
+            misuse_postings, misuse_total = _misuse_postings(code, n, lane_misuse, spends, tracked)
+            postings += misuse_postings
+            if unreported:
+                postings += [PostingDraft(chart.subsidy_unreported(code, n), -unreported, None, "city_fiscal"),
+                             PostingDraft(chart.subsidy_use_released(code, n), unreported, None, "city_fiscal"),
+                             PostingDraft(chart.subsidy_expense(code, n), -unreported, None, "city_fiscal")]
+            clawback = unreported + misuse_total
+            released_subsidy = sums.get("grant_released", 0)
+            reported = sum(_spent_by_category(sums, "subsidy_reported").values())
+            lane_trace |= {"subsidy_released": format_fen(released_subsidy), "subsidy_reported_spent": format_fen(reported),
+                           "subsidy_unreported": format_fen(unreported),
+                           "misused": {m.spend_voucher: format_fen(m.amount_fen) for m in lane_misuse},
+                           "recovers": list(recovers),
+                           "formula": "subsidy released not reported spent + misused", "clawback": format_fen(clawback),
+                           "clause": rules.clause("funding.subsidy_use_tracked")}
         else:
-            misuse_total = 0
-            for m in lane_misuse:
-                _, category, _ = spends[m.spend_voucher]
-                postings.append(PostingDraft(chart.grant_spent(code, n, category), -m.amount_fen, category, "city_fiscal"))
-                misuse_total += m.amount_fen
+            misuse_postings, misuse_total = _misuse_postings(code, n, lane_misuse, spends, tracked)
+            postings += misuse_postings
             if unspent:
                 postings.append(PostingDraft(chart.advances(code, n), -unspent, None, "city_fiscal"))
             clawback = unspent + misuse_total
@@ -153,6 +180,43 @@ def _closing_postings(
     return postings, trace
 
 
+def _misuse_postings(
+    code: str, n: int, items: list[Misuse], spends: dict[str, tuple[int, str, int]], tracked: bool
+) -> tuple[list[PostingDraft], int]:
+    """Misused amounts reclassified out of what was reported spent; the caller debits the
+    clawback receivable with the total. Grant spending is a fiscal expense; a tracked bid
+    subsidy's use is in the memo register, and its recovery reduces the subsidy expense."""
+    postings: list[PostingDraft] = []
+    for m in items:
+        category = spends[m.spend_voucher][1]
+        if tracked:
+            postings += [PostingDraft(chart.subsidy_reported(code, n, category), -m.amount_fen, category, "city_fiscal"),
+                         PostingDraft(chart.subsidy_use_released(code, n), m.amount_fen, None, "city_fiscal"),
+                         PostingDraft(chart.subsidy_expense(code, n), -m.amount_fen, None, "city_fiscal")]
+        else:
+            postings.append(PostingDraft(chart.grant_spent(code, n, category), -m.amount_fen, category, "city_fiscal"))
+    return postings, sum(m.amount_fen for m in items)
+
+
+def _use_register_reduced(code: str, n: int, sums: dict[str, int], amount: int) -> list[PostingDraft]:
+    """The use register (备查) of a revoked subsidy: what is recovered leaves it, the unreported
+    part first, then what was reported spent, category by category."""
+    postings, rest = [], amount
+    take = min(rest, sums.get("subsidy_unreported", 0))
+    if take:
+        postings.append(PostingDraft(chart.subsidy_unreported(code, n), -take, None, "city_fiscal"))
+        rest -= take
+    for cat, spent in _spent_by_category(sums, "subsidy_reported").items():
+        take = min(rest, spent)
+        if take:
+            postings.append(PostingDraft(chart.subsidy_reported(code, n, cat), -take, cat, "city_fiscal"))
+            rest -= take
+    used = amount - rest
+    if used:
+        postings.append(PostingDraft(chart.subsidy_use_released(code, n), used, None, "city_fiscal"))
+    return postings
+
+
 def _spend_entries(session: Session, code: str) -> dict[str, tuple[int, str, int]]:
     """Spend vouchers of a project: voucher -> (lane, category, amount), not reversed."""
     rows = session.execute(
@@ -163,6 +227,16 @@ def _spend_entries(session: Session, code: str) -> dict[str, tuple[int, str, int
                JournalEntry.id.not_in(reversed_entries()))
     ).all()
     return {v: (lane_no, category, int(amount)) for v, lane_no, category, amount in rows}
+
+
+def misuse_facts(session: Session, code: str, misused: list[Misuse]) -> tuple[checks.MisuseFacts, ...]:
+    """The misused amounts named, each with the spend it cites (amount and lane), for the checks."""
+    spends = _spend_entries(session, code)
+    return tuple(
+        checks.MisuseFacts(m.spend_voucher, m.amount_fen, spends[m.spend_voucher][2] if m.spend_voucher in spends else None,
+                           spends[m.spend_voucher][0] if m.spend_voucher in spends else None)
+        for m in misused
+    )
 
 
 @idempotent(lambda arguments: "revocation" if arguments.get("revoke") else "termination")
@@ -176,46 +250,43 @@ def terminate(
     actor: str,
     misused: list[Misuse] = (),
     revoke: bool = False,
+    lane: str | None = None,
 ) -> Posted:
-    """Terminate (or revoke) a project: assess the clawback, deobligate, cancel unreleased tranches."""
+    """Terminate (or revoke) a project, or with ``lane`` one 赛马 lane: assess the clawback,
+    deobligate, cancel unreleased tranches. A lane's termination moves that lane's money only."""
     lock(session)
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
     kind = "revocation" if revoke else "termination"
-    spends = _spend_entries(session, code)
-    facts = checks.TerminationFacts(
-        event_facts(state, kind, date),
-        reference or "",
-        tuple(checks.MisuseFacts(m.spend_voucher, m.amount_fen, spends[m.spend_voucher][2] if m.spend_voucher in spends else None)
-              for m in misused),
-    )
+    n = state.lane_of(lane) if lane is not None else None
+    facts = checks.TerminationFacts(event_facts(state, kind, date, n), reference or "", misuse_facts(session, code, list(misused)))
     checks.enforce(checks.TERMINATION_CHECKS, facts, rules)
-    lanes = [n for n in sorted(state.lanes) if n not in state.eliminated]
+    lanes = [n] if n is not None else [m for m in sorted(state.lanes) if m not in state.eliminated]
     postings, trace = _closing_postings(
         session, state, lanes, misused=list(misused), recover_all_rate=rules.funding.revocation_recovery_rate if revoke else None
     )
     trace |= {"reference": reference, "rules_version": rules.version,
               "clause": rules.clause("closure.termination_recovers") if not revoke else rules.clause("funding.revocation_recovery_rate")}
+    if n is not None:
+        trace["lane"] = f"L{n}"
     return _post_event(
         session,
         EntryDraft(
             value_date=date, kind=kind, postings=tuple(postings), project_code=code,
-            voucher=_voucher(voucher, f"{kind.upper()}-{code}"),
-            memo=f"{kind} of {code}", actor=actor, rules_version=rules.version, trace=trace, fact=not postings,
+            voucher=_voucher(voucher, f"{kind.upper()}-{code}" + (f"-L{n}" if n is not None else "")),
+            memo=f"{kind} of {code}" + (f" L{n}" if n is not None else ""), actor=actor, rules_version=rules.version,
+            trace=trace, fact=not postings,
         ),
         [AccountSpec(chart.budget_available(state.project.budget_year), "memo", chart.year_accounts_open_on(state.project.budget_year))],
-        {"project_code": code, "reference": reference},
+        {"project_code": code, "reference": reference} | ({"lane_no": n} if n is not None else {}),
     )
 
 
-def eliminate_lane_postings(session: Session, state: ProjectState, n: int) -> tuple[list[PostingDraft], dict]:
-    """What a failed 赛马 stage assessment assesses: the lane's clawback and deobligation."""
-    if not state.rules.funding.eliminated_racer_recovers_balance:
-        postings, trace = _closing_postings(session, state, [n], misused=[], recover_all_rate=None)
-        # The lane keeps its advance; only the unreleased obligation and unpaid subsidy stop.
-        keep = {chart.advances(state.project.code, n), chart.clawback_receivable(state.project.code, n)}
-        return [p for p in postings if p.account not in keep], trace
-    return _closing_postings(session, state, [n], misused=[], recover_all_rate=None)
+def eliminate_lane_postings(session: Session, state: ProjectState, n: int, misused: list[Misuse] = ()) -> tuple[list[PostingDraft], dict]:
+    """What a failed 赛马 stage assessment assesses: the lane's clawback (its unspent balance
+    where the rules recover it, and any misuse named on its spending) and deobligation."""
+    return _closing_postings(session, state, [n], misused=list(misused), recover_all_rate=None,
+                             recover_balance=state.rules.funding.eliminated_racer_recovers_balance)
 
 
 @idempotent("collection")

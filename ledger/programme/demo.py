@@ -25,6 +25,7 @@ from ledger.programme import (
     ApprovalInput,
     Misuse,
     PartyInput,
+    PartyYearInput,
     appropriate,
     approve_project,
     bid_contract,
@@ -39,6 +40,7 @@ from ledger.programme import (
     remit,
     spend,
     terminate,
+    update_party,
 )
 
 ACTOR = "demo"
@@ -256,6 +258,11 @@ def _jm2024_001(plan: Plan) -> None:
 
 def _jm2024_002(plan: Plan) -> None:
     code = "JM2024-002"
+    # The demand side qualifies by the R&D-ratio route, which needs a 规模以上 enterprise: its
+    # 2023 facts are recorded before the 2024 approval reads them (“上一年度”).
+    year_facts = PartyYearInput(uscc=P["jm_pengjiang"], year=2023, revenue_fen=wan(32000), rnd_intensity=Decimal("0.12"),
+                                above_scale=True, date=dt.date(2024, 3, 15), voucher="PF-JM-PENGJIANG-2023")
+    plan._add("2024-03-15", "party facts 2023 jm_pengjiang", lambda s: update_party(s, year_facts, actor=ACTOR))
     plan.approve(
         "2024-04-20", "赛马 技术攻关, 3 lanes: equal 60% releases; L3 fails the stage assessment (eliminated, unspent "
         "advance assessed, 40% deobligated, part collected); L1 and L2 get the 40% tranche",

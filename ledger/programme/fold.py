@@ -299,6 +299,8 @@ def fold_project(
         elif e.kind == "extension":
             state.extensions += 1
             state.extension_months += e.payload.get("months", 0)
+        elif e.kind in ("termination", "revocation") and e.lane_no:
+            state.eliminated.setdefault(e.lane_no, e.value_date)  # one lane terminated, the race goes on
         elif e.kind in ("termination", "revocation"):
             if state.terminated_on is None:
                 state.terminated_on, state.ended_by = e.value_date, e.kind
@@ -307,3 +309,48 @@ def fold_project(
         elif e.kind == "elimination" and e.lane_no:
             state.eliminated.setdefault(e.lane_no, e.value_date)
     return state
+
+
+# --- party facts over time -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartyYearFacts:
+    """What the ledger holds of one party for one fiscal year, from ``party update`` events.
+
+    Attributes:
+      entry_id: the event that recorded these figures (the latest for the year wins).
+      year: the fiscal year.
+      revenue_fen, rnd_intensity: the year's main revenue and R&D / revenue (text), or None.
+      innovation_star, above_scale: 江门“创新标兵”; 规模以上 enterprise.
+      bad_credit: a bad credit record or major violation in that year.
+    """
+
+    entry_id: int
+    year: int
+    revenue_fen: int | None
+    rnd_intensity: str | None
+    innovation_star: bool
+    above_scale: bool
+    bad_credit: bool
+
+
+def party_facts_in_force(
+    records: Iterable[PartyYearFacts], year: int, lookback_years: int | None
+) -> tuple[PartyYearFacts | None, list[int]]:
+    """The facts of ``year`` (the latest record of that year, in chain order), and the years
+    within the look-back window ending with ``year`` that hold a bad credit record.
+
+    Approval reads the year before its date: “上一年度” figures, and “近三年” credit, i.e. the
+    ``lookback_years`` fiscal years up to and including ``year``.
+    """
+    in_force: PartyYearFacts | None = None
+    latest: dict[int, PartyYearFacts] = {}
+    for record in records:
+        latest[record.year] = record
+        if record.year == year:
+            in_force = record
+    first = year - (lookback_years or 0) + 1
+    bad = sorted(y for y, r in latest.items() if r.bad_credit and lookback_years and first <= y <= year)
+    return in_force, bad
+

@@ -237,6 +237,7 @@ SHEET_LIST: tuple[Sheet, ...] = (
         Column("passed", "bool", True, "是否通过", "Result: yes (passed) / no (failed); a 赛马 lane failing its stage assessment is eliminated.", "yes"),
         _lane(),
         Column("reference", "text", False, "结果文件文号", "Document reference of the result.", "江科函〔2027〕12号"),
+        Column("misused", "misuse", False, "阶段考核未通过时该车道违规使用金额：支出凭证号=金额，多个用分号分隔", "With a failed 赛马 stage assessment: misused amounts on the lane's spending, VOUCHER=AMOUNT, separated by semicolons.", ""),
         _date("结果日期", "Date of the result.", "2027-03-15"),
         _voucher("ZQ-2027-01"),
     )),
@@ -268,6 +269,7 @@ SHEET_LIST: tuple[Sheet, ...] = (
         Column("reference", "text", True, "终止（撤销）决定文号", "The bureau's termination (or revocation) decision reference.", "江科〔2027〕9号"),
         Column("misused", "misuse", False, "违规使用金额：支出凭证号=金额，多个用分号分隔", "Misused amounts tied to spend vouchers: VOUCHER=AMOUNT, separated by semicolons.", "PZ-0012=5万"),
         Column("revoke", "bool", False, "是否撤销（弄虚作假等，按规则比例追回已拨付资金）", "Revocation (fraud, serious misuse): yes recovers everything released at the rules' rate.", "no", default=False),
+        Column("lane", "text", False, "仅终止一个赛马车道时填写（揭榜方统一社会信用代码或L1、L2…）", "Terminate one 赛马 lane only (USCC or L1, L2 ...); empty terminates the project.", ""),
         _date("决定日期", "Decision date.", "2027-05-01"),
         _voucher("ZZ-2027-01"),
     )),
@@ -726,7 +728,15 @@ def _call(service: Callable[..., Posted], *names: str, **renamed: str) -> Callab
 def _terminate(session: Session, v: dict, actor: str) -> Posted:
     return programme.terminate(
         session, project=v["project"], date=v["date"], reference=v["reference"], voucher=v["voucher"], actor=actor,
-        misused=list(v["misused"] or ()), revoke=v["revoke"],
+        misused=list(v["misused"] or ()), revoke=v["revoke"], **({"lane": v["lane"]} if v.get("lane") else {}),
+    )
+
+
+def _stage(session: Session, v: dict, actor: str) -> Posted:
+    return programme.record_stage(
+        session, project=v["project"], stage=v["stage"], passed=v["passed"], date=v["date"], lane=v["lane"],
+        reference=v["reference"], voucher=v["voucher"], actor=actor,
+        **({"misused": list(v["misused"])} if v.get("misused") else {}),
     )
 
 
@@ -753,7 +763,7 @@ SERVICES: dict[str, Callable[[Session, dict, str], Posted]] = {
     "contributions": _contribute,
     "bid_contracts": _call(programme.bid_contract, "project", "lane", "date", amount_fen="amount"),
     "bid_payments": _call(programme.bid_pay, "project", "lane", "form", "date", amount_fen="amount"),
-    "stages": _call(programme.record_stage, "project", "stage", "passed", "date", "lane", "reference"),
+    "stages": _stage,
     "releases": _call(programme.release, "project", "lane", "date", "tranche"),
     "spending": _spend,
     "extensions": _call(programme.extend, "project", "months", "date", "reference"),
@@ -776,6 +786,7 @@ REFUSAL_COLUMNS = {
     "extension_count_must_not_exceed_maximum": "months", "extension_must_not_exceed_maximum_length": "months",
     "extension_must_be_positive": "months", "extension_must_cite_approval": "reference",
     "misuse_must_name_a_spend_voucher": "misused", "misuse_must_not_exceed_the_spend": "misused",
+    "misuse_must_be_on_the_lane": "misused", "misuse_needs_a_failed_stage_assessment": "misused",
     "project_code_must_be_well_formed": "code", "project_must_be_approved_once": "code",
     "approved_grant_must_be_given": "grant", "grant_must_fit_available_appropriation": "grant",
     "grant_must_not_exceed_maximum": "grant", "bid_contracts_must_match_lanes": "bids",

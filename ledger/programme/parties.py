@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,7 +19,8 @@ from ledger.core.journal import (
     Posted,
 )
 from ledger.core.models import JournalEntry
-from ledger.programme.common import _post_event, lock
+from ledger.programme import fold
+from ledger.programme.common import _post_event, lock, reversed_entries
 from ledger.programme.models import Party, PartyRelation
 
 # --- parties ----------------------------------------------------------------------------
@@ -114,11 +117,87 @@ def _load_party(session: Session, uscc: str, role: str) -> Party:
     return row
 
 
-def _party_checks_facts(session: Session, row: Party) -> checks.PartyFacts:
+@dataclass(frozen=True)
+class PartyYearInput:
+    """A party's facts for one fiscal year (“上一年度” revenue and R&D ratio, credit record,
+    创新标兵, 规模以上), recorded with ``party update``; later records of a year supersede
+    earlier ones, nothing is edited."""
+
+    uscc: str
+    year: int
+    revenue_fen: int | None = None
+    rnd_intensity: Decimal | None = None
+    bad_credit: bool = False
+    innovation_star: bool = False
+    above_scale: bool = False
+    date: dt.date | None = None
+    voucher: str | None = None
+
+
+def update_party(session: Session, spec: PartyYearInput, *, actor: str) -> Posted:
+    """Record a party's facts for a fiscal year: a hashed fact entry, append-only."""
+    lock(session)
+    row = _load_party(session, spec.uscc, "party")
+    checks.enforce(checks.PARTY_YEAR_CHECKS, checks.PartyYearFacts(row.uscc, spec.year, (spec.date or dt.date.today()).year), None)
+    facts = {
+        "uscc": row.uscc,
+        "year": spec.year,
+        "revenue_fen": spec.revenue_fen,
+        "rnd_intensity": None if spec.rnd_intensity is None else str(spec.rnd_intensity),
+        "bad_credit": spec.bad_credit,
+        "innovation_star": spec.innovation_star,
+        "above_scale": spec.above_scale,
+    }
+    earlier = len(party_year_records(session, row.uscc))
+    voucher = (spec.voucher or f"PF-{row.uscc}-{spec.year}-{earlier + 1}").strip()
+    prior = session.execute(
+        select(JournalEntry.id, JournalEntry.facts).where(JournalEntry.kind == "party_facts", JournalEntry.voucher == voucher)
+    ).one_or_none()
+    if prior is not None:
+        if json.loads(prior.facts or "{}").get("party_facts") == facts:
+            return Posted(prior.id, "", created=False)
+        raise Refusal(
+            "voucher_must_match_first_use",
+            f"voucher {voucher} was already used for party_facts entry {prior.id} with different details; "
+            "use a new voucher (a later record of the same year supersedes the earlier one).",
+        )
+    draft = EntryDraft(
+        value_date=spec.date or dt.date.today(),
+        kind="party_facts",
+        postings=(),
+        voucher=voucher,
+        memo=f"party facts {row.uscc} {spec.year}",
+        actor=actor,
+        trace={"party_facts": facts, "supersedes_earlier_records_of_the_year": True},
+        fact=True,
+    )
+    return _post_event(session, draft, [], None, {"party_facts": facts})
+
+
+def party_year_records(session: Session, uscc: str) -> list[fold.PartyYearFacts]:
+    """The party's yearly facts in chain order (entries reversed later do not count)."""
+    rows = session.execute(
+        select(JournalEntry.id, JournalEntry.facts)
+        .where(JournalEntry.kind == "party_facts", JournalEntry.id.not_in(reversed_entries()))
+        .order_by(JournalEntry.id)
+    ).all()
+    records = []
+    for entry_id, text in rows:
+        f = json.loads(text or "{}").get("party_facts") or {}
+        if f.get("uscc") == uscc:
+            records.append(fold.PartyYearFacts(entry_id, int(f["year"]), f.get("revenue_fen"), f.get("rnd_intensity"),
+                                               bool(f.get("innovation_star")), bool(f.get("above_scale")), bool(f.get("bad_credit"))))
+    return records
+
+
+def _party_checks_facts(session: Session, row: Party, year: int | None = None, lookback_years: int | None = None) -> checks.PartyFacts:
+    """The party as the checks see it; with ``year``, the facts recorded for that fiscal year
+    (``party update``) take the place of those given at registration, and a bad credit record
+    in any year of the look-back window counts."""
     related = set(session.scalars(select(PartyRelation.related_uscc).where(PartyRelation.party_uscc == row.uscc)))
     # Relations are declared by either side; a relation declared by the other party counts too.
     related |= set(session.scalars(select(PartyRelation.party_uscc).where(PartyRelation.related_uscc == row.uscc)))
-    return checks.PartyFacts(
+    registered = checks.PartyFacts(
         uscc=row.uscc,
         kind=row.kind,
         name=row.name,
@@ -127,4 +206,20 @@ def _party_checks_facts(session: Session, row: Party) -> checks.PartyFacts:
         innovation_star=bool(row.innovation_star),
         bad_credit_within_lookback=bool(row.bad_credit),
         related_usccs=frozenset(related),
+    )
+    if year is None:
+        return registered
+    in_force, bad_years = fold.party_facts_in_force(party_year_records(session, row.uscc), year, lookback_years)
+    bad = registered.bad_credit_within_lookback or bool(bad_years)
+    if in_force is None:
+        return dataclasses.replace(registered, bad_credit_within_lookback=bad)
+    return dataclasses.replace(
+        registered,
+        revenue_fen=in_force.revenue_fen,
+        rnd_intensity=None if in_force.rnd_intensity is None else Decimal(in_force.rnd_intensity),
+        innovation_star=in_force.innovation_star,
+        above_scale=in_force.above_scale,
+        bad_credit_within_lookback=bad,
+        facts_year=in_force.year,
+        facts_entry=in_force.entry_id,
     )

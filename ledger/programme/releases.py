@@ -19,7 +19,6 @@ from ledger.core.models import Account, Posting
 from ledger.core.money import format_fen
 from ledger.programme import chart
 from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
-from ledger.programme.models import Project
 from ledger.programme.state import (
     CONDITION_HINTS,
     _lane_sums,
@@ -40,6 +39,7 @@ def release(
     voucher: str | None,
     actor: str,
     tranche: int | None = None,
+    offset_approval: str = "",
 ) -> Posted:
     """Release a tranche to a lane when its conditions hold, within the obligation, once."""
     lock(session)
@@ -67,6 +67,7 @@ def release(
         ),
         payable_fen=payable,
         unreleased_fen=unreleased,
+        offset_approval=offset_approval or "",
     )
     checks.enforce(checks.RELEASE_CHECKS, facts, rules)
     amount = checks.release_amount_fen(facts)
@@ -79,26 +80,35 @@ def release(
                  "formula": "min(subsidy payable, unreleased obligation)"}
         fiscal_debit = chart.subsidy_payable(code, n)
     funding = chart.funding(date.year)
-    # An offset nets a clawback the recipient owes to this city against money this city pays
-    # it. A grant tranche is paid to the lane's unit (the solver); a bid subsidy goes to the
-    # demand side, which owes no lane clawback, so subsidy releases are never offset.
-    offsets = (
-        _offsets(session, state.lanes[n], state.project.city, amount)
-        if rules.funding.clawback_offset_allowed and target.basis == "grant_share"
-        else []
-    )
+    # Recovered money goes back to the treasury (应缴财政款, then remitted); it is netted
+    # against a payment only where the rules allow it, within the same project and unit,
+    # with an approval reference recorded on this release (checked above).
+    receivables = _receivables(session, code, state.lanes[n]) if offset_approval and rules.funding.clawback_offset_allowed else []
+    offsets = checks.offset_takes(receivables, code, state.lanes[n], amount)
     paid = amount - sum(value for _, value in offsets)
     postings = [
         PostingDraft(chart.grant_released(code, n), amount, None, "city_fiscal"),
         PostingDraft(chart.grant_unreleased(code, n), -amount, None, "city_fiscal"),
         PostingDraft(fiscal_debit, amount, None, "city_fiscal"),
     ]
+    accounts = [AccountSpec(funding, "fiscal", chart.year_accounts_open_on(date.year))]
+    if target.basis == "subsidy_earned" and rules.funding.subsidy_use_tracked:
+        # The subsidy released to its recipient is tracked (备查) until reported spent.
+        postings += [
+            PostingDraft(chart.subsidy_unreported(code, n), amount, None, "city_fiscal"),
+            PostingDraft(chart.subsidy_use_released(code, n), -amount, None, "city_fiscal"),
+        ]
+        accounts += [AccountSpec(chart.subsidy_unreported(code, n), "memo", state.project.approval_date, code, state.lanes[n]),
+                     AccountSpec(chart.subsidy_use_released(code, n), "memo", state.project.approval_date, code, state.lanes[n])]
+        trace["use_tracked"] = rules.clause("funding.subsidy_use_tracked")
     if paid:
         postings.append(PostingDraft(funding, -paid, None, "city_fiscal"))
     for account, value in offsets:
         postings.append(PostingDraft(account, -value, None, "city_fiscal"))
     if offsets:
+        # Shown gross: the full tranche is a payment and the netted part a recovery.
         trace |= {"offset": {account: format_fen(value) for account, value in offsets}, "paid": format_fen(paid),
+                  "paid_gross": format_fen(amount), "offset_approval": offset_approval.strip(),
                   "offset_clause": rules.clause("funding.clawback_offset_allowed")}
     return _post_event(
         session,
@@ -113,30 +123,23 @@ def release(
             rules_version=rules.version,
             trace=trace,
         ),
-        [AccountSpec(funding, "fiscal", chart.year_accounts_open_on(date.year))],
-        {"project_code": code, "lane_no": n, "tranche": [target.lane_no, target.seq]},
+        accounts,
+        {"project_code": code, "lane_no": n, "tranche": [target.lane_no, target.seq]}
+        | ({"reference": offset_approval.strip()} if offsets else {}),
     )
 
 
-def _offsets(session: Session, party_uscc: str, city: str, amount: int) -> list[tuple[str, int]]:
-    """Outstanding clawbacks the same unit owes as a lane's solver in this city's projects,
-    oldest account first, up to ``amount``."""
-    same_city = select(Project.code).where(Project.city == city)
+def _receivables(session: Session, code: str, party_uscc: str) -> list[checks.Receivable]:
+    """Outstanding clawbacks the unit owes on this project, oldest account first."""
     rows = session.execute(
-        select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
+        select(Account.name, Account.project_code, Account.lane, func.coalesce(func.sum(Posting.amount_fen), 0))
         .join(Posting, Posting.account_id == Account.id)
         .where(
             Account.lane == party_uscc,
             Account.name.like("Assets:Fiscal:ClawbackReceivable:%"),
-            Account.project_code.in_(same_city),
+            Account.project_code == code,
         )
-        .group_by(Account.name, Account.id)
+        .group_by(Account.name, Account.project_code, Account.lane, Account.id)
         .order_by(Account.id)
     ).all()
-    offsets, left = [], amount
-    for name, outstanding in rows:
-        take = min(int(outstanding), left)
-        if take > 0:
-            offsets.append((name, take))
-            left -= take
-    return offsets
+    return [checks.Receivable(name, project, unit, int(outstanding)) for name, project, unit, outstanding in rows]

@@ -14,7 +14,7 @@ from ledger.core.journal import (
     PostingDraft,
 )
 from ledger.programme import chart
-from ledger.programme.closing import eliminate_lane_postings
+from ledger.programme.closing import Misuse, eliminate_lane_postings, misuse_facts
 from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.fold import STAGES
 from ledger.programme.state import load_project
@@ -34,6 +34,7 @@ def record_stage(
     actor: str,
     lane: str | None = None,
     reference: str | None = None,
+    misused: list[Misuse] = (),
 ) -> Posted:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment (per lane;
     a failed lane is eliminated), acceptance, audit report received. A pass moves no money; an
@@ -42,14 +43,15 @@ def record_stage(
     state = load_project(session, project)
     code = state.project.code
     n = state.lane_of(lane) if lane is not None or (stage == "stage_assessment" and state.project.mode == "saima") else None
-    facts = checks.StageFacts(event_facts(state, f"{stage} record", date, n), stage, tuple(STAGES), state.project.mode)
+    facts = checks.StageFacts(event_facts(state, f"{stage} record", date, n), stage, tuple(STAGES), state.project.mode,
+                              passed, misuse_facts(session, code, list(misused)))
     checks.enforce(checks.STAGE_CHECKS, facts, state.rules)
     postings: list[PostingDraft] = []
     trace: dict = {"stage": stage, "passed": passed, "lane": f"L{n}" if n else None, "reference": reference}
     if stage == "stage_assessment" and not passed:
         # Elimination: the lane stops; its unspent advance is assessed for recovery and its
         # unreleased obligation returns to the year's available budget, in this same entry.
-        postings, closing = eliminate_lane_postings(session, state, n)
+        postings, closing = eliminate_lane_postings(session, state, n, list(misused))
         trace["elimination"] = closing["lanes"][f"L{n}"]
     return _post_event(
         session,

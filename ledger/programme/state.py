@@ -146,17 +146,18 @@ def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
         family = chart.family_of(name)
         if family is not None:
             sums[family] = sums.get(family, 0) + int(amount)
-        if family == "grant_spent":
-            sums[f"grant_spent:{_SEGMENT_CATEGORIES[name.rsplit(':', 1)[1]]}"] = int(amount)
+        if family in ("grant_spent", "subsidy_reported"):
+            sums[f"{family}:{_SEGMENT_CATEGORIES[name.rsplit(':', 1)[1]]}"] = int(amount)
     return sums
 
 
 _SEGMENT_CATEGORIES = {segment: category for category, segment in chart.CATEGORY_SEGMENTS.items()}
 
 
-def _spent_by_category(sums: dict[str, int]) -> dict[str, int]:
-    """Grant spent per budget category, from ``_lane_sums``."""
-    return {c: sums[f"grant_spent:{c}"] for c in CATEGORIES if f"grant_spent:{c}" in sums}
+def _spent_by_category(sums: dict[str, int], family: str = "grant_spent") -> dict[str, int]:
+    """Grant spent (or, with ``subsidy_reported``, subsidy reported spent) per budget
+    category, from ``_lane_sums``."""
+    return {c: sums[f"{family}:{c}"] for c in CATEGORIES if f"{family}:{c}" in sums}
 
 
 @dataclass(frozen=True)
