@@ -201,4 +201,7 @@ def _what(entry: JournalEntry, trace: dict, postings: list[tuple[str, int]]) -> 
     if kind == "party":
         party = trace.get("party", {})
         return f"登记单位 {party.get('uscc', '')} {party.get('name', '')}".strip()
+    if kind == "party_facts":
+        facts = trace.get("party_facts", {})
+        return f"单位年度数据 {facts.get('uscc', '')} {facts.get('year', '')}年"
     return f"{kind} {code}".strip()

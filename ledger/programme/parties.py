@@ -166,7 +166,7 @@ def update_party(session: Session, spec: PartyYearInput, *, actor: str) -> Poste
         kind="party_facts",
         postings=(),
         voucher=voucher,
-        memo=f"party facts {row.uscc} {spec.year}",
+        memo=f"单位年度数据 {row.uscc} {spec.year}年",
         actor=actor,
         trace={"party_facts": facts, "supersedes_earlier_records_of_the_year": True},
         fact=True,
