@@ -117,6 +117,24 @@ EXCLUSION_REASON = {
 }
 
 
+def basis_zh(rules: Rules, key: str) -> str:
+    """The policy clause behind a rules parameter, as an auditor reads it: the clause cited in
+    the rules file (the city's document and article, with its Chinese words), or, where the
+    rules file marks the value as our own default because the policy is silent, a sentence
+    saying so. The English commentary of the rules file stays in the rules file."""
+    parts = []
+    for part in rules.clause(key).split(";"):
+        part = part.strip()
+        if "DEFAULT" in part:
+            parts.append(f"政策文件未作明确规定，采用本专账默认规则（规则版本 {rules.version}）")
+            continue
+        # "S2 乌鲁木齐 工作指引 二(六): 中文条文 (english)" -> "S2 乌鲁木齐 工作指引 二(六)：中文条文"
+        head, _, words = part.partition(":")
+        words = "".join(ch for ch in words.split(" (")[0] if not ch.isascii() or ch in "0123456789%.()（）， ").strip()
+        parts.append(f"{head.strip()}：{words}" if words else head.strip())
+    return "；".join(dict.fromkeys(parts))
+
+
 # --- the shape of a pack ------------------------------------------------------------------
 
 
@@ -667,7 +685,7 @@ def _subsidy_tables(scope: Scope, lane_balances, bid_legs: list[Leg], accrual_le
                      "rate": (rate * 100).quantize(Decimal("0.01")), "by_rate": by_rate, "cap": cap, "entitled": min(by_rate, cap),
                      "earned": lb["subsidy_earned"], "released": lb["subsidy_released"], "payable": lb["subsidy_payable"]})
     notes = [
-        f"应享补助 = min(四舍五入(补助比例 × 现金累计基数), 四舍五入(上限比例 × 合同揭榜金额))，四舍五入为 ROUND_HALF_UP 到分；依据：{rules.clause('funding.subsidy_rate')}。",
+        f"应享补助 = min(四舍五入(补助比例 × 现金累计基数), 四舍五入(上限比例 × 合同揭榜金额))，四舍五入为 ROUND_HALF_UP 到分；依据：{basis_zh(rules, 'funding.subsidy_rate')}。",
         "已计提、已拨付、应付未付取自分录；已计提与应享补助不一致时，差额为终止时核销的应付未付补助或冲销。",
     ]
     computation = _table("5 补助计算", "（一）补助计算 Subsidy computation", columns, rows, tuple(notes))
@@ -688,7 +706,7 @@ def _subsidy_tables(scope: Scope, lane_balances, bid_legs: list[Leg], accrual_le
     if ex_rows:
         ex_rows.append({"voucher": "合计 Total", "amount": _sum(ex_rows, "amount"), "_role": "total"})
     exclusions = _table("5 补助排除项", "（二）不计入补助基数的拨付（逐笔） Exclusions, one by one", ex_columns, ex_rows,
-                        (f"依据：{rules.clause('funding.excluded_payment_forms')}。",) if ex_rows else ("截至截止日无不计入补助基数的拨付。",))
+                        (f"依据：{basis_zh(rules, 'funding.excluded_payment_forms')}。",) if ex_rows else ("截至截止日无不计入补助基数的拨付。",))
 
     ac_columns = (
         Column("date", "日期\nDate", "date", 0.8), Column("voucher", "凭证号\nVoucher", "long", 1.6), Column("kind", "业务\nKind", "text", 0.9),
@@ -789,7 +807,7 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
         rows.append({"lane": "合计", **{c.key: _sum(rows, c.key) for c in columns[1:] if not (c.key in ("spent", "balance") and not staged)},
                      "_role": "total"})
     notes = ["结余 = 财政到位 − 合规支出；未追回 = 追回核定 − 已收回 − 核销 + 冲销净额。",
-             f"终止时追回：{scope.rules.clause('closure.termination_recovers')}。"]
+             f"终止时追回：{basis_zh(scope.rules, 'closure.termination_recovers')}。"]
     if not staged:
         notes.append("后补助不形成预拨结余，故不计算结余。")
     summary = _table("6 结余追回", "（一）结余及追回计算 Balance and clawback", columns, rows, tuple(notes))
@@ -924,10 +942,10 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
                          **{k: _sum(book_rows, k) for k in ("debit", "credit", "balance")}, "_role": "subtotal", "_group": book})
     trial = _table("8 科目余额", "（一）项目科目余额表 Trial balance of the project's accounts", columns, rows,
                    ("余额 = 借方发生额 − 贷方发生额（借方为正），截至截止日（含当日）；仅列本项目科目，对应的共用科目（国库、预算指标）不在本表。",))
-    b_columns = (Column("key", "余额项\nBalance key", "text", 1.6), Column("name", "中文名称\nName", "text", 1.4), Column("amount", "金额\nAmount", "amount", 1.1))
-    b_rows = [{"key": key, "name": BALANCE_ZH.get(key, key), "amount": balances[key]} for key in BALANCE_KEYS]
-    summary = _table("8 余额汇总", "（二）余额汇总（与 jiebang balances 一致） Balances contract", b_columns, b_rows,
-                     (f"与 `jiebang balances --project {scope.project.code} --as-of {scope.as_of.isoformat()} --format json` 逐项相等。",))
+    b_columns = (Column("name", "余额项目\nBalance", "text", 2.4), Column("amount", "金额\nAmount", "amount", 1.1))
+    b_rows = [{"name": BALANCE_ZH[key], "amount": balances[key]} for key in BALANCE_KEYS]
+    summary = _table("8 余额汇总", "（二）余额汇总 Balances", b_columns, b_rows,
+                     (f"与专账按同一截止日 {scope.as_of.isoformat()} 查询的项目余额逐项相等（同一余额、同一顺序）。",))
     return Section("八、科目余额表", (), (trial, summary))
 
 
@@ -965,9 +983,8 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
     verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
     pairs = [
         ("审计截止日 As of", as_of.isoformat()),
-        ("报告生成时间 Generated", f"{as_of.isoformat()}（取审计截止日，不取系统时间）"),
-        ("锚点分录 Anchor entry", "" if integrity.anchor_id is None else f"第 {integrity.anchor_id} 笔（记账日期 {integrity.anchor_date.isoformat()}）"),
-        ("锚点哈希 Anchor hash", integrity.anchor_hash or ""),
+        ("截止日链头分录 Chain head at cut-off", "" if integrity.anchor_id is None else f"第 {integrity.anchor_id} 笔（记账日期 {integrity.anchor_date.isoformat()}）"),
+        ("截止日链头哈希 Chain head hash", integrity.anchor_hash or ""),
         ("截至截止日全账分录数 Entries ≤ as-of", str(integrity.entries_as_of)),
         ("本项目分录数 Project entries", str(integrity.project_entries)),
         ("本项目过账笔数 Project postings", str(integrity.project_postings)),
@@ -978,8 +995,9 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
         pairs.append(("字体 Font", font_note))
     columns = (Column("item", "项目\nItem", "text", 1.3), Column("value", "内容\nValue", "long", 4.2))
     table = _table("9 完整性", "完整性 Integrity", columns, [{"item": k, "value": v} for k, v in pairs], (
-        "锚点分录为记账日期不晚于截止日的编号最大的分录；哈希链使其哈希覆盖之前的全部分录，即本资料包读取的全部分录。",
-        "当前链头不列入本资料包：它随截止日之后的每一笔新分录变化，列入将破坏同一截止日报告的逐字节一致；如需核对当前链头，请运行 jiebang verify。",
+        "截止日链头为记账日期不晚于截止日的编号最大的分录；哈希链使其哈希覆盖之前的全部分录，即本资料包读取的全部分录。",
+        ("本资料包不列生成时间：同一账簿、同一截止日生成的资料包逐字节一致。截止日之后的新分录不改变本资料包，也不列入；"
+        "其后的链头可由专账管理部门重新校验后提供。"),
     ))
     return Section("九、完整性", (), (table,))
 
@@ -1067,7 +1085,7 @@ def render_pdf(pack: AuditPack, path: Path, font=None) -> None:
         Paragraph("揭榜挂帅项目专项审计资料包", st["title"]),
         Paragraph(pdf.escape(f"项目 {pack.code} {pack.name} · 审计截止日 {pack.as_of.isoformat()}"), st["subtitle"]),
         Paragraph(pdf.escape(
-            f"本资料包由 jiebang 项目专账按审计截止日 {pack.as_of.isoformat()}（{pack.cutoff_basis}）生成，供会计师事务所出具专项审计报告使用。"
+            f"本资料包由项目专账按审计截止日 {pack.as_of.isoformat()}（{pack.cutoff_basis}）生成，供会计师事务所出具专项审计报告使用。"
             "所列金额均取自截止日（含当日）及以前记账的分录，单位为人民币元；截止日之后记录的分录不影响本资料包。"
             f"同一账簿与截止日生成的 PDF 与 xlsx 逐字节一致；xlsx 工作底稿中每张表一页，合计为 SUM 公式。"), st["body"]),
     ]
