@@ -766,10 +766,13 @@ CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "t
 @click.option("--start", required=True, help="Period start, YYYY-MM-DD.")
 @click.option("--end", required=True, help="Period end, YYYY-MM-DD.")
 @click.option("--budget-year", type=int, help="Appropriation year to obligate (default: the approval year).")
+@click.option("--budget", "budget_lines", multiple=True, metavar="SOURCE:CATEGORY:AMOUNT",
+              help="Approved budget line (批复预算), e.g. 市财政:设备费:120万 or 单位自筹:劳务费:80万; repeat per line. "
+                   "The 市财政 lines add up to --grant.")
 @date_option
 @voucher_option
 @pass_context
-def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, when, voucher) -> None:
+def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year, budget_lines, when, voucher) -> None:
     """Approve a project (立项): every eligibility rule is checked and the obligation posted.
 
     \b
@@ -778,7 +781,7 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         --category 技术攻关 --mode 揭榜挂帅 --demand 9144... --solver 1244... \
         --total-investment 800万 --grant 300万 --start 2025-10-01 --end 2028-09-30 --date 2025-09-20
     """
-    from ledger.programme import ApprovalInput, approve_project
+    from ledger.programme import ApprovalInput, approve_project, parse_budget_line
 
     spec = ApprovalInput(
         code=code, name=name, city=city.strip().lower(), category=CATEGORY_ALIASES[category], mode=MODE_ALIASES[mode],
@@ -786,7 +789,7 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         approval_date=_today_or(when), start_date=parse_date(start, "start"), end_date=parse_date(end, "end"),
         approved_grant_fen=amount_arg(grant, "grant") if grant else None,
         bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
-        budget_year=budget_year, voucher=voucher,
+        budget_year=budget_year, voucher=voucher, budget=tuple(parse_budget_line(line) for line in budget_lines),
     )
     with obj.write() as session:
         posted = approve_project(session, spec, actor=obj.user)

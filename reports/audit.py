@@ -564,28 +564,58 @@ def _due_fiscal(scope: Scope, views) -> dict[int, int]:
 # --- 三、预算执行情况 -------------------------------------------------------------------------
 
 
+NO_CITY_BUDGET = "未按科目批复"
+NO_SELF_BUDGET = "承诺未列科目"
+
+
+def approved_budget(scope: Scope) -> dict[tuple[str, str], int]:
+    """The approved budget by (source, category) recorded with the approval, or {} when the
+    approval carries none (it is in the approval's hashed facts, folded into its event)."""
+    for e in scope.events:
+        if e.kind == "approval":
+            return {(s, c): int(f) for s, c, f in json.loads(e.payload or "{}").get("budget", [])}
+    return {}
+
+
 def _budget(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) -> Section:
     staged = scope.rules.funding.model == "staged_grant"
     columns = (
-        Column("source", "资金来源\nSource", "text", 1.2), Column("category", "预算科目\nCategory", "text", 0.9),
+        Column("source", "资金来源\nSource", "text", 1.2), Column("category", "预算科目\nCategory", "long", 1.0),
         Column("budget", "预算数\nBudget", "amount", 1.1), Column("adjusted", "调整后预算\nAdjusted budget", "amount", 1.1),
         Column("arrived", "到位\nArrived", "amount", 1.1), Column("spent", "实际支出\nSpent", "amount", 1.1),
         Column("rate", "执行率%\nExecution rate", "rate", 0.75), Column("balance", "结余\nBalance", "amount", 1.1),
     )
+    approved = approved_budget(scope)
+    city_budget = {c: f for (s, c), f in approved.items() if s == "city_fiscal"}
+    self_budget = {c: f for (s, c), f in approved.items() if s == "self_funded"}
     rows: list[dict] = []
+    notes = ["执行率 = 实际支出 ÷ 调整后预算；结余 = 到位 − 实际支出；百分比四舍五入保留两位小数。"]
     spent_by_cat = {c: 0 for c in CATEGORY_ZH}
     for r in _family(agg, "grant_spent"):
         spent_by_cat[_category_of_account(r["account"])] += r["debit"] - r["credit"]
+    adjusted, arrived, total_spent = balances["grant_obligated"], balances["grant_released"], balances["fiscal_spent"]
     if staged:
+        unchanged = adjusted == scope.project.approved_grant_fen
         for cat, zh in CATEGORY_ZH.items():
-            rows.append({"source": "市财政", "category": zh, "spent": spent_by_cat[cat], "_group": "fiscal"})
-        adjusted, arrived, total_spent = balances["grant_obligated"], balances["grant_released"], balances["fiscal_spent"]
+            budget = city_budget.get(cat, 0) if city_budget else NO_CITY_BUDGET
+            row_adjusted = budget if city_budget and unchanged else None
+            rows.append({"source": "市财政", "category": zh, "budget": budget, "adjusted": row_adjusted,
+                         "spent": spent_by_cat[cat], "rate": rate_percent(spent_by_cat[cat], row_adjusted), "_group": "fiscal"})
         rows.append({"source": "市财政 小计", "category": "", "budget": scope.project.approved_grant_fen, "adjusted": adjusted,
                      "arrived": arrived, "spent": total_spent, "rate": rate_percent(total_spent, adjusted),
                      "balance": arrived - total_spent, "_role": "subtotal", "_group": "fiscal"})
+        if city_budget:
+            notes.append("市财政预算数取立项批复的分科目预算（记入立项分录）；财政资金按期拨付、不分科目到位，故到位与结余只列小计。"
+                         + ("" if unchanged else "项目终止或淘汰后财政承诺已核减，核减未按科目分配，故调整后预算与执行率只列小计。"))
+        else:
+            notes.append("立项批复未列分科目的财政预算，各科目预算数记为“未按科目批复”，执行率只按小计计算（实际支出 ÷ 调整后预算）；"
+                         "市财政预算数取批复资助额，调整后预算取截至截止日的财政承诺（终止、淘汰核减后）。")
+        notes.append("实际支出为按科目报告的合规支出；终止时认定的违规使用金额已从支出转入追回，见第六部分。")
     else:
-        rows.append({"source": "市财政补助（后补助）", "category": "", "budget": scope.project.approved_grant_fen,
-                     "adjusted": balances["grant_obligated"], "arrived": balances["grant_released"], "_group": "fiscal_subsidy"})
+        rows.append({"source": "市财政补助（后补助）", "category": "不分科目", "budget": scope.project.approved_grant_fen,
+                     "adjusted": adjusted, "arrived": arrived, "_group": "fiscal_subsidy"})
+        notes.append("乌鲁木齐市财政补助为后补助，按需求方现金拨付揭榜金额计提，不按预算科目报支，故不计算执行率与结余；"
+                     "预算数为补助上限。")
 
     pledged_by_cat: dict[str | None, int] = defaultdict(int)
     for r in _family(agg, "self_funding_pledged"):
@@ -593,25 +623,37 @@ def _budget(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) -> Sectio
     contributed_by_cat: dict[str | None, int] = defaultdict(int)
     for r in _family(agg, "self_funding_contributed"):
         contributed_by_cat[_category_of_account(r["account"])] += r["debit"] - r["credit"]
-    categories = [*CATEGORY_ZH] + ([None] if pledged_by_cat.get(None) else [])
-    for cat in categories:
-        budget = pledged_by_cat.get(cat, 0)
+    pledged_total = sum(pledged_by_cat.values())
+    unclassified = pledged_by_cat.get(None, 0)
+    by_pledge = any(pledged_by_cat.get(c) for c in CATEGORY_ZH)
+    for cat, zh in CATEGORY_ZH.items():
         got = contributed_by_cat.get(cat, 0)
-        rows.append({"source": "单位自筹", "category": CATEGORY_ZH.get(cat, UNCATEGORISED), "budget": budget, "adjusted": budget,
-                     "arrived": got, "spent": got, "rate": rate_percent(got, budget), "balance": 0, "_group": "self"})
+        if self_budget:
+            budget = self_budget.get(cat, 0)
+        elif by_pledge:
+            budget = pledged_by_cat.get(cat, 0)
+        else:
+            budget = NO_SELF_BUDGET
+        numeric = budget if isinstance(budget, int) else None
+        rows.append({"source": "单位自筹", "category": zh, "budget": budget, "adjusted": numeric, "arrived": got, "spent": got,
+                     "rate": rate_percent(got, numeric), "balance": 0, "_group": "self"})
+    if not self_budget and unclassified:
+        rows.append({"source": "单位自筹", "category": "承诺函未分科目部分", "budget": unclassified, "adjusted": unclassified,
+                     "arrived": None, "spent": None, "_group": "self"})
     self_rows = [r for r in rows if r["_group"] == "self"]
-    budget, got = _sum(self_rows, "budget"), _sum(self_rows, "spent")
+    budget = sum(self_budget.values()) if self_budget else pledged_total
+    got = _sum(self_rows, "spent")
     rows.append({"source": "单位自筹 小计", "category": "", "budget": budget, "adjusted": budget, "arrived": got, "spent": got,
                  "rate": rate_percent(got, budget), "balance": 0, "_role": "subtotal", "_group": "self"})
-    notes = [
-        "执行率 = 实际支出 ÷ 调整后预算；结余 = 到位 − 实际支出；百分比四舍五入保留两位小数。",
-    ]
-    if staged:
-        notes.append("专账未按科目批复财政预算：市财政预算数取批复资助额，调整后预算取截至截止日的财政承诺（终止、淘汰核减后），"
-                     "实际支出为按科目报告的合规支出；终止时认定的违规使用金额已从支出转入追回，见第六部分。")
+    if self_budget:
+        notes.append(f"单位自筹预算数取立项批复的分科目自筹预算（合计 {format_fen_grouped(sum(self_budget.values()))} 元）；"
+                     f"自投研发资金承诺函承诺 {format_fen_grouped(pledged_total)} 元。")
+    elif unclassified:
+        notes.append(f"自投研发资金承诺函中 {format_fen_grouped(unclassified)} 元未列预算科目，单列为“承诺函未分科目部分”；"
+                     "自筹到位按到位凭证所列科目计入各科目行，故各科目不计算执行率，小计的执行率 = 全部自筹到位 ÷ 承诺总额。")
     else:
-        notes.append("乌鲁木齐市财政补助为后补助，按需求方现金拨付揭榜金额计提，不按预算科目报支，故不计算执行率与结余。")
-    notes.append("单位自筹预算数取自筹承诺（承诺函未列科目的计入“未分类”），到位与实际支出均取按科目提供凭证的自筹到位额，故结余为零。")
+        notes.append("单位自筹预算数取自投研发资金承诺函所列科目。")
+    notes.append("单位自筹的到位与实际支出均取按科目提供凭证的自筹到位额，故结余为零。")
     table = _table("3 预算执行", "预算执行情况表 Budget execution by category and source", columns, rows, tuple(notes))
     return Section("三、预算执行情况", (), (table,))
 
@@ -1064,6 +1106,8 @@ def _cell_text(value, column: Column) -> str:
     kind = column.kind
     if value is None:
         return column.empty
+    if isinstance(value, str):  # words where there is no number (未按科目批复)
+        return value
     if kind == "amount":
         return format_fen_grouped(value)
     if kind == "rate":

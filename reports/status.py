@@ -438,7 +438,7 @@ def render_table(report: StatusReport) -> list[str]:
             )
         header = [name for name, _ in LANE_COLUMNS]
         rows = [
-            [lane.lane, zh(LANE_STATUS_ZH, lane.status), *(format_fen_grouped(lane.balances[key]) for _, key in LANE_COLUMNS[2:])]
+            [lane.lane, _lane_words(p, lane), *(format_fen_grouped(lane.balances[key]) for _, key in LANE_COLUMNS[2:])]
             for lane in p.lanes
         ]
         lines += ["  " + line for line in _aligned(header, rows, right_from=2)]
@@ -499,6 +499,13 @@ LANE_SHEET = (
 )
 
 
+def _lane_words(p: ProjectStatus, lane: LaneStatus) -> str:
+    """A lane's status as the enterprise says it: a lane still in an accepted project is 已结题."""
+    if lane.status == "active" and p.status == "accepted":
+        return PROJECT_STATUS_ZH["accepted"]
+    return zh(LANE_STATUS_ZH, lane.status)
+
+
 def _yuan(fen: int) -> Decimal:
     return Decimal(fen).scaleb(-2)
 
@@ -543,7 +550,7 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
     for p in report.projects:
         for lane in p.lanes:
             nxt = lane.next_tranche
-            row = [p.code, lane.lane, lane.solver_uscc, lane.solver_name, zh(LANE_STATUS_ZH, lane.status)]
+            row = [p.code, lane.lane, lane.solver_uscc, lane.solver_name, _lane_words(p, lane)]
             row += [_yuan(lane.balances[key]) for _, key in LANE_SHEET[5:22]]
             row += ([f"第{nxt.seq}期", zh(TRANCHE_ZH, nxt.name), _yuan(nxt.amount_fen), zh(TRANCHE_STATUS_ZH, nxt.status),
                      "；".join(h for _, h in nxt.waits_on)] if nxt else [None] * 5)

@@ -34,7 +34,7 @@ SYSTEM_FONTS = Path("/usr/share/fonts")
 BRACKETED = re.compile(r"[(（]\s*\+?\d[\d,]*\.\d+\s*[)）]")
 # Numeric columns that are not amounts: rates in percent, entry ids, tranche numbers, stages,
 # counts. Everything else that holds a number is money.
-NOT_AMOUNT = re.compile(r"率|%|[Rr]ate|分录号|期次|阶段|extensions|seq|entr(y|ies)")
+NOT_AMOUNT = re.compile(r"率|%|[Rr]ate|分录|期次|阶段|延期次数|[Ee]xtensions|seq|[Ee]ntr(y|ies)")
 
 
 def _without_system_fonts() -> bool:
