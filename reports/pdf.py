@@ -136,7 +136,8 @@ def _register_ttf(path: Path, *, note: str, family: str | None = None) -> FontCh
         family = family.decode("latin-1") if isinstance(family, bytes) else str(family)
     # The note names the font, never its path: the document's bytes must not depend on
     # where the package is installed.
-    return FontChoice(name, True, str(path), f"{family}（{note}；TrueType，已嵌入子集）")
+    whose, _, licence = note.partition("，")
+    return FontChoice(name, True, str(path), f"{whose}的字体 {family}（{licence + '；' if licence else ''}TrueType，已嵌入子集）")
 
 
 # --- styles -----------------------------------------------------------------------------
