@@ -284,3 +284,57 @@ def test_enterprise_warnings_say_what_is_missing_and_by_when(demo):
     for text in messages:
         # What is missing (an amount or a state) and by when (a date, or the notice's deadline).
         assert re.search(r"\d{4}-\d{2}-\d{2}|期限", text), text
+
+
+# --- PDF tables: no cell is cut -------------------------------------------------------------------
+
+
+def test_no_pdf_table_cell_is_wider_than_its_column(tmp_path, monkeypatch):
+    """Every table the demo's PDFs hold, read as reportlab lays it out: a plain cell fits its
+    column, and a wrapping cell has no unbreakable run wider than the column; rows split
+    across pages whole (the header repeats)."""
+    from click.testing import CliRunner
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.platypus import Paragraph
+
+    from cli import main
+    from reports import pdf
+
+    built = []
+    original = pdf.data_table
+
+    def recording(header, rows, **kwargs):
+        table = original(header, rows, **kwargs)
+        built.append((table, kwargs["font"]))
+        return table
+
+    monkeypatch.setattr(pdf, "data_table", recording)
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--force"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(built) > 30
+    cells = 0
+    for table, font in built:
+        assert table.repeatRows == 1 and table.splitByRow
+        for row in table._cellvalues[1:]:
+            for width, cell in zip(table._colWidths, row):
+                room = width - pdf.CELL_PADDING + 0.01
+                if isinstance(cell, Paragraph):
+                    assert cell.minWidth() <= room, f"{cell.text!r}: {cell.minWidth():.1f} > {room:.1f}"
+                elif isinstance(cell, str):
+                    assert pdfmetrics.stringWidth(cell, font.name, pdf.TABLE_SIZE) <= room, f"{cell!r} in {width:.1f}"
+                cells += 1
+    assert cells > 2000
+
+
+def test_a_long_plain_cell_wraps_instead_of_running_past_its_column():
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph
+
+    import reports.pdf as pdf
+
+    font = pdf.cjk_font()
+    name = "江门市某某某某精密装备制造与自动化控制系统集成股份有限公司"
+    table = pdf.data_table(["单位\nParty", "金额\nAmount"], [[name, "1,200,000.00"]], widths=[30 * mm, 30 * mm], right={1}, font=font)
+    wrapped, amount = table._cellvalues[1]
+    assert isinstance(wrapped, Paragraph) and wrapped.minWidth() <= 30 * mm - pdf.CELL_PADDING
+    assert amount == "1,200,000.00"  # what fits stays a plain string, whole for pdftotext
