@@ -516,21 +516,27 @@ def journal(obj: Context, as_of, since, project, kind, limit, fmt) -> None:
 @format_option
 @click.option("--anchor", "anchor_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also check the ledger still holds the chain head recorded in this file (written by `jiebang anchor`).")
+@click.option("--checkpoint", "checkpoint", is_flag=True,
+              help="When the ledger verifies, record its chain head as a checkpoint: audit packs then check only the entries after it.")
 @pass_context
-def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
+def verify(obj: Context, fmt: str, anchor_path: Path | None, checkpoint: bool) -> None:
     """Recompute the hash chain and every entry's per-book balance.
 
     Prints OK with the chain head, or names the first entry that fails (exit 1). With
     --anchor FILE it also checks that the entry at the anchored position still has the
-    anchored hash, which catches even a consistent rewrite of the whole chain.
+    anchored hash, which catches even a consistent rewrite of the whole chain. With
+    --checkpoint a passed verification records the chain head it ended at; `report audit`
+    then verifies only the entries after the latest checkpoint (a full `verify` still
+    checks everything).
 
     \b
     Example:
       jiebang verify
+      jiebang verify --checkpoint
       jiebang verify --anchor anchors/2025-12-31.json
     """
     from ledger.core.anchor import check_anchor, read_anchor
-    from ledger.core.verify import entry_count
+    from ledger.core.verify import entry_count, record_checkpoint
     from ledger.programme.projection import verify_ledger
 
     anchor = read_anchor(anchor_path) if anchor_path is not None else None
@@ -542,15 +548,21 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
             mismatch = check_anchor(session, anchor)
             if mismatch is not None:
                 result = dataclasses.replace(result, ok=False, first_bad_entry=mismatch[0], problem=mismatch[1])
+    recorded = None
+    if checkpoint and result.ok and result.entries:
+        with obj.write() as session:
+            recorded = record_checkpoint(session, result, actor=obj.user)
     if fmt == "json":
         click.echo(json.dumps({
             "ok": result.ok, "entries": result.entries, "head_id": result.head_id, "head_hash": result.head_hash,
             "first_bad_entry": result.first_bad_entry, "problem": result.problem,
             **({"anchor": {"head_id": anchor.head_id, "head_hash": anchor.head_hash}} if anchor is not None else {}),
+            **({"checkpoint": {"entry_id": recorded.entry_id, "hash": recorded.hash}} if recorded is not None else {}),
         }, ensure_ascii=False))
     elif result.ok:
         anchored = f"; anchor entry {anchor.head_id} matches" if anchor is not None else ""
-        click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}")
+        noted = f"; checkpoint recorded at entry {recorded.entry_id}" if recorded is not None else ""
+        click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}{noted}")
     else:
         where = f" at entry {result.first_bad_entry}" if result.first_bad_entry is not None else ""
         click.echo(f"FAILED{where}: {result.problem}", err=fmt != "json")

@@ -195,7 +195,10 @@ class Integrity:
       anchor_id / anchor_hash / anchor_date: the highest entry id with value date ≤ as-of.
       entries_as_of: entries in the whole ledger with value date ≤ as-of.
       project_entries / project_postings: the project's entries and postings in the pack.
-      verify_ok / verify_problem: the result of ``verify`` over the whole chain.
+      verify_ok / verify_problem: the result of the verification.
+      checkpoint_id / checkpoint_hash: the verified checkpoint the verification started
+        from (``verify --checkpoint``), or None when it went over the whole chain.
+      verified_entries: the entries the verification read (after the checkpoint, if any).
     """
 
     anchor_id: int | None
@@ -206,6 +209,9 @@ class Integrity:
     project_postings: int
     verify_ok: bool
     verify_problem: str | None
+    checkpoint_id: int | None = None
+    checkpoint_hash: str | None = None
+    verified_entries: int = 0
 
 
 @dataclass(frozen=True)
@@ -995,7 +1001,11 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
 
 
 def _integrity(session: Session, scope: Scope, project_postings: int) -> Integrity:
-    from ledger.programme.projection import verify_ledger as verify
+    """What ties the pack to the ledger. The verification starts from the latest verified
+    checkpoint when there is one (its time grows with the entries after it, not with the
+    ledger), else it goes over the whole chain."""
+    from ledger.core.verify import latest_checkpoint
+    from ledger.programme.projection import verify_ledger, verify_since_checkpoint
 
     as_of, code = scope.as_of, scope.project.code
     anchor = session.execute(
@@ -1013,16 +1023,24 @@ def _integrity(session: Session, scope: Scope, project_postings: int) -> Integri
         .where(and_(JournalEntry.project_code == code, JournalEntry.value_date <= as_of),
                ~select(Posting.id).where(Posting.entry_id == JournalEntry.id).exists())
     ).scalar_one()
-    result = verify(session)
-    problem = None if result.ok else f"entry {result.first_bad_entry}: {result.problem}"
+    checkpoint = latest_checkpoint(session)
+    result = verify_ledger(session) if checkpoint is None else verify_since_checkpoint(session, checkpoint)
+    problem = None if result.ok else f"第 {result.first_bad_entry} 笔：{result.problem}" if result.first_bad_entry else result.problem
     return Integrity(
         anchor.id if anchor else None, anchor.hash if anchor else None, anchor.value_date if anchor else None,
         int(entries_as_of), int(project_entries) + int(fact_entries), project_postings, result.ok, problem,
+        checkpoint.entry_id if checkpoint else None, checkpoint.hash if checkpoint else None, result.entries,
     )
 
 
 def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, font_note: str | None, beancount_dir: str) -> Section:
-    verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
+    if integrity.checkpoint_id is None:
+        basis = "全账校验：自第 1 笔分录起重算哈希链、每笔分录的内容摘要与分账簿借贷平衡，并与项目表逐行核对"
+        verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
+    else:
+        basis = (f"检查点：第 {integrity.checkpoint_id} 笔分录，哈希 {integrity.checkpoint_hash}（由一次通过的完整校验记录）；"
+                 f"本次核对该笔哈希未变，并重算其后 {integrity.verified_entries} 笔分录的哈希链、内容摘要与分账簿借贷平衡及其项目表记录")
+        verdict = "通过 OK：检查点之后的分录均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
     pairs = [
         ("审计截止日 As of", as_of.isoformat()),
         ("截止日链头分录 Chain head at cut-off", "" if integrity.anchor_id is None else f"第 {integrity.anchor_id} 笔（记账日期 {integrity.anchor_date.isoformat()}）"),
@@ -1030,6 +1048,7 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
         ("截至截止日全账分录数 Entries ≤ as-of", str(integrity.entries_as_of)),
         ("本项目分录数 Project entries", str(integrity.project_entries)),
         ("本项目过账笔数 Project postings", str(integrity.project_postings)),
+        ("校验依据 Verified from", basis),
         ("校验结果 verify", verdict),
         ("beancount 导出 Extract", f"{beancount_dir}/fiscal-{pack_code}.beancount，{beancount_dir}/memo-{pack_code}.beancount"),
     ]
@@ -1038,6 +1057,7 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
     columns = (Column("item", "项目\nItem", "text", 1.3), Column("value", "内容\nValue", "long", 4.2))
     table = _table("9 完整性", "完整性 Integrity", columns, [{"item": k, "value": v} for k, v in pairs], (
         "截止日链头为记账日期不晚于截止日的编号最大的分录；哈希链使其哈希覆盖之前的全部分录，即本资料包读取的全部分录。",
+        "依据检查点校验时，检查点之前的分录由记录检查点的那次完整校验覆盖；如需重新核对全部分录，由专账管理部门运行完整校验。",
         ("本资料包不列生成时间：同一账簿、同一截止日生成的资料包逐字节一致。截止日之后的新分录不改变本资料包，也不列入；"
         "其后的链头可由专账管理部门重新校验后提供。"),
     ))
