@@ -446,7 +446,7 @@ def _sum(rows: list[dict], key: str) -> int:
 
 def _profile(scope: Scope) -> Section:
     p, rules, state = scope.project, scope.rules, scope.state
-    status = ("已撤销" if any(e.kind == "revocation" for e in scope.events) else "已终止") if state.terminated_on else "实施中"
+    status = ("已撤销" if any(e.kind == "revocation" for e in scope.events) else "已终止") if state.terminated_on else "执行中"
     if any(e.kind == "stage" and e.stage == "acceptance" and e.passed for e in scope.events):
         status = "已验收"
     if state.closed_on:
@@ -455,7 +455,7 @@ def _profile(scope: Scope) -> Section:
     rows = [
         {"item": "项目编号 Project code", "value": p.code},
         {"item": "项目名称 Name", "value": p.name},
-        {"item": "城市 City", "value": f"{rules.city_name}（{p.city}）"},
+        {"item": "城市 City", "value": rules.city_name},
         {"item": "政策依据 Rules", "value": f"{rules.document}；规则版本 {rules.version}"},
         {"item": "项目类别 Category", "value": PROJECT_CATEGORY_ZH.get(p.category, p.category)},
         {"item": "组织方式 Mode", "value": MODE_ZH.get(p.mode, p.mode)},
@@ -483,7 +483,7 @@ def _profile(scope: Scope) -> Section:
         elif n in state.eliminated:
             lane_status = f"已淘汰 {state.eliminated[n].isoformat()}"
         else:
-            lane_status = "在研"
+            lane_status = "执行中"
         party_rows.append({"role": "揭榜方", "lane": f"L{n}", "name": scope.party_name(uscc), "uscc": uscc,
                            "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(uscc), "kind", ""), ""), "status": lane_status})
     parties = _table("1 参与单位", "（二）参与单位 Parties", party_columns, party_rows)

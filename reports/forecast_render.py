@@ -219,6 +219,15 @@ def _display(dimension: str, key: str) -> str:
     return names.get(key, key)
 
 
+def _period(label: str) -> str:
+    """A period as a document writes it: 2027, 2026 年以前, 2030 年以后, 合计 (JSON and CSV
+    keep "before 2026", "after 2030", "total")."""
+    if label == "total":
+        return "合计"
+    before, _, year = label.partition(" ")
+    return {"before": f"{year} 年以前", "after": f"{year} 年以后"}.get(before, label)
+
+
 def _item(item: str) -> str:
     """A schedule item: a tranche by what it waits for, or the subsidy payable."""
     return ITEM_NAMES.get(item, TRANCHE_ZH.get(item, item))
@@ -237,31 +246,31 @@ def write_xlsx(forecast: Forecast, path: Path) -> Path:
     summary_headers = ["期间 Period", "预算 Appropriation", "计划拨付 Schedule", "期望 Expected",
                        *(f"P{q}" for q in PERCENTILES), "清退(计划) Recoveries", "清退(期望) Recoveries expected",
                        "余量 Headroom", "余量(P90) Headroom P90", "剩余待拨 Unreleased after"]
-    rows = [SheetRow((r["period"], *(_int_or_none(r[k]) for k in SUMMARY_AMOUNTS))) for r in forecast.summary.to_dict("records")]
+    rows = [SheetRow((_period(r["period"]), *(_int_or_none(r[k]) for k in SUMMARY_AMOUNTS))) for r in forecast.summary.to_dict("records")]
     add_sheet(wb, "汇总 Summary", summary_headers, ["text", *["amount"] * len(SUMMARY_AMOUNTS)], rows,
               notes=[_title(forecast), _chain_head(forecast), *NOTES])
     group_amounts = ("schedule", "expected", *(f"p{q}" for q in PERCENTILES))
     add_sheet(wb, "分组 By group", ["维度 Dimension", "分组 Key", "期间 Period", "计划拨付 Schedule", "期望 Expected", *(f"P{q}" for q in PERCENTILES)],
               ["text", "text", "text", *["amount"] * len(group_amounts)],
-              [SheetRow((DIMENSION_NAMES.get(r["dimension"], r["dimension"]), _display(r["dimension"], r["key"]), r["period"], *(int(r[k]) for k in group_amounts)))
+              [SheetRow((DIMENSION_NAMES.get(r["dimension"], r["dimension"]), _display(r["dimension"], r["key"]), _period(r["period"]), *(int(r[k]) for k in group_amounts)))
                for r in forecast.groups.to_dict("records")])
     add_sheet(wb, "项目 Projects", ["项目 Project", "名称 Name", "城市 City", "类别 Category", "模式 Mode", "来源 Source", "期间 Period",
                                     "计划拨付 Schedule", "期望 Expected", "清退 Recoveries"],
               ["text", "long", "text", "text", "text", "text", "text", "amount", "amount", "amount"],
               [SheetRow((r["code"], r["name"], _display("city", r["city"]), _display("category", r["category"]), _display("mode", r["mode"]),
-                         SOURCE_NAMES.get(r["source"], r["source"]), r["period"], int(r["schedule"]), int(r["expected"]), int(r["recoveries"])))
+                         SOURCE_NAMES.get(r["source"], r["source"]), _period(r["period"]), int(r["schedule"]), int(r["expected"]), int(r["recoveries"])))
                for r in forecast.projects.to_dict("records")])
     add_sheet(wb, "计划明细 Schedule", ["项目 Project", "赛道 Lane", "款项 Item", "阶段 Stage", "自 From", "至 To", "期间 Period", "金额 Amount"],
               ["text", "text", "text", "int", "date", "date", "text", "amount"],
               [SheetRow((r["code"], f"L{r['lane_no']}", _item(r["item"]), int(r["stage"]), r["first"],
-                         r["last"] if r["last"] == r["first"] else r["last"] - _DAY, w.label(int(r["bucket"])), int(r["amount_fen"])))
+                         r["last"] if r["last"] == r["first"] else r["last"] - _DAY, _period(w.label(int(r["bucket"]))), int(r["amount_fen"])))
                for r in forecast.schedule.flows.to_dict("records")])
     if forecast.back_test is not None:
         back = ("schedule", "expected", "actual_known", "actual_all", "schedule_error")
         add_sheet(wb, "回测 Back-test", ["期间 Period", "计划拨付 Schedule", "期望 Expected", "实际(已知项目) Actual known",
                                          "实际(全部) Actual all", "偏差 Schedule − actual"],
                   ["text", *["amount"] * len(back)],
-                  [SheetRow((r["period"], *(int(r[k]) for k in back))) for r in forecast.back_test.to_dict("records")],
+                  [SheetRow((_period(r["period"]), *(int(r[k]) for k in back))) for r in forecast.back_test.to_dict("records")],
                   notes=[f"回测：{w.as_of} 之后至 {forecast.actual_through} 实际记录的拨付。"])
     key_value_sheet(wb, "假设 Assumptions", forecast.scenario.assumptions_zh())
     save_workbook(wb, path, as_of=w.as_of, title="预算支出预测 Budget exposure forecast", subject=_title(forecast),
@@ -365,7 +374,7 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
     from reportlab.lib.units import mm
     from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
 
-    from reports.pdf import build_pdf, cjk_font, data_table, escape, styles, usable_width
+    from reports.pdf import build_pdf, cjk_font, data_table, escape, keep_room, styles, usable_width
 
     w = forecast.window
     font = cjk_font(font_path)
@@ -388,11 +397,12 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
     header = ["期间\nPeriod", "预算\nAppropriation", "计划\nSchedule", "期望\nExpected", "P10", "P50", "P90", "P95",
               "清退(期望)\nRecoveries", "余量\nHeadroom", "余量(P90)\nHeadroom P90"]
     keys = ("appropriation", "schedule", "expected", "p10", "p50", "p90", "p95", "recoveries_expected", "headroom", "headroom_p90")
-    rows = [[r["period"], *(_grouped(r[k]) for k in keys)] for r in forecast.summary.to_dict("records")]
+    rows = [[_period(r["period"]), *(_grouped(r[k]) for k in keys)] for r in forecast.summary.to_dict("records")]
     story.append(data_table(header, rows, widths=[full * 0.1] + [full * 0.09] * 10, right=set(range(1, 11)), font=font,
                             emphasis={len(rows) - 1}))
     story += [Paragraph(escape(n), st["note"]) for n in NOTES]
-    periods = [w.label(b) for b in w.shown()]
+    periods = [_period(w.label(b)) for b in w.shown()]
+    story.append(keep_room())
     story.append(Paragraph("按城市、类别、组织方式 By city, category and mode（计划拨付；情景改变时另列期望值）", st["h1"]))
     group_rows = []
     for (dimension, key), part in forecast.groups.groupby(["dimension", "key"], sort=False):
@@ -404,6 +414,7 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
     story.append(data_table(["维度\nBy", "分组\nKey", *periods], [[Paragraph(escape(c).replace("\n", "<br/>"), right_cell) if i >= 2 else c
                                                                  for i, c in enumerate(r)] for r in group_rows],
                             widths=[full * 0.09, full * 0.15, *[rest] * len(periods)], right=set(range(2, 2 + len(periods))), font=font))
+    story.append(keep_room())
     story.append(Paragraph("按项目 By project（计划拨付）", st["h1"]))
     project_rows = []
     for code, part in forecast.projects.groupby("code", sort=False):
@@ -416,11 +427,12 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
                             widths=[full * 0.13, full * 0.12, full * 0.11, full * 0.08, *[rest] * (len(periods) + 1)],
                             right=set(range(4, 5 + len(periods))), font=font))
     if forecast.back_test is not None:
+        story.append(keep_room())
         story.append(Paragraph(escape(f"回测 Back-test：{w.as_of} 之后至 {forecast.actual_through} 实际记录的拨付"), st["h1"]))
         keys = ("schedule", "expected", "actual_known", "actual_all", "schedule_error")
         story.append(data_table(["期间\nPeriod", "计划\nSchedule", "期望\nExpected", "实际(已知)\nActual known", "实际(全部)\nActual all",
                                  "偏差\nSchedule − actual"],
-                                [[r["period"], *(_grouped(r[k]) for k in keys)] for r in forecast.back_test.to_dict("records")],
+                                [[_period(r["period"]), *(_grouped(r[k]) for k in keys)] for r in forecast.back_test.to_dict("records")],
                                 widths=[full * 0.14] + [full * 0.14] * 5, right=set(range(1, 6)), font=font))
     build_pdf(path, story, font=font, as_of=w.as_of, title="预算支出预测 Budget exposure forecast", subject=_title(forecast),
               keywords=["jiebang", "forecast", f"seed {forecast.seed}", f"runs {forecast.runs}"],
