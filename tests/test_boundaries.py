@@ -94,7 +94,8 @@ READS = {
     "ledger.programme.project_balances", "ledger.programme.project_folds", "ledger.programme.project_state",
     "ledger.programme.pinned_rules", "ledger.programme.chart", "ledger.programme.reads",
     "ledger.programme.models", "ledger.programme.state", "ledger.programme.balances", "ledger.programme.views",
-    "ledger.programme.projection.verify_ledger", "ledger.programme.projection", "ledger.programme.fold.STAGES",
+    "ledger.programme.projection.verify_ledger", "ledger.programme.projection",
+    "ledger.programme.projection.verify_since_checkpoint",  # verify_ledger from a checkpoint: reads only "ledger.programme.fold.STAGES",
     "ledger.programme.fold.ProjectFold",  # the type of what state gives, for annotations
     # The Chinese names of the programme's codes: plain data, the words documents are written in.
     "ledger.programme.words",

@@ -157,7 +157,7 @@ def test_status_workbooks_hold_hostile_names_as_text(hostile, cli, tmp_path):
     # "+" is text, not a formula.
     shown = SOLVER_NAME.replace("\x1b", "\\x1b").replace("\x07", "\\x07")
     assert "说明 About!B4" in string_cells(solver_xlsx, shown)
-    assert "lanes!D2" in string_cells(demand_xlsx, shown)
+    assert "赛道 Lanes!D2" in string_cells(demand_xlsx, shown)
 
 
 def test_audit_workbook_holds_hostile_names_as_text_and_keeps_its_sums(hostile, cli, tmp_path):
