@@ -17,17 +17,22 @@ Choices, stated once (they are printed in the pack's notes too):
   for a bid subsidy (Urumqi, a post-subsidy) the subsidy earned by the cut-off. The
   obligation is shown beside it as 批复数. Self-funding due = the whole pledge (the 承诺函
   has no schedule); bid money due = the contracted bid of the lane.
-- 预算执行 (budget execution): the ledger holds no fiscal budget by category, so the city's
-  row gives 预算 = the approved grant, 调整后预算 = the obligation as of the cut-off (after
-  deobligation), 到位 = released, 实际支出 = eligible spending reported by category (misused
-  amounts named at termination are moved out of spending into the clawback), 执行率 =
-  实际支出 / 调整后预算, 结余 = 到位 − 实际支出. Self-funding: 预算 = pledged (by the category
-  the pledge names, else 未分类), 到位 = 实际支出 = contributions evidenced by category, so
-  its 结余 is 0. A post-subsidy is not reported as spent by category.
-- Integrity: the pack prints the anchor entry — the highest entry id whose value date is on or
-  before the cut-off; its hash covers every entry the pack reads — and the result of
-  ``verify`` over the whole chain. The current chain head is deliberately not printed: it
-  changes with every later entry and would break the byte-identity of an as-of report.
+- 预算执行 (budget execution): by category, the approved budget the approval carries
+  (``project approve --budget``, in its hashed facts) for the city's money and for
+  self-funding; without one the city's category rows say 未按科目批复 in words and the
+  subtotal gives 预算 = the approved grant, 调整后预算 = the obligation as of the cut-off
+  (after deobligation), 到位 = released, 实际支出 = eligible spending reported by category
+  (misused amounts named at termination are moved out of spending into the clawback), 执行率 =
+  实际支出 / 调整后预算, 结余 = 到位 − 实际支出. Self-funding without an approved budget: 预算 =
+  the pledge by the category it names (承诺未列科目 in words when it names none, and the
+  uncategorised pledge on its own row, explained in a note), 到位 = 实际支出 = contributions
+  evidenced by category, so its 结余 is 0. A post-subsidy is not reported as spent by category.
+- Integrity: the pack prints the chain head at the cut-off — the highest entry id whose value
+  date is on or before it; its hash covers every entry the pack reads — and the verification
+  it relied on: from the latest checkpoint (``verify --checkpoint``), checking only the
+  entries after it, or over the whole chain when there is none. The current chain head and
+  the time of making are deliberately not printed: they change with every later entry or run
+  and would break the byte-identity of an as-of report.
 """
 
 from __future__ import annotations
