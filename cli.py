@@ -573,21 +573,27 @@ def journal(obj: Context, as_of, since, project, kind, limit, fmt) -> None:
 @format_option
 @click.option("--anchor", "anchor_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also check the ledger still holds the chain head recorded in this file (written by `jiebang anchor`).")
+@click.option("--checkpoint", "checkpoint", is_flag=True,
+              help="When the ledger verifies, record its chain head as a checkpoint: audit packs then check only the entries after it.")
 @pass_context
-def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
+def verify(obj: Context, fmt: str, anchor_path: Path | None, checkpoint: bool) -> None:
     """Recompute the hash chain and every entry's per-book balance.
 
     Prints OK with the chain head, or names the first entry that fails (exit 1). With
     --anchor FILE it also checks that the entry at the anchored position still has the
-    anchored hash, which catches even a consistent rewrite of the whole chain.
+    anchored hash, which catches even a consistent rewrite of the whole chain. With
+    --checkpoint a passed verification records the chain head it ended at; `report audit`
+    then verifies only the entries after the latest checkpoint (a full `verify` still
+    checks everything).
 
     \b
     Example:
       jiebang verify
+      jiebang verify --checkpoint
       jiebang verify --anchor anchors/2025-12-31.json
     """
     from ledger.core.anchor import check_anchor, read_anchor
-    from ledger.core.verify import entry_count
+    from ledger.core.verify import entry_count, record_checkpoint
     from ledger.programme.projection import verify_ledger
 
     anchor = read_anchor(anchor_path) if anchor_path is not None else None
@@ -599,15 +605,21 @@ def verify(obj: Context, fmt: str, anchor_path: Path | None) -> None:
             mismatch = check_anchor(session, anchor)
             if mismatch is not None:
                 result = dataclasses.replace(result, ok=False, first_bad_entry=mismatch[0], problem=mismatch[1])
+    recorded = None
+    if checkpoint and result.ok and result.entries:
+        with obj.write() as session:
+            recorded = record_checkpoint(session, result, actor=obj.user)
     if fmt == "json":
         click.echo(json.dumps({
             "ok": result.ok, "entries": result.entries, "head_id": result.head_id, "head_hash": result.head_hash,
             "first_bad_entry": result.first_bad_entry, "problem": result.problem,
             **({"anchor": {"head_id": anchor.head_id, "head_hash": anchor.head_hash}} if anchor is not None else {}),
+            **({"checkpoint": {"entry_id": recorded.entry_id, "hash": recorded.hash}} if recorded is not None else {}),
         }, ensure_ascii=False))
     elif result.ok:
         anchored = f"; anchor entry {anchor.head_id} matches" if anchor is not None else ""
-        click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}")
+        noted = f"; checkpoint recorded at entry {recorded.entry_id}" if recorded is not None else ""
+        click.echo(f"OK: {result.entries} entries verified; chain head {result.head_id} {result.head_hash}{anchored}{noted}")
     else:
         where = f" at entry {result.first_bad_entry}" if result.first_bad_entry is not None else ""
         click.echo(f"FAILED{where}: {result.problem}", err=fmt != "json")
@@ -864,12 +876,15 @@ CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "t
 @click.option("--end", required=True, help="Period end, YYYY-MM-DD.")
 @click.option("--budget-year", type=int, help="Appropriation year to obligate (default: the approval year).")
 @click.option("--registration-override", help="Approve a demand side registered outside the city's divisions, with this reason (recorded).")
+@click.option("--budget", "budget_lines", multiple=True, metavar="SOURCE:CATEGORY:AMOUNT",
+              help="Approved budget line (批复预算), e.g. 市财政:设备费:120万 or 单位自筹:劳务费:80万; repeat per line. "
+                   "The 市财政 lines add up to --grant.")
 @date_option
 @voucher_option
 @money_options
 @pass_context
 def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year,
-                    registration_override, when, voucher, dry_run, fmt) -> None:
+                    registration_override, budget_lines, when, voucher, dry_run, fmt) -> None:
     """Approve a project (立项): every eligibility rule is checked and the obligation posted.
 
     \b
@@ -878,7 +893,7 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         --category 技术攻关 --mode 揭榜挂帅 --demand 9144... --solver 1244... \
         --total-investment 800万 --grant 300万 --start 2025-10-01 --end 2028-09-30 --date 2025-09-20
     """
-    from ledger.programme import ApprovalInput, approve_project
+    from ledger.programme import ApprovalInput, approve_project, parse_budget_line
 
     spec = ApprovalInput(
         code=code, name=name, city=city.strip().lower(), category=CATEGORY_ALIASES[category], mode=MODE_ALIASES[mode],
@@ -887,6 +902,7 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         approved_grant_fen=amount_arg(grant, "grant") if grant else None,
         bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
         budget_year=budget_year, voucher=voucher, registration_override=registration_override,
+        budget=tuple(parse_budget_line(line) for line in budget_lines),
     )
     with obj.write(dry_run=dry_run) as session:
         posted = approve_project(session, spec, actor=obj.user)

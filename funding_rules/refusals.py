@@ -179,6 +179,8 @@ _POLICY = {
     "party_must_have_name": "a party has a name",
     # Approval (立项).
     "approved_grant_must_be_given": "staged-grant rules need the approved grant",
+    "approved_budget_line_must_be_well_formed": "an approved budget line reads SOURCE:CATEGORY:AMOUNT, once per source and category",
+    "approved_budget_must_add_up": "the city's approved budget by category adds up to the approved grant",
     "bid_contracts_must_match_lanes": "bid-subsidy rules need one contracted bid per solver lane (request)",
     "bid_contracts_must_match_solvers": "bid-subsidy rules need one contracted bid per solver (facts)",
     "category_must_be_known": "a project is 技术攻关 or 成果转化",

@@ -17,17 +17,22 @@ Choices, stated once (they are printed in the pack's notes too):
   for a bid subsidy (Urumqi, a post-subsidy) the subsidy earned by the cut-off. The
   obligation is shown beside it as 批复数. Self-funding due = the whole pledge (the 承诺函
   has no schedule); bid money due = the contracted bid of the lane.
-- 预算执行 (budget execution): the ledger holds no fiscal budget by category, so the city's
-  row gives 预算 = the approved grant, 调整后预算 = the obligation as of the cut-off (after
-  deobligation), 到位 = released, 实际支出 = eligible spending reported by category (misused
-  amounts named at termination are moved out of spending into the clawback), 执行率 =
-  实际支出 / 调整后预算, 结余 = 到位 − 实际支出. Self-funding: 预算 = pledged (by the category
-  the pledge names, else 未分类), 到位 = 实际支出 = contributions evidenced by category, so
-  its 结余 is 0. A post-subsidy is not reported as spent by category.
-- Integrity: the pack prints the anchor entry — the highest entry id whose value date is on or
-  before the cut-off; its hash covers every entry the pack reads — and the result of
-  ``verify`` over the whole chain. The current chain head is deliberately not printed: it
-  changes with every later entry and would break the byte-identity of an as-of report.
+- 预算执行 (budget execution): by category, the approved budget the approval carries
+  (``project approve --budget``, in its hashed facts) for the city's money and for
+  self-funding; without one the city's category rows say 未按科目批复 in words and the
+  subtotal gives 预算 = the approved grant, 调整后预算 = the obligation as of the cut-off
+  (after deobligation), 到位 = released, 实际支出 = eligible spending reported by category
+  (misused amounts named at termination are moved out of spending into the clawback), 执行率 =
+  实际支出 / 调整后预算, 结余 = 到位 − 实际支出. Self-funding without an approved budget: 预算 =
+  the pledge by the category it names (承诺未列科目 in words when it names none, and the
+  uncategorised pledge on its own row, explained in a note), 到位 = 实际支出 = contributions
+  evidenced by category, so its 结余 is 0. A post-subsidy is not reported as spent by category.
+- Integrity: the pack prints the chain head at the cut-off — the highest entry id whose value
+  date is on or before it; its hash covers every entry the pack reads — and the verification
+  it relied on: from the latest checkpoint (``verify --checkpoint``), checking only the
+  entries after it, or over the whole chain when there is none. The current chain head and
+  the time of making are deliberately not printed: they change with every later entry or run
+  and would break the byte-identity of an as-of report.
 """
 
 from __future__ import annotations
@@ -118,6 +123,24 @@ EXCLUSION_REASON = {
 }
 
 
+def basis_zh(rules: Rules, key: str) -> str:
+    """The policy clause behind a rules parameter, as an auditor reads it: the clause cited in
+    the rules file (the city's document and article, with its Chinese words), or, where the
+    rules file marks the value as our own default because the policy is silent, a sentence
+    saying so. The English commentary of the rules file stays in the rules file."""
+    parts = []
+    for part in rules.clause(key).split(";"):
+        part = part.strip()
+        if "DEFAULT" in part:
+            parts.append(f"政策文件未作明确规定，采用本专账默认规则（规则版本 {rules.version}）")
+            continue
+        # "S2 乌鲁木齐 工作指引 二(六): 中文条文 (english)" -> "S2 乌鲁木齐 工作指引 二(六)：中文条文"
+        head, _, words = part.partition(":")
+        words = "".join(ch for ch in words.split(" (")[0] if not ch.isascii() or ch in "0123456789%.()（）， ").strip()
+        parts.append(f"{head.strip()}：{words}" if words else head.strip())
+    return "；".join(dict.fromkeys(parts))
+
+
 # --- the shape of a pack ------------------------------------------------------------------
 
 
@@ -178,7 +201,10 @@ class Integrity:
       anchor_id / anchor_hash / anchor_date: the highest entry id with value date ≤ as-of.
       entries_as_of: entries in the whole ledger with value date ≤ as-of.
       project_entries / project_postings: the project's entries and postings in the pack.
-      verify_ok / verify_problem: the result of ``verify`` over the whole chain.
+      verify_ok / verify_problem: the result of the verification.
+      checkpoint_id / checkpoint_hash: the verified checkpoint the verification started
+        from (``verify --checkpoint``), or None when it went over the whole chain.
+      verified_entries: the entries the verification read (after the checkpoint, if any).
     """
 
     anchor_id: int | None
@@ -189,6 +215,9 @@ class Integrity:
     project_postings: int
     verify_ok: bool
     verify_problem: str | None
+    checkpoint_id: int | None = None
+    checkpoint_hash: str | None = None
+    verified_entries: int = 0
 
 
 @dataclass(frozen=True)
@@ -423,7 +452,7 @@ def _sum(rows: list[dict], key: str) -> int:
 
 def _profile(scope: Scope) -> Section:
     p, rules, state = scope.project, scope.rules, scope.state
-    status = ("已撤销" if any(e.kind == "revocation" for e in scope.events) else "已终止") if state.terminated_on else "实施中"
+    status = ("已撤销" if any(e.kind == "revocation" for e in scope.events) else "已终止") if state.terminated_on else "执行中"
     if any(e.kind == "stage" and e.stage == "acceptance" and e.passed for e in scope.events):
         status = "已验收"
     if state.closed_on:
@@ -432,7 +461,7 @@ def _profile(scope: Scope) -> Section:
     rows = [
         {"item": "项目编号 Project code", "value": p.code},
         {"item": "项目名称 Name", "value": p.name},
-        {"item": "城市 City", "value": f"{rules.city_name}（{p.city}）"},
+        {"item": "城市 City", "value": rules.city_name},
         {"item": "政策依据 Rules", "value": f"{rules.document}；规则版本 {rules.version}"},
         {"item": "项目类别 Category", "value": PROJECT_CATEGORY_ZH.get(p.category, p.category)},
         {"item": "组织方式 Mode", "value": MODE_ZH.get(p.mode, p.mode)},
@@ -475,7 +504,7 @@ def _profile(scope: Scope) -> Section:
         elif n in state.eliminated:
             lane_status = f"已淘汰 {state.eliminated[n].isoformat()}"
         else:
-            lane_status = "在研"
+            lane_status = "执行中"
         party_rows.append({"role": "揭榜方", "lane": f"L{n}", "name": scope.party_name(uscc), "uscc": uscc,
                            "kind": PARTY_KIND_ZH.get(getattr(scope.parties.get(uscc), "kind", ""), ""), "status": lane_status,
                            "facts": facts_used(uscc)})
@@ -563,28 +592,58 @@ def _due_fiscal(scope: Scope, views) -> dict[int, int]:
 # --- 三、预算执行情况 -------------------------------------------------------------------------
 
 
+NO_CITY_BUDGET = "未按科目批复"
+NO_SELF_BUDGET = "承诺未列科目"
+
+
+def approved_budget(scope: Scope) -> dict[tuple[str, str], int]:
+    """The approved budget by (source, category) recorded with the approval, or {} when the
+    approval carries none (it is in the approval's hashed facts, folded into its event)."""
+    for e in scope.events:
+        if e.kind == "approval":
+            return {(s, c): int(f) for s, c, f in json.loads(e.payload or "{}").get("budget", [])}
+    return {}
+
+
 def _budget(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) -> Section:
     staged = scope.rules.funding.model == "staged_grant"
     columns = (
-        Column("source", "资金来源\nSource", "text", 1.2), Column("category", "预算科目\nCategory", "text", 0.9),
+        Column("source", "资金来源\nSource", "text", 1.2), Column("category", "预算科目\nCategory", "long", 1.0),
         Column("budget", "预算数\nBudget", "amount", 1.1), Column("adjusted", "调整后预算\nAdjusted budget", "amount", 1.1),
         Column("arrived", "到位\nArrived", "amount", 1.1), Column("spent", "实际支出\nSpent", "amount", 1.1),
         Column("rate", "执行率%\nExecution rate", "rate", 0.75), Column("balance", "结余\nBalance", "amount", 1.1),
     )
+    approved = approved_budget(scope)
+    city_budget = {c: f for (s, c), f in approved.items() if s == "city_fiscal"}
+    self_budget = {c: f for (s, c), f in approved.items() if s == "self_funded"}
     rows: list[dict] = []
+    notes = ["执行率 = 实际支出 ÷ 调整后预算；结余 = 到位 − 实际支出；百分比四舍五入保留两位小数。"]
     spent_by_cat = {c: 0 for c in CATEGORY_ZH}
     for r in _family(agg, "grant_spent"):
         spent_by_cat[_category_of_account(r["account"])] += r["debit"] - r["credit"]
+    adjusted, arrived, total_spent = balances["grant_obligated"], balances["grant_released"], balances["fiscal_spent"]
     if staged:
+        unchanged = adjusted == scope.project.approved_grant_fen
         for cat, zh in CATEGORY_ZH.items():
-            rows.append({"source": "市财政", "category": zh, "spent": spent_by_cat[cat], "_group": "fiscal"})
-        adjusted, arrived, total_spent = balances["grant_obligated"], balances["grant_released"], balances["fiscal_spent"]
+            budget = city_budget.get(cat, 0) if city_budget else NO_CITY_BUDGET
+            row_adjusted = budget if city_budget and unchanged else None
+            rows.append({"source": "市财政", "category": zh, "budget": budget, "adjusted": row_adjusted,
+                         "spent": spent_by_cat[cat], "rate": rate_percent(spent_by_cat[cat], row_adjusted), "_group": "fiscal"})
         rows.append({"source": "市财政 小计", "category": "", "budget": scope.project.approved_grant_fen, "adjusted": adjusted,
                      "arrived": arrived, "spent": total_spent, "rate": rate_percent(total_spent, adjusted),
                      "balance": arrived - total_spent, "_role": "subtotal", "_group": "fiscal"})
+        if city_budget:
+            notes.append("市财政预算数取立项批复的分科目预算（记入立项分录）；财政资金按期拨付、不分科目到位，故到位与结余只列小计。"
+                         + ("" if unchanged else "项目终止或淘汰后财政承诺已核减，核减未按科目分配，故调整后预算与执行率只列小计。"))
+        else:
+            notes.append("立项批复未列分科目的财政预算，各科目预算数记为“未按科目批复”，执行率只按小计计算（实际支出 ÷ 调整后预算）；"
+                         "市财政预算数取批复资助额，调整后预算取截至截止日的财政承诺（终止、淘汰核减后）。")
+        notes.append("实际支出为按科目报告的合规支出；终止时认定的违规使用金额已从支出转入追回，见第六部分。")
     else:
-        rows.append({"source": "市财政补助（后补助）", "category": "", "budget": scope.project.approved_grant_fen,
-                     "adjusted": balances["grant_obligated"], "arrived": balances["grant_released"], "_group": "fiscal_subsidy"})
+        rows.append({"source": "市财政补助（后补助）", "category": "不分科目", "budget": scope.project.approved_grant_fen,
+                     "adjusted": adjusted, "arrived": arrived, "_group": "fiscal_subsidy"})
+        notes.append("乌鲁木齐市财政补助为后补助，按需求方现金拨付揭榜金额计提，不按预算科目报支，故不计算执行率与结余；"
+                     "预算数为补助上限。")
 
     pledged_by_cat: dict[str | None, int] = defaultdict(int)
     for r in _family(agg, "self_funding_pledged"):
@@ -592,25 +651,37 @@ def _budget(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) -> Sectio
     contributed_by_cat: dict[str | None, int] = defaultdict(int)
     for r in _family(agg, "self_funding_contributed"):
         contributed_by_cat[_category_of_account(r["account"])] += r["debit"] - r["credit"]
-    categories = [*CATEGORY_ZH] + ([None] if pledged_by_cat.get(None) else [])
-    for cat in categories:
-        budget = pledged_by_cat.get(cat, 0)
+    pledged_total = sum(pledged_by_cat.values())
+    unclassified = pledged_by_cat.get(None, 0)
+    by_pledge = any(pledged_by_cat.get(c) for c in CATEGORY_ZH)
+    for cat, zh in CATEGORY_ZH.items():
         got = contributed_by_cat.get(cat, 0)
-        rows.append({"source": "单位自筹", "category": CATEGORY_ZH.get(cat, UNCATEGORISED), "budget": budget, "adjusted": budget,
-                     "arrived": got, "spent": got, "rate": rate_percent(got, budget), "balance": 0, "_group": "self"})
+        if self_budget:
+            budget = self_budget.get(cat, 0)
+        elif by_pledge:
+            budget = pledged_by_cat.get(cat, 0)
+        else:
+            budget = NO_SELF_BUDGET
+        numeric = budget if isinstance(budget, int) else None
+        rows.append({"source": "单位自筹", "category": zh, "budget": budget, "adjusted": numeric, "arrived": got, "spent": got,
+                     "rate": rate_percent(got, numeric), "balance": 0, "_group": "self"})
+    if not self_budget and unclassified:
+        rows.append({"source": "单位自筹", "category": "承诺函未分科目部分", "budget": unclassified, "adjusted": unclassified,
+                     "arrived": None, "spent": None, "_group": "self"})
     self_rows = [r for r in rows if r["_group"] == "self"]
-    budget, got = _sum(self_rows, "budget"), _sum(self_rows, "spent")
+    budget = sum(self_budget.values()) if self_budget else pledged_total
+    got = _sum(self_rows, "spent")
     rows.append({"source": "单位自筹 小计", "category": "", "budget": budget, "adjusted": budget, "arrived": got, "spent": got,
                  "rate": rate_percent(got, budget), "balance": 0, "_role": "subtotal", "_group": "self"})
-    notes = [
-        "执行率 = 实际支出 ÷ 调整后预算；结余 = 到位 − 实际支出；百分比四舍五入保留两位小数。",
-    ]
-    if staged:
-        notes.append("专账未按科目批复财政预算：市财政预算数取批复资助额，调整后预算取截至截止日的财政承诺（终止、淘汰核减后），"
-                     "实际支出为按科目报告的合规支出；终止时认定的违规使用金额已从支出转入追回，见第六部分。")
+    if self_budget:
+        notes.append(f"单位自筹预算数取立项批复的分科目自筹预算（合计 {format_fen_grouped(sum(self_budget.values()))} 元）；"
+                     f"自投研发资金承诺函承诺 {format_fen_grouped(pledged_total)} 元。")
+    elif unclassified:
+        notes.append(f"自投研发资金承诺函中 {format_fen_grouped(unclassified)} 元未列预算科目，单列为“承诺函未分科目部分”；"
+                     "自筹到位按到位凭证所列科目计入各科目行，故各科目不计算执行率，小计的执行率 = 全部自筹到位 ÷ 承诺总额。")
     else:
-        notes.append("乌鲁木齐市财政补助为后补助，按需求方现金拨付揭榜金额计提，不按预算科目报支，故不计算执行率与结余。")
-    notes.append("单位自筹预算数取自筹承诺（承诺函未列科目的计入“未分类”），到位与实际支出均取按科目提供凭证的自筹到位额，故结余为零。")
+        notes.append("单位自筹预算数取自投研发资金承诺函所列科目。")
+    notes.append("单位自筹的到位与实际支出均取按科目提供凭证的自筹到位额，故结余为零。")
     table = _table("3 预算执行", "预算执行情况表 Budget execution by category and source", columns, rows, tuple(notes))
     return Section("三、预算执行情况", (), (table,))
 
@@ -684,7 +755,7 @@ def _subsidy_tables(scope: Scope, lane_balances, bid_legs: list[Leg], accrual_le
                      "rate": (rate * 100).quantize(Decimal("0.01")), "by_rate": by_rate, "cap": cap, "entitled": min(by_rate, cap),
                      "earned": lb["subsidy_earned"], "released": lb["subsidy_released"], "payable": lb["subsidy_payable"]})
     notes = [
-        f"应享补助 = min(四舍五入(补助比例 × 现金累计基数), 四舍五入(上限比例 × 合同揭榜金额))，四舍五入为 ROUND_HALF_UP 到分；依据：{rules.clause('funding.subsidy_rate')}。",
+        f"应享补助 = min(四舍五入(补助比例 × 现金累计基数), 四舍五入(上限比例 × 合同揭榜金额))，四舍五入为 ROUND_HALF_UP 到分；依据：{basis_zh(rules, 'funding.subsidy_rate')}。",
         "已计提、已拨付、应付未付取自分录；已计提与应享补助不一致时，差额为终止时核销的应付未付补助或冲销。",
     ]
     computation = _table("5 补助计算", "（一）补助计算 Subsidy computation", columns, rows, tuple(notes))
@@ -705,7 +776,7 @@ def _subsidy_tables(scope: Scope, lane_balances, bid_legs: list[Leg], accrual_le
     if ex_rows:
         ex_rows.append({"voucher": "合计 Total", "amount": _sum(ex_rows, "amount"), "_role": "total"})
     exclusions = _table("5 补助排除项", "（二）不计入补助基数的拨付（逐笔） Exclusions, one by one", ex_columns, ex_rows,
-                        (f"依据：{rules.clause('funding.excluded_payment_forms')}。",) if ex_rows else ("截至截止日无不计入补助基数的拨付。",))
+                        (f"依据：{basis_zh(rules, 'funding.excluded_payment_forms')}。",) if ex_rows else ("截至截止日无不计入补助基数的拨付。",))
 
     ac_columns = (
         Column("date", "日期\nDate", "date", 0.8), Column("voucher", "凭证号\nVoucher", "long", 1.6), Column("kind", "业务\nKind", "text", 0.9),
@@ -842,7 +913,7 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
         rows.append({"lane": "合计", **{c.key: _sum(rows, c.key) for c in columns[1:] if not (c.key in ("spent", "balance") and not staged)},
                      "_role": "total"})
     notes = ["结余 = 财政到位 − 合规支出；未追回 = 追回核定 − 已收回 − 核销 + 冲销净额。",
-             f"终止时追回：{scope.rules.clause('closure.termination_recovers')}。"]
+             f"终止时追回：{basis_zh(scope.rules, 'closure.termination_recovers')}。"]
     if not staged:
         notes.append("后补助不形成预拨结余，故不计算结余。")
     summary = _table("6 结余追回", "（一）结余及追回计算 Balance and clawback", columns, rows, tuple(notes))
@@ -982,10 +1053,10 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
                          **{k: _sum(book_rows, k) for k in ("debit", "credit", "balance")}, "_role": "subtotal", "_group": book})
     trial = _table("8 科目余额", "（一）项目科目余额表 Trial balance of the project's accounts", columns, rows,
                    ("余额 = 借方发生额 − 贷方发生额（借方为正），截至截止日（含当日）；仅列本项目科目，对应的共用科目（国库、预算指标）不在本表。",))
-    b_columns = (Column("key", "余额项\nBalance key", "text", 1.6), Column("name", "中文名称\nName", "text", 1.4), Column("amount", "金额\nAmount", "amount", 1.1))
-    b_rows = [{"key": key, "name": BALANCE_ZH.get(key, key), "amount": balances[key]} for key in BALANCE_KEYS]
-    summary = _table("8 余额汇总", "（二）余额汇总（与 jiebang balances 一致） Balances contract", b_columns, b_rows,
-                     (f"与 `jiebang balances --project {scope.project.code} --as-of {scope.as_of.isoformat()} --format json` 逐项相等。",))
+    b_columns = (Column("name", "余额项目\nBalance", "text", 2.4), Column("amount", "金额\nAmount", "amount", 1.1))
+    b_rows = [{"name": BALANCE_ZH[key], "amount": balances[key]} for key in BALANCE_KEYS]
+    summary = _table("8 余额汇总", "（二）余额汇总 Balances", b_columns, b_rows,
+                     (f"与专账按同一截止日 {scope.as_of.isoformat()} 查询的项目余额逐项相等（同一余额、同一顺序）。",))
     return Section("八、科目余额表", (), (trial, summary))
 
 
@@ -993,7 +1064,11 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
 
 
 def _integrity(session: Session, scope: Scope, project_postings: int) -> Integrity:
-    from ledger.programme.projection import verify_ledger as verify
+    """What ties the pack to the ledger. The verification starts from the latest verified
+    checkpoint when there is one (its time grows with the entries after it, not with the
+    ledger), else it goes over the whole chain."""
+    from ledger.core.verify import latest_checkpoint
+    from ledger.programme.projection import verify_ledger, verify_since_checkpoint
 
     as_of, code = scope.as_of, scope.project.code
     anchor = session.execute(
@@ -1011,24 +1086,32 @@ def _integrity(session: Session, scope: Scope, project_postings: int) -> Integri
         .where(and_(JournalEntry.project_code == code, JournalEntry.value_date <= as_of),
                ~select(Posting.id).where(Posting.entry_id == JournalEntry.id).exists())
     ).scalar_one()
-    result = verify(session)
-    problem = None if result.ok else f"entry {result.first_bad_entry}: {result.problem}"
+    checkpoint = latest_checkpoint(session)
+    result = verify_ledger(session) if checkpoint is None else verify_since_checkpoint(session, checkpoint)
+    problem = None if result.ok else f"第 {result.first_bad_entry} 笔：{result.problem}" if result.first_bad_entry else result.problem
     return Integrity(
         anchor.id if anchor else None, anchor.hash if anchor else None, anchor.value_date if anchor else None,
         int(entries_as_of), int(project_entries) + int(fact_entries), project_postings, result.ok, problem,
+        checkpoint.entry_id if checkpoint else None, checkpoint.hash if checkpoint else None, result.entries,
     )
 
 
 def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, font_note: str | None, beancount_dir: str) -> Section:
-    verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
+    if integrity.checkpoint_id is None:
+        basis = "全账校验：自第 1 笔分录起重算哈希链、每笔分录的内容摘要与分账簿借贷平衡，并与项目表逐行核对"
+        verdict = "通过 OK：全账哈希链与每笔分录的分账簿借贷平衡均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
+    else:
+        basis = (f"检查点：第 {integrity.checkpoint_id} 笔分录，哈希 {integrity.checkpoint_hash}（由一次通过的完整校验记录）；"
+                 f"本次核对该笔哈希未变，并重算其后 {integrity.verified_entries} 笔分录的哈希链、内容摘要与分账簿借贷平衡及其项目表记录")
+        verdict = "通过 OK：检查点之后的分录均已重算" if integrity.verify_ok else f"未通过 FAILED：{integrity.verify_problem}"
     pairs = [
         ("审计截止日 As of", as_of.isoformat()),
-        ("报告生成时间 Generated", f"{as_of.isoformat()}（取审计截止日，不取系统时间）"),
-        ("锚点分录 Anchor entry", "" if integrity.anchor_id is None else f"第 {integrity.anchor_id} 笔（记账日期 {integrity.anchor_date.isoformat()}）"),
-        ("锚点哈希 Anchor hash", integrity.anchor_hash or ""),
+        ("截止日链头分录 Chain head at cut-off", "" if integrity.anchor_id is None else f"第 {integrity.anchor_id} 笔（记账日期 {integrity.anchor_date.isoformat()}）"),
+        ("截止日链头哈希 Chain head hash", integrity.anchor_hash or ""),
         ("截至截止日全账分录数 Entries ≤ as-of", str(integrity.entries_as_of)),
         ("本项目分录数 Project entries", str(integrity.project_entries)),
         ("本项目过账笔数 Project postings", str(integrity.project_postings)),
+        ("校验依据 Verified from", basis),
         ("校验结果 verify", verdict),
         ("beancount 导出 Extract", f"{beancount_dir}/fiscal-{pack_code}.beancount，{beancount_dir}/memo-{pack_code}.beancount"),
     ]
@@ -1036,8 +1119,10 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
         pairs.append(("字体 Font", font_note))
     columns = (Column("item", "项目\nItem", "text", 1.3), Column("value", "内容\nValue", "long", 4.2))
     table = _table("9 完整性", "完整性 Integrity", columns, [{"item": k, "value": v} for k, v in pairs], (
-        "锚点分录为记账日期不晚于截止日的编号最大的分录；哈希链使其哈希覆盖之前的全部分录，即本资料包读取的全部分录。",
-        "当前链头不列入本资料包：它随截止日之后的每一笔新分录变化，列入将破坏同一截止日报告的逐字节一致；如需核对当前链头，请运行 jiebang verify。",
+        "截止日链头为记账日期不晚于截止日的编号最大的分录；哈希链使其哈希覆盖之前的全部分录，即本资料包读取的全部分录。",
+        "依据检查点校验时，检查点之前的分录由记录检查点的那次完整校验覆盖；如需重新核对全部分录，由专账管理部门运行完整校验。",
+        ("本资料包不列生成时间：同一账簿、同一截止日生成的资料包逐字节一致。截止日之后的新分录不改变本资料包，也不列入；"
+        "其后的链头可由专账管理部门重新校验后提供。"),
     ))
     return Section("九、完整性", (), (table,))
 
@@ -1107,6 +1192,8 @@ def _cell_text(value, column: Column) -> str:
     kind = column.kind
     if value is None:
         return column.empty
+    if isinstance(value, str):  # words where there is no number (未按科目批复)
+        return value
     if kind == "amount":
         return format_fen_grouped(value)
     if kind == "rate":
@@ -1128,7 +1215,7 @@ def render_pdf(pack: AuditPack, path: Path, font=None) -> None:
         Paragraph("揭榜挂帅项目专项审计资料包", st["title"]),
         Paragraph(pdf.escape(f"项目 {pack.code} {pack.name} · 审计截止日 {pack.as_of.isoformat()}"), st["subtitle"]),
         Paragraph(pdf.escape(
-            f"本资料包由 jiebang 项目专账按审计截止日 {pack.as_of.isoformat()}（{pack.cutoff_basis}）生成，供会计师事务所出具专项审计报告使用。"
+            f"本资料包由项目专账按审计截止日 {pack.as_of.isoformat()}（{pack.cutoff_basis}）生成，供会计师事务所出具专项审计报告使用。"
             "所列金额均取自截止日（含当日）及以前记账的分录，单位为人民币元；截止日之后记录的分录不影响本资料包。"
             f"同一账簿与截止日生成的 PDF 与 xlsx 逐字节一致；xlsx 工作底稿中每张表一页，合计为 SUM 公式。"), st["body"]),
     ]

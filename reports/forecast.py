@@ -133,6 +133,30 @@ class Scenario:
     collected_share: float = 1.0
     source: str | None = None
 
+    def assumptions_zh(self) -> list[tuple[str, str]]:
+        """The assumptions as a reader of the PDF and workbook sees them: Chinese names, the
+        modes as 揭榜挂帅/赛马, the scenario file by its name only (never a path on the machine
+        that made the report). ``assumptions`` keeps the scenario file's keys for JSON."""
+        survivors = "；".join(f"{n} 条赛道保留 {s} 条" for n, s in sorted(self.saima_survivors.items())) or "全部保留"
+        delays = "；".join(f"{d} 天：{p:g}" for d, p in zip(self.delay_days, self.delay_probabilities))
+        release = {"as_earned": "随计提拨付（在剩余实施期内均匀拨付）", "at_tranches": "按补助期次拨付"}
+        return [
+            ("情景名称", self.name),
+            ("情景说明", self.description),
+            ("情景文件", Path(self.source).name if self.source else "无（按期拨付计划）"),
+            ("立项至签订合同（天）", str(self.contract_offset_days)),
+            ("实施期满至验收（月）",
+             "按项目所适用规则" if self.acceptance_months_after_end is None else str(self.acceptance_months_after_end)),
+            ("补助拨付方式", release.get(self.subsidy_release, self.subsidy_release)),
+            ("按批次立项的储备项目立项日（月-日）", f"{self.round_approval[0]:02d}-{self.round_approval[1]:02d}"),
+            ("中期检查未通过的概率", f"{self.midterm_failure_rate:g}"),
+            ("项目终止的概率", f"{self.termination_rate:g}"),
+            ("终止时点（占剩余实施期）", f"{self.termination_timing[0]:g}–{self.termination_timing[1]:g}"),
+            ("赛马阶段考核后保留的赛道", survivors),
+            ("拨付延迟（天：概率）", delays),
+            ("追回款收回比例", f"{self.collected_share:g}"),
+        ]
+
     def assumptions(self) -> list[tuple[str, str]]:
         """(key, value) pairs an officer reads beside the chart, in file order."""
         survivors = ", ".join(f"{n} lanes → {s}" for n, s in sorted(self.saima_survivors.items())) or "every lane passes"

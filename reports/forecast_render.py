@@ -19,22 +19,24 @@ from pathlib import Path
 import pandas as pd
 
 from ledger.core.money import format_fen, format_fen_grouped
+from ledger.programme.words import CITY_ZH, MODE_ZH, PROJECT_CATEGORY_ZH, TRANCHE_ZH
 from reports.forecast import PERCENTILES, Forecast
 from reports.text import csv_cell, table_text
 
-CITY_NAMES = {"jiangmen": "江门", "urumqi": "乌鲁木齐"}
-CATEGORY_NAMES = {"tech_breakthrough": "技术攻关", "commercialization": "成果转化"}
-MODE_NAMES = {"jbgs": "揭榜挂帅", "saima": "赛马"}
+CITY_NAMES = CITY_ZH
+CATEGORY_NAMES = PROJECT_CATEGORY_ZH
+MODE_NAMES = MODE_ZH
+DIMENSION_NAMES = {"city": "城市", "category": "类别", "mode": "组织方式"}
+SOURCE_NAMES = {"ledger": "专账", "pipeline": "储备"}
+ITEM_NAMES = {"subsidy payable": "应付补助"}
 SUMMARY_AMOUNTS = ("appropriation", "schedule", "expected", *(f"p{q}" for q in PERCENTILES), "recoveries",
                    "recoveries_expected", "headroom", "headroom_p90", "unreleased_after")
 NOTES = (
-    ("schedule: releases if every condition is met on its expected date (contract after approval, mid-term at half-way, "
-     "acceptance after the period end); expected and Pn: the scenario's Monte Carlo, nearest-rank percentiles per year."),
-    ("headroom = the year's appropriation − the schedule (negative: shortfall); the appropriation is the ledger's whole "
-     "budget year, not split by city."),
-    "recoveries: clawback outstanding, owed to the finance bureau (应缴财政款); they do not add to headroom.",
-    ("back-test: releases recorded after the as-of date (gross of clawback offsets); 'known' counts only projects "
-     "approved by the as-of date, the ones the forecast could see."),
+    ("计划拨付：假定每项拨付条件均在预期日期满足（立项后签订合同、实施期过半时中期检查、实施期满后验收）；"
+     "期望值与 Pn：按情景做蒙特卡洛模拟，各年取最近秩百分位数。"),
+    "余量 = 当年预算指标 − 计划拨付（负数为缺口）；预算指标为专账中整个预算年度的数额，不分城市。",
+    "清退：尚未收回的追回款，属应缴财政款，不增加余量。",
+    "回测：截止日之后实际记录的拨付（追回抵扣前的总额）；“已知项目”只计截止日前已立项、预测能看到的项目。",
 )
 
 
@@ -59,9 +61,13 @@ def _int_or_none(value):
 
 def _title(forecast: Forecast) -> str:
     w = forecast.window
-    scope = f"city {forecast.city}" if forecast.city else "all cities"
-    return (f"budget exposure forecast as of {w.as_of}, {w.from_year}–{w.from_year + w.years - 1}, {scope}; "
-            f"scenario {forecast.scenario.name!r}; {forecast.runs:,} runs, seed {forecast.seed}")
+    scope = CITY_NAMES.get(forecast.city, forecast.city) if forecast.city else "全部城市"
+    return (f"截至 {w.as_of} 的预算支出预测，{w.from_year}–{w.from_year + w.years - 1} 年，{scope}；"
+            f"情景“{forecast.scenario.name}”；模拟 {forecast.runs:,} 次，随机种子 {forecast.seed}")
+
+
+def _chain_head(forecast: Forecast) -> str:
+    return f"专账链头：第 {forecast.chain_head[0]} 笔分录 {forecast.chain_head[1]}"
 
 
 # --- JSON ---------------------------------------------------------------------------------
@@ -170,7 +176,7 @@ def _aligned(header: list[str], rows: list[list[str]], *, right_from: int) -> li
 def render_table(forecast: Forecast) -> list[str]:
     """The year table, the breakdowns (schedule per year), the projects and the back-test."""
     w = forecast.window
-    lines = [_title(forecast), f"ledger chain head: entry {forecast.chain_head[0]} {forecast.chain_head[1]}"]
+    lines = [_title(forecast), _chain_head(forecast)]
     if forecast.pipeline_source:
         lines.append(f"pipeline: {forecast.pipeline_source}")
     lines.append("")
@@ -188,13 +194,14 @@ def render_table(forecast: Forecast) -> list[str]:
         for r in part.to_dict("records"):
             cell = _grouped(r["schedule"])
             cells.append(cell if r["expected"] == r["schedule"] else f"{cell}; expected {_grouped(r['expected'])}")
-        group_rows.append([dimension, _display(dimension, key), *cells])
+        group_rows.append([DIMENSION_NAMES.get(dimension, dimension), _display(dimension, key), *cells])
     lines += _aligned(["by", "key", *periods], group_rows, right_from=2)
     lines += ["", "schedule by project"]
     project_rows = []
     for code, part in forecast.projects.groupby("code", sort=False):
         first = part.iloc[0]
-        project_rows.append([code, _display("city", first["city"]), _display("mode", first["mode"]), first["source"],
+        project_rows.append([code, _display("city", first["city"]), _display("mode", first["mode"]),
+                             SOURCE_NAMES.get(first["source"], first["source"]),
                              *(_grouped(v) for v in part["schedule"]), _grouped(part["recoveries"].sum())])
     lines += _aligned(["project", "city", "mode", "source", *periods, "recoveries"], project_rows, right_from=4)
     if forecast.back_test is not None:
@@ -207,8 +214,23 @@ def render_table(forecast: Forecast) -> list[str]:
 
 
 def _display(dimension: str, key: str) -> str:
+    """A city, category or mode by its Chinese name (the code stays in JSON and CSV)."""
     names = {"city": CITY_NAMES, "category": CATEGORY_NAMES, "mode": MODE_NAMES}.get(dimension, {})
-    return f"{names[key]} {key}" if key in names else key
+    return names.get(key, key)
+
+
+def _period(label: str) -> str:
+    """A period as a document writes it: 2027, 2026 年以前, 2030 年以后, 合计 (JSON and CSV
+    keep "before 2026", "after 2030", "total")."""
+    if label == "total":
+        return "合计"
+    before, _, year = label.partition(" ")
+    return {"before": f"{year} 年以前", "after": f"{year} 年以后"}.get(before, label)
+
+
+def _item(item: str) -> str:
+    """A schedule item: a tranche by what it waits for, or the subsidy payable."""
+    return ITEM_NAMES.get(item, TRANCHE_ZH.get(item, item))
 
 
 # --- xlsx -----------------------------------------------------------------------------------
@@ -224,33 +246,33 @@ def write_xlsx(forecast: Forecast, path: Path) -> Path:
     summary_headers = ["期间 Period", "预算 Appropriation", "计划拨付 Schedule", "期望 Expected",
                        *(f"P{q}" for q in PERCENTILES), "清退(计划) Recoveries", "清退(期望) Recoveries expected",
                        "余量 Headroom", "余量(P90) Headroom P90", "剩余待拨 Unreleased after"]
-    rows = [SheetRow((r["period"], *(_int_or_none(r[k]) for k in SUMMARY_AMOUNTS))) for r in forecast.summary.to_dict("records")]
+    rows = [SheetRow((_period(r["period"]), *(_int_or_none(r[k]) for k in SUMMARY_AMOUNTS))) for r in forecast.summary.to_dict("records")]
     add_sheet(wb, "汇总 Summary", summary_headers, ["text", *["amount"] * len(SUMMARY_AMOUNTS)], rows,
-              notes=[_title(forecast), f"ledger chain head: entry {forecast.chain_head[0]} {forecast.chain_head[1]}", *NOTES])
+              notes=[_title(forecast), _chain_head(forecast), *NOTES])
     group_amounts = ("schedule", "expected", *(f"p{q}" for q in PERCENTILES))
     add_sheet(wb, "分组 By group", ["维度 Dimension", "分组 Key", "期间 Period", "计划拨付 Schedule", "期望 Expected", *(f"P{q}" for q in PERCENTILES)],
               ["text", "text", "text", *["amount"] * len(group_amounts)],
-              [SheetRow((r["dimension"], _display(r["dimension"], r["key"]), r["period"], *(int(r[k]) for k in group_amounts)))
+              [SheetRow((DIMENSION_NAMES.get(r["dimension"], r["dimension"]), _display(r["dimension"], r["key"]), _period(r["period"]), *(int(r[k]) for k in group_amounts)))
                for r in forecast.groups.to_dict("records")])
     add_sheet(wb, "项目 Projects", ["项目 Project", "名称 Name", "城市 City", "类别 Category", "模式 Mode", "来源 Source", "期间 Period",
                                     "计划拨付 Schedule", "期望 Expected", "清退 Recoveries"],
               ["text", "long", "text", "text", "text", "text", "text", "amount", "amount", "amount"],
               [SheetRow((r["code"], r["name"], _display("city", r["city"]), _display("category", r["category"]), _display("mode", r["mode"]),
-                         r["source"], r["period"], int(r["schedule"]), int(r["expected"]), int(r["recoveries"])))
+                         SOURCE_NAMES.get(r["source"], r["source"]), _period(r["period"]), int(r["schedule"]), int(r["expected"]), int(r["recoveries"])))
                for r in forecast.projects.to_dict("records")])
     add_sheet(wb, "计划明细 Schedule", ["项目 Project", "赛道 Lane", "款项 Item", "阶段 Stage", "自 From", "至 To", "期间 Period", "金额 Amount"],
               ["text", "text", "text", "int", "date", "date", "text", "amount"],
-              [SheetRow((r["code"], f"L{r['lane_no']}", r["item"], int(r["stage"]), r["first"],
-                         r["last"] if r["last"] == r["first"] else r["last"] - _DAY, w.label(int(r["bucket"])), int(r["amount_fen"])))
+              [SheetRow((r["code"], f"L{r['lane_no']}", _item(r["item"]), int(r["stage"]), r["first"],
+                         r["last"] if r["last"] == r["first"] else r["last"] - _DAY, _period(w.label(int(r["bucket"]))), int(r["amount_fen"])))
                for r in forecast.schedule.flows.to_dict("records")])
     if forecast.back_test is not None:
         back = ("schedule", "expected", "actual_known", "actual_all", "schedule_error")
         add_sheet(wb, "回测 Back-test", ["期间 Period", "计划拨付 Schedule", "期望 Expected", "实际(已知项目) Actual known",
                                          "实际(全部) Actual all", "偏差 Schedule − actual"],
                   ["text", *["amount"] * len(back)],
-                  [SheetRow((r["period"], *(int(r[k]) for k in back))) for r in forecast.back_test.to_dict("records")],
-                  notes=[f"releases recorded after {w.as_of}, through {forecast.actual_through}"])
-    key_value_sheet(wb, "假设 Assumptions", forecast.scenario.assumptions())
+                  [SheetRow((_period(r["period"]), *(int(r[k]) for k in back))) for r in forecast.back_test.to_dict("records")],
+                  notes=[f"回测：{w.as_of} 之后至 {forecast.actual_through} 实际记录的拨付。"])
+    key_value_sheet(wb, "假设 Assumptions", forecast.scenario.assumptions_zh())
     save_workbook(wb, path, as_of=w.as_of, title="预算支出预测 Budget exposure forecast", subject=_title(forecast),
                   keywords="jiebang forecast")
     return path
@@ -352,7 +374,7 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
     from reportlab.lib.units import mm
     from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
 
-    from reports.pdf import build_pdf, cjk_font, data_table, escape, styles, usable_width
+    from reports.pdf import build_pdf, cjk_font, data_table, escape, keep_room, styles, usable_width
 
     w = forecast.window
     font = cjk_font(font_path)
@@ -364,8 +386,8 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
         Paragraph(escape(_title(forecast)), st["subtitle"]),
     ]
     assumptions = data_table(["假设 Assumption", "取值 Value"],
-                             [[Paragraph(escape(k).replace(".", ".<br/>", 1), st["cell"]), Paragraph(escape(v), st["cell"])]
-                              for k, v in forecast.scenario.assumptions()],
+                             [[Paragraph(escape(k), st["cell"]), Paragraph(escape(v), st["cell"])]
+                              for k, v in forecast.scenario.assumptions_zh()],
                              widths=[side_width * 0.42, side_width * 0.58], right=set(), font=font)
     beside = Table([[exposure_chart(forecast, width=chart_width, height=70 * mm, font_name=font.name), assumptions]],
                    colWidths=[chart_width + 2 * mm, side_width + 2 * mm])
@@ -375,16 +397,16 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
     header = ["期间\nPeriod", "预算\nAppropriation", "计划\nSchedule", "期望\nExpected", "P10", "P50", "P90", "P95",
               "清退(期望)\nRecoveries", "余量\nHeadroom", "余量(P90)\nHeadroom P90"]
     keys = ("appropriation", "schedule", "expected", "p10", "p50", "p90", "p95", "recoveries_expected", "headroom", "headroom_p90")
-    rows = [[r["period"], *(_grouped(r[k]) for k in keys)] for r in forecast.summary.to_dict("records")]
+    rows = [[_period(r["period"]), *(_grouped(r[k]) for k in keys)] for r in forecast.summary.to_dict("records")]
     story.append(data_table(header, rows, widths=[full * 0.1] + [full * 0.09] * 10, right=set(range(1, 11)), font=font,
                             emphasis={len(rows) - 1}))
     story += [Paragraph(escape(n), st["note"]) for n in NOTES]
-    periods = [w.label(b) for b in w.shown()]
-    story.append(Paragraph("按城市、类别、模式 By city, category and mode (计划 schedule; 期望 expected where the scenario changes it)",
-                           st["h1"]))
+    periods = [_period(w.label(b)) for b in w.shown()]
+    story.append(keep_room())
+    story.append(Paragraph("按城市、类别、组织方式 By city, category and mode（计划拨付；情景改变时另列期望值）", st["h1"]))
     group_rows = []
     for (dimension, key), part in forecast.groups.groupby(["dimension", "key"], sort=False):
-        group_rows.append([dimension, _display(dimension, key),
+        group_rows.append([DIMENSION_NAMES.get(dimension, dimension), _display(dimension, key),
                            *(_grouped(r["schedule"]) if r["expected"] == r["schedule"]
                              else f"计划 {_grouped(r['schedule'])}\n期望 {_grouped(r['expected'])}" for r in part.to_dict("records"))])
     rest = (full * 0.76) / max(1, len(periods))
@@ -392,27 +414,30 @@ def write_pdf(forecast: Forecast, path: Path, *, font_path: str | Path | None = 
     story.append(data_table(["维度\nBy", "分组\nKey", *periods], [[Paragraph(escape(c).replace("\n", "<br/>"), right_cell) if i >= 2 else c
                                                                  for i, c in enumerate(r)] for r in group_rows],
                             widths=[full * 0.09, full * 0.15, *[rest] * len(periods)], right=set(range(2, 2 + len(periods))), font=font))
-    story.append(Paragraph("按项目 By project (schedule)", st["h1"]))
+    story.append(keep_room())
+    story.append(Paragraph("按项目 By project（计划拨付）", st["h1"]))
     project_rows = []
     for code, part in forecast.projects.groupby("code", sort=False):
         first = part.iloc[0]
-        project_rows.append([code, _display("city", first["city"]), _display("mode", first["mode"]), first["source"],
+        project_rows.append([code, _display("city", first["city"]), _display("mode", first["mode"]),
+                             SOURCE_NAMES.get(first["source"], first["source"]),
                              *(_grouped(v) for v in part["schedule"]), _grouped(part["recoveries"].sum())])
     rest = (full * 0.56) / max(1, len(periods) + 1)
     story.append(data_table(["项目\nProject", "城市\nCity", "模式\nMode", "来源\nSource", *periods, "清退\nRecoveries"], project_rows,
                             widths=[full * 0.13, full * 0.12, full * 0.11, full * 0.08, *[rest] * (len(periods) + 1)],
                             right=set(range(4, 5 + len(periods))), font=font))
     if forecast.back_test is not None:
-        story.append(Paragraph(escape(f"回测 Back-test: releases recorded after {w.as_of}, through {forecast.actual_through}"), st["h1"]))
+        story.append(keep_room())
+        story.append(Paragraph(escape(f"回测 Back-test：{w.as_of} 之后至 {forecast.actual_through} 实际记录的拨付"), st["h1"]))
         keys = ("schedule", "expected", "actual_known", "actual_all", "schedule_error")
         story.append(data_table(["期间\nPeriod", "计划\nSchedule", "期望\nExpected", "实际(已知)\nActual known", "实际(全部)\nActual all",
                                  "偏差\nSchedule − actual"],
-                                [[r["period"], *(_grouped(r[k]) for k in keys)] for r in forecast.back_test.to_dict("records")],
+                                [[_period(r["period"]), *(_grouped(r[k]) for k in keys)] for r in forecast.back_test.to_dict("records")],
                                 widths=[full * 0.14] + [full * 0.14] * 5, right=set(range(1, 6)), font=font))
     build_pdf(path, story, font=font, as_of=w.as_of, title="预算支出预测 Budget exposure forecast", subject=_title(forecast),
               keywords=["jiebang", "forecast", f"seed {forecast.seed}", f"runs {forecast.runs}"],
-              header_left="jiebang 预算支出预测 budget exposure forecast", header_right=f"as of {w.as_of}",
-              footer_left=f"chain head {forecast.chain_head[0]} {forecast.chain_head[1][:16]}")
+              header_left="预算支出预测 Budget exposure forecast", header_right=f"截至 {w.as_of}",
+              footer_left=f"专账链头 {forecast.chain_head[0]} {forecast.chain_head[1][:16]}")
     return path
 
 
@@ -438,8 +463,8 @@ _DAY = pd.Timedelta(days=1).to_pytimedelta()
 
 DEMO_SCENARIO_TEXT = """\
 [scenario]
-name = "demo: cautious"
-description = "one mid-term check in seven fails, one project in twenty is terminated, one 赛马 racer survives, a third of releases are late"
+name = "演示：审慎"
+description = "约七分之一的中期检查未通过，二十个项目中一个终止，赛马只留一条赛道，约三分之一的拨付延迟"
 
 [midterm]
 failure_rate = 0.15

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reportlab.lib import colors
-from reportlab.lib.enums import TA_CENTER, TA_LEFT
+from reportlab.lib.enums import TA_CENTER, TA_LEFT, TA_RIGHT
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
@@ -136,7 +136,8 @@ def _register_ttf(path: Path, *, note: str, family: str | None = None) -> FontCh
         family = family.decode("latin-1") if isinstance(family, bytes) else str(family)
     # The note names the font, never its path: the document's bytes must not depend on
     # where the package is installed.
-    return FontChoice(name, True, str(path), f"{family}（{note}；TrueType，已嵌入子集）")
+    whose, _, licence = note.partition("，")
+    return FontChoice(name, True, str(path), f"{whose}的字体 {family}（{licence + '；' if licence else ''}TrueType，已嵌入子集）")
 
 
 # --- styles -----------------------------------------------------------------------------
@@ -190,6 +191,7 @@ def data_table(
     """
     st = styles(font)
     head = [Paragraph("<br/>".join(escape(part) for part in cell.split("\n")), st["head"]) for cell in header]
+    rows = [[_fitted(cell, widths[i], i in right, font, st) for i, cell in enumerate(row)] for row in rows]
     table = LongTable([head, *rows], colWidths=widths, repeatRows=1, splitByRow=1)
     commands = [
         ("FONTNAME", (0, 0), (-1, -1), font.name),
@@ -209,6 +211,18 @@ def data_table(
         commands.append(("BACKGROUND", (0, index + 1), (-1, index + 1), colors.HexColor("#f2f2f2")))
     table.setStyle(TableStyle(commands))
     return table
+
+
+CELL_PADDING = 2 * 2.5  # LEFTPADDING + RIGHTPADDING of data_table
+
+
+def _fitted(cell, width: float, right: bool, font: FontChoice, st: dict):
+    """A plain string cell as it is when it fits its column, else wrapped in a Paragraph, so
+    that no cell is ever cut at its column's edge (a long name, a note in a narrow column)."""
+    if not isinstance(cell, str) or pdfmetrics.stringWidth(cell, font.name, TABLE_SIZE) <= width - CELL_PADDING:
+        return cell
+    style = ParagraphStyle("cell_right", parent=st["cell"], alignment=TA_RIGHT) if right else st["cell"]
+    return Paragraph(escape(cell).replace("\n", "<br/>"), style)
 
 
 # --- the document -----------------------------------------------------------------------

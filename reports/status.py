@@ -25,13 +25,26 @@ from funding_rules.uscc import normalize_uscc
 from ledger.core.errors import Refusal
 from ledger.core.models import JournalEntry
 from ledger.core.money import format_fen, format_fen_grouped
-from ledger.programme import CONDITION_HINTS, load_project, project_balances, tranche_views
+from ledger.programme import load_project, project_balances, tranche_views
 from ledger.programme.models import Lane, Party, Project
+from ledger.programme.words import (
+    CITY_ZH,
+    CONDITION_ZH,
+    LANE_STATUS_ZH,
+    MODE_ZH,
+    PROJECT_CATEGORY_ZH,
+    PROJECT_STATUS_ZH,
+    ROLE_ZH,
+    TRANCHE_STATUS_ZH,
+    TRANCHE_ZH,
+    zh,
+)
 from reports.text import table_text
 
 PERIOD_END_WARNING_DAYS = 90
 SUBSIDY_DUE_CONDITION = "subsidy_payable"
-SUBSIDY_DUE_HINT = "a cash bid payment that earns subsidy (jiebang bid pay --form cash; equity and in-kind earn none)"
+WARNING_ZH = {"self_funding_should_be_in_place": "自筹资金未到位", "period_end_is_near": "实施期即将届满",
+              "period_has_ended": "实施期已届满", "clawback_is_outstanding": "追回款未退回"}
 
 
 # --- plain data -------------------------------------------------------------------------
@@ -216,7 +229,8 @@ def _project_status(session: Session, code: str, party: str, as_of: dt.date, nam
         self_funding = {k: totals[f"self_funding_{k}"] for k in ("pledged", "contributed", "outstanding")}
     shown = {f"L{n}" for n in visible}
     paying = [v for v in views if f"L{v.lane_no}" in shown and v.status in ("eligible", "released")]
-    warnings = _warnings(code, status, state.end_date, as_of, self_funding, paying, lanes)
+    pending = [v for v in views if f"L{v.lane_no}" in shown and v.status in ("eligible", "planned")]
+    warnings = _warnings(code, status, state.end_date, as_of, self_funding, paying, lanes, pending)
     return ProjectStatus(
         code=code,
         name=project.name,
@@ -241,13 +255,13 @@ def _next_tranche(views, balances: dict[str, int]) -> NextTranche | None:
     if not pending:
         return None
     view = pending[0]
-    waits = [(c, CONDITION_HINTS.get(c, c)) for c in view.unmet]
+    waits = [(c, zh(CONDITION_ZH, c)) for c in view.unmet]
     if view.basis == "grant_share":
         amount = view.amount_fen
     else:
         amount = max(0, min(balances["subsidy_payable"], balances["grant_unreleased"]))
         if amount == 0:
-            waits.append((SUBSIDY_DUE_CONDITION, SUBSIDY_DUE_HINT))
+            waits.append((SUBSIDY_DUE_CONDITION, CONDITION_ZH[SUBSIDY_DUE_CONDITION]))
     return NextTranche(
         lane=f"L{view.lane_no}",
         seq=view.seq,
@@ -259,56 +273,64 @@ def _next_tranche(views, balances: dict[str, int]) -> NextTranche | None:
     )
 
 
-def _warnings(code, status, end_date, as_of, self_funding, paying, lanes) -> list[StatusWarning]:
+def _tranche_words(view) -> str:
+    """第2期（中期检查通过后）."""
+    return f"第{view.seq}期（{zh(TRANCHE_ZH, view.name)}）"
+
+
+def _warnings(code, status, end_date, as_of, self_funding, paying, lanes, pending=()) -> list[StatusWarning]:
+    """What the enterprise should do, in its own words: what is missing and by when; never a
+    command (the enterprise does not run the ledger). What is asked depends on the project's
+    status: a terminated or accepted project has no next tranche to wait for."""
     found = []
-    if self_funding and paying:
+    if self_funding:
         pledged, contributed = self_funding["pledged"], self_funding["contributed"]
-        if pledged > 0 and contributed < pledged:
+        missing = pledged - contributed
+        facts = (f"{code}：自筹资金承诺 {format_fen_grouped(pledged)} 元，已到位 {format_fen_grouped(contributed)} 元"
+                 f"（到位率 {arrival_rate(contributed, pledged)}），尚缺 {format_fen_grouped(missing)} 元")
+        if pledged > 0 and missing > 0 and status == "active" and paying:
             first = paying[0]
-            found.append(
-                StatusWarning(
-                    "self_funding_should_be_in_place",
-                    code,
-                    f"{code}: self-funding arrival (到位率) is {arrival_rate(contributed, pledged)} "
-                    f"({format_fen_grouped(contributed)} of {format_fen_grouped(pledged)} pledged) while tranche "
-                    f"{first.seq} ({first.name}) of L{first.lane_no} is {first.status}; record the contributions "
-                    "with `jiebang contribute` before the next tranche check.",
-                )
-            )
+            done = "已拨付" if first.status == "released" else "已可拨付"
+            nxt = f"下一期（L{pending[0].lane_no} {_tranche_words(pending[0])}）拨付审核前、" if pending else ""
+            found.append(StatusWarning(
+                "self_funding_should_be_in_place", code,
+                f"{facts}；财政资金 L{first.lane_no} {_tranche_words(first)}{done}。请在{nxt}实施期截止日 {end_date} 前"
+                "补足自筹资金，并将到位凭证报主管部门登记。",
+            ))
+        elif pledged > 0 and missing > 0 and status == "terminated":
+            found.append(StatusWarning(
+                "self_funding_should_be_in_place", code,
+                f"{facts}；项目已终止，不再拨付。终止清算时须向主管部门说明未到位部分，并提供已到位部分的凭证。",
+            ))
+        elif pledged > 0 and missing > 0 and status == "accepted":
+            found.append(StatusWarning(
+                "self_funding_should_be_in_place", code,
+                f"{facts}；项目已结题。专项审计时须说明未到位部分。",
+            ))
     # The period concerns a party only while one of its lanes is still in the race.
     if status == "active" and any(lane.status == "active" for lane in lanes):
         days = (end_date - as_of).days
         if 0 <= days <= PERIOD_END_WARNING_DAYS:
-            found.append(
-                StatusWarning(
-                    "period_end_is_near",
-                    code,
-                    f"{code}: the period ends on {end_date}, {days} day(s) after {as_of}; apply for acceptance "
-                    "or for an extension (`jiebang extend`) before it ends.",
-                )
-            )
+            found.append(StatusWarning(
+                "period_end_is_near", code,
+                f"{code}：实施期于 {end_date} 届满，距 {as_of} 还有 {days} 天。请在届满前向主管部门申请验收，"
+                "确需延期的，在届满前提出延期申请。",
+            ))
         elif days < 0:
-            found.append(
-                StatusWarning(
-                    "period_has_ended",
-                    code,
-                    f"{code}: the period ended on {end_date}, {-days} day(s) before {as_of}, and no acceptance is "
-                    "recorded; record the acceptance (`jiebang stage --stage acceptance`) or the termination.",
-                )
-            )
+            found.append(StatusWarning(
+                "period_has_ended", code,
+                f"{code}：实施期已于 {end_date} 届满（至 {as_of} 已过 {-days} 天），尚无验收记录。"
+                "请尽快向主管部门申请验收，或书面说明未能验收的原因。",
+            ))
     for lane in lanes:
         outstanding = lane.balances["clawback_outstanding"]
         if outstanding > 0:
-            found.append(
-                StatusWarning(
-                    "clawback_is_outstanding",
-                    code,
-                    f"{code} {lane.lane}: a clawback of {format_fen_grouped(outstanding)} is outstanding "
-                    f"(assessed {format_fen_grouped(lane.balances['clawback_assessed'])}, collected "
-                    f"{format_fen_grouped(lane.balances['clawback_collected'])}); repay it to the bureau "
-                    "(recorded with `jiebang collect`).",
-                )
-            )
+            found.append(StatusWarning(
+                "clawback_is_outstanding", code,
+                f"{code} {lane.lane}：核定追回 {format_fen_grouped(lane.balances['clawback_assessed'])} 元，"
+                f"已收回 {format_fen_grouped(lane.balances['clawback_collected'])} 元，尚有 {format_fen_grouped(outstanding)} 元"
+                "未退回。请在追回通知书规定的期限内退回市财政。",
+            ))
     return found
 
 
@@ -385,37 +407,38 @@ def render_json(report: StatusReport) -> str:
 # --- rendering: terminal table ----------------------------------------------------------
 
 LANE_COLUMNS = (
-    ("lane", None), ("status", None), ("bid contracted", "bid_contracted"), ("paid cash", "bid_paid_cash"),
-    ("paid equity", "bid_paid_equity"), ("paid in-kind", "bid_paid_in_kind"), ("subsidy earned", "subsidy_earned"),
-    ("released", "subsidy_released"), ("payable", "subsidy_payable"), ("grant released", "grant_released"),
-    ("unreleased", "grant_unreleased"), ("clawback outstanding", "clawback_outstanding"),
+    ("赛道", None), ("状态", None), ("揭榜合同额", "bid_contracted"), ("已付现金", "bid_paid_cash"),
+    ("已付技术入股", "bid_paid_equity"), ("已付实物", "bid_paid_in_kind"), ("应补助", "subsidy_earned"),
+    ("已拨补助", "subsidy_released"), ("补助应付", "subsidy_payable"), ("财政已拨付", "grant_released"),
+    ("财政未拨付", "grant_unreleased"), ("未收回追回款", "clawback_outstanding"),
 )
 
 
 def render_table(report: StatusReport) -> list[str]:
     """The report as lines for a terminal (CJK-width aware)."""
     lines = [
-        f"Matched-investment status of {report.party_name} ({report.party_uscc}) as of {report.as_of}",
-        f"ledger: {report.entries} entries dated on or before {report.as_of}, last entry "
+        f"配套投入情况 {report.party_name}（{report.party_uscc}），截至 {report.as_of}",
+        f"专账：截至 {report.as_of} 共 {report.entries} 笔分录，末笔分录 "
         f"{report.last_entry_id} {report.last_entry_hash or ''}".rstrip(),
     ]
     if not report.projects:
-        lines += ["", "(no projects of this party were approved by this date)"]
+        lines += ["", "（截至该日本单位无已立项项目）"]
     for p in report.projects:
         lines += [
             "",
-            f"{p.code} {p.name} — {p.city} {p.mode} {p.category}; role {'+'.join(p.roles)}; {p.status}; "
-            f"period {p.start_date}..{p.end_date}" + (f" ({p.extensions} extension)" if p.extensions else ""),
+            f"{p.code} {p.name} — {zh(CITY_ZH, p.city)} {zh(MODE_ZH, p.mode)} {zh(PROJECT_CATEGORY_ZH, p.category)}；"
+            f"本单位为{'、'.join(zh(ROLE_ZH, r) for r in p.roles)}；{zh(PROJECT_STATUS_ZH, p.status)}；"
+            f"实施期 {p.start_date} 至 {p.end_date}" + (f"（延期 {p.extensions} 次）" if p.extensions else ""),
         ]
         if p.self_funding is not None:
             sf = p.self_funding
             lines.append(
-                f"  self-funding: pledged {format_fen_grouped(sf['pledged'])}, contributed "
-                f"{format_fen_grouped(sf['contributed'])}, 到位率 {arrival_rate(sf['contributed'], sf['pledged'])}"
+                f"  自筹资金：承诺 {format_fen_grouped(sf['pledged'])}，到位 "
+                f"{format_fen_grouped(sf['contributed'])}，到位率 {arrival_rate(sf['contributed'], sf['pledged'])}"
             )
         header = [name for name, _ in LANE_COLUMNS]
         rows = [
-            [lane.lane, lane.status, *(format_fen_grouped(lane.balances[key]) for _, key in LANE_COLUMNS[2:])]
+            [lane.lane, _lane_words(p, lane), *(format_fen_grouped(lane.balances[key]) for _, key in LANE_COLUMNS[2:])]
             for lane in p.lanes
         ]
         lines += ["  " + line for line in _aligned(header, rows, right_from=2)]
@@ -423,12 +446,12 @@ def render_table(report: StatusReport) -> list[str]:
             nxt = lane.next_tranche
             if nxt is None:
                 continue
-            what = f"  next: {nxt.lane} tranche {nxt.seq} ({nxt.name}) {format_fen_grouped(nxt.amount_fen)}"
+            what = f"  下一期：{nxt.lane} 第{nxt.seq}期（{zh(TRANCHE_ZH, nxt.name)}）{format_fen_grouped(nxt.amount_fen)}"
             if nxt.waits_on:
-                lines.append(what + " waits on " + "; ".join(h for _, h in nxt.waits_on))
+                lines.append(what + "，待满足：" + "；".join(h for _, h in nxt.waits_on))
             else:
-                lines.append(what + " is eligible now (jiebang release)")
-        lines += [f"  warning: {w.message}" for w in p.warnings]
+                lines.append(what + "，条件已满足，可拨付")
+        lines += [f"  提示：{w.message}" for w in p.warnings]
     return lines
 
 
@@ -453,25 +476,34 @@ def _aligned(header: list[str], rows: list[list[str]], *, right_from: int) -> li
 # --- rendering: xlsx --------------------------------------------------------------------
 
 PROJECT_SHEET = (
-    ("project 项目", "code"), ("name 名称", "name"), ("city 城市", "city"), ("rules 规则版本", "rules_version"),
-    ("category 类别", "category"), ("mode 方式", "mode"), ("role 角色", "roles"), ("status 状态", "status"),
-    ("start 开始", "start_date"), ("end 结束", "end_date"), ("extensions 延期", "extensions"),
-    ("pledged 承诺自筹", "pledged"), ("contributed 实际到位", "contributed"), ("outstanding 未到位", "outstanding"),
-    ("到位率 %", "rate"),
+    ("项目编号 Project", "code"), ("项目名称 Name", "name"), ("城市 City", "city"), ("规则版本 Rules", "rules_version"),
+    ("项目类别 Category", "category"), ("组织方式 Mode", "mode"), ("本单位角色 Role", "roles"), ("状态 Status", "status"),
+    ("开始 Start", "start_date"), ("截止 End", "end_date"), ("延期次数 Extensions", "extensions"),
+    ("承诺自筹 Pledged", "pledged"), ("实际到位 Contributed", "contributed"), ("未到位 Outstanding", "outstanding"),
+    ("到位率% Arrival rate", "rate"),
 )
 LANE_SHEET = (
-    ("project 项目", None), ("lane 赛道", None), ("solver USCC 揭榜方", None), ("solver name", None), ("status 状态", None),
-    ("bid contracted 揭榜合同额", "bid_contracted"), ("paid cash 现金", "bid_paid_cash"), ("paid equity 股权", "bid_paid_equity"),
-    ("paid in-kind 实物", "bid_paid_in_kind"), ("bid unpaid 未付", "bid_unpaid"), ("subsidy base 补助基数", "subsidy_base"),
-    ("subsidy earned 应补助", "subsidy_earned"), ("subsidy released 已拨补助", "subsidy_released"),
-    ("subsidy payable 应付未付", "subsidy_payable"), ("grant obligated 资助额", "grant_obligated"),
-    ("grant released 已拨付", "grant_released"), ("grant unreleased 未拨付", "grant_unreleased"),
-    ("advances 结余", "advances_outstanding"), ("spent 已支出", "fiscal_spent"),
-    ("clawback assessed 应收回", "clawback_assessed"), ("clawback collected 已收回", "clawback_collected"),
-    ("clawback outstanding 未收回", "clawback_outstanding"),
-    ("next tranche seq", None), ("next tranche name", None), ("next tranche amount 金额", None),
-    ("next tranche status", None), ("waits on 待满足条件", None),
+    ("项目编号 Project", None), ("赛道 Lane", None), ("揭榜方信用代码 Solver USCC", None), ("揭榜方 Solver", None),
+    ("状态 Status", None),
+    ("揭榜合同额 Bid contracted", "bid_contracted"), ("已付·现金 Paid cash", "bid_paid_cash"),
+    ("已付·技术入股 Paid equity", "bid_paid_equity"), ("已付·实物 Paid in kind", "bid_paid_in_kind"),
+    ("揭榜未付 Bid unpaid", "bid_unpaid"), ("补助基数 Subsidy base", "subsidy_base"),
+    ("应补助 Subsidy earned", "subsidy_earned"), ("已拨补助 Subsidy released", "subsidy_released"),
+    ("补助应付未付 Subsidy payable", "subsidy_payable"), ("资助额 Grant obligated", "grant_obligated"),
+    ("财政已拨付 Grant released", "grant_released"), ("财政未拨付 Grant unreleased", "grant_unreleased"),
+    ("预拨经费结余 Advances", "advances_outstanding"), ("财政资金支出 Spent", "fiscal_spent"),
+    ("核定追回 Clawback assessed", "clawback_assessed"), ("已收回 Clawback collected", "clawback_collected"),
+    ("未收回 Clawback outstanding", "clawback_outstanding"),
+    ("下一期 Next tranche", None), ("下一期款项 Next tranche item", None), ("下一期金额 Next tranche amount", None),
+    ("下一期状态 Next tranche status", None), ("待满足条件 Waits on", None),
 )
+
+
+def _lane_words(p: ProjectStatus, lane: LaneStatus) -> str:
+    """A lane's status as the enterprise says it: a lane still in an accepted project is 已结题."""
+    if lane.status == "active" and p.status == "accepted":
+        return PROJECT_STATUS_ZH["accepted"]
+    return zh(LANE_STATUS_ZH, lane.status)
 
 
 def _yuan(fen: int) -> Decimal:
@@ -480,12 +512,14 @@ def _yuan(fen: int) -> Decimal:
 
 def _rate_number(contributed: int, pledged: int) -> Decimal | str:
     text = arrival_rate(contributed, pledged)
-    return text if text == "n/a" else Decimal(text.rstrip("%"))
+    return "未承诺" if text == "n/a" else Decimal(text.rstrip("%"))
 
 
 def write_xlsx(report: StatusReport, path: Path) -> Path:
-    """Write the report as a workbook: amounts as numbers in #,##0.00, columns fitted to their
-    content with long text wrapped, frozen headers, fixed metadata."""
+    """Write the report as a workbook: Chinese first (English beside the headers), amounts as
+    numbers in #,##0.00, columns fitted to their content with long text wrapped, frozen
+    headers, fixed metadata. Codes (status, mode, conditions) are written as their Chinese
+    names; the JSON beside it keeps the codes."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -493,14 +527,15 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
 
     wb = Workbook()
     ws = wb.active
-    ws.title = "projects"
+    ws.title = "项目 Projects"
     _sheet_header(ws, [h for h, _ in PROJECT_SHEET], Font)
     for p in report.projects:
         sf = p.self_funding
         values = {
-            "code": p.code, "name": p.name, "city": p.city, "rules_version": p.rules_version, "category": p.category,
-            "mode": p.mode, "roles": "+".join(p.roles), "status": p.status, "start_date": p.start_date.isoformat(),
-            "end_date": p.end_date.isoformat(), "extensions": p.extensions,
+            "code": p.code, "name": p.name, "city": zh(CITY_ZH, p.city), "rules_version": p.rules_version,
+            "category": zh(PROJECT_CATEGORY_ZH, p.category), "mode": zh(MODE_ZH, p.mode),
+            "roles": "、".join(zh(ROLE_ZH, r) for r in p.roles), "status": zh(PROJECT_STATUS_ZH, p.status),
+            "start_date": p.start_date.isoformat(), "end_date": p.end_date.isoformat(), "extensions": p.extensions,
             "pledged": _yuan(sf["pledged"]) if sf else None, "contributed": _yuan(sf["contributed"]) if sf else None,
             "outstanding": _yuan(sf["outstanding"]) if sf else None,
             "rate": _rate_number(sf["contributed"], sf["pledged"]) if sf else None,
@@ -510,33 +545,34 @@ def write_xlsx(report: StatusReport, path: Path) -> Path:
             cell.number_format = AMOUNT_FORMAT
         ws[ws.max_row][14].number_format = RATE_FORMAT
 
-    ws = wb.create_sheet("lanes")
+    ws = wb.create_sheet("赛道 Lanes")
     _sheet_header(ws, [h for h, _ in LANE_SHEET], Font)
     for p in report.projects:
         for lane in p.lanes:
             nxt = lane.next_tranche
-            row = [p.code, lane.lane, lane.solver_uscc, lane.solver_name, lane.status]
+            row = [p.code, lane.lane, lane.solver_uscc, lane.solver_name, _lane_words(p, lane)]
             row += [_yuan(lane.balances[key]) for _, key in LANE_SHEET[5:22]]
-            row += [nxt.seq, nxt.name, _yuan(nxt.amount_fen), nxt.status, "; ".join(c for c, _ in nxt.waits_on)] if nxt else [None] * 5
+            row += ([f"第{nxt.seq}期", zh(TRANCHE_ZH, nxt.name), _yuan(nxt.amount_fen), zh(TRANCHE_STATUS_ZH, nxt.status),
+                     "；".join(h for _, h in nxt.waits_on)] if nxt else [None] * 5)
             append_row(ws, row)
             for cell in [*ws[ws.max_row][5:22], ws[ws.max_row][24]]:
                 cell.number_format = AMOUNT_FORMAT
 
-    ws = wb.create_sheet("warnings")
-    _sheet_header(ws, ["project 项目", "code", "message 提示"], Font)
+    ws = wb.create_sheet("提示 Warnings")
+    _sheet_header(ws, ["项目编号 Project", "事项 Matter", "提示 Message"], Font)
     for w in report.warnings:
-        append_row(ws, [w.project, w.code, w.message])
+        append_row(ws, [w.project, zh(WARNING_ZH, w.code), w.message])
 
-    ws = wb.create_sheet("about")
-    _sheet_header(ws, ["field", "value"], Font)
+    ws = wb.create_sheet("说明 About")
+    _sheet_header(ws, ["项目 Item", "内容 Value"], Font)
     for key, value in (
-        ("report", "matched-investment status 配套投入情况"),
-        ("party USCC", report.party_uscc),
-        ("party name", report.party_name),
-        ("as of", report.as_of.isoformat()),
-        ("entries dated on or before", report.entries),
-        ("last entry id", report.last_entry_id),
-        ("last entry hash", report.last_entry_hash),
+        ("报告 Report", "配套投入情况 Matched-investment status"),
+        ("统一社会信用代码 USCC", report.party_uscc),
+        ("单位名称 Name", report.party_name),
+        ("截止日 As of", report.as_of.isoformat()),
+        ("截止日前分录数 Entries to date", report.entries),
+        ("末笔分录号 Last entry", report.last_entry_id),
+        ("末笔分录哈希 Last entry hash", report.last_entry_hash),
     ):
         append_row(ws, [key, value])
     for sheet in wb.worksheets:

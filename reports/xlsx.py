@@ -215,6 +215,8 @@ def _cell_value(value, kind: str):
     if value is None:
         return None
     if kind == "amount":
+        if isinstance(value, str):  # words where there is no amount ("未按科目批复"), never a number as text
+            return value
         if not isinstance(value, int):
             raise TypeError(f"an amount cell takes whole fen (int), got {value!r}")
         return Decimal(value).scaleb(-2)

@@ -235,18 +235,20 @@ def test_status_as_of_is_deterministic_and_ignores_later_entries(programme_ledge
 
     # The workbook: numbers as numbers with a 0.00 format, frozen header rows.
     book = load_workbook(out1 / names[1])
-    assert book.sheetnames == ["projects", "lanes", "warnings", "about"]
-    for sheet in ("projects", "lanes", "warnings"):
+    assert book.sheetnames == ["项目 Projects", "赛道 Lanes", "提示 Warnings", "说明 About"]
+    for sheet in ("项目 Projects", "赛道 Lanes", "提示 Warnings"):
         assert book[sheet].freeze_panes == "A2"
-    header = [c.value for c in book["projects"][1]]
-    row = dict(zip(header, book["projects"][3]))
-    assert row["project 项目"].value == "JM2026-005"
-    assert row["pledged 承诺自筹"].value == 2_000_000 and row["pledged 承诺自筹"].number_format == "#,##0.00"
-    assert row["contributed 实际到位"].value == 500_000
-    assert row["到位率 %"].value == 25
-    header = [c.value for c in book["lanes"][1]]
-    l2 = {h: c.value for h, c in zip(header, book["lanes"][4])}
-    assert (l2["lane 赛道"], l2["paid in-kind 实物"], l2["next tranche amount 金额"]) == ("L2", 300_000, 600_000)
+    header = [c.value for c in book["项目 Projects"][1]]
+    row = dict(zip(header, book["项目 Projects"][3]))
+    assert row["项目编号 Project"].value == "JM2026-005"
+    assert row["承诺自筹 Pledged"].value == 2_000_000 and row["承诺自筹 Pledged"].number_format == "#,##0.00"
+    assert row["实际到位 Contributed"].value == 500_000
+    assert row["到位率% Arrival rate"].value == 25
+    assert (row["状态 Status"].value, row["组织方式 Mode"].value, row["本单位角色 Role"].value) == ("执行中", "赛马", "需求方")
+    header = [c.value for c in book["赛道 Lanes"][1]]
+    l2 = {h: c.value for h, c in zip(header, book["赛道 Lanes"][4])}
+    assert (l2["赛道 Lane"], l2["已付·实物 Paid in kind"], l2["下一期金额 Next tranche amount"]) == ("L2", 300_000, 600_000)
+    assert (l2["下一期款项 Next tranche item"], l2["待满足条件 Waits on"]) == ("中期检查通过后", "赛马阶段考核通过")
 
 
 def test_status_refuses_an_unknown_party_in_one_line(cli, tmp_path):

@@ -34,7 +34,7 @@ SYSTEM_FONTS = Path("/usr/share/fonts")
 BRACKETED = re.compile(r"[(（]\s*\+?\d[\d,]*\.\d+\s*[)）]")
 # Numeric columns that are not amounts: rates in percent, entry ids, tranche numbers, stages,
 # counts. Everything else that holds a number is money.
-NOT_AMOUNT = re.compile(r"率|%|[Rr]ate|分录号|期次|阶段|extensions|seq|entr(y|ies)")
+NOT_AMOUNT = re.compile(r"率|%|[Rr]ate|分录|期次|阶段|延期次数|[Ee]xtensions|seq|[Ee]ntr(y|ies)")
 
 
 def _without_system_fonts() -> bool:
@@ -205,3 +205,144 @@ def test_every_workbook_column_fits_its_longest_value_and_the_header_stays_froze
                         continue
                     # Too long for one line: the column is as wide as allowed and the cell wraps.
                     assert cell.alignment.wrap_text and width == WIDTH_MAX, where
+
+
+# --- words: Chinese first, no identifiers, no commands -----------------------------------------
+
+SNAKE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")  # self_funding_pledged, midterm.failure_rate's tail
+# A text that opens with two English words ("bid payment L1", "one mid-term check ..."): what a
+# Chinese-first document never does outside a bilingual header, whose Chinese comes first.
+ENGLISH_FIRST = re.compile(r"^[A-Za-z][a-z]+(?: [A-Za-z][a-z-]*)+\b")
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def workbook_texts(path: Path):
+    """(where, text, in the header row) of every text cell of a workbook."""
+    for ws in load_workbook(path).worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str) and not cell.value.startswith("=SUM("):
+                    yield f"{path.name} {ws.title}!{cell.coordinate}", cell.value, cell.row == 1
+
+
+@needs("pdftotext")
+def test_no_document_holds_a_snake_case_identifier_or_a_command(demo):
+    reports, _ = demo
+    texts = [(path.name, pdf_text(path)) for path in pdfs(reports)]
+    texts += [(where, text) for path in workbooks(reports) for where, text, _ in workbook_texts(path)]
+    assert len(texts) > 1000
+    for where, text in texts:
+        assert not SNAKE.search(text), f"{where}: {SNAKE.search(text).group()} in {text[:200]!r}"
+        # The enterprise's status report and the auditor's and bureau's documents never tell
+        # the reader to run the ledger's commands.
+        assert "jiebang" not in text, f"{where}: {text[:200]!r}"
+        assert "`" not in text, f"{where}: {text[:200]!r}"
+
+
+def test_every_workbook_text_is_chinese_first(demo):
+    reports, _ = demo
+    checked = 0
+    for path in workbooks(reports):
+        for where, text, header in workbook_texts(path):
+            first_line = text.strip().splitlines()[0] if text.strip() else ""
+            assert not ENGLISH_FIRST.match(first_line), f"{where}: {text[:200]!r}"
+            if header and CJK.search(text):
+                assert CJK.match(text), f"{where}: a bilingual header puts its Chinese first: {text!r}"
+            checked += 1
+    assert checked > 1000
+
+
+def test_memos_warnings_and_assumptions_are_written_in_chinese(demo):
+    reports, _ = demo
+    columns = re.compile(r"摘要|提示|事项")
+    found = 0
+    for path in workbooks(reports):
+        for ws in load_workbook(path).worksheets:
+            headers = {cell.column: str(cell.value or "") for cell in ws[1]}
+            for row in ws.iter_rows(min_row=2, max_row=_table_rows(ws)):
+                for cell in row:
+                    wanted = columns.search(headers.get(cell.column, "")) or ("假设" in ws.title and cell.column == 2)
+                    if not (wanted and isinstance(cell.value, str) and cell.value.strip()):
+                        continue
+                    found += 1
+                    # Words, not numbers or a file's name, are Chinese.
+                    if re.search("[A-Za-z]", cell.value) and not cell.value.endswith(".toml"):
+                        assert CJK.search(cell.value), f"{path.name} {ws.title}!{cell.coordinate}: {cell.value!r}"
+    assert found > 20
+    # The memos the services write are Chinese wherever the audit pack lists them.
+    memos = [text for path in workbooks(reports) if path.name.startswith("audit")
+             for where, text, header in workbook_texts(path) if not header and text.startswith("揭榜金额支付 L")]
+    assert memos, "no bid payment memo in the audit packs"
+
+
+def test_enterprise_warnings_say_what_is_missing_and_by_when(demo):
+    reports, _ = demo
+    warnings = [(where, text) for path in workbooks(reports) if path.name.startswith("status")
+                for where, text, header in workbook_texts(path) if not header and "提示" in where and where.endswith(tuple("0123456789"))]
+    messages = [text for where, text in warnings if "：" in text and "请" in text]
+    assert len(messages) >= 2, warnings
+    for text in messages:
+        # What is missing (an amount or a state) and by when (a date, or the notice's deadline).
+        assert re.search(r"\d{4}-\d{2}-\d{2}|期限", text), text
+
+
+# --- PDF tables: no cell is cut -------------------------------------------------------------------
+
+
+def _overrun(paragraph, room: float) -> float:
+    """How far the widest line of ``paragraph``, wrapped in ``room`` points, runs past it (CJK
+    text wraps between characters, so a line overruns only on an unbreakable Latin run)."""
+    paragraph.wrap(room, 10_000)
+    lines = paragraph.blPara.lines
+    return max((-(line.extraSpace if hasattr(line, "extraSpace") else line[0]) for line in lines), default=0.0)
+
+
+def test_no_pdf_table_cell_is_wider_than_its_column(tmp_path, monkeypatch):
+    """Every table the demo's PDFs hold, read as reportlab lays it out: a plain cell fits its
+    column, and a wrapping cell has no unbreakable run wider than the column; rows split
+    across pages whole (the header repeats)."""
+    from click.testing import CliRunner
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.platypus import Paragraph
+
+    from cli import main
+    from reports import pdf
+
+    built = []
+    original = pdf.data_table
+
+    def recording(header, rows, **kwargs):
+        table = original(header, rows, **kwargs)
+        built.append((table, kwargs["font"]))
+        return table
+
+    monkeypatch.setattr(pdf, "data_table", recording)
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--force"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(built) > 30
+    cells = 0
+    for table, font in built:
+        assert table.repeatRows == 1 and table.splitByRow
+        for row in table._cellvalues[1:]:
+            for width, cell in zip(table._colWidths, row):
+                room = width - pdf.CELL_PADDING + 0.01
+                if isinstance(cell, Paragraph):
+                    assert _overrun(cell, room) <= 0, f"{cell.text!r} runs {_overrun(cell, room):.1f} past {room:.1f}"
+                elif isinstance(cell, str):
+                    assert pdfmetrics.stringWidth(cell, font.name, pdf.TABLE_SIZE) <= room, f"{cell!r} in {width:.1f}"
+                cells += 1
+    assert cells > 2000
+
+
+def test_a_long_plain_cell_wraps_instead_of_running_past_its_column():
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph
+
+    from reports import pdf
+
+    font = pdf.cjk_font()
+    name = "江门市某某某某精密装备制造与自动化控制系统集成股份有限公司"
+    table = pdf.data_table(["单位\nParty", "金额\nAmount"], [[name, "1,200,000.00"]], widths=[30 * mm, 30 * mm], right={1}, font=font)
+    wrapped, amount = table._cellvalues[1]
+    assert isinstance(wrapped, Paragraph) and _overrun(wrapped, 30 * mm - pdf.CELL_PADDING) <= 0
+    assert amount == "1,200,000.00"  # what fits stays a plain string, whole for pdftotext

@@ -366,7 +366,8 @@ def test_the_chart_page_rasterises_with_band_and_expected_line(cli, session_fact
     assert near((0xD9, 0x48, 0x01)) > 20, "the appropriation line is missing"
     text = subprocess.run(["pdftotext", "-layout", "-f", "1", "-l", "1", str(pdf), "-"], check=True, capture_output=True,
                           text=True).stdout
-    assert "failure_rate" in text and "cautious" in text  # the assumptions are printed beside the chart
+    assert "中期检查未通过的概率" in text and "cautious" in text  # the assumptions are printed beside the chart, in Chinese
+    assert "failure_rate" not in text and "/" not in text.split("情景文件")[1].splitlines()[0]  # no key, no path
 
 
 # --- 4. refusals, one line each --------------------------------------------------------------

@@ -151,13 +151,13 @@ def test_status_workbooks_hold_hostile_names_as_text(hostile, cli, tmp_path):
     assert demand.stdout.count("wrote") == 2 and solver.stdout.count("wrote") == 2
     for path in (demand_xlsx, solver_xlsx):
         assert assert_no_formula_but_sums(path) == []  # the status workbook has no totals
-        assert "projects!B2" in string_cells(path, LINK)
-    assert "about!B4" in string_cells(demand_xlsx, DDE)
+        assert "项目 Projects!B2" in string_cells(path, LINK)
+    assert "说明 About!B4" in string_cells(demand_xlsx, DDE)
     # A workbook cannot hold ESC or BEL: they are written as visible escapes, and the leading
     # "+" is text, not a formula.
     shown = SOLVER_NAME.replace("\x1b", "\\x1b").replace("\x07", "\\x07")
-    assert "about!B4" in string_cells(solver_xlsx, shown)
-    assert "lanes!D2" in string_cells(demand_xlsx, shown)
+    assert "说明 About!B4" in string_cells(solver_xlsx, shown)
+    assert "赛道 Lanes!D2" in string_cells(demand_xlsx, shown)
 
 
 def test_audit_workbook_holds_hostile_names_as_text_and_keeps_its_sums(hostile, cli, tmp_path):

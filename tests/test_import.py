@@ -110,7 +110,7 @@ def test_template_has_every_sheet_and_imports_as_nothing(cli, engine, tmp_path):
     projects = workbook["projects"]
     assert [c.value for c in projects[1]] == [
         "code", "name", "city", "rules_version", "category", "mode", "demand_uscc", "solver_usccs", "total_investment",
-        "grant", "bids", "start", "end", "budget_year", "date", "voucher",
+        "grant", "bids", "start", "end", "budget_year", "budget", "date", "voucher",
     ]
     for sheet in workbook.worksheets:
         headers = [c.value for c in sheet[1]]

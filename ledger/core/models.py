@@ -172,6 +172,28 @@ class Posting(Base):
     )
 
 
+class VerifyCheckpoint(Base):
+    """A chain position a full verification found sound (``jiebang verify --checkpoint``).
+
+    Attributes:
+      entry_id / hash: the chain head the verification ended at.
+      entries: how many entries it read.
+      recorded_by / recorded_at: who asked, and the database's clock (never printed in a
+        document, whose bytes must not depend on when it was made).
+    """
+
+    __tablename__ = "verify_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(BigInteger)
+    recorded_by: Mapped[str] = mapped_column(String(80))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("entry_id >= 1", name="entry_id_positive"),)
+
+
 class ChainHead(Base):
     """The single row holding the chain's last entry id and hash.
 

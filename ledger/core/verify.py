@@ -151,10 +151,11 @@ def _with_legs(entries: Iterator[tuple], legs: Iterator[tuple]) -> Iterator[tupl
             yield entry, []
 
 
-def _walk(session, entries, progress) -> VerifyResult:
-    """Check each entry in id order against its predecessor; stop at the first that fails."""
-    expected_prev = GENESIS_HASH
-    expected_id = 1
+def _walk(session, entries, progress, *, after_id: int = 0, after_hash: str = GENESIS_HASH) -> VerifyResult:
+    """Check each entry in id order against its predecessor; stop at the first that fails.
+    ``after_id`` / ``after_hash``: where the walk starts (the genesis, or a checkpoint)."""
+    expected_prev = after_hash
+    expected_id = after_id + 1
     count = 0
 
     def fail(entry_id: int, problem: str) -> VerifyResult:
@@ -196,12 +197,13 @@ def _walk(session, entries, progress) -> VerifyResult:
         if progress is not None and count % STREAM_BATCH == 0:
             progress(STREAM_BATCH)
     head = session.execute(select(ChainHead.last_entry_id, ChainHead.last_hash).where(ChainHead.id == 1)).one()
-    if head.last_entry_id != count or head.last_hash != expected_prev:
+    last = expected_id - 1
+    if head.last_entry_id != last or head.last_hash != expected_prev:
         return fail(
-            min(head.last_entry_id, count + 1) or 1,
-            f"the chain head records entry {head.last_entry_id} as last, but the journal ends at entry {count}",
+            min(head.last_entry_id, last + 1) or 1,
+            f"the chain head records entry {head.last_entry_id} as last, but the journal ends at entry {last}",
         )
-    return VerifyResult(True, count, count, expected_prev)
+    return VerifyResult(True, count, last, expected_prev)
 
 
 def _legs_problem(entry_id: int, value_date: dt.date | str, legs: list[tuple]) -> str | None:
@@ -227,3 +229,64 @@ def _legs_problem(entry_id: int, value_date: dt.date | str, legs: list[tuple]) -
 
 def entry_count(session: Session) -> int:
     return session.execute(select(func.count()).select_from(JournalEntry)).scalar_one()
+
+
+# --- checkpoints: verify once, then only what came after -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A chain position a full verification found sound: entry id, its chain hash, entries read."""
+
+    entry_id: int
+    hash: str
+    entries: int
+
+
+def record_checkpoint(session: Session, result: VerifyResult, *, actor: str) -> Checkpoint:
+    """Record the head a full verification that passed ended at (``verify --checkpoint``)."""
+    from ledger.core.models import VerifyCheckpoint
+
+    if not result.ok or result.head_id < 1:
+        raise ValueError("only a passed verification of a non-empty ledger is a checkpoint")
+    session.add(VerifyCheckpoint(entry_id=result.head_id, hash=result.head_hash, entries=result.entries, recorded_by=actor[:80]))
+    session.flush()
+    return Checkpoint(result.head_id, result.head_hash, result.entries)
+
+
+def latest_checkpoint(session: Session, *, at_most: int | None = None) -> Checkpoint | None:
+    """The latest checkpoint (at or before entry ``at_most``), or None: one index probe."""
+    from ledger.core.models import VerifyCheckpoint
+
+    query = select(VerifyCheckpoint.entry_id, VerifyCheckpoint.hash, VerifyCheckpoint.entries)
+    if at_most is not None:
+        query = query.where(VerifyCheckpoint.entry_id <= at_most)
+    row = session.execute(query.order_by(VerifyCheckpoint.entry_id.desc(), VerifyCheckpoint.id.desc()).limit(1)).first()
+    return None if row is None else Checkpoint(int(row.entry_id), row.hash, int(row.entries))
+
+
+def verify_since(session: Session, checkpoint: Checkpoint) -> VerifyResult:
+    """Verify only what came after ``checkpoint``: that the journal still holds the
+    checkpoint's hash at its entry, then the chain, digests and per-book balances of every
+    later entry, the chain head, and that no later posting lacks its entry. Time and memory
+    grow with the entries after the checkpoint, not with the ledger. A change before the
+    checkpoint that keeps the checkpoint's own hash (a consistent rewrite) is for a full
+    ``verify`` with ``--anchor``; any other change before it, for a full ``verify``."""
+    n = int(checkpoint.entry_id)
+    at = session.execute(select(JournalEntry.hash).where(JournalEntry.id == n)).scalar()
+    if at != checkpoint.hash:
+        return VerifyResult(False, 0, n, checkpoint.hash, n,
+                            f"entry {n} no longer has the hash the checkpoint recorded; run a full verify")
+    connection = session.connection()
+    entries_sql = _ENTRIES_SQL.replace(" ORDER BY id", f" WHERE id > {n} ORDER BY id")
+    legs_sql = _LEGS_SQL.replace(" ORDER BY p.entry_id", f" WHERE p.entry_id > {n} ORDER BY p.entry_id")
+    with _driver_rows(connection, "entries", entries_sql) as entries, _driver_rows(connection, "legs", legs_sql) as legs:
+        result = _walk(session, _with_legs(entries, legs), None, after_id=n, after_hash=checkpoint.hash)
+    if not result.ok:
+        return result
+    has_entry = select(JournalEntry.id).where(JournalEntry.id == Posting.entry_id).exists()
+    orphan = session.execute(select(func.min(Posting.entry_id)).where(Posting.entry_id > n, ~has_entry)).scalar()
+    if orphan is not None:
+        return VerifyResult(False, result.entries, result.head_id, result.head_hash, orphan,
+                            f"postings exist for entry {orphan}, which is missing from the journal")
+    return result

@@ -17,6 +17,7 @@ import importlib
 # public name -> the module of this package that defines it
 _WHERE = {
     "ApprovalInput": "approval",
+    "parse_budget_line": "approval",
     "BALANCE_KEYS": "balances",
     "CATEGORIES": "common",
     "CONDITION_HINTS": "state",

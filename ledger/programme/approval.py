@@ -46,6 +46,11 @@ class ApprovalInput:
       approved_grant_fen: the approved grant (staged-grant rules, e.g. Jiangmen).
       bid_contract_fen: contracted bid per lane (bid-subsidy rules, e.g. Urumqi).
       budget_year: the appropriation year the obligation draws on (default: approval year).
+      budget: the approved budget by fund source and category (批复预算), as
+        (source, category, fen) with source ``city_fiscal`` or ``self_funded``; optional.
+        Under staged-grant rules the city's lines add up to the approved grant; under
+        bid-subsidy rules the city's money is a post-subsidy and only self-funded lines are
+        given. Recorded in the approval's hashed facts (the event payload) when given.
     """
 
     code: str
@@ -65,6 +70,51 @@ class ApprovalInput:
     budget_year: int | None = None
     voucher: str | None = None
     registration_override: str | None = None
+    budget: tuple[tuple[str, str, int], ...] = ()
+
+
+BUDGET_SOURCES = {"city_fiscal": "city_fiscal", "市财政": "city_fiscal", "self_funded": "self_funded", "单位自筹": "self_funded",
+                  "自筹": "self_funded"}
+BUDGET_LINE_EXAMPLE = "市财政:设备费:1,200,000.00 or 单位自筹:劳务费:80万"
+
+
+def parse_budget_line(text: str) -> tuple[str, str, int]:
+    """One approved budget line as an officer types it, SOURCE:CATEGORY:AMOUNT, e.g.
+    ``市财政:设备费:1,200,000.00``; the source and category by key or Chinese name."""
+    from ledger.core.money import parse_fen
+
+    parts = [p.strip() for p in str(text).replace("：", ":").split(":")]
+    if len(parts) != 3 or parts[0] not in BUDGET_SOURCES:
+        raise Refusal("approved_budget_line_must_be_well_formed",
+                      f"budget line {text!r} must read SOURCE:CATEGORY:AMOUNT with SOURCE 市财政 (city_fiscal) or 单位自筹 "
+                      f"(self_funded), e.g. {BUDGET_LINE_EXAMPLE}.")
+    category = checks.category_key(parts[1])
+    if category is None:
+        names = ", ".join(f"{k} ({v})" for k, v in checks.BUDGET_CATEGORY_NAMES.items())
+        raise Refusal("budget_category_must_be_known", f"budget line {text!r}: category {parts[1]!r} must be one of {names}.")
+    return BUDGET_SOURCES[parts[0]], category, parse_fen(parts[2], field=f"budget line {text!r}")
+
+
+def _checked_budget(spec: ApprovalInput, rules: Rules, obligation_fen: int) -> list[list]:
+    """The approved budget as sorted [source, category, fen] rows, or refuse it in one line."""
+    rows: dict[tuple[str, str], int] = {}
+    for source, category, fen in spec.budget:
+        if source not in ("city_fiscal", "self_funded") or category not in CATEGORIES or fen <= 0 or (source, category) in rows:
+            raise Refusal("approved_budget_line_must_be_well_formed",
+                          f"budget line {source}:{category}:{format_fen(fen)} of {spec.code}: each line names 市财政 or 单位自筹, "
+                          "one of the four categories, a positive amount, and each source and category once.")
+        rows[(source, category)] = fen
+    city = sum(fen for (source, _), fen in rows.items() if source == "city_fiscal")
+    if city and rules.funding.model != "staged_grant":
+        raise Refusal("approved_budget_must_add_up",
+                      f"{spec.code} is under bid-subsidy rules ({rules.version}): the city's money is a post-subsidy on the bid paid, "
+                      "not a budget by category; give only 单位自筹 budget lines.")
+    if city and city != obligation_fen:
+        raise Refusal("approved_budget_must_add_up",
+                      f"the city's budget lines of {spec.code} add up to {format_fen(city)}, not the approved grant "
+                      f"{format_fen(obligation_fen)}; correct the lines so that they add up to the grant.")
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    return [[s, c, f] for (s, c), f in sorted(rows.items(), key=lambda kv: (kv[0][0], order[kv[0][1]]))]
 
 
 def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Posted:
@@ -121,6 +171,7 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
     else:
         obligation = [checks.subsidy_ceiling_fen([bid], rules) for bid in spec.bid_contract_fen]
     total_obligation = sum(obligation)
+    budget = _checked_budget(spec, rules, total_obligation)
     opened = spec.approval_date
     accounts = [AccountSpec(chart.budget_available(budget_year), "memo", min(chart.year_accounts_open_on(budget_year), opened))]
     postings: list[PostingDraft] = []
@@ -193,7 +244,7 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             fact=not postings,
         ),
         accounts,
-        {"payload": {"budget_year": budget_year}
+        {"payload": {"budget_year": budget_year, **({"budget": budget} if budget else {})}
          | ({"registration_override": facts.registration_override} if facts.registration_override else {})},
         {
             "project": project_facts,

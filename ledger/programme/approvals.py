@@ -135,7 +135,7 @@ def change_setting(session: Session, name: str, value: str, *, user: str) -> Pos
         return None
     draft = EntryDraft(
         value_date=dt.date.today(), kind="setting", postings=(), fact=True,
-        memo=f"setting {name} = {value}", actor=user[:80],
+        memo=f"设置 {name} = {value}", actor=user[:80],
         trace={"setting": name, "value": value, "before": before},
         facts={"setting": {"name": name, "value": value, "set_by": user}},
     )
@@ -249,7 +249,7 @@ def record_request(session: Session, kind: str, arguments: dict, *, user: str) -
     }
     draft = EntryDraft(
         value_date=dt.date.today(), kind="request", postings=(), fact=True,
-        memo=f"request {request['id']} ({kind} of {request['project_code']}) awaits approval", actor=user[:80],
+        memo=f"申请 {request['id']}（{request['project_code']} {kind}）待审批", actor=user[:80],
         facts={"request": request},
     )
     posted = post(session, draft)
@@ -345,7 +345,7 @@ def reject(session: Session, request_id: int, *, user: str, reason: str) -> tupl
     row = _pending(session, request_id, user, "reject")
     draft = EntryDraft(
         value_date=dt.date.today(), kind="request_rejection", postings=(), fact=True,
-        memo=f"request {request_id} ({row['kind']}) rejected: {reason.strip()}", actor=user[:80],
+        memo=f"申请 {request_id}（{row['kind']}）已驳回：{reason.strip()}", actor=user[:80],
         trace={"request_id": request_id, "kind": row["kind"], "arguments": json.loads(row["arguments"]),
                "requested_by": row["requested_by"], "reason": reason.strip()},
         facts={"decision": {"request": request_id, "status": "rejected", "decided_by": user, "reason": reason.strip()}},

@@ -24,6 +24,7 @@ from ledger.programme.common import (
     lock,
 )
 from ledger.programme.state import _lane_sums, load_project
+from ledger.programme.words import FORM_ZH, zh
 
 # --- bids -------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ def bid_contract(session: Session, *, project: str, lane: str | None, amount_fen
             postings=tuple(postings),
             project_code=code,
             voucher=_voucher(voucher, f"BIDC-{code}-L{n}-{date.isoformat()}-{amount_fen}"),
-            memo=f"bid contract L{n}",
+            memo=f"揭榜合同 L{n}",
             actor=actor,
             rules_version=rules.version,
             trace=trace,
@@ -126,7 +127,7 @@ def bid_pay(
             postings=tuple(postings),
             project_code=code,
             voucher=_voucher(voucher, f"BIDP-{code}-L{n}-{date.isoformat()}-{form}-{amount_fen}"),
-            memo=f"bid payment L{n} ({form})",
+            memo=f"揭榜金额支付 L{n}（{zh(FORM_ZH, form)}）",
             actor=actor,
             rules_version=rules.version,
             trace=trace,

@@ -37,7 +37,7 @@ def appropriate(session: Session, *, year: int, amount_fen: int, date: dt.date, 
                 PostingDraft(chart.budget_appropriated(year), -amount_fen),
             ),
             voucher=_voucher(voucher, f"APPROP-{year}-{date.isoformat()}-{amount_fen}"),
-            memo=f"appropriation for budget year {year}",
+            memo=f"{year} 年度预算指标",
             actor=actor,
         ),
         [

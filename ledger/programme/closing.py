@@ -41,6 +41,7 @@ from ledger.programme.state import (
     _spent_by_category,
     load_project,
 )
+from ledger.programme.words import ENDING_ZH, zh
 
 
 @idempotent("extension")
@@ -59,7 +60,7 @@ def extend(session: Session, *, project: str, months: int, date: dt.date, refere
         EntryDraft(
             value_date=date, kind="extension", postings=(), project_code=code,
             voucher=_voucher(voucher, f"EXT-{code}-{state.extensions + 1}"),
-            memo=f"extension by {months} month(s) to {new_end}", actor=actor, rules_version=rules.version,
+            memo=f"延期 {months} 个月，至 {new_end}", actor=actor, rules_version=rules.version,
             trace={"months": months, "end_before": state.end_date.isoformat(), "end_after": new_end.isoformat(), "reference": reference},
             fact=True,
         ),
@@ -274,7 +275,7 @@ def terminate(
         EntryDraft(
             value_date=date, kind=kind, postings=tuple(postings), project_code=code,
             voucher=_voucher(voucher, f"{kind.upper()}-{code}" + (f"-L{n}" if n is not None else "")),
-            memo=f"{kind} of {code}" + (f" L{n}" if n is not None else ""), actor=actor, rules_version=rules.version,
+            memo=zh(ENDING_ZH, kind) + (f" L{n}" if n is not None else ""), actor=actor, rules_version=rules.version,
             trace=trace, fact=not postings,
         ),
         [AccountSpec(chart.budget_available(state.project.budget_year), "memo", chart.year_accounts_open_on(state.project.budget_year))],
@@ -310,7 +311,7 @@ def collect(session: Session, *, project: str, lane: str | None, amount_fen: int
                 PostingDraft(chart.DUE_TO_FINANCE, -amount_fen, None, "city_fiscal"),
             ),
             project_code=code, voucher=_voucher(voucher, f"COLLECT-{code}-L{n}-{date.isoformat()}-{amount_fen}"),
-            memo=f"clawback collected L{n}", actor=actor, rules_version=state.rules.version,
+            memo=f"追回款收回 L{n}", actor=actor, rules_version=state.rules.version,
             trace={"outstanding_before": format_fen(outstanding), "collected": format_fen(amount_fen)},
         ),
         [AccountSpec(chart.RECOVERIES_BANK, "fiscal", dt.date(2000, 1, 1)),
@@ -331,7 +332,7 @@ def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | No
             value_date=date, kind="remittance",
             postings=(PostingDraft(chart.DUE_TO_FINANCE, amount_fen), PostingDraft(chart.RECOVERIES_BANK, -amount_fen)),
             voucher=_voucher(voucher, f"REMIT-{date.isoformat()}-{amount_fen}"),
-            memo="recoveries remitted to the finance bureau (应缴财政款)", actor=actor,
+            memo="追回款上缴财政（应缴财政款）", actor=actor,
         ),
     )
 
@@ -355,7 +356,7 @@ def write_off(
             postings=(PostingDraft(chart.write_offs(code), amount_fen, None, "city_fiscal"),
                       PostingDraft(chart.clawback_receivable(code, n), -amount_fen, None, "city_fiscal")),
             project_code=code, voucher=_voucher(voucher, f"WRITEOFF-{code}-L{n}-{date.isoformat()}"),
-            memo=f"write-off: {reason.strip()}", actor=actor, rules_version=state.rules.version,
+            memo=f"追回核销：{reason.strip()}", actor=actor, rules_version=state.rules.version,
             trace={"reason": reason.strip(), "approval": approval.strip(), "outstanding_before": format_fen(outstanding)},
         ),
         [AccountSpec(chart.write_offs(code), "fiscal", state.project.approval_date, code)],
@@ -399,7 +400,7 @@ def close(session: Session, *, project: str, date: dt.date, reference: str, vouc
     return _post_event(
         session,
         EntryDraft(value_date=date, kind="closure", postings=tuple(postings), project_code=code,
-                   voucher=_voucher(voucher, f"CLOSE-{code}"), memo=f"closure of {code} after acceptance", actor=actor,
+                   voucher=_voucher(voucher, f"CLOSE-{code}"), memo="验收后结题", actor=actor,
                    rules_version=rules.version, trace=trace, fact=not postings),
         [AccountSpec(chart.budget_available(year), "memo", chart.year_accounts_open_on(year))],
         {"project_code": code, "reference": reference},

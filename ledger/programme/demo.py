@@ -223,11 +223,15 @@ def programme() -> Plan:
 def _jm2024_001(plan: Plan) -> None:
     code = "JM2024-001"
     plan.approve(
-        "2024-02-26", "揭榜挂帅 技术攻关: contract, 60% release, spending in four categories (equipment ≥ 500,000 justified), "
+        "2024-02-26", "揭榜挂帅 技术攻关 with an approved budget by category: contract, 60% release, spending in four categories (equipment ≥ 500,000 justified), "
         "mid-term passed, 40% release, acceptance and audit report",
         code=code, name="高精度五轴数控系统关键技术攻关", city="jiangmen", category="tech_breakthrough", mode="jbgs",
         demand_uscc=P["jm_yuehai"], solver_usccs=(P["jm_yida"],), total_investment_fen=wan(1200),
         start_date="2024-03-01", end_date="2027-02-28", approved_grant_fen=wan(500), voucher="江科〔2024〕11号",
+        # The approved budget by source and category (批复预算); the city's lines add up to the grant.
+        budget=(("city_fiscal", "equipment", wan(90)), ("city_fiscal", "business", wan(200)), ("city_fiscal", "labour", wan(160)),
+                ("city_fiscal", "indirect", wan(50)), ("self_funded", "equipment", wan(200)), ("self_funded", "business", wan(250)),
+                ("self_funded", "labour", wan(200)), ("self_funded", "indirect", wan(50))),
     )
     plan.pledge("2024-03-05", code, 700, "CN-JM2024-001")
     plan.stage("2024-03-18", code, "contract_signed", "HT-JM2024-001", reference="江科合〔2024〕001号")

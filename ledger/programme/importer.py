@@ -200,6 +200,9 @@ SHEET_LIST: tuple[Sheet, ...] = (
         Column("start", "date", True, "实施期开始", "Period start, YYYY-MM-DD.", "2025-10-01"),
         Column("end", "date", True, "实施期结束", "Period end, YYYY-MM-DD.", "2028-09-30"),
         Column("budget_year", "int", False, "占用的预算年度（空：立项年度）", "Appropriation year the obligation draws on; empty means the approval year.", "2025"),
+        Column("budget", "list", False, "批复预算（来源:科目:金额，分号分隔；市财政各行合计等于核定财政资助）",
+               "Approved budget lines SOURCE:CATEGORY:AMOUNT, semicolon-separated; the 市财政 lines add up to the grant.",
+               "市财政:设备费:100万;市财政:业务费:200万;单位自筹:劳务费:80万"),
         _date("立项日期", "Approval date (立项).", "2025-09-20"),
         _voucher("江科〔2025〕88号"),
     )),
@@ -711,6 +714,7 @@ def _approval(session: Session, v: dict, actor: str) -> Posted:
         demand_uscc=v["demand_uscc"], solver_usccs=v["solver_usccs"], total_investment_fen=v["total_investment"],
         approval_date=v["date"], start_date=v["start"], end_date=v["end"], approved_grant_fen=v["grant"],
         bid_contract_fen=v["bids"] or (), rules_version=v["rules_version"], budget_year=v["budget_year"], voucher=v["voucher"],
+        budget=tuple(programme.parse_budget_line(line) for line in v.get("budget") or ()),
     ), actor=actor)
 
 

@@ -82,7 +82,7 @@ def register_party(session: Session, party: PartyInput, *, actor: str) -> Posted
         kind="party",
         postings=(),
         voucher=result.code,
-        memo=f"register {facts['name']}",
+        memo=f"登记单位 {facts['name']}",
         actor=actor,
         trace={"party": facts, "warnings": [w.message for w in result.warnings]},
         fact=True,

@@ -157,6 +157,63 @@ def verify_ledger(session: Session, *, progress=None):
     return verify(session, progress=progress, projections=differences)
 
 
+# What the entries after a checkpoint add to the project tables, and how to read just those rows.
+SINCE_TABLES = {
+    "projects": lambda t, after, codes: t.c.code.in_(codes),
+    "lanes": lambda t, after, codes: t.c.project_code.in_(codes),
+    "tranches": lambda t, after, codes: t.c.project_code.in_(codes),
+    "project_events": lambda t, after, codes: t.c.entry_id > after,
+}
+
+
+def differences_since(session: Session, after_id: int) -> str | None:
+    """The first difference between the project tables and the facts of the entries after
+    entry ``after_id`` (a verified checkpoint), or None. Each entry's rows come from its own
+    facts (``rows_of``), so only the entries after the checkpoint are read: the projects they
+    approve (with their lanes and tranches) and every project event after it must be in the
+    tables as the facts say, and no project event after it may be in the tables without an
+    entry. The rest was compared by the full verification the checkpoint records."""
+    want: dict[str, dict[tuple, dict]] = {table: {} for table in SINCE_TABLES}
+    e = _entries()
+    rows = session.execute(select_facts().where(e.c.id > after_id).order_by(e.c.id))
+    for entry_id, value_date, kind, project_code, actor, facts in rows:
+        for table, found in rows_of(Event(entry_id, value_date, kind, project_code, actor, decode(facts))).items():
+            if table in want:
+                for row in found:
+                    want[table][tuple(row[k] for k in KEYS[table])] = row
+    codes = sorted(key[0] for key in want["projects"])
+    for table, where in SINCE_TABLES.items():
+        have = table_rows(session, table, lambda t, where=where: where(t, after_id, codes))
+        for key, row in want[table].items():
+            actual = have.get(key)
+            if actual is None:
+                return f"table {table} has lost row ({_show(key)}) that the journal records"
+            for column in COLUMNS[table]:
+                if actual[column] != row[column]:
+                    return (f"table {table}, row ({_show(key)}), column {column}: the journal says {row[column]!r}, "
+                            f"the table holds {actual[column]!r}")
+        for key in have:
+            if key not in want[table]:
+                return f"table {table} holds row ({_show(key[1:] if key[0] == 'duplicate' else key)}) that no journal entry after the checkpoint records"
+    return None
+
+
+def verify_since_checkpoint(session: Session, checkpoint):
+    """``ledger.core.verify.verify_since`` with the project tables of the later entries checked."""
+    import dataclasses
+
+    from ledger.core.verify import verify_since
+    from ledger.programme.roles import refuse_if_rows_hidden
+
+    refuse_if_rows_hidden(session)
+    result = verify_since(session, checkpoint)
+    if result.ok:
+        problem = differences_since(session, checkpoint.entry_id)
+        if problem is not None:
+            return dataclasses.replace(result, ok=False, problem=problem)
+    return result
+
+
 def journal_events(session: Session) -> Iterator[Event]:
     """Every entry that carries facts, in chain order."""
     rows = session.execute(select_facts().order_by(_entries().c.id), execution_options={"yield_per": 2_000})
@@ -173,11 +230,14 @@ def select_facts():
     return select(e.c.id, e.c.value_date, e.c.kind, e.c.project_code, e.c.actor, e.c.facts).where(e.c.facts.is_not(None))
 
 
-def table_rows(session: Session, table: str) -> dict[tuple, dict]:
-    """What a programme table holds, in the fold's shape, by natural key."""
+def table_rows(session: Session, table: str, where=None) -> dict[tuple, dict]:
+    """What a programme table holds, in the fold's shape, by natural key; ``where(t)``, when
+    given, is a condition on the table that limits the rows read."""
     columns = [c for c in COLUMNS[table] if c != "tranche"]
     t = _table(table)
     query = select(*[t.c[c] for c in columns])
+    if where is not None:
+        query = query.where(where(t))
     if table == "project_events":
         slot = _table("tranches")
         query = query.add_columns(slot.c.lane_no, slot.c.seq).outerjoin(slot, slot.c.id == t.c.tranche_id)

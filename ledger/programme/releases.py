@@ -25,6 +25,7 @@ from ledger.programme.state import (
     load_project,
     tranche_views,
 )
+from ledger.programme.words import tranche_memo
 
 # --- releases ---------------------------------------------------------------------------
 
@@ -118,7 +119,7 @@ def release(
             postings=postings,
             project_code=code,
             voucher=_voucher(voucher, f"REL-{code}-L{n}-T{target.seq}"),
-            memo=f"release tranche {target.seq} ({target.name}) L{n}" + (" net of clawback offset" if offsets else ""),
+            memo=tranche_memo(target.seq, target.name, n, offset=bool(offsets)),
             actor=actor,
             rules_version=rules.version,
             trace=trace,

@@ -35,7 +35,7 @@ STAFF = ("jiebang_officer", "jiebang_approver", "jiebang_auditor")
 # What an officer writes when it records events (INSERT) and reads (SELECT).
 OFFICER_INSERT = (
     "accounts", "journal_entries", "postings", "parties", "party_relations", "projects", "lanes", "tranches",
-    "project_events", "requests",
+    "project_events", "requests", "verify_checkpoints",
 )
 OFFICER_SELECT = (*OFFICER_INSERT, "chain_head", "settings", "alembic_version")
 DECISION_COLUMNS = ("status", "decided_by", "decided_at", "decision_reason", "decision_entry_id")

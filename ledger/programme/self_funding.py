@@ -15,6 +15,7 @@ from ledger.core.journal import (
 from ledger.programme import chart
 from ledger.programme.common import _category, _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.state import load_project
+from ledger.programme.words import BUDGET_CATEGORY_ZH, zh
 
 # --- self-funding -----------------------------------------------------------------------
 
@@ -39,7 +40,7 @@ def pledge(session: Session, *, project: str, amount_fen: int, date: dt.date, vo
             ),
             project_code=code,
             voucher=_voucher(voucher, f"PLEDGE-{code}-{date.isoformat()}-{amount_fen}"),
-            memo="self-funding pledged (自投研发资金承诺)",
+            memo="自筹资金承诺（自投研发资金承诺函）",
             actor=actor,
             rules_version=state.rules.version,
         ),
@@ -68,7 +69,7 @@ def contribute(session: Session, *, project: str, amount_fen: int, category: str
             ),
             project_code=code,
             voucher=_voucher(voucher, f"CONTRIB-{code}-{date.isoformat()}-{amount_fen}"),
-            memo=memo or f"self-funding contributed ({category})",
+            memo=memo or f"自筹资金到位（{zh(BUDGET_CATEGORY_ZH, category)}）",
             actor=actor,
             rules_version=state.rules.version,
         ),

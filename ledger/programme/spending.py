@@ -24,6 +24,7 @@ from ledger.programme.common import (
     lock,
 )
 from ledger.programme.state import _lane_sums, _spent_by_category, load_project
+from ledger.programme.words import BUDGET_CATEGORY_ZH, zh
 
 # --- money out and back: spending, extension, termination, revocation, recovery ---------
 
@@ -90,7 +91,7 @@ def spend(
             ),
             project_code=code,
             voucher=_voucher(voucher, f"SPEND-{code}-L{n}-{date.isoformat()}-{category}-{amount_fen}"),
-            memo=memo or f"{category} spending L{n}" + (f" to {counterparty}" if counterparty else ""),
+            memo=memo or f"{zh(BUDGET_CATEGORY_ZH, category)}支出 L{n}" + (f"，付 {counterparty}" if counterparty else ""),
             actor=actor,
             rules_version=rules.version,
             trace=trace | {"counterparty": counterparty, "justification": justification},

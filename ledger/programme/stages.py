@@ -18,6 +18,7 @@ from ledger.programme.closing import Misuse, eliminate_lane_postings, misuse_fac
 from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.fold import STAGES
 from ledger.programme.state import load_project
+from ledger.programme.words import STAGE_RESULT_ZH
 
 # --- stages -----------------------------------------------------------------------------
 
@@ -61,7 +62,7 @@ def record_stage(
             postings=tuple(postings),
             project_code=code,
             voucher=_voucher(voucher, f"STAGE-{code}-{stage}-{'L' + str(n) if n else 'P'}-{date.isoformat()}"),
-            memo=f"{stage} {'passed' if passed else 'failed'}" + (f" L{n}" if n else ""),
+            memo=STAGE_RESULT_ZH.get((stage, passed), f"{stage} {'通过' if passed else '未通过'}") + (f" L{n}" if n else ""),
             actor=actor,
             rules_version=state.rules.version,
             trace=trace,

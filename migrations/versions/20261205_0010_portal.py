@@ -1,7 +1,7 @@
 """portal: sign-in tables of the web portal; its log append-only; RLS helpers for SET ROLE
 
 Revision ID: 20261205_0010
-Revises: 20261205_0007
+Revises: 20261205_0009
 Create Date: 2026-12-05 02:00:00.000000
 
 * ``portal_users``, ``portal_auditor_projects``, ``portal_invites`` and ``portal_log`` hold
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '20261205_0010'
-down_revision = '20261205_0007'
+down_revision = '20261205_0009'
 branch_labels = None
 depends_on = None
 
