@@ -9,6 +9,7 @@ and a beancount export that ``bean-check`` accepts.
 from __future__ import annotations
 
 import json
+import re
 
 from programme_fixtures import (
     JM_DEMAND,
@@ -453,7 +454,7 @@ def test_an_urumqi_termination_recovers_the_subsidy_unspent_and_misused_with_its
     assert (got["clawback_assessed"], got["clawback_outstanding"], got["subsidy_released"], got["subsidy_earned"]) == (
         "500000.00", "500000.00", "1000000.00", "500000.00",
     )
-    entry = int(terminated.stdout.strip().rsplit("entry ", 1)[1].rstrip("."))
+    entry = int(re.search(r"分录 (\d+)", terminated.stdout).group(1))
     rows = json.loads(cli("journal", "--project", code, "--kind", "termination", "--format", "json").stdout)
     legs = sorted((r["account"], r["amount"]) for r in rows if r["entry"] == entry)
     assert legs == sorted([
