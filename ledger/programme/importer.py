@@ -43,6 +43,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger import programme
+from ledger.programme import cache as state_cache
 from ledger.core import limits
 from ledger.core.errors import Refusal
 from ledger.core.journal import Posted
@@ -873,32 +874,42 @@ def run_rows(session: Session, batch: Batch, *, actor: str, progress: Callable[[
     programme.lock(session)
     recorded = _recorded(session, [r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS])
     advance = progress or (lambda n: None)
-    for row in rows:
-        prior = recorded.get(row.key)
-        if prior is not None:
-            if _same_event(row, prior):
-                report.present[row.sheet] += 1
-            else:
-                report.problems.append(Problem(
-                    row.sheet, row.number, "voucher",
-                    f"{row.key[1]} is already recorded as {_describe(prior, row.key[0])} with other content; "
-                    f"use a new voucher, or reverse entry {prior.entry_id} first if it was wrong.",
-                ))
+    with state_cache.caching(session) as cache:
+        cache.locked = True  # held until the caller commits or rolls back
+        cache.absent.update(r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS and r.key not in recorded)
+        for row in rows:
+            _run_row(session, row, recorded, report, cache, actor)
             advance(1)
-            continue
-        try:
-            with session.begin_nested():
-                posted = SERVICES[row.sheet](session, row.values, actor)
-        except Refusal as refusal:
-            report.problems.append(Problem(row.sheet, row.number, _column_of(refusal, row.sheet), refusal.message))
-        except DBAPIError as exc:
-            detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-            report.problems.append(Problem(row.sheet, row.number, None, f"the database refused the row: {detail}"))
-        else:
-            (report.written if posted.created else report.present)[row.sheet] += 1
-        advance(1)
     report.problems.sort(key=lambda p: (SHEET_ORDER.get(p.sheet, -1), p.row))
     return report
+
+
+def _run_row(session: Session, row: Row, recorded: dict, report: Report, cache: state_cache.StateCache, actor: str) -> None:
+    """One row: already present, a conflict, or through its service in a SAVEPOINT."""
+    prior = recorded.get(row.key)
+    if prior is not None:
+        if _same_event(row, prior):
+            report.present[row.sheet] += 1
+        else:
+            report.problems.append(Problem(
+                row.sheet, row.number, "voucher",
+                f"{row.key[1]} is already recorded as {_describe(prior, row.key[0])} with other content; "
+                f"use a new voucher, or reverse entry {prior.entry_id} first if it was wrong.",
+            ))
+        return
+    try:
+        with session.begin_nested():
+            posted = SERVICES[row.sheet](session, row.values, actor)
+    except Refusal as refusal:
+        cache.forget_row(session)
+        report.problems.append(Problem(row.sheet, row.number, _column_of(refusal, row.sheet), refusal.message))
+    except DBAPIError as exc:
+        cache.forget_row(session)
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        report.problems.append(Problem(row.sheet, row.number, None, f"the database refused the row: {detail}"))
+    else:
+        cache.row_done()
+        (report.written if posted.created else report.present)[row.sheet] += 1
 
 
 # --- the template -----------------------------------------------------------------------
