@@ -43,12 +43,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger import programme
-from ledger.programme import cache as state_cache
 from ledger.core import limits
 from ledger.core.errors import Refusal
 from ledger.core.journal import Posted
 from ledger.core.models import JournalEntry, Posting
 from ledger.core.money import parse_fen, parse_rate
+from ledger.programme import cache as state_cache
 
 ROWS_MAX = 1_000_000  # a year of a large city's events is far below this; a limit on everything.
 CELL_CHARS_MAX = 32_767  # Excel's own limit on a cell; a longer cell is refused without being echoed.
