@@ -34,9 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import openpyxl  # noqa: E402
+import openpyxl
 
-from ledger.programme.demo import demo_uscc  # noqa: E402
+from ledger.programme.demo import demo_uscc
 
 APPROVED = dt.date(2025, 2, 1)
 ROWS_PER_PROJECT = 48  # besides its parties and approval

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ledger.core import limits
@@ -303,12 +303,7 @@ def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _Account
     unique = sorted(set(names))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        rows = session.execute(
-            select(Account.id, Account.name, Account.book, Account.opened_on, Account.closed_on).where(
-                Account.name.in_(chunk)
-            )
-        )
-        for row in rows:
+        for row in session.execute(_ACCOUNTS, {"names": chunk}):
             found[row.name] = _AccountRow(row.id, row.name, row.book, row.opened_on, row.closed_on)
     return found
 
@@ -394,9 +389,22 @@ def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple
 # --- posting ----------------------------------------------------------------------------
 
 
-def _lock_head(session: Session) -> ChainHead:
-    head = session.execute(select(ChainHead).where(ChainHead.id == 1).with_for_update()).scalar_one()
-    return head
+# Statements built once: a service posts one entry at a time, and an import thousands of
+# them, where building and caching a statement cost more than running it.
+_HEAD = ChainHead.__table__
+_LOCK_HEAD = select(_HEAD.c.last_entry_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_ADVANCE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
+    last_entry_id=bindparam("new_last_entry_id"), last_hash=bindparam("new_last_hash"))
+_ACCOUNTS = select(Account.id, Account.name, Account.book, Account.opened_on, Account.closed_on).where(
+    Account.name.in_(bindparam("names", expanding=True)))
+_VOUCHERS = select(JournalEntry.voucher, JournalEntry.id, JournalEntry.content_hash, JournalEntry.hash).where(
+    JournalEntry.kind == bindparam("kind"), JournalEntry.voucher.is_not(None),
+    JournalEntry.voucher.in_(bindparam("vouchers", expanding=True)))
+
+
+def _lock_head(session: Session):
+    """The chain head (last_entry_id, last_hash), locked until the transaction ends."""
+    return session.execute(_LOCK_HEAD).one()
 
 
 def _existing_vouchers(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, str]]:
@@ -428,7 +436,7 @@ def posted_vouchers(session: Session, keys: Iterable[tuple[str, str]]):
             continue
         unique = sorted(wanted)
         for start in range(0, len(unique), 500):
-            rows = session.execute(of_kind.with_only_columns(*columns).where(JournalEntry.voucher.in_(unique[start : start + 500])))
+            rows = session.execute(_VOUCHERS, {"kind": kind, "vouchers": unique[start : start + 500]})
             for voucher, entry_id, digest, chained in rows:
                 yield kind, voucher, entry_id, digest, chained
 
@@ -588,7 +596,7 @@ def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Seq
 
 
 def _advance_head(session: Session, last_entry_id: int, last_hash: str) -> None:
-    session.execute(update(ChainHead).where(ChainHead.id == 1).values(last_entry_id=last_entry_id, last_hash=last_hash))
+    session.execute(_ADVANCE_HEAD, {"new_last_entry_id": last_entry_id, "new_last_hash": last_hash})
 
 
 # --- reversal ---------------------------------------------------------------------------
