@@ -136,6 +136,7 @@ _PROGRAMME = {
     "roles_need_postgresql": "database roles exist on PostgreSQL only",
     "schema_must_exist": "the connection has a current schema",
     # Workbook import (ledger.programme.importer).
+    "code_must_be_text": "an identifier cell (USCC, code, voucher, reference) is text, not a number Excel made of it",
     "date_must_be_a_date": "a date cell is a date, not a number",
     "date_must_be_iso": "a date is written YYYY-MM-DD",
     "file_must_be_a_workbook": "an .xlsx file is an Excel workbook",

@@ -103,20 +103,23 @@ def test_template_has_every_sheet_and_imports_as_nothing(cli, engine, tmp_path):
     workbook = openpyxl.load_workbook(path)
     assert workbook.sheetnames == [
         "parties", "appropriations", "projects", "pledges", "contributions", "bid_contracts", "bid_payments",
-        "stages", "releases", "spending", "extensions", "terminations", "collections",
+        "stages", "releases", "spending", "extensions", "terminations", "collections", "write_offs", "remittances",
+        "closures",
     ]
     projects = workbook["projects"]
-    assert [c.value for c in projects[1]] == [
+    assert [c.value for c in projects[1]][:4] == ["项目编号", "项目名称", "城市规则", "规则版本"]
+    assert [c.value for c in projects[2]] == [
         "code", "name", "city", "rules_version", "category", "mode", "demand_uscc", "solver_usccs", "total_investment",
         "grant", "bids", "start", "end", "budget_year", "date", "voucher",
     ]
     for sheet in workbook.worksheets:
-        headers = [c.value for c in sheet[1]]
+        headers = [c.value for c in sheet[2]]
         assert headers[-1] == ("date" if sheet.title == "parties" else "voucher")
-        assert sheet.freeze_panes == "A2"
+        assert sheet.freeze_panes == "A3"
         assert all(c.comment is not None and "例 example:" in c.comment.text for c in sheet[1])
-        assert str(sheet.cell(2, 1).value).startswith("#example ")
-        assert sheet.max_row == 2
+        assert all(c.value and not c.value.isascii() for c in sheet[1])  # Chinese titles above the keys
+        assert str(sheet.cell(3, 1).value).startswith("#example ")
+        assert sheet.max_row == 3
     assert "统一社会信用代码" in workbook["parties"]["A1"].comment.text
     assert cli("template", str(path), expect=1).stderr == f"error: {path} exists; choose another name or add --force to overwrite it.\n"
 
@@ -223,7 +226,7 @@ def test_shape_problems_are_all_listed(cli, engine, tmp_path):
     })
     result = cli("import", str(path), expect=1)
     assert result.stdout.splitlines() == [
-        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, terminations, collections.",
+        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, terminations, collections, write_offs, remittances, closures.",
         "lanes!1: unknown sheet; lanes are given on the projects sheet (solver_usccs, and bids per lane).",
         "appropriations!1 note: unknown column; the appropriations sheet has year, amount, date, voucher.",
         "appropriations!3 amount: holds a formula; paste the values instead (选择性粘贴 → 数值), formulas are not evaluated.",
