@@ -165,17 +165,49 @@ def test_thousand_rows_with_three_bad_ones_write_nothing_then_once(cli, engine, 
 
 def test_dry_run_reports_and_writes_nothing(cli, engine, tmp_path):
     path = tmp_path / "setup.xlsx"
-    write_workbook(path, setup_sheets())
+    sheets = setup_sheets()
+    sheets["stages"] = [["project", "stage", "passed", "date", "voucher"], ["JM2025-001", "contract_signed", "yes", "2025-03-05", "HT-1"]]
+    sheets["releases"] = [["project", "date", "voucher"], ["JM2025-001", "2025-03-10", "ZF-1"]]
+    sheets["contributions"] = [
+        ["project", "amount", "category", "date", "voucher"],
+        ["JM2025-001", "1万", "设备费", "2025-04-01", "C-1"],
+        ["JM2025-001", "2,345.67", "业务费", "2025-04-02", "C-2"],
+        ["UR2025-001", "100", "设备费", "2025-04-02", "C-3"],
+    ]
+    write_workbook(path, sheets)
+    # By hand: the contributions are 10,000 + 2,345.67 and 100; Jiangmen's first tranche is
+    # 60% of the 3,000,000 grant; the Jiangmen approval obligates its grant.
     assert cli("import", str(path), "--dry-run").output.splitlines() == [
         "parties: 4 would be written, 0 already present",
         "appropriations: 1 would be written, 0 already present",
         "projects: 3 would be written, 0 already present",
-        "8 would be written, 0 already present; dry run, nothing was written.",
+        "contributions: 3 would be written, 0 already present",
+        "stages: 1 would be written, 0 already present",
+        "releases: 1 would be written, 0 already present",
+        "would be written, by sheet, project and kind (amount: debits in the fiscal book, else the memo book):",
+        "  parties - party: 4 entries, 0.00",
+        "  parties 合计 total: 4 entries, 0.00",
+        "  appropriations - appropriation: 1 entry, 50,000,000.00",
+        "  appropriations 合计 total: 1 entry, 50,000,000.00",
+        "  projects JM2025-001 approval: 1 entry, 3,000,000.00",
+        "  projects UR2025-001 approval: 1 entry, 28,000,000.00",
+        "  projects UR2025-002 approval: 1 entry, 16,800,000.00",
+        "  projects 合计 total: 3 entries, 47,800,000.00",
+        "  contributions JM2025-001 contribution: 2 entries, 12,345.67",
+        "  contributions UR2025-001 contribution: 1 entry, 100.00",
+        "  contributions 合计 total: 3 entries, 12,445.67",
+        "  stages JM2025-001 stage: 1 entry, 0.00",
+        "  stages 合计 total: 1 entry, 0.00",
+        "  releases JM2025-001 release: 1 entry, 1,800,000.00",
+        "  releases 合计 total: 1 entry, 1,800,000.00",
+        "13 would be written, 0 already present; dry run, nothing was written.",
     ]
     assert entry_count(engine) == 0
-    assert cli("import", str(path)).output.splitlines()[-1] == "8 written, 0 already present."
-    assert cli("import", str(path), "--dry-run").output.splitlines()[-1] == "0 would be written, 8 already present; dry run, nothing was written."
-    assert entry_count(engine) == 8
+    assert cli("import", str(path)).output.splitlines()[-1] == "13 written, 0 already present."
+    # Nothing to write: no totals.
+    assert cli("import", str(path), "--dry-run").output.splitlines()[-1] == "0 would be written, 13 already present; dry run, nothing was written."
+    assert "合计" not in cli("import", str(path), "--dry-run").output
+    assert entry_count(engine) == 13
 
 
 def test_gbk_csv_of_bid_payments_is_accepted_and_a_reused_voucher_is_refused(cli, engine, tmp_path):
@@ -269,7 +301,7 @@ def test_every_kind_goes_through_its_service_and_replays_as_present(cli, engine,
     }
     path = tmp_path / "all.xlsx"
     write_workbook(path, sheets)
-    assert cli("import", str(path)).output.splitlines()[-1] == "15 written, 0 already present."
+    assert cli("import", str(path)).output.splitlines()[-1] == "13 written, 0 already present."
     assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 15 already present."
     balances = cli("balances", "--project", "JM2025-001", "--format", "json").output
     # Clawback = advances outstanding (1,800,000 released − 500,000 spent) + 50,000 misused.

@@ -49,7 +49,7 @@ from ledger.core import limits
 from ledger.core.errors import Refusal
 from ledger.core.journal import Posted
 from ledger.core.models import JournalEntry, Posting
-from ledger.core.money import parse_fen, parse_rate
+from ledger.core.money import format_fen_grouped, parse_fen, parse_rate
 from ledger.programme import cache as state_cache
 
 ROWS_MAX = 1_000_000  # a year of a large city's events is far below this; a limit on everything.
@@ -406,11 +406,29 @@ class Batch:
 
 @dataclass
 class Report:
-    """The outcome of running a batch: counts by sheet, and every problem."""
+    """The outcome of running a batch: counts by sheet, every problem and, when asked for,
+    what the rows written amount to (``totals``)."""
 
     written: Counter = field(default_factory=Counter)
     present: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    # (sheet, project code or "", entry kind) -> [entries written, amount in fen]; the amount
+    # of an entry is its debits in the fiscal book, or in the memo book when it has no fiscal
+    # posting (a release: what was paid; a contribution: what arrived; a stage: nothing).
+    totals: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+
+    def total_lines(self) -> list[str]:
+        """One line per sheet, project and kind (entries and amount, #,##0.00), each sheet's
+        lines followed by the sheet's total."""
+        lines: list[str] = []
+        ordered = sorted(self.totals.items(), key=lambda t: (SHEET_ORDER[t[0][0]], t[0][1:]))
+        for index, ((sheet, project, kind), (rows, fen)) in enumerate(ordered):
+            lines.append(f"  {sheet} {project or '-'} {kind}: {_entries(rows)}, {format_fen_grouped(fen)}")
+            if index + 1 == len(ordered) or ordered[index + 1][0][0] != sheet:
+                held = [v for k, v in ordered if k[0] == sheet]
+                lines.append(f"  {sheet} 合计 total: {_entries(sum(v[0] for v in held))}, "
+                             f"{format_fen_grouped(sum(v[1] for v in held))}")
+        return lines
 
     @property
     def written_total(self) -> int:
@@ -419,6 +437,10 @@ class Report:
     @property
     def present_total(self) -> int:
         return sum(self.present.values())
+
+
+def _entries(count: int) -> str:
+    return f"{count} {'entry' if count == 1 else 'entries'}"
 
 
 # --- reading cells ----------------------------------------------------------------------
@@ -967,12 +989,15 @@ def _describe(recorded: _Recorded, kind: str) -> str:
     return f"{kind} entry {recorded.entry_id} ({project}{recorded.value_date})"
 
 
-def run_rows(session: Session, batch: Batch, *, actor: str, progress: Callable[[int], None] | None = None) -> Report:
+def run_rows(
+    session: Session, batch: Batch, *, actor: str, progress: Callable[[int], None] | None = None, totals: bool = False
+) -> Report:
     """Send the batch's rows to the services in date order, each in a SAVEPOINT; never commits.
 
     A refused row is rolled back to its savepoint and recorded as a problem; the rows after
     it still run, so one pass finds every refusal. The caller keeps the transaction only if
-    the report (which includes the batch's reading problems) has no problem.
+    the report (which includes the batch's reading problems) has no problem. With
+    ``totals`` the report also sums what the rows written amount to (``Report.totals``).
     """
     report = Report(problems=list(batch.problems))
     for row in batch.repeats:
@@ -985,13 +1010,15 @@ def run_rows(session: Session, batch: Batch, *, actor: str, progress: Callable[[
         cache.locked = True  # held until the caller commits or rolls back
         cache.absent.update(r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS and r.key not in recorded)
         for row in rows:
-            _run_row(session, row, recorded, report, cache, actor)
+            _run_row(session, row, recorded, report, cache, actor, totals)
             advance(1)
     report.problems.sort(key=lambda p: (SHEET_ORDER.get(p.sheet, -1), p.row))
     return report
 
 
-def _run_row(session: Session, row: Row, recorded: dict, report: Report, cache: state_cache.StateCache, actor: str) -> None:
+def _run_row(
+    session: Session, row: Row, recorded: dict, report: Report, cache: state_cache.StateCache, actor: str, totals: bool
+) -> None:
     """One row: already present, a conflict, or through its service in a SAVEPOINT."""
     prior = recorded.get(row.key)
     if prior is not None:
@@ -1017,6 +1044,21 @@ def _run_row(session: Session, row: Row, recorded: dict, report: Report, cache: 
     else:
         cache.row_done()
         (report.written if posted.created else report.present)[row.sheet] += 1
+        if totals and posted.created:
+            _add_total(session, report, row.sheet, posted.entry_id)
+
+
+def _add_total(session: Session, report: Report, sheet: str, entry_id: int) -> None:
+    project, kind = session.execute(
+        select(JournalEntry.project_code, JournalEntry.kind).where(JournalEntry.id == entry_id)).one()
+    debits: dict[str, int] = {}
+    for book, amount in session.execute(
+        select(Posting.book, Posting.amount_fen).where(Posting.entry_id == entry_id, Posting.amount_fen > 0)
+    ):
+        debits[book] = debits.get(book, 0) + int(amount)
+    held = report.totals.setdefault((sheet, project or "", kind), [0, 0])
+    held[0] += 1
+    held[1] += debits.get("fiscal", debits.get("memo", 0))
 
 
 # --- the template -----------------------------------------------------------------------
