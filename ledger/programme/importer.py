@@ -6,12 +6,18 @@ sheets and columns, amounts, dates, required cells, no formulas) and collects ev
 instead of stopping at the first. ``run_rows`` then sends the well-formed rows to the
 services in date order (within a date: sheet order, then row order), each inside its own
 SAVEPOINT so that a refused row is rolled back and the next one still runs; that is how
-every refusal in a file is found in one pass. ``run_rows`` never commits: the caller writes
+every refusal in a file is found in one pass. The services read each project's state from a
+cache the run keeps (``ledger.programme.cache``): loaded once, advanced by every entry
+posted through the one fold, forgotten for the projects a refused row touched. ``run_rows`` never commits: the caller writes
 everything only when no problem was found at all, and rolls everything back otherwise.
 
 Conventions for the files (docs/import.md has the officer's version):
 
-* Row 1 holds the column keys (English, as in the template); data starts in row 2.
+* The template writes Chinese titles in row 1 and the column keys (English) in row 2; data
+  starts in row 3. A file with the keys in row 1 (older templates, CSV) is read too: row 1
+  is the key row when it names any key of the sheet, otherwise row 2 is.
+* Code columns (``Column.code``: USCCs, project codes, lanes, vouchers, references) are
+  text-formatted in the template; a number Excel made of a code is refused, saying so.
 * A row whose first cell begins with ``#`` is a comment and is skipped. The template's
   example row on each sheet begins with ``#example``, so importing the untouched template
   writes nothing.
