@@ -235,3 +235,28 @@ def test_import_equals_the_services_one_by_one(engine, tmp_path):
     check()
     # Both sides of the property were exercised: files with refusals and files without.
     assert examples["refused"] and examples["clean"] and examples["entries"], examples
+
+
+def test_a_cached_fold_handed_out_is_a_copy_of_every_field():
+    """``cache.snapshot`` copies each field of the fold, so a new field cannot be forgotten and
+    a state a service holds does not move when the cache advances."""
+    import dataclasses
+
+    from ledger.programme import cache, fold
+
+    folded = fold.fold_project(dt.date(2025, 2, 1), [
+        fold.ProjectEvent(1, dt.date(2025, 3, 1), "stage", None, "contract_signed", True, None, {}),
+        fold.ProjectEvent(2, dt.date(2025, 3, 2), "bid_payment", 1, None, None, None, {}),
+        fold.ProjectEvent(3, dt.date(2025, 3, 3), "release", 1, None, None, 7, {}),
+        fold.ProjectEvent(4, dt.date(2025, 3, 4), "stage", 2, "stage_assessment", False, None, {}),
+        fold.ProjectEvent(5, dt.date(2025, 3, 5), "extension", None, None, None, None, {"months": 6}),
+        fold.ProjectEvent(6, dt.date(2025, 3, 6), "termination", None, None, None, None, {}),
+        fold.ProjectEvent(7, dt.date(2025, 3, 7), "closure", None, None, None, None, {}),
+    ], {})
+    copied = cache.snapshot(folded)
+    for f in dataclasses.fields(fold.ProjectFold):
+        assert getattr(copied, f.name) == getattr(folded, f.name), f.name
+        assert getattr(folded, f.name) not in (None, 0, {}, set()), f.name  # the example sets every field
+    fold.apply_event(folded, fold.ProjectEvent(8, dt.date(2025, 3, 8), "stage", 1, "midterm", True, None, {}))
+    fold.apply_event(folded, fold.ProjectEvent(9, dt.date(2025, 3, 9), "release", 1, None, None, 8, {}))
+    assert "midterm_passed" not in copied.met(1) and copied.released_tranches == {7}

@@ -100,8 +100,14 @@ def caching(session: Session):
 
 
 def snapshot(folded: fold.ProjectFold) -> fold.ProjectFold:
-    """A copy a service may keep while the cached fold moves on."""
-    return copy.deepcopy(folded)
+    """A copy a service may keep while the cached fold moves on (its sets and dicts copied;
+    dates, ints and strings are immutable)."""
+    return fold.ProjectFold(
+        conditions={lane: set(met) for lane, met in folded.conditions.items()}, met_on=dict(folded.met_on),
+        eliminated=dict(folded.eliminated), released_tranches=set(folded.released_tranches),
+        extensions=folded.extensions, extension_months=folded.extension_months, terminated_on=folded.terminated_on,
+        ended_by=folded.ended_by, closed_on=folded.closed_on,
+    )
 
 
 def after_post(session: Session, posted, draft, opens, event_row: dict | None) -> None:
