@@ -301,7 +301,7 @@ def test_every_kind_goes_through_its_service_and_replays_as_present(cli, engine,
     }
     path = tmp_path / "all.xlsx"
     write_workbook(path, sheets)
-    assert cli("import", str(path)).output.splitlines()[-1] == "13 written, 0 already present."
+    assert cli("import", str(path)).output.splitlines()[-1] == "15 written, 0 already present."
     assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 15 already present."
     balances = cli("balances", "--project", "JM2025-001", "--format", "json").output
     # Clawback = advances outstanding (1,800,000 released − 500,000 spent) + 50,000 misused.

@@ -407,8 +407,19 @@ def _lock_head(session: Session):
     return session.execute(_LOCK_HEAD).one()
 
 
+# A caller that has looked a run's vouchers up in bulk (an import) may keep the (kind,
+# voucher) keys it knows are not posted in a set under this session key, and must remove each
+# key it posts; those are then not looked up again entry by entry.
+ABSENT_VOUCHERS_KEY = "jiebang.absent_vouchers"
+
+
 def _existing_vouchers(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, str]]:
     """Map (kind, voucher) to (entry id, content hash, hash) for those already posted."""
+    absent = session.info.get(ABSENT_VOUCHERS_KEY)
+    if absent is not None:
+        keys = [key for key in keys if key not in absent]
+        if not keys:
+            return {}
     return {(kind, voucher): (entry_id, digest, chained) for kind, voucher, entry_id, digest, chained in posted_vouchers(session, keys)}
 
 
@@ -514,6 +525,9 @@ def post_many(
         _check_totals(session, drafts, results, accounts)
         _write(session, drafts, digests, texts, results, head.last_hash, accounts, progress)
         _advance_head(session, next_id - 1, prev_hash)
+        absent = session.info.get(ABSENT_VOUCHERS_KEY)
+        if absent is not None:
+            absent.difference_update((d.kind, d.voucher) for d, r in zip(drafts, results) if r.created and d.voucher)
     return results
 
 

@@ -27,13 +27,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger.core import limits
+from ledger.core import journal, limits
 from ledger.programme import fold
 
 SESSION_KEY = "jiebang.state_cache"
 # The journal core keeps running absolute totals per account id under this key while it is
 # a dict (``ledger.core.limits.check_account_totals``); the cache owns and resets it.
 TOTALS_KEY = limits.TOTALS_SESSION_KEY
+ABSENT_KEY = journal.ABSENT_VOUCHERS_KEY
 
 
 @dataclass
@@ -92,11 +93,12 @@ def caching(session: Session):
     cache = StateCache()
     session.info[SESSION_KEY] = cache
     session.info[TOTALS_KEY] = {}
+    session.info[ABSENT_KEY] = cache.absent  # the core skips its voucher look-up for these
     try:
         yield cache
     finally:
-        session.info.pop(SESSION_KEY, None)
-        session.info.pop(TOTALS_KEY, None)
+        for key in (SESSION_KEY, TOTALS_KEY, ABSENT_KEY):
+            session.info.pop(key, None)
 
 
 def snapshot(folded: fold.ProjectFold) -> fold.ProjectFold:
@@ -113,10 +115,12 @@ def snapshot(folded: fold.ProjectFold) -> fold.ProjectFold:
 def after_post(session: Session, posted, draft, opens, event_row: dict | None) -> None:
     """Advance the cache by an entry just posted: its accounts, postings and project event."""
     cache = active(session)
-    if cache is None or not posted.created:
+    if cache is None:
         return
     if draft.voucher is not None:
         cache.absent.discard((draft.kind, draft.voucher))
+    if not posted.created:
+        return
     for spec in opens:
         key = (spec.project_code, spec.lane)
         if key in cache.lane_accounts:
