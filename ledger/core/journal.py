@@ -303,7 +303,7 @@ def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _Account
     unique = sorted(set(names))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        for row in session.execute(_ACCOUNTS, {"names": chunk}):
+        for row in session.connection().execute(_ACCOUNTS, {"names": chunk}):
             found[row.name] = _AccountRow(row.id, row.name, row.book, row.opened_on, row.closed_on)
     return found
 
@@ -389,8 +389,10 @@ def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple
 # --- posting ----------------------------------------------------------------------------
 
 
-# Statements built once: a service posts one entry at a time, and an import thousands of
-# them, where building and caching a statement cost more than running it.
+# Statements built once and run on the session's connection (nothing here reads ORM
+# objects, and every write is a Core statement): a service posts one entry at a time, and an
+# import thousands of them, where building a statement and the ORM layer cost more than
+# running it.
 _HEAD = ChainHead.__table__
 _LOCK_HEAD = select(_HEAD.c.last_entry_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
 _ADVANCE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
@@ -404,7 +406,7 @@ _VOUCHERS = select(JournalEntry.voucher, JournalEntry.id, JournalEntry.content_h
 
 def _lock_head(session: Session):
     """The chain head (last_entry_id, last_hash), locked until the transaction ends."""
-    return session.execute(_LOCK_HEAD).one()
+    return session.connection().execute(_LOCK_HEAD).one()
 
 
 # A caller that has looked a run's vouchers up in bulk (an import) may keep the (kind,
@@ -447,7 +449,7 @@ def posted_vouchers(session: Session, keys: Iterable[tuple[str, str]]):
             continue
         unique = sorted(wanted)
         for start in range(0, len(unique), 500):
-            rows = session.execute(_VOUCHERS, {"kind": kind, "vouchers": unique[start : start + 500]})
+            rows = session.connection().execute(_VOUCHERS, {"kind": kind, "vouchers": unique[start : start + 500]})
             for voucher, entry_id, digest, chained in rows:
                 yield kind, voucher, entry_id, digest, chained
 
@@ -610,7 +612,7 @@ def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Seq
 
 
 def _advance_head(session: Session, last_entry_id: int, last_hash: str) -> None:
-    session.execute(_ADVANCE_HEAD, {"new_last_entry_id": last_entry_id, "new_last_hash": last_hash})
+    session.connection().execute(_ADVANCE_HEAD, {"new_last_entry_id": last_entry_id, "new_last_hash": last_hash})
 
 
 # --- reversal ---------------------------------------------------------------------------
