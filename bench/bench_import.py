@@ -147,6 +147,8 @@ def write(path: Path, sheets: dict[str, list[list]]) -> int:
 
 
 def fresh_ledger(url: str | None, workdir: Path) -> str:
+    """A fresh, migrated ledger: a SQLite file in ``workdir``, or a schema in the PostgreSQL
+    database of ``url`` (dropped by ``drop_ledger``)."""
     if url is None:
         db = workdir / f"ledger-{uuid.uuid4().hex[:8]}.db"
         subprocess.run([sys.executable, str(ROOT / "cli.py"), "--db", str(db), "init"], check=True, capture_output=True,
@@ -163,6 +165,17 @@ def fresh_ledger(url: str | None, workdir: Path) -> str:
     scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
     upgrade_to_head(create_engine(scoped))
     return scoped
+
+
+def drop_ledger(url: str, scoped: str) -> None:
+    if url is None:
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = make_url(scoped).query["options"].split("=", 1)[1]
+    with create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
 def run(url: str, path: Path, profile: str | None) -> tuple[float, float, float, int]:
@@ -214,7 +227,10 @@ def main(argv: list[str] | None = None) -> None:
         path = workdir / f"{label.replace(' ', '-')}.xlsx"
         rows = write(path, sheets)
         url = fresh_ledger(args.url, workdir)
-        read, ran, cpu, written = run(url, path, args.profile if label == "mixed" else None)
+        try:
+            read, ran, cpu, written = run(url, path, args.profile if label == "mixed" else None)
+        finally:
+            drop_ledger(args.url, url)
         assert written == rows, (written, rows)
         results.append((label, rows, read, ran, cpu))
         print(f"{label}: {rows:,} rows read in {read:.1f} s, imported in {ran:.1f} s ({cpu:.1f} s CPU in this process)", flush=True)
