@@ -404,8 +404,49 @@ _VOUCHERS = select(JournalEntry.voucher, JournalEntry.id, JournalEntry.content_h
     JournalEntry.voucher.in_(bindparam("vouchers", expanding=True)))
 
 
+# A run of many posts in one transaction (an import) may hold the chain head in memory under
+# this session key: read and locked once by ``hold_head``, advanced by each post, written
+# once by ``write_held_head`` before the commit. Updating the one head row for every entry of
+# a long transaction leaves PostgreSQL a chain of row versions it cannot prune until the end,
+# which every later read of the row walks: quadratic. The holder restores the held head when
+# it rolls a post back (``held_head`` / ``restore_held_head``).
+HEAD_SESSION_KEY = "jiebang.chain_head"
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    last_entry_id: int
+    last_hash: str
+
+
+def hold_head(session: Session) -> None:
+    """Lock the chain head for the rest of the transaction and keep it in memory."""
+    row = session.connection().execute(_LOCK_HEAD).one()
+    session.info[HEAD_SESSION_KEY] = {"head": _Head(row.last_entry_id, row.last_hash), "written": row.last_entry_id}
+
+
+def held_head(session: Session) -> _Head | None:
+    held = session.info.get(HEAD_SESSION_KEY)
+    return None if held is None else held["head"]
+
+
+def restore_held_head(session: Session, head: _Head) -> None:
+    session.info[HEAD_SESSION_KEY]["head"] = head
+
+
+def write_held_head(session: Session) -> None:
+    """Write the held head to its row if posts advanced it, and stop holding it."""
+    held = session.info.pop(HEAD_SESSION_KEY, None)
+    if held is not None and held["head"].last_entry_id != held["written"]:
+        session.connection().execute(
+            _ADVANCE_HEAD, {"new_last_entry_id": held["head"].last_entry_id, "new_last_hash": held["head"].last_hash})
+
+
 def _lock_head(session: Session):
     """The chain head (last_entry_id, last_hash), locked until the transaction ends."""
+    held = session.info.get(HEAD_SESSION_KEY)
+    if held is not None:
+        return held["head"]
     return session.connection().execute(_LOCK_HEAD).one()
 
 
@@ -612,6 +653,10 @@ def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Seq
 
 
 def _advance_head(session: Session, last_entry_id: int, last_hash: str) -> None:
+    held = session.info.get(HEAD_SESSION_KEY)
+    if held is not None:
+        held["head"] = _Head(last_entry_id, last_hash)
+        return
     session.connection().execute(_ADVANCE_HEAD, {"new_last_entry_id": last_entry_id, "new_last_hash": last_hash})
 
 
@@ -677,5 +722,8 @@ def reverse(
 
 
 def chain_head(session: Session) -> tuple[int, str]:
+    held = held_head(session)
+    if held is not None:
+        return held.last_entry_id, held.last_hash
     head = session.execute(select(ChainHead.last_entry_id, ChainHead.last_hash).where(ChainHead.id == 1)).one()
     return head.last_entry_id, head.last_hash

@@ -62,6 +62,10 @@ class StateCache:
     absent: set[tuple[str, str]] = field(default_factory=set)
     locked: bool = False
     touched: set[str] = field(default_factory=set)  # projects changed by the current row
+    head: Any = None  # the chain head held in memory when the current row began
+
+    def begin_row(self, session: Session) -> None:
+        self.head = journal.held_head(session)
 
     def forget_row(self, session: Session) -> None:
         """Drop what the current row may have changed (it was rolled back)."""
@@ -71,6 +75,8 @@ class StateCache:
         totals = session.info.get(TOTALS_KEY)
         if totals is not None:
             totals.clear()
+        if self.head is not None:
+            journal.restore_held_head(session, self.head)
 
     def forget_project(self, code: str) -> None:
         self.projects.pop(code, None)
@@ -89,15 +95,20 @@ def active(session: Session) -> StateCache | None:
 @contextlib.contextmanager
 def caching(session: Session):
     """While inside, project states and lane balances are loaded once and advanced by each
-    entry posted; the caller must hold the writer lock (``common.lock``) throughout."""
+    entry posted; the caller must hold the writer lock (``common.lock``) throughout. The chain
+    head is held in memory (``journal.hold_head``) and written once on leaving without an
+    error; the caller calls ``begin_row`` before each row and ``forget_row`` when it rolls the
+    row back."""
     cache = StateCache()
+    journal.hold_head(session)
     session.info[SESSION_KEY] = cache
     session.info[TOTALS_KEY] = {}
     session.info[ABSENT_KEY] = cache.absent  # the core skips its voucher look-up for these
     try:
         yield cache
+        journal.write_held_head(session)
     finally:
-        for key in (SESSION_KEY, TOTALS_KEY, ABSENT_KEY):
+        for key in (SESSION_KEY, TOTALS_KEY, ABSENT_KEY, journal.HEAD_SESSION_KEY):
             session.info.pop(key, None)
 
 

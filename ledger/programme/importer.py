@@ -1037,6 +1037,7 @@ def _run_row(
                 f"use a new voucher, or reverse entry {prior.entry_id} first if it was wrong.",
             ))
         return
+    cache.begin_row(session)
     try:
         with session.begin_nested():
             posted = SERVICES[row.sheet](session, row.values, actor)
