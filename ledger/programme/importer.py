@@ -422,6 +422,7 @@ class Report:
     # of an entry is its debits in the fiscal book, or in the memo book when it has no fiscal
     # posting (a release: what was paid; a contribution: what arrived; a stage: nothing).
     totals: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    entry_sheets: dict[int, str] = field(default_factory=dict)  # entry written -> its row's sheet
 
     def total_lines(self) -> list[str]:
         """One line per sheet, project and kind (entries and amount, #,##0.00), each sheet's
@@ -1018,6 +1019,8 @@ def run_rows(
         for row in rows:
             _run_row(session, row, recorded, report, cache, actor, totals)
             advance(1)
+    if totals:
+        _add_totals(session, report)
     report.problems.sort(key=lambda p: (SHEET_ORDER.get(p.sheet, -1), p.row))
     return report
 
@@ -1052,20 +1055,32 @@ def _run_row(
         cache.row_done()
         (report.written if posted.created else report.present)[row.sheet] += 1
         if totals and posted.created:
-            _add_total(session, report, row.sheet, posted.entry_id)
+            report.entry_sheets[posted.entry_id] = row.sheet
 
 
-def _add_total(session: Session, report: Report, sheet: str, entry_id: int) -> None:
-    project, kind = session.execute(
-        select(JournalEntry.project_code, JournalEntry.kind).where(JournalEntry.id == entry_id)).one()
-    debits: dict[str, int] = {}
-    for book, amount in session.execute(
-        select(Posting.book, Posting.amount_fen).where(Posting.entry_id == entry_id, Posting.amount_fen > 0)
+def _add_totals(session: Session, report: Report) -> None:
+    """Sum the entries the rows wrote by sheet, project and kind: one pass over their postings."""
+    if not report.entry_sheets:
+        return
+    debits: dict[int, dict[str, int]] = {}
+    heads: dict[int, tuple[str | None, str]] = {}
+    low, high = min(report.entry_sheets), max(report.entry_sheets)
+    for entry_id, project, kind in session.execute(
+        select(JournalEntry.id, JournalEntry.project_code, JournalEntry.kind).where(JournalEntry.id.between(low, high))
     ):
-        debits[book] = debits.get(book, 0) + int(amount)
-    held = report.totals.setdefault((sheet, project or "", kind), [0, 0])
-    held[0] += 1
-    held[1] += debits.get("fiscal", debits.get("memo", 0))
+        heads[entry_id] = (project, kind)
+    for entry_id, book, amount in session.execute(
+        select(Posting.entry_id, Posting.book, Posting.amount_fen)
+        .where(Posting.entry_id.between(low, high), Posting.amount_fen > 0)
+    ):
+        books = debits.setdefault(entry_id, {})
+        books[book] = books.get(book, 0) + int(amount)
+    for entry_id, sheet in report.entry_sheets.items():
+        project, kind = heads[entry_id]
+        books = debits.get(entry_id, {})
+        held = report.totals.setdefault((sheet, project or "", kind), [0, 0])
+        held[0] += 1
+        held[1] += books.get("fiscal", books.get("memo", 0))
 
 
 # --- the template -----------------------------------------------------------------------
