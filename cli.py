@@ -1359,9 +1359,10 @@ def write_off_cmd(obj, code, lane, amount, reason, approval, when, voucher, dry_
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--kind", help="For a CSV file: the kind of its rows, a sheet name such as bid_payments.")
-@click.option("--dry-run", is_flag=True, help="Run every row through the checks, report, and write nothing.")
+@click.option("--dry-run", is_flag=True, help="Run every row through the checks, print the totals by sheet, project and kind, and write nothing.")
+@click.option("--allow-future", is_flag=True, help="Accept value dates more than JIEBANG_FUTURE_DAYS (default 31) days after today.")
 @pass_context
-def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool) -> None:
+def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool, allow_future: bool) -> None:
     """Import events from a workbook (one sheet per kind) or a CSV file of one kind, all or nothing.
 
     Rows go through the same checks as the verbs, in date order, in one transaction. Every
@@ -1385,11 +1386,11 @@ def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool) -> Non
         raise click.UsageError("--kind is for CSV files; a workbook names each kind by its sheet.")
     if kind and kind not in importer.SHEETS:
         raise click.BadParameter(f"{kind!r} is not one of {', '.join(importer.SHEETS)}.", param_hint="--kind")
-    batch = importer.read_file(path, kind=kind)
+    batch = importer.read_file(path, kind=kind, allow_future=allow_future)
     total = batch.read
     with open_session(obj.engine()) as session:
         with progress_bar(total, "importing", enabled=total >= 1_000) as advance:
-            report = importer.run_rows(session, batch, actor=obj.user, progress=advance)
+            report = importer.run_rows(session, batch, actor=obj.user, progress=advance, totals=dry_run)
         if report.problems or dry_run:
             session.rollback()
         else:
@@ -1407,6 +1408,10 @@ def import_cmd(obj: Context, path: Path, kind: str | None, dry_run: bool) -> Non
     for sheet in importer.SHEETS:
         if report.written[sheet] or report.present[sheet]:
             click.echo(f"{sheet}: {report.written[sheet]} {verb}, {report.present[sheet]} already present")
+    if dry_run and report.totals:
+        click.echo("would be written, by sheet, project and kind (amount: debits in the fiscal book, else the memo book):")
+        for line in report.total_lines():
+            click.echo(line)
     tail = "; dry run, nothing was written." if dry_run else "."
     click.echo(f"{report.written_total} {verb}, {report.present_total} already present{tail}")
 

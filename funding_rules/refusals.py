@@ -140,6 +140,7 @@ _PROGRAMME = {
     "roles_need_postgresql": "database roles exist on PostgreSQL only",
     "schema_must_exist": "the connection has a current schema",
     # Workbook import (ledger.programme.importer).
+    "code_must_be_text": "an identifier cell (USCC, code, voucher, reference) is text, not a number Excel made of it",
     "date_must_be_a_date": "a date cell is a date, not a number",
     "date_must_be_iso": "a date is written 2026-03-05, 2026/3/5, 20260305 or 2026年3月5日",
     "date_must_not_be_far_future": "a value date lies at most JIEBANG_FUTURE_DAYS (DEFAULT 31) days after today unless --allow-future",

@@ -115,3 +115,20 @@ def test_import_and_posted_files_read_the_same_forms(cli, tmp_path):
     posted.write_text("txn_id,date,account,amount\nT1,2025年3月5日,Assets:A,1.00\nT1,2025年3月5日,Assets:B,-1.00\n", encoding="utf-8")
     assert cli("post", "--file", str(posted), "--open-accounts").stdout == "posted 1 entry; 0 already present.\n"
     assert "2025-03-05" in cli("journal", "--kind", "manual").stdout
+
+
+def test_an_import_row_dated_far_in_the_future_is_a_problem_unless_allowed(cli, engine, tmp_path, monkeypatch):
+    _world(cli)
+    monkeypatch.delenv("JIEBANG_FUTURE_DAYS", raising=False)
+    today = dt.date.today()
+    ahead, within = today + dt.timedelta(days=32), today + dt.timedelta(days=31)
+    pledges = tmp_path / "pledges.csv"
+    pledges.write_text(f"project,amount,date,voucher\nJM2025-003,1万,{within:%Y/%m/%d},CN-F1\nJM2025-003,2万,{ahead:%Y/%m/%d},CN-F2\n",
+                       encoding="utf-8")
+    before = table_counts(engine)
+    refused = cli("import", str(pledges), "--kind", "pledges", expect=1).output
+    assert f"date {ahead.isoformat()} is 32 days after today ({today.isoformat()}), more than the 31 allowed" in refused
+    assert f"{within.isoformat()} is" not in refused  # one day less is no problem
+    assert table_counts(engine) == before
+    allowed = cli("import", str(pledges), "--kind", "pledges", "--allow-future").output
+    assert allowed.splitlines()[-1] == "2 written, 0 already present."

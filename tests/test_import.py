@@ -105,20 +105,23 @@ def test_template_has_every_sheet_and_imports_as_nothing(cli, engine, tmp_path):
     workbook = openpyxl.load_workbook(path)
     assert workbook.sheetnames == [
         "parties", "appropriations", "projects", "pledges", "contributions", "bid_contracts", "bid_payments",
-        "stages", "releases", "spending", "extensions", "terminations", "collections",
+        "stages", "releases", "spending", "extensions", "terminations", "collections", "write_offs", "remittances",
+        "closures",
     ]
     projects = workbook["projects"]
-    assert [c.value for c in projects[1]] == [
+    assert [c.value for c in projects[1]][:4] == ["项目编号", "项目名称", "城市规则", "规则版本"]
+    assert [c.value for c in projects[2]] == [
         "code", "name", "city", "rules_version", "category", "mode", "demand_uscc", "solver_usccs", "total_investment",
         "grant", "bids", "start", "end", "budget_year", "budget", "date", "voucher",
     ]
     for sheet in workbook.worksheets:
-        headers = [c.value for c in sheet[1]]
+        headers = [c.value for c in sheet[2]]
         assert headers[-1] == ("date" if sheet.title == "parties" else "voucher")
-        assert sheet.freeze_panes == "A2"
+        assert sheet.freeze_panes == "A3"
         assert all(c.comment is not None and "例 example:" in c.comment.text for c in sheet[1])
-        assert str(sheet.cell(2, 1).value).startswith("#example ")
-        assert sheet.max_row == 2
+        assert all(c.value and not c.value.isascii() for c in sheet[1])  # Chinese titles above the keys
+        assert str(sheet.cell(3, 1).value).startswith("#example ")
+        assert sheet.max_row == 3
     assert "统一社会信用代码" in workbook["parties"]["A1"].comment.text
     assert cli("template", str(path), expect=1).stderr == f"error: {path} exists; choose another name or add --force to overwrite it.\n"
 
@@ -164,17 +167,49 @@ def test_thousand_rows_with_three_bad_ones_write_nothing_then_once(cli, engine, 
 
 def test_dry_run_reports_and_writes_nothing(cli, engine, tmp_path):
     path = tmp_path / "setup.xlsx"
-    write_workbook(path, setup_sheets())
+    sheets = setup_sheets()
+    sheets["stages"] = [["project", "stage", "passed", "date", "voucher"], ["JM2025-001", "contract_signed", "yes", "2025-03-05", "HT-1"]]
+    sheets["releases"] = [["project", "date", "voucher"], ["JM2025-001", "2025-03-10", "ZF-1"]]
+    sheets["contributions"] = [
+        ["project", "amount", "category", "date", "voucher"],
+        ["JM2025-001", "1万", "设备费", "2025-04-01", "C-1"],
+        ["JM2025-001", "2,345.67", "业务费", "2025-04-02", "C-2"],
+        ["UR2025-001", "100", "设备费", "2025-04-02", "C-3"],
+    ]
+    write_workbook(path, sheets)
+    # By hand: the contributions are 10,000 + 2,345.67 and 100; Jiangmen's first tranche is
+    # 60% of the 3,000,000 grant; the Jiangmen approval obligates its grant.
     assert cli("import", str(path), "--dry-run").output.splitlines() == [
         "parties: 5 would be written, 0 already present",
         "appropriations: 1 would be written, 0 already present",
         "projects: 3 would be written, 0 already present",
-        "9 would be written, 0 already present; dry run, nothing was written.",
+        "contributions: 3 would be written, 0 already present",
+        "stages: 1 would be written, 0 already present",
+        "releases: 1 would be written, 0 already present",
+        "would be written, by sheet, project and kind (amount: debits in the fiscal book, else the memo book):",
+        "  parties - party: 5 entries, 0.00",
+        "  parties 合计 total: 5 entries, 0.00",
+        "  appropriations - appropriation: 1 entry, 50,000,000.00",
+        "  appropriations 合计 total: 1 entry, 50,000,000.00",
+        "  projects JM2025-001 approval: 1 entry, 3,000,000.00",
+        "  projects UR2025-001 approval: 1 entry, 28,000,000.00",
+        "  projects UR2025-002 approval: 1 entry, 16,800,000.00",
+        "  projects 合计 total: 3 entries, 47,800,000.00",
+        "  contributions JM2025-001 contribution: 2 entries, 12,345.67",
+        "  contributions UR2025-001 contribution: 1 entry, 100.00",
+        "  contributions 合计 total: 3 entries, 12,445.67",
+        "  stages JM2025-001 stage: 1 entry, 0.00",
+        "  stages 合计 total: 1 entry, 0.00",
+        "  releases JM2025-001 release: 1 entry, 1,800,000.00",
+        "  releases 合计 total: 1 entry, 1,800,000.00",
+        "14 would be written, 0 already present; dry run, nothing was written.",
     ]
     assert entry_count(engine) == 0
-    assert cli("import", str(path)).output.splitlines()[-1] == "9 written, 0 already present."
-    assert cli("import", str(path), "--dry-run").output.splitlines()[-1] == "0 would be written, 9 already present; dry run, nothing was written."
-    assert entry_count(engine) == 9
+    assert cli("import", str(path)).output.splitlines()[-1] == "14 written, 0 already present."
+    # Nothing to write: no totals.
+    assert cli("import", str(path), "--dry-run").output.splitlines()[-1] == "0 would be written, 14 already present; dry run, nothing was written."
+    assert "合计" not in cli("import", str(path), "--dry-run").output
+    assert entry_count(engine) == 14
 
 
 def test_gbk_csv_of_bid_payments_is_accepted_and_a_reused_voucher_is_refused(cli, engine, tmp_path):
@@ -225,7 +260,7 @@ def test_shape_problems_are_all_listed(cli, engine, tmp_path):
     })
     result = cli("import", str(path), expect=1)
     assert result.stdout.splitlines() == [
-        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, terminations, collections.",
+        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, terminations, collections, write_offs, remittances, closures.",
         "lanes!1: unknown sheet; lanes are given on the projects sheet (solver_usccs, and bids per lane).",
         "appropriations!1 note: unknown column; the appropriations sheet has year, amount, date, voucher.",
         "appropriations!3 amount: holds a formula; paste the values instead (选择性粘贴 → 数值), formulas are not evaluated.",

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ledger.core import limits
@@ -303,12 +303,7 @@ def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _Account
     unique = sorted(set(names))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        rows = session.execute(
-            select(Account.id, Account.name, Account.book, Account.opened_on, Account.closed_on).where(
-                Account.name.in_(chunk)
-            )
-        )
-        for row in rows:
+        for row in session.connection().execute(_ACCOUNTS, {"names": chunk}):
             found[row.name] = _AccountRow(row.id, row.name, row.book, row.opened_on, row.closed_on)
     return found
 
@@ -394,13 +389,80 @@ def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple
 # --- posting ----------------------------------------------------------------------------
 
 
-def _lock_head(session: Session) -> ChainHead:
-    head = session.execute(select(ChainHead).where(ChainHead.id == 1).with_for_update()).scalar_one()
-    return head
+# Statements built once and run on the session's connection (nothing here reads ORM
+# objects, and every write is a Core statement): a service posts one entry at a time, and an
+# import thousands of them, where building a statement and the ORM layer cost more than
+# running it.
+_HEAD = ChainHead.__table__
+_LOCK_HEAD = select(_HEAD.c.last_entry_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_ADVANCE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
+    last_entry_id=bindparam("new_last_entry_id"), last_hash=bindparam("new_last_hash"))
+_ACCOUNTS = select(Account.id, Account.name, Account.book, Account.opened_on, Account.closed_on).where(
+    Account.name.in_(bindparam("names", expanding=True)))
+_VOUCHERS = select(JournalEntry.voucher, JournalEntry.id, JournalEntry.content_hash, JournalEntry.hash).where(
+    JournalEntry.kind == bindparam("kind"), JournalEntry.voucher.is_not(None),
+    JournalEntry.voucher.in_(bindparam("vouchers", expanding=True)))
+
+
+# A run of many posts in one transaction (an import) may hold the chain head in memory under
+# this session key: read and locked once by ``hold_head``, advanced by each post, written
+# once by ``write_held_head`` before the commit. Updating the one head row for every entry of
+# a long transaction leaves PostgreSQL a chain of row versions it cannot prune until the end,
+# which every later read of the row walks: quadratic. The holder restores the held head when
+# it rolls a post back (``held_head`` / ``restore_held_head``).
+HEAD_SESSION_KEY = "jiebang.chain_head"
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    last_entry_id: int
+    last_hash: str
+
+
+def hold_head(session: Session) -> None:
+    """Lock the chain head for the rest of the transaction and keep it in memory."""
+    row = session.connection().execute(_LOCK_HEAD).one()
+    session.info[HEAD_SESSION_KEY] = {"head": _Head(row.last_entry_id, row.last_hash), "written": row.last_entry_id}
+
+
+def held_head(session: Session) -> _Head | None:
+    held = session.info.get(HEAD_SESSION_KEY)
+    return None if held is None else held["head"]
+
+
+def restore_held_head(session: Session, head: _Head) -> None:
+    session.info[HEAD_SESSION_KEY]["head"] = head
+
+
+def write_held_head(session: Session) -> None:
+    """Write the held head to its row if posts advanced it, and stop holding it."""
+    held = session.info.pop(HEAD_SESSION_KEY, None)
+    if held is not None and held["head"].last_entry_id != held["written"]:
+        session.connection().execute(
+            _ADVANCE_HEAD, {"new_last_entry_id": held["head"].last_entry_id, "new_last_hash": held["head"].last_hash})
+
+
+def _lock_head(session: Session):
+    """The chain head (last_entry_id, last_hash), locked until the transaction ends."""
+    held = session.info.get(HEAD_SESSION_KEY)
+    if held is not None:
+        return held["head"]
+    return session.connection().execute(_LOCK_HEAD).one()
+
+
+# A caller that has looked a run's vouchers up in bulk (an import) may keep the (kind,
+# voucher) keys it knows are not posted in a set under this session key, and must remove each
+# key it posts; those are then not looked up again entry by entry.
+ABSENT_VOUCHERS_KEY = "jiebang.absent_vouchers"
 
 
 def _existing_vouchers(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, str]]:
     """Map (kind, voucher) to (entry id, content hash, hash) for those already posted."""
+    absent = session.info.get(ABSENT_VOUCHERS_KEY)
+    if absent is not None:
+        keys = [key for key in keys if key not in absent]
+        if not keys:
+            return {}
     return {(kind, voucher): (entry_id, digest, chained) for kind, voucher, entry_id, digest, chained in posted_vouchers(session, keys)}
 
 
@@ -428,7 +490,7 @@ def posted_vouchers(session: Session, keys: Iterable[tuple[str, str]]):
             continue
         unique = sorted(wanted)
         for start in range(0, len(unique), 500):
-            rows = session.execute(of_kind.with_only_columns(*columns).where(JournalEntry.voucher.in_(unique[start : start + 500])))
+            rows = session.connection().execute(_VOUCHERS, {"kind": kind, "vouchers": unique[start : start + 500]})
             for voucher, entry_id, digest, chained in rows:
                 yield kind, voucher, entry_id, digest, chained
 
@@ -506,6 +568,9 @@ def post_many(
         _check_totals(session, drafts, results, accounts)
         _write(session, drafts, digests, texts, results, head.last_hash, accounts, progress)
         _advance_head(session, next_id - 1, prev_hash)
+        absent = session.info.get(ABSENT_VOUCHERS_KEY)
+        if absent is not None:
+            absent.difference_update((d.kind, d.voucher) for d, r in zip(drafts, results) if r.created and d.voucher)
     return results
 
 
@@ -588,7 +653,11 @@ def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Seq
 
 
 def _advance_head(session: Session, last_entry_id: int, last_hash: str) -> None:
-    session.execute(update(ChainHead).where(ChainHead.id == 1).values(last_entry_id=last_entry_id, last_hash=last_hash))
+    held = session.info.get(HEAD_SESSION_KEY)
+    if held is not None:
+        held["head"] = _Head(last_entry_id, last_hash)
+        return
+    session.connection().execute(_ADVANCE_HEAD, {"new_last_entry_id": last_entry_id, "new_last_hash": last_hash})
 
 
 # --- reversal ---------------------------------------------------------------------------
@@ -653,5 +722,8 @@ def reverse(
 
 
 def chain_head(session: Session) -> tuple[int, str]:
+    held = held_head(session)
+    if held is not None:
+        return held.last_entry_id, held.last_hash
     head = session.execute(select(ChainHead.last_entry_id, ChainHead.last_hash).where(ChainHead.id == 1)).one()
     return head.last_entry_id, head.last_hash

@@ -87,6 +87,9 @@ def check_not_future(value: dt.date, where: str = "date", *, today: dt.date | No
     return value
 
 
+TOTALS_SESSION_KEY = "jiebang.account_totals"
+
+
 def _env_date(name: str, default: dt.date) -> dt.date:
     text = os.environ.get(name, "").strip()
     if not text:
@@ -184,11 +187,26 @@ def check_account_totals(session, incoming: dict[int, int], names: dict[int, str
     for account_id in ids:  # no query can save an account whose incoming amounts alone pass it
         if incoming[account_id] > bound:
             raise total_refusal(names[account_id], 0, incoming[account_id])
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    # A run of many entries in one transaction (an import) keeps the totals it has read and
+    # adds what it writes, under this session key, instead of summing an account again for
+    # every entry; whoever sets the key must clear it when a write is rolled back.
+    known = session.info.get(TOTALS_SESSION_KEY)
+    unknown = ids if known is None else [a for a in ids if a not in known]
+    posted_by_id: dict[int, int] = {}
+    for start in range(0, len(unknown), 500):
+        chunk = unknown[start : start + 500]
         rows = session.execute(
             select(Posting.account_id, func.sum(func.abs(Posting.amount_fen))).where(Posting.account_id.in_(chunk)).group_by(Posting.account_id)
         )
         for account_id, posted in rows:
-            if int(posted or 0) + incoming[account_id] > bound:
-                raise total_refusal(names[account_id], int(posted or 0), incoming[account_id])
+            posted_by_id[account_id] = int(posted or 0)
+    if known is not None:
+        known.update({a: posted_by_id.get(a, 0) for a in unknown})
+        posted_by_id = {a: known[a] for a in ids}
+    for account_id in ids:
+        posted = posted_by_id.get(account_id, 0)
+        if posted + incoming[account_id] > bound:
+            raise total_refusal(names[account_id], posted, incoming[account_id])
+    if known is not None:
+        for account_id in ids:
+            known[account_id] += incoming[account_id]

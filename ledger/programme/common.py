@@ -25,6 +25,7 @@ from ledger.core.journal import (
 )
 from ledger.core.models import ChainHead, JournalEntry
 from ledger.core.money import format_fen_grouped
+from ledger.programme import cache as state_cache
 from ledger.programme import chart, guards, projection
 
 PAYMENT_FORMS = ("cash", "equity", "in_kind")
@@ -37,7 +38,11 @@ assert set(CATEGORIES) == set(checks.BUDGET_CATEGORY_NAMES)
 
 
 def lock(session: Session) -> None:
-    """Serialise writers: lock the chain head row before reading what checks depend on."""
+    """Serialise writers: lock the chain head row before reading what checks depend on
+    (once for a whole import, which holds it until it ends)."""
+    cache = state_cache.active(session)
+    if cache is not None and cache.locked:
+        return
     session.execute(select(ChainHead.id).where(ChainHead.id == 1).with_for_update()).all()
 
 
@@ -110,6 +115,9 @@ def _canonical_request(kind: str, arguments: dict) -> dict:
 
 def _replayed(session: Session, kind: str, voucher: str, request: dict) -> Posted | None:
     """The entry a voucher already recorded for the same request, or a conflict refusal."""
+    cache = state_cache.active(session)
+    if cache is not None and (kind, voucher) in cache.absent:
+        return None  # the import looked the file's vouchers up in bulk
     row = session.execute(
         select(JournalEntry.id, JournalEntry.hash, JournalEntry.trace).where(
             JournalEntry.kind == kind, JournalEntry.voucher == voucher
@@ -201,6 +209,7 @@ def _post_event(
         draft = dataclasses.replace(draft, facts=facts)
     posted = post(session, draft)
     projection.record(session, posted, draft)
+    state_cache.after_post(session, posted, draft, opens, facts.get("event"))
     return posted
 
 

@@ -284,31 +284,39 @@ def fold_project(
     state = ProjectFold()
     state.met_on[(None, "approved")] = approval_date
     for e in events:
-        if not counts(e.entry_id, e.value_date, reversals, as_of):
-            continue
-        if e.kind == "stage" and e.passed:
-            state.conditions.setdefault(e.lane_no, set()).add(STAGES[e.stage])
-            state.met_on.setdefault((e.lane_no, STAGES[e.stage]), e.value_date)
-        elif e.kind == "stage" and e.stage == "stage_assessment" and not e.passed and e.lane_no:
-            state.eliminated.setdefault(e.lane_no, e.value_date)
-        elif e.kind == "bid_payment":
-            state.conditions.setdefault(e.lane_no, set()).add("first_bid_payment")
-            state.met_on.setdefault((e.lane_no, "first_bid_payment"), e.value_date)
-        elif e.kind == "release" and e.tranche_id is not None:
-            state.released_tranches.add(e.tranche_id)
-        elif e.kind == "extension":
-            state.extensions += 1
-            state.extension_months += e.payload.get("months", 0)
-        elif e.kind in ("termination", "revocation") and e.lane_no:
-            state.eliminated.setdefault(e.lane_no, e.value_date)  # one lane terminated, the race goes on
-        elif e.kind in ("termination", "revocation"):
-            if state.terminated_on is None:
-                state.terminated_on, state.ended_by = e.value_date, e.kind
-        elif e.kind == "closure":
-            state.closed_on = state.closed_on or e.value_date
-        elif e.kind == "elimination" and e.lane_no:
-            state.eliminated.setdefault(e.lane_no, e.value_date)
+        if counts(e.entry_id, e.value_date, reversals, as_of):
+            apply_event(state, e)
     return state
+
+
+def apply_event(state: ProjectFold, e: ProjectEvent) -> None:
+    """One step of ``fold_project``: ``state`` advanced in place by one event that counts.
+
+    An import keeps a project's fold and advances it by each event it posts
+    (``ledger.programme.cache``), instead of folding every event again.
+    """
+    if e.kind == "stage" and e.passed:
+        state.conditions.setdefault(e.lane_no, set()).add(STAGES[e.stage])
+        state.met_on.setdefault((e.lane_no, STAGES[e.stage]), e.value_date)
+    elif e.kind == "stage" and e.stage == "stage_assessment" and not e.passed and e.lane_no:
+        state.eliminated.setdefault(e.lane_no, e.value_date)
+    elif e.kind == "bid_payment":
+        state.conditions.setdefault(e.lane_no, set()).add("first_bid_payment")
+        state.met_on.setdefault((e.lane_no, "first_bid_payment"), e.value_date)
+    elif e.kind == "release" and e.tranche_id is not None:
+        state.released_tranches.add(e.tranche_id)
+    elif e.kind == "extension":
+        state.extensions += 1
+        state.extension_months += e.payload.get("months", 0)
+    elif e.kind in ("termination", "revocation") and e.lane_no:
+        state.eliminated.setdefault(e.lane_no, e.value_date)  # one lane terminated, the race goes on
+    elif e.kind in ("termination", "revocation"):
+        if state.terminated_on is None:
+            state.terminated_on, state.ended_by = e.value_date, e.kind
+    elif e.kind == "closure":
+        state.closed_on = state.closed_on or e.value_date
+    elif e.kind == "elimination" and e.lane_no:
+        state.eliminated.setdefault(e.lane_no, e.value_date)
 
 
 # --- party facts over time -----------------------------------------------------------------

@@ -6,12 +6,18 @@ sheets and columns, amounts, dates, required cells, no formulas) and collects ev
 instead of stopping at the first. ``run_rows`` then sends the well-formed rows to the
 services in date order (within a date: sheet order, then row order), each inside its own
 SAVEPOINT so that a refused row is rolled back and the next one still runs; that is how
-every refusal in a file is found in one pass. ``run_rows`` never commits: the caller writes
+every refusal in a file is found in one pass. The services read each project's state from a
+cache the run keeps (``ledger.programme.cache``): loaded once, advanced by every entry
+posted through the one fold, forgotten for the projects a refused row touched. ``run_rows`` never commits: the caller writes
 everything only when no problem was found at all, and rolls everything back otherwise.
 
 Conventions for the files (docs/import.md has the officer's version):
 
-* Row 1 holds the column keys (English, as in the template); data starts in row 2.
+* The template writes Chinese titles in row 1 and the column keys (English) in row 2; data
+  starts in row 3. A file with the keys in row 1 (older templates, CSV) is read too: row 1
+  is the key row when it names any key of the sheet, otherwise row 2 is.
+* Code columns (``Column.code``: USCCs, project codes, lanes, vouchers, references) are
+  text-formatted in the template; a number Excel made of a code is refused, saying so.
 * A row whose first cell begins with ``#`` is a comment and is skipped. The template's
   example row on each sheet begins with ``#example``, so importing the untouched template
   writes nothing.
@@ -31,9 +37,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +56,8 @@ from ledger.core import limits
 from ledger.core.errors import Refusal
 from ledger.core.journal import Posted
 from ledger.core.models import JournalEntry, Posting
-from ledger.core.money import parse_fen, parse_rate
+from ledger.core.money import format_fen_grouped, parse_fen, parse_rate
+from ledger.programme import cache as state_cache
 
 ROWS_MAX = 1_000_000  # a year of a large city's events is far below this; a limit on everything.
 CELL_CHARS_MAX = 32_767  # Excel's own limit on a cell; a longer cell is refused without being echoed.
@@ -90,6 +100,13 @@ BOOLEAN_WORDS = {
     "no": False, "n": False, "false": False, "0": False, "否": False, "failed": False, "fail": False,
     "不通过": False, "未通过": False,
 }
+BOOLEAN_DROPDOWN = ("是", "否", "yes", "no")
+BUDGET_CATEGORY_WORDS = ("设备费", "业务费", "劳务费", "间接费用", "equipment", "business", "labour", "indirect")
+CITY_WORDS = ("jiangmen", "urumqi")
+# Excel turns a long digit-only code into a number of 15 significant digits and shows it in
+# scientific notation; CSV saved by Excel then holds that text (1.24407E+17).
+SCIENTIFIC = re.compile(r"^\d(\.\d+)?E\+\d{2}$", re.IGNORECASE)
+EXCEL_DIGITS = 15
 # Sheets an officer might expect, with where their content goes instead.
 SHEET_HINTS = {"lanes": "lanes are given on the projects sheet (solver_usccs, and bids per lane)"}
 
@@ -109,6 +126,13 @@ class Column:
       zh / en: what the column means, for the header comment.
       example: the value on the template's example row.
       default: the value of an empty optional cell.
+      code: "uscc" for a USCC (or a list of them), "id" for another identifier or document
+        reference (project code, voucher, lane, 文号). The template formats the column as
+        text, so Excel keeps the digits as typed; a number Excel made of a code is refused
+        (any number in a USCC column; in another code column one of more than 15 digits or in
+        scientific notation, which Excel cannot hold exactly).
+      suggest: words offered by the template's drop-down for a text column that accepts
+        others too (budget categories, where pre-2021 lines are also accepted).
     """
 
     name: str
@@ -119,6 +143,25 @@ class Column:
     example: str
     choices: dict[str, str] | None = None
     default: Any = None
+    code: str | None = None
+    suggest: tuple[str, ...] | None = None
+
+    @property
+    def title(self) -> str:
+        """The short Chinese title the template writes above the key: ``zh`` up to its first
+        parenthesis or colon."""
+        return re.split("[（(：:，,]", self.zh, maxsplit=1)[0].strip() or self.name
+
+    def dropdown(self) -> tuple[tuple[str, ...], bool] | None:
+        """The words of the template's drop-down for this column and whether Excel should
+        refuse any other word, or None for a free column."""
+        if self.choices:
+            return tuple(dict.fromkeys(self.choices)), True
+        if self.kind == "bool":
+            return BOOLEAN_DROPDOWN, False  # other yes/no words (通过, passed ...) are accepted too
+        if self.suggest:
+            return self.suggest, False
+        return None
 
     def help_text(self) -> str:
         lines = [f"{self.name}: {self.zh}", self.en, "必填 required" if self.required else "选填 optional"]
@@ -144,12 +187,20 @@ class Sheet:
 
 
 def _project() -> Column:
-    return Column("project", "text", True, "项目编号", "Project code, as approved.", "JM2025-003")
+    return Column("project", "text", True, "项目编号", "Project code, as approved.", "JM2025-003", code="id")
 
 
 def _lane() -> Column:
     return Column("lane", "text", False, "揭榜方赛道（统一社会信用代码或 L1、L2…；只有一个揭榜方时可空）",
-                  "Solver lane: its USCC or L1, L2 ...; may be empty when the project has one solver.", "L1")
+                  "Solver lane: its USCC or L1, L2 ...; may be empty when the project has one solver.", "L1", code="id")
+
+
+def _reference(required: bool, zh: str, en: str, example: str, name: str = "reference") -> Column:
+    return Column(name, "text", required, zh, en, example, code="id")
+
+
+def _category(required: bool, zh: str, en: str, example: str) -> Column:
+    return Column("category", "text", required, zh, en, example, suggest=BUDGET_CATEGORY_WORDS)
 
 
 def _amount(zh: str, en: str, example: str) -> Column:
@@ -163,19 +214,19 @@ def _date(zh: str, en: str, example: str) -> Column:
 
 def _voucher(example: str) -> Column:
     return Column("voucher", "text", True, "凭证号：同一凭证号再次导入不会重复记账",
-                  "Voucher reference; importing the same voucher again writes nothing.", example)
+                  "Voucher reference; importing the same voucher again writes nothing.", example, code="id")
 
 
 SHEET_LIST: tuple[Sheet, ...] = (
     Sheet("parties", "party", (
-        Column("uscc", "text", True, "统一社会信用代码（18位，GB 32100-2015）", "Unified Social Credit Code, 18 characters; it is the party's key.", "91440700MA4UJ00013"),
+        Column("uscc", "text", True, "统一社会信用代码（18位，GB 32100-2015）", "Unified Social Credit Code, 18 characters; it is the party's key.", "91440700MA4UJ00013", code="uscc"),
         Column("name", "text", True, "单位名称", "Registered name.", "江门某家电有限公司"),
         Column("kind", "choice", False, "单位类型", "Party kind.", "enterprise", PARTY_KIND_ALIASES, "enterprise"),
         Column("revenue", "amount", False, "上年度主营业务收入（元）", "Prior-year main business revenue, in yuan.", "6亿"),
         Column("rnd_ratio", "rate", False, "上年度研发投入占主营业务收入比例", "Prior-year R&D / revenue, 0..1 or a percentage.", "12%"),
         Column("innovation_star", "bool", False, "是否江门“创新标兵”高新技术企业", "A 高新技术企业 named 江门“创新标兵”: yes / no.", "no", default=False),
         Column("bad_credit", "bool", False, "近年是否有不良信用记录或重大违法行为", "Bad credit record or major violation in the look-back period: yes / no.", "no", default=False),
-        Column("related", "list", False, "关联方统一社会信用代码，多个用分号分隔", "USCCs of related parties (关联关系), separated by semicolons.", "91110000600037341L"),
+        Column("related", "list", False, "关联方统一社会信用代码，多个用分号分隔", "USCCs of related parties (关联关系), separated by semicolons.", "91110000600037341L", code="uscc"),
         Column("uscc_override_reason", "text", False, "校验位不通过但确属历史代码时的说明", "Reason to accept a code failing the check digit (a known legacy code).", ""),
         _date("登记日期", "Registration date.", "2025-01-02"),
     )),
@@ -186,14 +237,14 @@ SHEET_LIST: tuple[Sheet, ...] = (
         _voucher("江财预〔2025〕3号"),
     )),
     Sheet("projects", "approval", (
-        Column("code", "text", True, "项目编号", "Project code: capital letters, digits, hyphens.", "JM2025-003"),
+        Column("code", "text", True, "项目编号", "Project code: capital letters, digits, hyphens.", "JM2025-003", code="id"),
         Column("name", "text", True, "项目名称", "Project name.", "高端装备控制器"),
-        Column("city", "text", True, "城市规则（jiangmen 或 urumqi）", "City whose rules apply: jiangmen or urumqi.", "jiangmen"),
+        Column("city", "text", True, "城市规则（jiangmen 或 urumqi）", "City whose rules apply: jiangmen or urumqi.", "jiangmen", suggest=CITY_WORDS),
         Column("rules_version", "text", False, "规则版本（空：立项日有效的版本）", "Rules version; empty picks the one in force on the approval date.", "jiangmen-2023-trial"),
         Column("category", "choice", True, "项目类别", "Category.", "技术攻关", CATEGORY_ALIASES),
         Column("mode", "choice", True, "组织方式", "Mode: 揭榜挂帅 (jbgs) or 赛马 (saima).", "揭榜挂帅", MODE_ALIASES),
-        Column("demand_uscc", "text", True, "发榜方统一社会信用代码", "USCC of the demand side (发榜方), registered on the parties sheet.", "91440700MA4UJ00013"),
-        Column("solver_usccs", "list", True, "揭榜方统一社会信用代码，赛马多个用分号分隔（顺序即 L1、L2…）", "USCCs of the solvers, separated by semicolons; their order gives lanes L1, L2 ...", "91110000600037341L"),
+        Column("demand_uscc", "text", True, "发榜方统一社会信用代码", "USCC of the demand side (发榜方), registered on the parties sheet.", "91440700MA4UJ00013", code="uscc"),
+        Column("solver_usccs", "list", True, "揭榜方统一社会信用代码，赛马多个用分号分隔（顺序即 L1、L2…）", "USCCs of the solvers, separated by semicolons; their order gives lanes L1, L2 ...", "91110000600037341L", code="uscc"),
         Column("total_investment", "amount", True, "研发总投入（元）", "Total R&D investment, in yuan.", "800万"),
         Column("grant", "amount", False, "核定财政资助（江门分期拨付规则必填）", "Approved grant; required under staged-grant rules (Jiangmen).", "300万"),
         Column("bids", "amounts", False, "每个揭榜方的揭榜金额，分号分隔，与 solver_usccs 同序（乌鲁木齐规则必填）", "Contracted bid per lane, semicolon-separated in solver_usccs order; required under bid-subsidy rules (Urumqi).", "200万;150万"),
@@ -209,14 +260,14 @@ SHEET_LIST: tuple[Sheet, ...] = (
     Sheet("pledges", "pledge", (
         _project(),
         _amount("承诺自投金额", "Self-funding pledged by commitment letter.", "500万"),
-        Column("category", "text", False, "预算科目（如承诺函写明）", "Budget category if the letter names one: equipment / business / labour / indirect or 设备费 / 业务费 / 劳务费 / 间接费用.", "设备费"),
+        _category(False, "预算科目（如承诺函写明）", "Budget category if the letter names one: equipment / business / labour / indirect or 设备费 / 业务费 / 劳务费 / 间接费用.", "设备费"),
         _date("承诺日期", "Date of the commitment letter.", "2025-09-25"),
         _voucher("CN-2025-01"),
     )),
     Sheet("contributions", "contribution", (
         _project(),
         _amount("自投资金到位金额", "Self-funding evidenced as arrived.", "120万"),
-        Column("category", "text", True, "预算科目", "Budget category: equipment / business / labour / indirect or 设备费 / 业务费 / 劳务费 / 间接费用.", "设备费"),
+        _category(True, "预算科目", "Budget category: equipment / business / labour / indirect or 设备费 / 业务费 / 劳务费 / 间接费用.", "设备费"),
         Column("memo", "text", False, "摘要", "Memo.", "设备款到位"),
         _date("到位日期", "Date the money arrived.", "2025-12-01"),
         _voucher("BK-8812"),
@@ -239,7 +290,7 @@ SHEET_LIST: tuple[Sheet, ...] = (
         Column("stage", "choice", True, "节点", "Stage.", "midterm", STAGE_ALIASES),
         Column("passed", "bool", True, "是否通过", "Result: yes (passed) / no (failed); a 赛马 lane failing its stage assessment is eliminated.", "yes"),
         _lane(),
-        Column("reference", "text", False, "结果文件文号", "Document reference of the result.", "江科函〔2027〕12号"),
+        _reference(False, "结果文件文号", "Document reference of the result.", "江科函〔2027〕12号"),
         Column("misused", "misuse", False, "阶段考核未通过时该车道违规使用金额：支出凭证号=金额，多个用分号分隔", "With a failed 赛马 stage assessment: misused amounts on the lane's spending, VOUCHER=AMOUNT, separated by semicolons.", ""),
         _date("结果日期", "Date of the result.", "2027-03-15"),
         _voucher("ZQ-2027-01"),
@@ -253,7 +304,7 @@ SHEET_LIST: tuple[Sheet, ...] = (
     Sheet("spending", "spend", (
         _project(), _lane(),
         _amount("财政资金支出金额", "Fiscal money spent.", "45万"),
-        Column("category", "text", True, "支出科目（含2021年前明细科目，如材料费）", "Budget category: equipment / business / labour / indirect, 设备费 / 业务费 / 劳务费 / 间接费用, or a pre-2021 line (材料费 ...).", "设备费"),
+        _category(True, "支出科目（含2021年前明细科目，如材料费）", "Budget category: equipment / business / labour / indirect, 设备费 / 业务费 / 劳务费 / 间接费用, or a pre-2021 line (材料费 ...).", "设备费"),
         Column("counterparty", "text", False, "收款方", "Who was paid.", "某仪器公司"),
         Column("justification", "text", False, "单价达到阈值的设备须写明理由", "Required for equipment at or above the rules' threshold.", "高精度测试台，现有设备无法满足"),
         Column("memo", "text", False, "摘要", "Memo.", ""),
@@ -263,13 +314,13 @@ SHEET_LIST: tuple[Sheet, ...] = (
     Sheet("extensions", "extension", (
         _project(),
         Column("months", "int", True, "延期月数", "Length of the extension in months.", "12"),
-        Column("reference", "text", True, "延期批复文号", "The bureau's approval reference.", "江科〔2028〕45号"),
+        _reference(True, "延期批复文号", "The bureau's approval reference.", "江科〔2028〕45号"),
         _date("批复日期（须在实施期内）", "Approval date, before the period ends.", "2028-08-01"),
         _voucher("YQ-2028-01"),
     )),
     Sheet("terminations", "termination", (
         _project(),
-        Column("reference", "text", True, "终止（撤销）决定文号", "The bureau's termination (or revocation) decision reference.", "江科〔2027〕9号"),
+        _reference(True, "终止（撤销）决定文号", "The bureau's termination (or revocation) decision reference.", "江科〔2027〕9号"),
         Column("misused", "misuse", False, "违规使用金额：支出凭证号=金额，多个用分号分隔", "Misused amounts tied to spend vouchers: VOUCHER=AMOUNT, separated by semicolons.", "PZ-0012=5万"),
         Column("revoke", "bool", False, "是否撤销（弄虚作假等，按规则比例追回已拨付资金）", "Revocation (fraud, serious misuse): yes recovers everything released at the rules' rate.", "no", default=False),
         Column("lane", "text", False, "仅终止一个赛马车道时填写（揭榜方统一社会信用代码或L1、L2…）", "Terminate one 赛马 lane only (USCC or L1, L2 ...); empty terminates the project.", ""),
@@ -281,6 +332,25 @@ SHEET_LIST: tuple[Sheet, ...] = (
         _amount("收回金额", "Clawback money received.", "120万"),
         _date("收款日期", "Date received.", "2027-06-10"),
         _voucher("JK-2027-31"),
+    )),
+    Sheet("write_offs", "write_off", (
+        _project(), _lane(),
+        _amount("核销金额", "Uncollectable clawback written off.", "5万"),
+        Column("reason", "text", True, "无法收回的原因", "Why it cannot be collected.", "企业已注销，无财产可供执行"),
+        _reference(True, "核销批准文号", "The approval reference of the write-off.", "江财〔2028〕7号", name="approval"),
+        _date("核销日期", "Write-off date.", "2028-03-01"),
+        _voucher("HX-2028-01"),
+    )),
+    Sheet("remittances", "remittance", (
+        _amount("上缴财政金额", "Recovered money handed over to the finance bureau (应缴财政款).", "120万"),
+        _date("上缴日期", "Date handed over.", "2027-06-30"),
+        _voucher("JC-2027-05"),
+    )),
+    Sheet("closures", "closure", (
+        _project(),
+        _reference(True, "验收结论文号", "The acceptance document reference.", "江科验〔2028〕3号"),
+        _date("结项日期（须在验收通过之后）", "Closure date, after a passed acceptance.", "2028-10-15"),
+        _voucher("JX-2028-01"),
     )),
 )
 SHEETS: dict[str, Sheet] = {s.name: s for s in SHEET_LIST}
@@ -348,11 +418,30 @@ class Batch:
 
 @dataclass
 class Report:
-    """The outcome of running a batch: counts by sheet, and every problem."""
+    """The outcome of running a batch: counts by sheet, every problem and, when asked for,
+    what the rows written amount to (``totals``)."""
 
     written: Counter = field(default_factory=Counter)
     present: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    # (sheet, project code or "", entry kind) -> [entries written, amount in fen]; the amount
+    # of an entry is its debits in the fiscal book, or in the memo book when it has no fiscal
+    # posting (a release: what was paid; a contribution: what arrived; a stage: nothing).
+    totals: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    entry_sheets: dict[int, str] = field(default_factory=dict)  # entry written -> its row's sheet
+
+    def total_lines(self) -> list[str]:
+        """One line per sheet, project and kind (entries and amount, #,##0.00), each sheet's
+        lines followed by the sheet's total."""
+        lines: list[str] = []
+        ordered = sorted(self.totals.items(), key=lambda t: (SHEET_ORDER[t[0][0]], t[0][1:]))
+        for index, ((sheet, project, kind), (rows, fen)) in enumerate(ordered):
+            lines.append(f"  {sheet} {project or '-'} {kind}: {_entries(rows)}, {format_fen_grouped(fen)}")
+            if index + 1 == len(ordered) or ordered[index + 1][0][0] != sheet:
+                held = [v for k, v in ordered if k[0] == sheet]
+                lines.append(f"  {sheet} 合计 total: {_entries(sum(v[0] for v in held))}, "
+                             f"{format_fen_grouped(sum(v[1] for v in held))}")
+        return lines
 
     @property
     def written_total(self) -> int:
@@ -361,6 +450,10 @@ class Report:
     @property
     def present_total(self) -> int:
         return sum(self.present.values())
+
+
+def _entries(count: int) -> str:
+    return f"{count} {'entry' if count == 1 else 'entries'}"
 
 
 # --- reading cells ----------------------------------------------------------------------
@@ -391,8 +484,16 @@ def _read_amounts(value: Any, column: Column) -> tuple[int, ...]:
     return tuple(parse_fen(part, field=column.name) for part in _split(value))
 
 
+# A value date (the ``date`` column) more than JIEBANG_FUTURE_DAYS after today is refused, as
+# for the verbs, unless ``import --allow-future``; set by ``read_file`` for its own reading.
+_ALLOW_FUTURE: ContextVar[bool] = ContextVar("jiebang_import_allow_future", default=False)
+
+
 def _read_date(value: Any, column: Column) -> dt.date:
-    return limits.check_date(_parse_date(value, column), column.name)
+    day = limits.check_date(_parse_date(value, column), column.name)
+    if column.name == "date" and not _ALLOW_FUTURE.get():
+        limits.check_not_future(day, column.name)
+    return day
 
 
 def _parse_date(value: Any, column: Column) -> dt.date:
@@ -467,6 +568,37 @@ READERS: dict[str, Callable[[Any, Column], Any]] = {
 }
 
 
+def _names_a_key(cells: tuple | list, spec: Sheet) -> bool:
+    return any(not _is_blank(c) and _as_text(c).lower() in spec.names for c in cells)
+
+
+def _check_code(value: Any, column: Column) -> None:
+    """Refuse a code Excel has turned into a number: a number in a USCC column, or in another
+    code column one of more than 15 digits or written in scientific notation."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        shown = f"{value:.6G}" if isinstance(value, float) and abs(value) >= 10**EXCEL_DIGITS else _as_text(value)
+        if column.code == "uscc" or abs(value) >= 10**EXCEL_DIGITS:
+            raise _excel_number(column, shown)
+        return
+    text = str(value).strip()
+    parts = _split(text) if column.kind == "list" else [text]
+    for part in parts:
+        if SCIENTIFIC.match(part):
+            raise _excel_number(column, part)
+
+
+def _excel_number(column: Column, shown: str) -> Refusal:
+    return Refusal(
+        "code_must_be_text",
+        f"{column.name} {shown} is a number: Excel converted the digit-only code into a number, which keeps only "
+        f"{EXCEL_DIGITS} digits (124407004551000165 becomes 1.24407E+17), so it is no longer the code typed. "
+        "Format the column as text (设置单元格格式 → 文本; the template's code columns are text already) or type an "
+        "apostrophe before the code ('124407004551000165), enter it again and import the file again.",
+    )
+
+
 def _is_formula(value: Any) -> bool:
     # With data_only=False openpyxl gives a formula as its text ("=SUM(B2:B9)"), or as an
     # ArrayFormula / DataTableFormula object; we never evaluate them.
@@ -485,25 +617,34 @@ def read_sheet(batch: Batch, sheet_name: str, lines: Iterable[tuple | list]) -> 
     if header is None or all(_is_blank(h) for h in header):
         problems.append(Problem(sheet_name, 1, None, f"the header row is empty; row 1 must name the columns: {', '.join(spec.names)}."))
         return
+    key_row = 1
+    if not _names_a_key(header, spec):
+        # The template writes Chinese titles in row 1 and the keys in row 2; a file with the
+        # keys in row 1 (older templates, CSV) is read as before.
+        second = next(iterator, None)
+        if second is not None and _names_a_key(second, spec):
+            header, key_row = second, 2
+        elif second is not None:
+            iterator = itertools.chain([second], iterator)
     positions: dict[str, int] = {}
     for index, cell in enumerate(header):
         if _is_blank(cell):
             continue
         name = _as_text(cell).lower()
         if name not in spec.names:
-            problems.append(Problem(sheet_name, 1, name, f"unknown column; the {sheet_name} sheet has {', '.join(spec.names)}."))
+            problems.append(Problem(sheet_name, key_row, name, f"unknown column; the {sheet_name} sheet has {', '.join(spec.names)}."))
         elif name in positions:
-            problems.append(Problem(sheet_name, 1, name, "the column appears twice; keep one."))
+            problems.append(Problem(sheet_name, key_row, name, "the column appears twice; keep one."))
         else:
             positions[name] = index
     missing = [c.name for c in spec.columns if c.required and c.name not in positions]
     for name in missing:
-        problems.append(Problem(sheet_name, 1, name, "required column is missing; add it to row 1 (`jiebang template` shows every column)."))
+        problems.append(Problem(sheet_name, key_row, name, f"required column is missing; add it to row {key_row} (`jiebang template` shows every column)."))
     if missing:
         return
     columns = [(c, positions.get(c.name)) for c in spec.columns]
     width = len(header)
-    for number, cells in enumerate(iterator, start=2):
+    for number, cells in enumerate(iterator, start=key_row + 1):
         if not cells or all(_is_blank(v) for v in cells):
             continue
         first = cells[0]
@@ -535,6 +676,8 @@ def read_sheet(batch: Batch, sheet_name: str, lines: Iterable[tuple | list]) -> 
                 bad = True
                 continue
             try:
+                if column.code:
+                    _check_code(raw, column)
                 values[column.name] = READERS[column.kind](raw, column)
             except Refusal as refusal:
                 problems.append(Problem(sheet_name, number, column.name, refusal.message))
@@ -568,8 +711,17 @@ def _dedupe(batch: Batch) -> None:
     batch.rows = kept
 
 
-def read_file(path: Path, *, kind: str | None = None) -> Batch:
-    """Read a workbook (.xlsx) or, with ``kind``, a CSV file of that kind; refuse anything else."""
+def read_file(path: Path, *, kind: str | None = None, allow_future: bool = False) -> Batch:
+    """Read a workbook (.xlsx) or, with ``kind``, a CSV file of that kind; refuse anything else.
+    Value dates far in the future are problems unless ``allow_future``."""
+    token = _ALLOW_FUTURE.set(allow_future)
+    try:
+        return _read_file(path, kind)
+    finally:
+        _ALLOW_FUTURE.reset(token)
+
+
+def _read_file(path: Path, kind: str | None) -> Batch:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if kind not in SHEETS:
@@ -773,6 +925,9 @@ SERVICES: dict[str, Callable[[Session, dict, str], Posted]] = {
     "extensions": _call(programme.extend, "project", "months", "date", "reference"),
     "terminations": _terminate,
     "collections": _call(programme.collect, "project", "lane", "date", amount_fen="amount"),
+    "write_offs": _call(programme.write_off, "project", "lane", "reason", "approval", "date", amount_fen="amount"),
+    "remittances": _call(programme.remit, "date", amount_fen="amount"),
+    "closures": _call(programme.close, "project", "reference", "date"),
 }
 assert tuple(SERVICES) == tuple(SHEETS)
 
@@ -868,12 +1023,15 @@ def _describe(recorded: _Recorded, kind: str) -> str:
     return f"{kind} entry {recorded.entry_id} ({project}{recorded.value_date})"
 
 
-def run_rows(session: Session, batch: Batch, *, actor: str, progress: Callable[[int], None] | None = None) -> Report:
+def run_rows(
+    session: Session, batch: Batch, *, actor: str, progress: Callable[[int], None] | None = None, totals: bool = False
+) -> Report:
     """Send the batch's rows to the services in date order, each in a SAVEPOINT; never commits.
 
     A refused row is rolled back to its savepoint and recorded as a problem; the rows after
     it still run, so one pass finds every refusal. The caller keeps the transaction only if
-    the report (which includes the batch's reading problems) has no problem.
+    the report (which includes the batch's reading problems) has no problem. With
+    ``totals`` the report also sums what the rows written amount to (``Report.totals``).
     """
     report = Report(problems=list(batch.problems))
     for row in batch.repeats:
@@ -882,44 +1040,94 @@ def run_rows(session: Session, batch: Batch, *, actor: str, progress: Callable[[
     programme.lock(session)
     recorded = _recorded(session, [r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS])
     advance = progress or (lambda n: None)
-    for row in rows:
-        prior = recorded.get(row.key)
-        if prior is not None:
-            if _same_event(row, prior):
-                report.present[row.sheet] += 1
-            else:
-                report.problems.append(Problem(
-                    row.sheet, row.number, "voucher",
-                    f"{row.key[1]} is already recorded as {_describe(prior, row.key[0])} with other content; "
-                    f"use a new voucher, or reverse entry {prior.entry_id} first if it was wrong.",
-                ))
+    with state_cache.caching(session) as cache:
+        cache.locked = True  # held until the caller commits or rolls back
+        cache.absent.update(r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS and r.key not in recorded)
+        for row in rows:
+            _run_row(session, row, recorded, report, cache, actor, totals)
             advance(1)
-            continue
-        try:
-            with session.begin_nested():
-                posted = SERVICES[row.sheet](session, row.values, actor)
-        except Refusal as refusal:
-            report.problems.append(Problem(row.sheet, row.number, _column_of(refusal, row.sheet), refusal.message))
-        except DBAPIError as exc:
-            detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-            report.problems.append(Problem(row.sheet, row.number, None, f"the database refused the row: {detail}"))
-        else:
-            (report.written if posted.created else report.present)[row.sheet] += 1
-        advance(1)
+    if totals:
+        _add_totals(session, report)
     report.problems.sort(key=lambda p: (SHEET_ORDER.get(p.sheet, -1), p.row))
     return report
+
+
+def _run_row(
+    session: Session, row: Row, recorded: dict, report: Report, cache: state_cache.StateCache, actor: str, totals: bool
+) -> None:
+    """One row: already present, a conflict, or through its service in a SAVEPOINT."""
+    prior = recorded.get(row.key)
+    if prior is not None:
+        if _same_event(row, prior):
+            report.present[row.sheet] += 1
+        else:
+            report.problems.append(Problem(
+                row.sheet, row.number, "voucher",
+                f"{row.key[1]} is already recorded as {_describe(prior, row.key[0])} with other content; "
+                f"use a new voucher, or reverse entry {prior.entry_id} first if it was wrong.",
+            ))
+        return
+    cache.begin_row(session)
+    try:
+        with session.begin_nested():
+            posted = SERVICES[row.sheet](session, row.values, actor)
+    except Refusal as refusal:
+        cache.forget_row(session)
+        report.problems.append(Problem(row.sheet, row.number, _column_of(refusal, row.sheet), refusal.message))
+    except DBAPIError as exc:
+        cache.forget_row(session)
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        report.problems.append(Problem(row.sheet, row.number, None, f"the database refused the row: {detail}"))
+    else:
+        cache.row_done()
+        (report.written if posted.created else report.present)[row.sheet] += 1
+        if totals and posted.created:
+            report.entry_sheets[posted.entry_id] = row.sheet
+
+
+def _add_totals(session: Session, report: Report) -> None:
+    """Sum the entries the rows wrote by sheet, project and kind: one pass over their postings."""
+    if not report.entry_sheets:
+        return
+    debits: dict[int, dict[str, int]] = {}
+    heads: dict[int, tuple[str | None, str]] = {}
+    low, high = min(report.entry_sheets), max(report.entry_sheets)
+    for entry_id, project, kind in session.execute(
+        select(JournalEntry.id, JournalEntry.project_code, JournalEntry.kind).where(JournalEntry.id.between(low, high))
+    ):
+        heads[entry_id] = (project, kind)
+    for entry_id, book, amount in session.execute(
+        select(Posting.entry_id, Posting.book, Posting.amount_fen)
+        .where(Posting.entry_id.between(low, high), Posting.amount_fen > 0)
+    ):
+        books = debits.setdefault(entry_id, {})
+        books[book] = books.get(book, 0) + int(amount)
+    for entry_id, sheet in report.entry_sheets.items():
+        project, kind = heads[entry_id]
+        books = debits.get(entry_id, {})
+        held = report.totals.setdefault((sheet, project or "", kind), [0, 0])
+        held[0] += 1
+        held[1] += books.get("fiscal", books.get("memo", 0))
 
 
 # --- the template -----------------------------------------------------------------------
 
 
+TEMPLATE_TITLE_ROW, TEMPLATE_KEY_ROW, TEMPLATE_FIRST_ROW = 1, 2, 3
+TEXT_FORMAT = "@"  # Excel's 文本 format: what is typed stays as typed
+SHEET_LAST_ROW = 1_048_576  # Excel's last row: formats and drop-downs cover every data row
+
+
 def write_template(path: Path) -> None:
-    """Write an empty import workbook: every sheet with its headers, a comment on each
-    header, a frozen header row, and one example row whose first cell begins ``#example``."""
+    """Write an empty import workbook: every sheet with a row of Chinese titles, the row of
+    column keys under it, a comment on each title, both rows frozen, code columns formatted
+    as text, a drop-down on every choice column, and one example row whose first cell
+    begins ``#example``."""
     from openpyxl import Workbook
     from openpyxl.comments import Comment
-    from openpyxl.styles import Font, PatternFill
+    from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
 
     workbook = Workbook()
     workbook.remove(workbook.active)
@@ -928,24 +1136,49 @@ def write_template(path: Path) -> None:
     required_fill = PatternFill("solid", fgColor="FFF2CC")
     for spec in SHEET_LIST:
         sheet = workbook.create_sheet(spec.name)
+        sheet.append([c.title for c in spec.columns])
         sheet.append(list(spec.names))
         example = [c.example for c in spec.columns]
         example[0] = EXAMPLE_PREFIX + example[0]
         sheet.append(example)
         for index, column in enumerate(spec.columns, start=1):
-            header = sheet.cell(row=1, column=index)
-            header.font = bold
-            if column.required:
-                header.fill = required_fill
+            letter = get_column_letter(index)
+            title = sheet.cell(row=TEMPLATE_TITLE_ROW, column=index)
+            key = sheet.cell(row=TEMPLATE_KEY_ROW, column=index)
+            for cell in (title, key):
+                cell.font = bold
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
+                if column.required:
+                    cell.fill = required_fill
             note = column.help_text()
             if index == 1:
-                note += "\n以 # 开头的行不导入（如示例行）。A row whose first cell begins with # is skipped (the example row)."
+                note += ("\n第1行是中文标题，第2行是列名（导入按列名读取）。以 # 开头的行不导入（如示例行）。"
+                         "\nRow 1 holds titles, row 2 the column keys the import reads. A row whose first cell "
+                         "begins with # is skipped (the example row).")
             comment = Comment(note, "jiebang")
-            comment.width, comment.height = 320, 150
-            header.comment = comment
-            sheet.cell(row=2, column=index).font = grey
-            width = max(len(column.name), len(column.example.encode("gbk", "replace"))) + 4
-            sheet.column_dimensions[get_column_letter(index)].width = min(width, 40)
-        sheet.freeze_panes = "A2"
+            comment.width, comment.height = 320, 170
+            title.comment = comment
+            sheet.cell(row=TEMPLATE_FIRST_ROW, column=index).font = grey
+            if column.code:
+                # Excel keeps what is typed into a text cell as typed: a digit-only USCC or
+                # voucher stays text instead of becoming 1.24407E+17.
+                sheet.column_dimensions[letter].number_format = TEXT_FORMAT
+                sheet.cell(row=TEMPLATE_FIRST_ROW, column=index).number_format = TEXT_FORMAT
+            dropdown = column.dropdown()
+            if dropdown is not None:
+                words, strict = dropdown
+                formula = '"' + ",".join(words) + '"'
+                assert len(formula) <= 257 and not any("," in w for w in words), column.name  # Excel's list limit
+                validation = DataValidation(type="list", formula1=formula, allow_blank=True, showErrorMessage=strict)
+                validation.errorTitle = "不在可选范围 Not a choice"
+                validation.error = f"{column.name}: " + " / ".join(words)
+                validation.promptTitle = column.title[:32]
+                validation.prompt = ("可选 choose: " + " / ".join(words))[:255]
+                validation.showInputMessage = True
+                validation.add(f"{letter}{TEMPLATE_FIRST_ROW}:{letter}{SHEET_LAST_ROW}")
+                sheet.add_data_validation(validation)
+            width = max(len(column.name), len(column.title.encode("gbk", "replace")),
+                        len(column.example.encode("gbk", "replace"))) + 4
+            sheet.column_dimensions[letter].width = min(width, 40)
+        sheet.freeze_panes = f"A{TEMPLATE_FIRST_ROW}"
     workbook.save(path)
-

@@ -13,6 +13,7 @@ from funding_rules import checks
 from funding_rules.loader import Rules, RulesChangedError, get_rules
 from ledger.core.errors import Refusal
 from ledger.core.models import Account, JournalEntry, Posting
+from ledger.programme import cache as state_cache
 from ledger.programme import chart, fold, reads
 from ledger.programme.common import CATEGORIES
 from ledger.programme.models import Lane, Project, ProjectEvent, Tranche
@@ -85,10 +86,11 @@ def _events_query(dated: bool):
 _EVENTS = {dated: _events_query(dated) for dated in (False, True)}
 
 
-def project_folds(session: Session, projects: list[Project], as_of: dt.date | None = None) -> dict[str, fold.ProjectFold]:
-    """The fold of each project's events as of ``as_of`` (None: now): one query per 500
-    projects, each event with the date of the entry reversing it, if any."""
-    codes = [p.code for p in projects]
+def project_events(
+    session: Session, codes: list[str], as_of: dt.date | None = None
+) -> tuple[dict[str, list[fold.ProjectEvent]], dict[int, dt.date]]:
+    """Each project's events as of ``as_of`` (None: all) in chain order, and the value date
+    of the entry reversing each reversed one: one query per 500 projects."""
     events: dict[str, list[fold.ProjectEvent]] = {code: [] for code in codes}
     reversals: dict[int, dt.date] = {}
     for start in range(0, len(codes), 500):
@@ -101,6 +103,14 @@ def project_folds(session: Session, projects: list[Project], as_of: dt.date | No
             ))
             if undone is not None:
                 reversals[entry_id] = undone
+    return events, reversals
+
+
+def project_folds(session: Session, projects: list[Project], as_of: dt.date | None = None) -> dict[str, fold.ProjectFold]:
+    """The fold of each project's events as of ``as_of`` (None: now): one query per 500
+    projects, each event with the date of the entry reversing it, if any."""
+    codes = [p.code for p in projects]
+    events, reversals = project_events(session, codes, as_of)
     by_code = {p.code: p for p in projects}
     return {code: fold.fold_project(by_code[code].approval_date, events[code], reversals, as_of) for code in codes}
 
@@ -116,12 +126,49 @@ def project_state(project: Project, rules: Rules, lanes: dict[int, str], folded:
 
 def load_project(session: Session, code: str, *, as_of: dt.date | None = None) -> ProjectState:
     code = code.strip().upper()
-    project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
-    if project is None:
-        raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
+    cache = state_cache.active(session)
+    if cache is not None:
+        return _cached_state(session, cache, code, as_of)
+    project = _project_row(session, code)
     lanes = dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all())
     folded = project_folds(session, [project], as_of)[code]
     return project_state(project, pinned_rules(project), lanes, folded)
+
+
+def _project_row(session: Session, code: str) -> Project:
+    project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
+    if project is None:
+        raise Refusal("project_must_exist", f"project {code} does not exist; `jiebang projects` lists the codes.")
+    return project
+
+
+def _cached_state(session: Session, cache: state_cache.StateCache, code: str, as_of: dt.date | None) -> ProjectState:
+    """``load_project`` from the import's cache: the project's events are read once, and the
+    fold of all of them is advanced by each entry posted (``cache.after_post``). A state as
+    of a date before some event or reversal is folded again from the cached events."""
+    cached = cache.projects.get(code)
+    if cached is None:
+        project = _project_row(session, code)
+        lanes = dict(session.execute(select(Lane.lane_no, Lane.solver_uscc).where(Lane.project_code == code)).all())
+        events, reversals = project_events(session, [code])
+        tranche_ids = {
+            (lane_no, seq): tranche_id for tranche_id, lane_no, seq in session.execute(
+                select(Tranche.id, Tranche.lane_no, Tranche.seq).where(Tranche.project_code == code))
+        }
+        dates = [e.value_date for e in events[code]]
+        cached = state_cache.CachedProject(
+            project, pinned_rules(project), lanes, events[code], reversals,
+            fold.fold_project(project.approval_date, events[code], reversals), tranche_ids, max(dates, default=None),
+        )
+        cache.projects[code] = cached
+    current = as_of is None or (
+        (cached.last_date is None or as_of >= cached.last_date) and all(d <= as_of for d in cached.reversals.values())
+    )
+    if current:
+        folded = state_cache.snapshot(cached.now)
+    else:
+        folded = fold.fold_project(cached.project.approval_date, cached.events, cached.reversals, as_of)
+    return project_state(cached.project, cached.rules, cached.lanes, folded)
 
 
 def extension_months_by_project(session: Session) -> dict[str, int]:
@@ -131,16 +178,35 @@ def extension_months_by_project(session: Session) -> dict[str, int]:
 
 
 def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
-    """Balances of one lane's accounts by family (all dates), one grouped query.
+    """Balances of one lane's accounts by family (all dates), one grouped query (or, during
+    an import, the balances cached and advanced by each entry posted).
 
     Grant spending is also kept per budget category, as ``grant_spent:<category>``.
     """
-    rows = session.execute(
-        select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
-        .join(Posting, Posting.account_id == Account.id)
-        .where(Account.project_code == state.project.code, Account.lane == state.lanes[n])
-        .group_by(Account.name)
-    ).all()
+    cache = state_cache.active(session)
+    if cache is None:
+        rows = session.execute(
+            select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0))
+            .join(Posting, Posting.account_id == Account.id)
+            .where(Account.project_code == state.project.code, Account.lane == state.lanes[n])
+            .group_by(Account.name)
+        ).all()
+    else:
+        key = (state.project.code, state.lanes[n])
+        accounts = cache.lane_accounts.get(key)
+        if accounts is None:
+            accounts = {
+                name: [int(amount), int(count)] for name, amount, count in session.execute(
+                    select(Account.name, func.coalesce(func.sum(Posting.amount_fen), 0), func.count(Posting.id))
+                    .outerjoin(Posting, Posting.account_id == Account.id)
+                    .where(Account.project_code == key[0], Account.lane == key[1])
+                    .group_by(Account.name)
+                )
+            }
+            cache.lane_accounts[key] = accounts
+            for name in accounts:
+                cache.account_lane[name] = key
+        rows = [(name, held[0]) for name, held in sorted(accounts.items()) if held[1]]
     sums: dict[str, int] = {}
     for name, amount in rows:
         family = chart.family_of(name)
