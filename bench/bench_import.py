@@ -42,11 +42,13 @@ APPROVED = dt.date(2025, 2, 1)
 ROWS_PER_PROJECT = 48  # besides its parties and approval
 
 
-def _uscc(kind: str, n: int) -> str:
-    """A well-formed USCC, distinct for each (kind, n): 91 (enterprise) or 12 (institution)."""
+def _uscc(kind: str, n: int, division: str | None = None) -> str:
+    """A well-formed USCC, distinct for each (kind, n, division): 91 (enterprise) or 12
+    (institution). A demand side is registered in its project's city (Jiangmen 440700,
+    Urumqi 650100), as the eligibility gate requires."""
     registration = "91" if kind == "firm" else "12"
     org8 = f"{'MA' if kind == 'firm' else 'QB'}{n:06d}"
-    return demo_uscc(registration, "440700" if kind == "firm" else "650100", org8)
+    return demo_uscc(registration, division or ("440700" if kind == "firm" else "650100"), org8)
 
 
 def _day(n: int) -> dt.date:
@@ -75,6 +77,7 @@ def mixed_sheets(projects: int, total: int | None) -> dict[str, list[list]]:
     demands = max(1, projects // 10)
     for d in range(demands):
         sheets["parties"].append([_uscc("firm", d), f"发榜企业{d}", "enterprise", "6亿", "2025-01-02"])
+        sheets["parties"].append([_uscc("firm", d, "650100"), f"乌鲁木齐发榜企业{d}", "enterprise", "6亿", "2025-01-02"])
     sheets["appropriations"].append([2025, f"{projects * 400}万", "2025-01-10", "江财预〔2025〕1号"])
     for i in range(projects):
         jm = i % 2 == 0
@@ -82,7 +85,8 @@ def mixed_sheets(projects: int, total: int | None) -> dict[str, list[list]]:
         solver = _uscc("institute", i)
         sheets["parties"].append([solver, f"揭榜单位{i}", "institute", None, "2025-01-02"])
         sheets["projects"].append([
-            code, f"项目{i}", "jiangmen" if jm else "urumqi", "技术攻关", "揭榜挂帅", _uscc("firm", i % demands), solver,
+            code, f"项目{i}", "jiangmen" if jm else "urumqi", "技术攻关", "揭榜挂帅",
+            _uscc("firm", i % demands, None if jm else "650100"), solver,
             "800万", "300万" if jm else None, None if jm else "300万", "2025-03-01", "2027-12-31", APPROVED, f"LX-{code}",
         ])
         sheets["pledges"].append([code, "500万", None, "2025-02-15", f"CN-{code}"])

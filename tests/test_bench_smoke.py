@@ -35,11 +35,12 @@ def test_generator_and_compare_run_at_a_tiny_size(tmp_path):
 
 def test_import_bench_runs_at_a_tiny_size(tmp_path):
     """bench/bench_import.py: both files import without a problem (it exits otherwise) and
-    every row is written; four projects (both cities) and a 120-row one-project file."""
+    every row is written; four projects (both cities, each demand side registered in its city) and a
+    120-row one-project file."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_import.py"), "--projects", "4", "--rows", "0", "--single", "120",
          "--workdir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| mixed | 202 |" in proc.stdout and "| one project | 120 |" in proc.stdout, proc.stdout
+    assert "| mixed | 203 |" in proc.stdout and "| one project | 120 |" in proc.stdout, proc.stdout
