@@ -44,3 +44,17 @@ def test_import_bench_runs_at_a_tiny_size(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| mixed | 203 |" in proc.stdout and "| one project | 120 |" in proc.stdout, proc.stdout
+
+
+def test_the_services_generator_records_every_story_at_a_tiny_size(tmp_path):
+    """bench/generate.py services: every demo story, copied with its own parties and vouchers
+    (a story whose voucher escaped the renaming collided on its second copy), verifies."""
+    db = tmp_path / "ledger.db"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "generate.py"), "services", "--db", str(db), "--projects", "12", "--seed", "2"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    verified = subprocess.run([sys.executable, "-m", "cli", "--db", str(db), "verify"], capture_output=True, text=True,
+                              timeout=120, check=False, cwd=ROOT)
+    assert verified.stdout.startswith("OK: "), verified.stdout + verified.stderr

@@ -260,13 +260,17 @@ def _jm2024_001(plan: Plan) -> None:
     plan.stage("2027-03-31", code, "audit_report", "SJ-JM2024-001", reference="江会审字〔2027〕第0331号")
 
 
+def _party_year(session: Session, *, date: dt.date, actor: str, **facts):
+    """``update_party`` as a plan event (so that a plan that renames vouchers renames this one too)."""
+    return update_party(session, PartyYearInput(date=date, **facts), actor=actor)
+
+
 def _jm2024_002(plan: Plan) -> None:
     code = "JM2024-002"
     # The demand side qualifies by the R&D-ratio route, which needs a 规模以上 enterprise: its
     # 2023 facts are recorded before the 2024 approval reads them (“上一年度”).
-    year_facts = PartyYearInput(uscc=P["jm_pengjiang"], year=2023, revenue_fen=wan(32000), rnd_intensity=Decimal("0.12"),
-                                above_scale=True, date=dt.date(2024, 3, 15), voucher="PF-JM-PENGJIANG-2023")
-    plan._add("2024-03-15", "party facts 2023 jm_pengjiang", lambda s: update_party(s, year_facts, actor=ACTOR))
+    plan.event("2024-03-15", _party_year, "party facts 2023 jm_pengjiang", uscc=P["jm_pengjiang"], year=2023,
+               revenue_fen=wan(32000), rnd_intensity=Decimal("0.12"), above_scale=True, voucher="PF-JM-PENGJIANG-2023")
     plan.approve(
         "2024-04-20", "赛马 技术攻关, 3 lanes: equal 60% releases; L3 fails the stage assessment (eliminated, unspent "
         "advance assessed, 40% deobligated, part collected); L1 and L2 get the 40% tranche",
