@@ -93,6 +93,18 @@ def self_funding_by_category(session: Session, code: str, as_of: dt.date) -> dic
     return {k: by_segment.get(seg, 0) for k, seg in chart.CATEGORY_SEGMENTS.items()}
 
 
+def _rules_document(version: str) -> str:
+    """The Chinese title of the policy a project's rules come from (its version identifier if
+    the file cannot be read: the page still renders)."""
+    from funding_rules.loader import get_rules
+    from ledger.core.errors import Refusal
+
+    try:
+        return get_rules(version).document
+    except Refusal:  # a missing or changed rules file is verify's to report, not this page's
+        return version
+
+
 def enterprise_project(session: Session, viewer: Viewer, code: str, as_of: dt.date | None, *, lane: str | None = None) -> dict:
     """One project as the enterprise may see it: 404 (NotFound) for any other."""
     from reports.status import report_dict
@@ -137,7 +149,8 @@ def enterprise_project(session: Session, viewer: Viewer, code: str, as_of: dt.da
         by_category = {k: format_fen(v) for k, v in self_funding_by_category(session, code, when).items()}
     return {
         "as_of": when.isoformat(), "party": {"uscc": report.party_uscc, "name": report.party_name},
-        "project": {k: v for k, v in project.items() if k != "lanes"}, "lanes": lanes, "totals": totals,
+        "project": {k: v for k, v in project.items() if k != "lanes"} | {"rules_document": _rules_document(project["rules_version"])},
+        "lanes": lanes, "totals": totals,
         "self_funding_by_category": by_category, "period_end": state.end_date.isoformat(),
     }
 

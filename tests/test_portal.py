@@ -508,3 +508,9 @@ def test_no_page_shows_a_command_or_a_snake_case_key(world):
             text = re.sub(r"<[^>]+>", " ", html)
             assert "jiebang " not in text, (role, path)
             assert not re.search(r"\b[a-z]+_[a-z_]+\b", text), (role, path, re.findall(r"\b[a-z]+_[a-z_]+\b", text)[:5])
+
+
+def test_the_project_page_names_the_policy_document_not_the_rules_identifier(world):
+    page = world.clients["demand"].get("/projects/JM2024-001").text
+    assert "依据《江门市重大科技计划项目“揭榜挂帅”“赛马”制技术攻关项目工作方案（试行）》" in page
+    assert "jiangmen-2023-trial" not in page
