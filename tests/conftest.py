@@ -127,26 +127,33 @@ def db_url(request, backend, tmp_path) -> str:
 _ENGINES: dict[str, object] = {}
 
 
+def migrated_ledger_url(request, backend: str, tmp_path_factory, name: str) -> str:
+    """A fresh, migrated, empty ledger that lives as long as the run (module- or run-scoped
+    fixtures): a copy of the SQLite template, or a new schema in the run's PostgreSQL database."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp(name) / "ledger.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        return f"sqlite:///{path}"
+    run_url = request.getfixturevalue("_pg_run_database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(run_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    url = run_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    migrate = create_engine(url)
+    upgrade_to_head(migrate)
+    migrate.dispose()
+    return url
+
+
 @pytest.fixture
 def demo_engine(backend, request, tmp_path_factory):
     """The demo ledger (nine projects of two cities) plus a party relation, a setting and two
     maker–checker requests (one pending, one rejected), built once per backend and run;
     tests that use it must not commit (tampering tests roll back)."""
     if backend not in _ENGINES:
-        if backend == "sqlite":
-            path = tmp_path_factory.mktemp("projection") / "ledger.db"
-            shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
-            url = f"sqlite:///{path}"
-        else:
-            run_url = request.getfixturevalue("_pg_run_database")
-            schema = f"t_{uuid.uuid4().hex[:12]}"
-            admin = create_engine(run_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            admin.dispose()
-            url = run_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-            upgrade_to_head(create_engine(url))
-        engine = make_engine(url)
+        engine = make_engine(migrated_ledger_url(request, backend, tmp_path_factory, "projection"))
         from ledger.programme import PartyInput, register_party
         from ledger.programme.approvals import change_setting
         from ledger.programme.demo import programme

@@ -5,16 +5,15 @@ through their invitations; on PostgreSQL the enterprises have database logins (d
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import migrated_ledger_url
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from ledger.core.db import make_engine
-from migrations import upgrade_to_head
 
 DEMAND = "91440703MA4W1A276P"  # demand side of JM2024-001 and JM2026-005
 SOLVER = "91440704MA4W5E623A"  # solver of JM2024-002 L2 and UR2025-003 L1
@@ -40,21 +39,7 @@ def backends(config) -> list[str]:
 
 
 def ledger_url(request, backend: str, tmp_path_factory) -> str:
-    if backend == "sqlite":
-        path = tmp_path_factory.mktemp("portal") / "ledger.db"
-        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
-        return f"sqlite:///{path}"
-    run_url = request.getfixturevalue("_pg_run_database")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(run_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    url = run_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    migrate = create_engine(url)
-    upgrade_to_head(migrate)
-    migrate.dispose()
-    return url
+    return migrated_ledger_url(request, backend, tmp_path_factory, "portal")
 
 
 def csrf_of(html: str) -> str:
