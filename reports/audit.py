@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import defaultdict
@@ -134,9 +135,12 @@ def basis_zh(rules: Rules, key: str) -> str:
         if "DEFAULT" in part:
             parts.append(f"政策文件未作明确规定，采用本专账默认规则（规则版本 {rules.version}）")
             continue
+        if not re.match(r"S\d", part):
+            continue  # the rules file's own commentary (e.g. "as in Jiangmen S1 ..."), not a clause
         # "S2 乌鲁木齐 工作指引 二(六): 中文条文 (english)" -> "S2 乌鲁木齐 工作指引 二(六)：中文条文"
         head, _, words = part.partition(":")
-        words = "".join(ch for ch in words.split(" (")[0] if not ch.isascii() or ch in "0123456789%.()（）， ").strip()
+        words = words.split(" — ")[0].split(" (")[0]
+        words = "".join(ch for ch in words if not ch.isascii() or ch in "0123456789%.()（）， ").strip()
         parts.append(f"{head.strip()}：{words}" if words else head.strip())
     return "；".join(dict.fromkeys(parts))
 
@@ -826,7 +830,7 @@ def _tranche_table(scope: Scope, views, release_legs: dict[int, dict[str, int]])
                  "released": _sum(rows, "released"), "treasury": _sum(rows, "treasury"), "offset": _sum(rows, "offset"), "_role": "total"})
     notes = ["状态：已拨付 / 可拨付（条件已满足、尚未拨付）/ 待条件 / 已取消（终止或淘汰后不再拨付）；均按截止日判断。",
              ("拨付按全额列示；追回款抵扣只在规则允许时、限同一项目同一单位并经批准（批准文号见第六部分追回明细），"
-              f"抵扣部分同时列为追回的收回，不作为少拨。依据：{scope.rules.clause('funding.clawback_offset_allowed')}。")]
+              f"抵扣部分同时列为追回的收回，不作为少拨。依据：{basis_zh(scope.rules, 'funding.clawback_offset_allowed')}。")]
     if not staged:
         notes.append("后补助各期的计划金额为车道补助上限（每期按拨付时应付未付补助与未拨付承诺孰低拨付），不合计。")
     return _table("5 拨付记录", "拨付记录 Tranche history", columns, rows, tuple(notes))
@@ -857,8 +861,8 @@ def _subsidy_use_table(scope: Scope, use_legs: list[Leg]) -> ReportTable:
                      "reported": sum(b[c] for c in CATEGORY_ZH), "unreported": b["unreported"], "recovered": b["recovered"]})
     if len(rows) > 1:
         rows.append({"lane": "合计", **{c.key: _sum(rows, c.key) for c in columns[1:]}, "_role": "total"})
-    notes = (f"补助资金使用按预算科目报告（备查登记），已拨付补助 = 已报告支出 + 未报告结余 + 已核定追回；依据：{scope.rules.clause('funding.subsidy_use_tracked')}。",
-             f"终止时追回未报告结余及认定的违规使用金额（违规使用已从已报告支出中转出，见第六部分）；依据：{scope.rules.clause('closure.termination_recovers')}。")
+    notes = (f"补助资金使用按预算科目报告（备查登记），已拨付补助 = 已报告支出 + 未报告结余 + 已核定追回；依据：{basis_zh(scope.rules, 'funding.subsidy_use_tracked')}。",
+             f"终止时追回未报告结余及认定的违规使用金额（违规使用已从已报告支出中转出，见第六部分）；依据：{basis_zh(scope.rules, 'closure.termination_recovers')}。")
     return _table("5 补助使用", "（四）补助资金使用 Subsidy use by its recipient", columns, rows, notes)
 
 
