@@ -108,6 +108,20 @@ def test_every_pdf_embeds_every_font_and_rasterises_without_system_fonts(demo, t
 
 
 @needs("pdftotext")
+def test_policy_citations_in_the_packs_carry_no_english_commentary(demo):
+    """Every 依据 a note cites is the clause in Chinese, or the sentence saying the policy is
+    silent; the rules file's English commentary stays in the rules file (it once reached the
+    Urumqi pack through notes that printed the raw source)."""
+    import re
+
+    reports, _ = demo
+    for path in pdfs(reports):
+        text = pdf_text(path).replace("\n", "")
+        for cited in re.findall(r"依据：[^。]*。", text):
+            assert not re.search(r"[A-Za-z]{2,} [A-Za-z]{2,}", cited), f"{path.name}: {cited}"
+
+
+@needs("pdftotext")
 def test_no_pdf_text_falls_back_to_the_replacement_character(demo):
     reports, _ = demo
     texts = {path.name: pdf_text(path) for path in pdfs(reports)}
