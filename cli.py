@@ -77,6 +77,8 @@ def _database_problem(exc: Exception) -> str | None:
     if isinstance(exc, DBAPIError):
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
         return f"the database refused the operation: {detail}; nothing was written."
+    if isinstance(exc, BrokenPipeError):
+        return None  # the reader went away (`| head`): click closes quietly, as a pipe expects
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".strip(": ")
     return None
