@@ -8,25 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
-from sqlalchemy.orm import Session
 
 from cli import main
 from ledger.core.db import make_engine
-from ledger.programme.demo import programme
-from migrations import upgrade_to_head
-
-
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "jiebang.db"
-    engine = make_engine(f"sqlite:///{path}", must_exist=False)
-    upgrade_to_head(engine)
-    with Session(engine) as session, session.begin():
-        programme().run(session)
-    engine.dispose()
-    return path
 
 
 def _journal(path: Path, *args: str) -> list[dict]:
