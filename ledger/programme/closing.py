@@ -17,7 +17,6 @@ from ledger.core.journal import (
     EntryDraft,
     Posted,
     PostingDraft,
-    post,
 )
 from ledger.core.models import JournalEntry, Posting
 from ledger.core.money import format_fen
@@ -321,12 +320,16 @@ def collect(session: Session, *, project: str, lane: str | None, amount_fen: int
     )
 
 
+@idempotent("remittance")
 def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
-    """Record recovered money handed over to the finance bureau."""
+    """Record recovered money handed over to the finance bureau.
+
+    Recording the same voucher again returns the first entry, as every other money verb
+    does (it used to be refused: the first remittance had used up what was owed)."""
     lock(session)
     owed = -_sum_account(session, chart.DUE_TO_FINANCE)
     checks.enforce(checks.REMITTANCE_CHECKS, checks.RemittanceFacts(amount_fen, owed), None)
-    return post(
+    return _post_event(
         session,
         EntryDraft(
             value_date=date, kind="remittance",
@@ -334,6 +337,8 @@ def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | No
             voucher=_voucher(voucher, f"REMIT-{date.isoformat()}-{amount_fen}"),
             memo="追回款上缴财政（应缴财政款）", actor=actor,
         ),
+        [],
+        None,
     )
 
 
