@@ -27,6 +27,7 @@ import datetime as dt
 import io
 import json
 import os
+import shlex
 import sys
 import unicodedata
 from pathlib import Path
@@ -93,6 +94,9 @@ class Context:
         self.url = normalize_url(db)
         self.user = user or os.environ.get("JIEBANG_USER") or _login_name()
         self._engine = None
+        # ``--db X `` when the ledger was named on the command line: hints that name a
+        # command repeat it, so that they work when pasted.
+        self.db_option = ""
 
     def engine(self, *, must_exist: bool = True, check_head: bool = True):
         from ledger.core.db import make_engine, require_head
@@ -285,6 +289,8 @@ def main(ctx: click.Context, db: str | None, user: str | None) -> None:
       jiebang verify               check the hash chain and that every entry balances
     """
     ctx.obj = Context(db, user)
+    if db and ctx.get_parameter_source("db") is click.core.ParameterSource.COMMANDLINE:
+        ctx.obj.db_option = f"--db {shlex.quote(db)} "
 
 
 @main.command()
@@ -989,6 +995,8 @@ def due(obj, as_of, city, within_days, fmt) -> None:
 
     with obj.read() as session:
         items = due_items(session, _date_or_none(as_of) or dt.date.today(), city=city, within_days=within_days)
+    if obj.db_option:
+        items = [dataclasses.replace(i, command=i.command.replace("jiebang ", f"jiebang {obj.db_option}", 1)) for i in items]
     emit([i.row() for i in items], list(DUE_COLUMNS), fmt, right=("amount",), amounts=("amount",))
 
 
