@@ -89,7 +89,7 @@ def test_the_programme_never_imports_the_reports_or_the_cli():
 
 # What a report may use of the programme: reads, views and the state the one fold gives.
 READS = {
-    "ledger.programme", "ledger.programme.BALANCE_KEYS", "ledger.programme.CONDITION_HINTS",
+    "ledger.programme", "ledger.programme.BALANCE_KEYS", "ledger.programme.condition_hint",
     "ledger.programme.ProjectState", "ledger.programme.load_project", "ledger.programme.tranche_views",
     "ledger.programme.project_balances", "ledger.programme.project_folds", "ledger.programme.project_state",
     "ledger.programme.pinned_rules", "ledger.programme.chart", "ledger.programme.reads",

@@ -20,7 +20,7 @@ _WHERE = {
     "parse_budget_line": "approval",
     "BALANCE_KEYS": "balances",
     "CATEGORIES": "common",
-    "CONDITION_HINTS": "state",
+    "condition_hint": "state",
     "Misuse": "closing",
     "PAYMENT_FORMS": "common",
     "PartyInput": "parties",

@@ -34,10 +34,10 @@ from ledger.programme.common import (
 )
 from ledger.programme.models import ProjectEvent
 from ledger.programme.state import (
-    CONDITION_HINTS,
     ProjectState,
     _lane_sums,
     _spent_by_category,
+    condition_hint,
     load_project,
 )
 from ledger.programme.words import ENDING_ZH, zh
@@ -388,7 +388,7 @@ def close(session: Session, *, project: str, date: dt.date, reference: str, vouc
     lane_sums = {n: _lane_sums(session, state, n) for n in active}
     facts = checks.ClosureFacts(
         event_facts(state, "closure", date),
-        tuple(CONDITION_HINTS[c] for c in missing),
+        tuple(condition_hint(c, code, 0, date) for c in missing),
         reference or "",
         tuple((n, -sums.get("subsidy_payable", 0)) for n, sums in lane_sums.items()),
     )
