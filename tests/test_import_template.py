@@ -43,6 +43,15 @@ def fill(sheet, rows: list[dict]) -> None:
             excel_types(sheet, 4 + offset, keys.index(key) + 1, typed)
 
 
+def save_sheets(workbook, path, sheets: dict[str, list[list]]) -> None:
+    """Add each sheet's rows (the key row first) to ``workbook`` and save it at ``path``."""
+    for name, rows in sheets.items():
+        sheet = workbook.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    workbook.save(path)
+
+
 def test_template_code_columns_are_text_and_choices_have_drop_downs(cli, tmp_path):
     path = tmp_path / "template.xlsx"
     cli("template", str(path))
@@ -199,11 +208,7 @@ def test_write_offs_remittances_and_closures_import(cli, tmp_path):
         "remittances": [["amount", "date", "voucher"], ["100万", "2026-08-01", "JC-1"]],
         "closures": [["project", "reference", "date", "voucher"], ["JM2025-002", "江科验〔2027〕3号", "2027-07-01", "JX-2"]],
     }
-    for name, rows in sheets.items():
-        sheet = workbook.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    workbook.save(path)
+    save_sheets(workbook, path, sheets)
     output = cli("import", str(path)).output
     assert output.splitlines()[-1] == "16 written, 0 already present.", output
     for line in ("write_offs: 1 written", "remittances: 1 written", "closures: 1 written"):
@@ -240,11 +245,7 @@ def test_principle_exceptions_and_the_facts_auditors_read_import(cli, tmp_path):
         "project_changes": [["project", "pi", "reference", "reason", "date", "voucher"],
                             ["JM2025-001", "李四", "江科函〔2026〕8号", "原负责人调离", "2026-03-01", "BG-1"]],
     }
-    for name, rows in sheets.items():
-        sheet = workbook.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    workbook.save(path)
+    save_sheets(workbook, path, sheets)
     output = cli("import", str(path)).output
     assert output.splitlines()[-1] == "8 written, 0 already present.", output
     engine = create_engine(cli.db_url)
