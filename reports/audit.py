@@ -77,7 +77,7 @@ KIND_ZH = {
     "bid_payment": "揭榜金额拨付", "stage": "阶段事项", "release": "财政拨付", "spend": "经费支出",
     "extension": "延期", "termination": "终止", "revocation": "撤销", "elimination": "淘汰",
     "collection": "追回收款", "write_off": "核销", "reversal": "冲销", "remittance": "上缴财政",
-    "closure": "结题",
+    "closure": "结题", "project_change": "项目变更",
 }
 CATEGORY_ZH = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
 UNCATEGORISED = "未分类"

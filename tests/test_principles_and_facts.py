@@ -265,7 +265,8 @@ def test_pi_and_indicators_are_locked_at_approval_and_change_only_with_an_approv
     cli_refused(cli, engine, *change, "--pi", "王建疆", "--reference", "乌科函〔2026〕8号", "--reason", "无", says="changes none of the facts")
     cli_refused(cli, engine, *change, "--pi", "赵四", "--reference", " ", "--reason", "原负责人调离", says="needs the bureau's approval")
     assert cli(*change, "--pi", "赵四", "--reason", "原负责人调离", expect=2).exit_code == 2
-    cli(*change, "--pi", "赵四", "--reference", "乌科函〔2026〕8号", "--reason", "原负责人调离")
+    said = cli(*change, "--pi", "赵四", "--reference", "乌科函〔2026〕8号", "--reason", "原负责人调离").stdout
+    assert said.startswith("项目变更 UR2025-751：项目负责人（乌科函〔2026〕8号），凭证 CHG-UR2025-751-2026-03-01"), said
     cli(*change, "--indicator", "样机1套", "--indicator", "发明专利1项", "--reference", "乌科函〔2026〕9号", "--reason", "专利合并申请",
         "--date", "2026-04-01")
     [first, second] = payload(engine, "UR2025-751", "project_change")
