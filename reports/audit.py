@@ -67,8 +67,9 @@ from ledger.programme import (
     project_state,
     tranche_views,
 )
-from ledger.programme.fold import FactEvent, RecordedFacts, recorded_facts
+from ledger.programme.fold import RecordedFacts
 from ledger.programme.models import Lane, Party, Project, ProjectEvent
+from ledger.programme.recorded import project_facts
 
 STREAM_BATCH = 2_000
 
@@ -271,6 +272,7 @@ class Scope:
     events: list  # rows of _events(), in chain order
     state: ProjectState
     met_on: dict[tuple[int | None, str], dt.date] = field(default_factory=dict)
+    recorded: RecordedFacts = field(default_factory=RecordedFacts)  # facts auditors read, to the cut-off
 
     def party_name(self, uscc: str | None) -> str:
         party = self.parties.get(uscc or "")
@@ -342,7 +344,7 @@ def load_scope(session: Session, code: str, as_of: dt.date | None = None) -> Sco
     parties = {p.uscc: p for p in session.scalars(select(Party).where(Party.uscc.in_(usccs)))}
     events = _events(session, code, as_of, _reversed_ids(session, code, as_of))
     state = project_state(project, rules, lanes, project_folds(session, [project], as_of)[code])
-    return Scope(project, rules, as_of, basis, lanes, parties, events, state, state.met_on)
+    return Scope(project, rules, as_of, basis, lanes, parties, events, state, state.met_on, project_facts(session, code, as_of))
 
 
 # --- postings: one grouped aggregate and one ordered stream -------------------------------
@@ -492,7 +494,7 @@ def _profile(scope: Scope) -> Section:
     if override:
         rows.append({"item": "注册地例外 Registration override",
                      "value": f"需求方登记机关区划 {override['division']}：{override['reason']}"})
-    recorded = _recorded(scope)
+    recorded = scope.recorded
     rows += _recorded_rows(scope, recorded)
     overview = _table("1 基本情况", "（一）项目概况 Project profile", columns, rows)
 
@@ -559,12 +561,6 @@ NOT_RECORDED = "未记录"
 
 def _yuan_text(text: str) -> str:
     return format_fen_grouped(_fen(text))
-
-
-def _recorded(scope: Scope) -> RecordedFacts:
-    """The project's recorded facts, folded from the events of the pack (to the cut-off)."""
-    return recorded_facts(FactEvent(e.entry_id, e.value_date, e.kind, e.stage, e.passed, e.reference, json.loads(e.payload or "{}"))
-                          for e in scope.events)
 
 
 def _fact_zh(name: str, value) -> str:
