@@ -303,3 +303,24 @@ def test_the_acceptance_organiser_and_the_audit_firm_and_fee_ride_on_their_stage
     [audit] = [r for r in rows["1 基本情况"] if r and r[0].startswith("专项审计")]
     assert "会计师事务所 江门某会计师事务所" in audit[1] and audit[2] == "35000"
     assert_verified(cli)
+
+
+def test_an_undeclared_revenue_is_a_missing_fact_that_no_exception_lifts(cli, engine):
+    parties(cli)
+    args = [a if a != JM_DEMAND else JM_FIRM for a in jm_args("JM2025-771")]  # JM_FIRM declared no revenue
+    cli_refused(cli, engine, *args, "--exception", EXCEPTION, says=("revenue undeclared", "this limit is hard"))
+    cli_refused(cli, engine, *args, says="revenue undeclared")
+
+
+def test_a_change_is_refused_once_the_project_has_ended_and_a_reversed_change_leaves_the_history(cli, engine, tmp_path):
+    parties(cli)
+    cli(*jm_args("JM2025-781"), "--pi", "陈江门")
+    change = ["project", "change", "--project", "JM2025-781", "--reference", "江科函〔2026〕1号", "--reason", "调离"]
+    entry = cli(*change, "--pi", "林五邑", "--date", "2026-01-10", "--format", "json").stdout
+    entry_id = json.loads(entry)["entry"]["id"]
+    cli("reverse", str(entry_id), "--reason", "录入错误", "--date", "2026-01-11")
+    [pi] = profile_values(pack_rows(cli, tmp_path, "JM2025-781"), "项目负责人")
+    assert pi.startswith("陈江门") and "变更" not in pi
+    cli("terminate", "--project", "JM2025-781", "--reference", "江科〔2026〕9号", "--date", "2026-02-01")
+    cli_refused(cli, engine, *change, "--pi", "林五邑", "--date", "2026-03-01", says="terminated")
+    assert_verified(cli)
