@@ -88,7 +88,7 @@ def test_every_money_verb_states_what_it_posted_and_dry_run_writes_nothing(cli, 
     assert one("spend", *code, "--amount", "45万", "--category", "设备费", "--date", "2026-01-15", "--voucher", "PZ-0012") == (
         "支出 JM2025-003 L1 设备费：450,000.00，凭证 PZ-0012，分录 13"
     )
-    assert one("extend", *code, "--months", "6", "--reference", "江科〔2028〕5号", "--date", "2026-02-01", "--voucher", "YQ-1") == (
+    assert one("extend", *code, "--months", "6", "--reference", "江科〔2028〕5号", "--reason", "不可抗力", "--date", "2026-02-01", "--voucher", "YQ-1") == (
         "延期 JM2025-003：6 个月，实施期至 2029-03-30，凭证 YQ-1，分录 14"
     )
     # Termination: clawback = advances outstanding (1,800,000.00 - 450,000.00) + misused 50,000.00

@@ -97,6 +97,8 @@ READS = {
     "ledger.programme.projection.verify_ledger", "ledger.programme.projection",
     "ledger.programme.projection.verify_since_checkpoint",  # verify_ledger from a checkpoint: reads only "ledger.programme.fold.STAGES",
     "ledger.programme.fold.ProjectFold",  # the type of what state gives, for annotations
+    "ledger.programme.fold.RecordedFacts",  # the type of what recorded.project_facts gives
+    "ledger.programme.recorded.project_facts",  # the facts auditors read, folded by the one fold: reads only
     # The Chinese names of the programme's codes: plain data, the words documents are written in.
     "ledger.programme.words",
     # The demo's parties and the record of what it recorded: data, read by reports.demo.

@@ -33,6 +33,8 @@ _WHERE = {
     "available_budget": "budget",
     "bid_contract": "bids",
     "bid_pay": "bids",
+    "change_project": "recorded",
+    "project_facts": "recorded",
     "close": "closing",
     "collect": "closing",
     "contribute": "self_funding",

@@ -44,15 +44,22 @@ from ledger.programme.words import ENDING_ZH, zh
 
 
 @idempotent("extension")
-def extend(session: Session, *, project: str, months: int, date: dt.date, reference: str, voucher: str | None, actor: str) -> Posted:
-    """Record an approved extension of the project period (bounded by the rules)."""
+def extend(session: Session, *, project: str, months: int, date: dt.date, reference: str, reason: str, voucher: str | None, actor: str,
+           exception: str | None = None) -> Posted:
+    """Record an approved extension of the project period (bounded by the rules), with its
+    reason; a principle (原则上) limit on extensions is exceeded only with ``exception``."""
     lock(session)
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
     facts = checks.ExtensionFacts(
-        code, state.extensions, months, date, state.end_date, event=event_facts(state, "extension", date), reference=reference or ""
+        code, state.extensions, months, date, state.end_date, event=event_facts(state, "extension", date), reference=reference or "",
+        reason=(reason or "").strip(),
     )
-    checks.enforce(checks.EXTENSION_CHECKS, facts, rules)
+    principle_exception = checks.parse_exception(exception)
+    violations = checks.apply_principle_exception(checks.run_checks(checks.EXTENSION_CHECKS, facts, rules), rules, principle_exception,
+                                                  f"the extension of {code}")
+    checks.refuse_errors(violations)
+    exceptions = checks.exception_records(violations, facts, rules, principle_exception)
     new_end = checks.add_months(state.end_date, months)
     return _post_event(
         session,
@@ -64,7 +71,8 @@ def extend(session: Session, *, project: str, months: int, date: dt.date, refere
             fact=True,
         ),
         [],
-        {"project_code": code, "reference": reference, "payload": {"months": months}},
+        {"project_code": code, "reference": reference,
+         "payload": {"months": months, "reason": facts.reason} | ({"exceptions": exceptions} if exceptions else {})},
     )
 
 

@@ -17,6 +17,7 @@ from ledger.programme import chart
 from ledger.programme.closing import Misuse, eliminate_lane_postings, misuse_facts
 from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.fold import STAGES
+from ledger.programme.recorded import stage_payload
 from ledger.programme.state import load_project
 from ledger.programme.words import STAGE_RESULT_ZH
 
@@ -36,6 +37,9 @@ def record_stage(
     lane: str | None = None,
     reference: str | None = None,
     misused: list[Misuse] = (),
+    audit_firm: str | None = None,
+    audit_fee_fen: int | None = None,
+    accepted_by: str | None = None,
 ) -> Posted:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment (per lane;
     a failed lane is eliminated), acceptance, audit report received. A pass moves no money; an
@@ -47,6 +51,8 @@ def record_stage(
     facts = checks.StageFacts(event_facts(state, f"{stage} record", date, n), stage, tuple(STAGES), state.project.mode,
                               passed, misuse_facts(session, code, list(misused)))
     checks.enforce(checks.STAGE_CHECKS, facts, state.rules)
+    # Facts auditors read (issue 14 point 9): who ran the acceptance; the audit firm and fee.
+    recorded = stage_payload(stage, audit_firm=audit_firm, audit_fee_fen=audit_fee_fen, accepted_by=accepted_by)
     postings: list[PostingDraft] = []
     trace: dict = {"stage": stage, "passed": passed, "lane": f"L{n}" if n else None, "reference": reference}
     if stage == "stage_assessment" and not passed:
@@ -69,5 +75,6 @@ def record_stage(
             fact=not postings,
         ),
         [AccountSpec(chart.budget_available(state.project.budget_year), "memo", chart.year_accounts_open_on(state.project.budget_year))] if postings else [],
-        {"project_code": code, "lane_no": n, "stage": stage, "passed": passed, "reference": reference},
+        {"project_code": code, "lane_no": n, "stage": stage, "passed": passed, "reference": reference}
+        | ({"payload": recorded} if recorded else {}),
     )
