@@ -19,10 +19,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ledger.core.db import read_only
+from ledger.core.models import ChainHead
 from ledger.programme.models import Lane, Project
 from portal.store import Viewer
 
 AUDITOR_ROLE = "jiebang_auditor"
+CHAIN_HEAD = "jiebang_portal_chain_head"
 
 
 class NotFound(Exception):
@@ -43,8 +45,14 @@ def _ident(name: str) -> str:
 
 @contextlib.contextmanager
 def scoped_session(engine: Engine, viewer: Viewer) -> Iterator[Session]:
-    """A read-only session in one transaction, under the viewer's database role on PostgreSQL."""
+    """A read-only session in one transaction, under the viewer's database role on PostgreSQL.
+
+    The chain head of the transaction's snapshot is read first, with the portal's own login
+    (an enterprise's role may not read it), and kept in ``session.info[CHAIN_HEAD]``: what is built
+    in this session is remembered under that head (``portal.cache``)."""
     with Session(read_only(engine)) as session, session.begin():
+        session.info[CHAIN_HEAD] = tuple(session.execute(
+            select(ChainHead.last_entry_id, ChainHead.last_hash).where(ChainHead.id == 1)).one())
         if engine.dialect.name == "postgresql":
             session.execute(text(f"SET LOCAL ROLE {_ident(db_role(viewer))}"))
         yield session
