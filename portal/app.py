@@ -512,9 +512,9 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
                 raise NotFound(page_no)
             first = (page_no - 1) * DASHBOARD_PAGE
             shown = data["projects"][first:first + DASHBOARD_PAGE]
-            paging = {"page": page_no, "pages": pages, "total": len(data["projects"]), "first": first + 1,
-                      "last": first + len(shown), "links": _page_links(page_no, pages),
-                      "query": f"as_of={as_of}&" if as_of else ""}
+            paging = {"page": page_no, "pages": pages, "size": DASHBOARD_PAGE, "total": len(data["projects"]),
+                      "first": first + 1, "last": first + len(shown), "links": _page_links(page_no, pages),
+                      "query": f"as_of={data['as_of']}&" if as_of else ""}
             return page(request, "dashboard.html", data=data, projects=shown, paging=paging,
                         chart=forecast_chart(data["forecast"]["summary"]))
 
