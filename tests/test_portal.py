@@ -531,8 +531,9 @@ def test_the_bureau_project_list_is_paged(world, monkeypatch):
     listed = [re.findall(r"<tr><td>([A-Z]{2}\d{4}-\d{3})</td>", p.text[p.text.index('id="project-list"'):]) for p in pages]
     assert [len(codes) for codes in listed] == [4, 4, 1] and [c for codes in listed for c in codes] == ALL_PROJECTS
     assert "共 9 个项目，本页第 5–8 个（第 2 / 3 页，每页 4 个）" in pages[1].text
-    assert 'href="/dashboard?as_of=2027-01-06&amp;page=3" rel="next"' in pages[1].text
-    assert 'href="/dashboard?as_of=2027-01-06&amp;page=1" rel="prev"' in pages[1].text
+    assert pages[1].text.count('href="/dashboard?as_of=2027-01-06&amp;page=3#projects" rel="next"') == 2  # above and below
+    assert 'href="/dashboard?as_of=2027-01-06&amp;page=1#projects" rel="prev"' in pages[1].text
+    assert 'id="projects"' in pages[1].text
     assert '<span class="current" aria-current="page">2</span>' in pages[1].text
     assert world.clients["bureau"].get(f"/dashboard?{query}&page=4").status_code == 404
     assert world.clients["bureau"].get(f"/dashboard?{query}&page=0").status_code == 404
