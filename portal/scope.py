@@ -24,6 +24,8 @@ from ledger.programme.models import Lane, Project
 from portal.store import Viewer
 
 AUDITOR_ROLE = "jiebang_auditor"
+PORTAL_AUDITOR_ROLE = "jiebang_portal_auditor"
+WHOLE_LEDGER = "jiebang_portal_whole_ledger"
 CHAIN_HEAD = "jiebang_portal_chain_head"
 
 
@@ -32,10 +34,15 @@ class NotFound(Exception):
 
 
 def db_role(viewer: Viewer) -> str:
+    """The database role of a viewer's requests: an enterprise's own login; for a portal
+    auditor, ``jiebang_portal_auditor`` (its policies read the account's assigned projects);
+    for the bureau, ``jiebang_auditor`` (every row, read-only)."""
     if viewer.kind == "enterprise":
         if not viewer.db_role:
             raise NotFound("enterprise without a database login")
         return viewer.db_role
+    if viewer.kind == "auditor":
+        return PORTAL_AUDITOR_ROLE
     return AUDITOR_ROLE
 
 
@@ -54,8 +61,30 @@ def scoped_session(engine: Engine, viewer: Viewer) -> Iterator[Session]:
         session.info[CHAIN_HEAD] = tuple(session.execute(
             select(ChainHead.last_entry_id, ChainHead.last_hash).where(ChainHead.id == 1)).one())
         if engine.dialect.name == "postgresql":
-            session.execute(text(f"SET LOCAL ROLE {_ident(db_role(viewer))}"))
+            if viewer.kind == "auditor":
+                session.execute(text("SELECT pg_catalog.set_config('jiebang.portal_auditor', :id, true)"),
+                                {"id": str(viewer.id)})
+            role = _ident(db_role(viewer))
+            session.execute(text(f"SET LOCAL ROLE {role}"))
+
+            @contextlib.contextmanager
+            def whole() -> Iterator[None]:
+                session.execute(text(f"SET LOCAL ROLE {AUDITOR_ROLE}"))
+                try:
+                    yield
+                finally:
+                    session.execute(text(f"SET LOCAL ROLE {role}"))
+
+            session.info[WHOLE_LEDGER] = whole
         yield session
+
+
+def whole_ledger(session: Session):
+    """A context for the reads that must see the whole ledger: the chain verification and the
+    counts of the audit pack's integrity section. On PostgreSQL it switches the request's
+    transaction (same snapshot) to ``jiebang_auditor`` and back; what is read there is shown
+    only as the verification's result, never as another project's rows."""
+    return session.info.get(WHOLE_LEDGER, contextlib.nullcontext)()
 
 
 def visible_projects(session: Session, viewer: Viewer) -> list[str]:

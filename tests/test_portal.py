@@ -263,6 +263,16 @@ def test_the_bureau_dashboard(world):
 # --- the database scopes, not only the app -------------------------------------------------
 
 
+def _unfiltered_scope(world, viewer, monkeypatch) -> list[str]:
+    """The scoping function replaced by the unfiltered query (for the rest of the test, the
+    routes too): what it returns in the viewer's scoped session."""
+    import portal.scope
+
+    monkeypatch.setattr(portal.scope, "visible_projects", lambda session, viewer: list(session.scalars(select(Project.code))))
+    with scoped_session(world.engine, viewer) as session:
+        return portal.scope.visible_projects(session, viewer)
+
+
 def test_a_query_without_the_apps_filter_still_sees_only_the_partys_rows(world, monkeypatch):
     """Remove the app's own filter for one query: on PostgreSQL the request's role (SET LOCAL
     ROLE, row-level security) still limits it to the party's rows; on SQLite the one scoping
@@ -278,15 +288,75 @@ def test_a_query_without_the_apps_filter_still_sees_only_the_partys_rows(world, 
         assert DEMAND in parties and "91650106MA7N1A214C" not in parties
     else:
         assert codes == ALL_PROJECTS  # SQLite: only visible_projects scopes
-    # The route with the scoping function replaced by the unfiltered query.
-    import portal.scope
-
-    monkeypatch.setattr(portal.scope, "visible_projects", lambda session, viewer: list(session.scalars(select(Project.code))))
-    with scoped_session(world.engine, demand) as session:
-        seen = portal.scope.visible_projects(session, demand)
-    assert (seen == DEMAND_PROJECTS) == (world.backend == "postgresql")
+    assert (_unfiltered_scope(world, demand, monkeypatch) == DEMAND_PROJECTS) == (world.backend == "postgresql")
     answer = world.clients["demand"].get("/api/v1/projects/UR2024-001")
     assert answer.status_code == 404
+
+
+def test_an_auditors_query_without_the_apps_filter_sees_only_its_projects(world, monkeypatch):
+    """On PostgreSQL an auditor's requests run as jiebang_portal_auditor: row-level security
+    admits the assigned projects' rows, the entries that post to their accounts (another
+    project's release offset against an audited clawback) and what those entries name, and no
+    other project's rows. On SQLite the one scoping function is the only guard."""
+    from sqlalchemy import func
+
+    from ledger.core.models import Account, JournalEntry, Posting
+    from ledger.programme.models import Tranche
+
+    auditor = viewer_of(world, "信达会计师事务所")
+    with scoped_session(world.engine, auditor) as session:
+        codes = sorted(session.scalars(select(Project.code)))  # no filter
+        lanes = set(session.scalars(select(Lane.project_code)))
+        tranches = set(session.scalars(select(Tranche.project_code)))
+        entries = set(session.scalars(select(JournalEntry.id)))
+        accounts = set(session.scalars(select(Account.id)))
+        postings = session.scalar(select(func.count()).select_from(Posting))
+        parties = set(session.scalars(select(Party.uscc)))
+    with Session(read_only(world.engine)) as full:
+        own = set(full.scalars(select(JournalEntry.id).where(JournalEntry.project_code.in_(AUDITED))))
+        touching = set(full.scalars(select(Posting.entry_id).join(Account, Account.id == Posting.account_id)
+                                    .where(Account.project_code.in_(AUDITED))))
+        named = set(full.scalars(select(Account.id).where(Account.project_code.in_(AUDITED)))) | set(
+            full.scalars(select(Posting.account_id).where(Posting.entry_id.in_(own | touching))))
+        audited_parties = set(full.scalars(select(Project.demand_uscc).where(Project.code.in_(AUDITED)))) | set(
+            full.scalars(select(Lane.solver_uscc).where(Lane.project_code.in_(AUDITED))))
+        every_entry = full.scalar(select(func.count()).select_from(JournalEntry))
+        their_postings = full.scalar(select(func.count()).select_from(Posting).where(Posting.entry_id.in_(own | touching)))
+    if world.backend == "postgresql":
+        assert codes == AUDITED and lanes == set(AUDITED) and tranches == set(AUDITED)
+        assert entries == own | touching and len(entries) < every_entry
+        assert accounts == named and postings == their_postings
+        assert parties == audited_parties and "91650106MA7N1A214C" not in parties  # an Urumqi party
+    else:
+        assert codes == ALL_PROJECTS  # SQLite: only visible_projects scopes
+    assert (_unfiltered_scope(world, auditor, monkeypatch) == AUDITED) == (world.backend == "postgresql")
+    if world.backend == "postgresql":
+        answer = world.clients["auditor"].get("/api/v1/audit/UR2024-001?as_of=2026-12-31")
+        assert answer.status_code == 404
+
+
+def test_the_portal_auditor_helpers_answer_only_the_portal(world):
+    """Another login cannot name a portal auditor and read its projects: the helpers answer
+    only a login that may SET ROLE jiebang_portal_auditor, and an enterprise may not."""
+    if world.backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    auditor = viewer_of(world, "信达会计师事务所")
+    url = make_url(world.url).set(username=world.logins["demand"]).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT set_config('jiebang.portal_auditor', :id, false)"), {"id": str(auditor.id)})
+            assert conn.execute(text("SELECT count(*) FROM jiebang_audited_projects()")).scalar_one() == 0
+            assert conn.execute(text("SELECT count(*) FROM jiebang_audited_entries()")).scalar_one() == 0
+            with pytest.raises(DBAPIError, match="permission denied"):
+                conn.execute(text("SET ROLE jiebang_portal_auditor"))
+    finally:
+        engine.dispose()
+    with scoped_session(world.engine, auditor) as session:  # the portal's login may
+        assert sorted(session.scalars(text("SELECT jiebang_audited_projects()"))) == AUDITED
 
 
 def test_visible_projects_is_the_one_scoping_function(world):
