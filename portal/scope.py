@@ -2,8 +2,11 @@
 
 * PostgreSQL: the request's read transaction runs ``SET LOCAL ROLE`` to the viewer's database
   role first: an enterprise's login (row-level security from ``jiebang db grant`` limits every
-  table to its projects), ``jiebang_auditor`` for auditors and the bureau (read-only). A query
-  the portal forgot to filter still returns only what that role may see.
+  table to its projects), ``jiebang_portal_auditor`` for an auditor (its assigned projects,
+  named by the account's number in ``jiebang.portal_auditor``; migration 20261206_0012),
+  ``jiebang_auditor`` for the bureau (read-only, every row). A query the portal forgot to
+  filter still returns only what that role may see. ``whole_ledger`` switches to
+  ``jiebang_auditor`` for the reads that verify the chain.
 * Both backends: ``visible_projects`` is the one function that says which projects a viewer
   may open; every route asks ``require_project`` / ``require_lane`` and answers 404 for the
   rest, on SQLite (where it is the only guard) and on PostgreSQL alike.

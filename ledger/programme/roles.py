@@ -17,6 +17,9 @@ privileges and policies are per schema, so ``grant`` is run once per ledger.
 * ``jiebang_enterprise``: SELECT on projects, lanes, tranches, project_events,
   journal_entries, postings, accounts and parties, restricted by row-level security to the
   projects where its party (``enterprise_logins``) is the demand side or a lane's solver.
+* ``jiebang_portal_auditor`` (no login; the portal's auditors' requests): SELECT on the same
+  tables, restricted to the projects assigned to the portal account the request names, the
+  entries that post to their accounts and the accounts those entries name.
 """
 
 from __future__ import annotations

@@ -78,4 +78,4 @@ def downgrade() -> None:
     schema = op.get_bind().execute(sa.text("SELECT current_schema()")).scalar_one()
     s = '"' + schema.replace('"', '""') + '"'
     for name in reversed(FUNCTIONS):
-        op.execute(f"DROP FUNCTION IF EXISTS {s}.{name}()")
+        op.execute(f"DROP FUNCTION IF EXISTS {s}.{name}() CASCADE")  # and the policies db grant made with them
