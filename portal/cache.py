@@ -171,12 +171,18 @@ class SharedCache:
                     self.building.pop(key, None)
                 event.set()
 
+    def _drop_dead_lease(self, conn: sqlite3.Connection, key: str) -> None:
+        """A lease whose time is up or whose worker is gone (killed while building) is void."""
+        row = conn.execute("SELECT owner, until FROM leases WHERE key = ?", (key,)).fetchone()
+        if row is not None and (row[1] < time.time() or not _alive(int(row[0]))):
+            conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, row[0]))
+
     def _lease(self, key: str) -> bool:
         if self.path is None:
             return True
         conn = self._conn()
         now = time.time()
-        conn.execute("DELETE FROM leases WHERE key = ? AND until < ?", (key, now))
+        self._drop_dead_lease(conn, key)
         taken = conn.execute("INSERT OR IGNORE INTO leases (key, owner, until) VALUES (?, ?, ?)",
                              (key, f"{os.getpid()}", now + LEASE_SECONDS)).rowcount
         return taken == 1
@@ -191,7 +197,8 @@ class SharedCache:
         while True:
             if conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone() is not None:
                 return
-            if conn.execute("SELECT 1 FROM leases WHERE key = ? AND until >= ?", (key, time.time())).fetchone() is None:
+            self._drop_dead_lease(conn, key)
+            if conn.execute("SELECT 1 FROM leases WHERE key = ?", (key,)).fetchone() is None:
                 return
             time.sleep(POLL_SECONDS)
 
@@ -201,3 +208,13 @@ class SharedCache:
             conn = self._conn()
             conn.execute("DELETE FROM entries WHERE used < ?", (time.time() - older_than,))
             conn.execute("DELETE FROM leases WHERE until < ?", (time.time(),))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

@@ -6,6 +6,8 @@ gets an answer built for someone else, workers share) is in tests/test_portal.py
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 import threading
 
 from portal.cache import SharedCache, default_path, key_of
@@ -107,3 +109,13 @@ def test_the_file_is_beside_the_ledger_and_readable_by_its_owner_only(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     elsewhere = default_path("postgresql+psycopg://portal@db/ledger")
     assert elsewhere.parent.name == "jiebang" and elsewhere != default_path("postgresql+psycopg://portal@db/other")
+
+
+def test_a_lease_left_by_a_worker_that_died_is_taken_over(tmp_path):
+    cache = SharedCache(tmp_path / "c.sqlite", "run")
+    key = cache.key(HEAD, ("alice",), "dashboard")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(gone.stdout)  # a process that has exited
+    cache._conn().execute("INSERT INTO leases (key, owner, until) VALUES (?, ?, ?)", (key, str(dead_pid), 4e9))
+    assert cache.get_or_build(key, lambda: (HEAD, b"rebuilt", key)) == b"rebuilt"
