@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None, help="jiebang serve --workers (default: serve's own)")
     parser.add_argument("--code", type=Path, default=ROOT, help="the source tree to serve (default: this one), for A/B runs")
+    parser.add_argument("--new-entry-after", type=float, default=None, metavar="SECONDS",
+                        help="record one journal entry (a `settings --approver` change) this long into the concurrent "
+                             "phase: the chain head moves and every answer is built again while the clients go on")
     args = parser.parse_args()
     global CODE
     CODE = args.code.resolve()
@@ -165,6 +168,10 @@ def main() -> None:
         threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
         for t in threads:
             t.start()
+        if args.new_entry_after is not None:
+            time.sleep(args.new_entry_after)
+            jiebang(args.db, "settings", "--approver", f"bench-{tag}")
+            print(f"new entry recorded {time.perf_counter() - started:.1f} s into the run")
         for t in threads:
             t.join()
         wall = time.perf_counter() - started
