@@ -50,6 +50,7 @@ SESSION_COOKIE = "jb_session"
 CSRF_COOKIE = "jb_csrf"
 SESSION_HOURS = 8
 DASHBOARD_PAGE = 50  # projects per page of the bureau's list
+ANSWER_PARAMS = frozenset({"as_of", "lane", "section", "page"})  # the query parameters of the remembered routes
 log = logging.getLogger("jiebang.portal")
 
 SECURITY_HEADERS = {
@@ -334,7 +335,9 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
     def answer(request: Request, viewer: Viewer, make) -> Response:
         """``make(session)``'s response, from the cache when this account asked the same at this
         chain head before. HTML is kept with a marker where the CSRF token goes."""
-        what = ("answer", request.url.path, sorted(request.query_params.multi_items()))
+        # Only the parameters the routes read (another one changes nothing but would make a new
+        # key), in their order: of a repeated one the route reads one, so the order matters.
+        what = ("answer", request.url.path, [(k, v) for k, v in request.query_params.multi_items() if k in ANSWER_PARAMS])
         key = cache.key(request.state.head, store.principal(viewer), *what)
 
         def build():

@@ -638,6 +638,15 @@ def test_a_cached_page_carries_each_browsers_own_csrf_token(world):
     assert second.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
 
 
+def test_the_cache_key_follows_the_parameters_the_route_reads(world):
+    client = world.clients["demand"]
+    one, two = "2026-06-30", "2027-06-30"
+    first = client.get(f"/api/v1/status?as_of={one}&as_of={two}").json()["as_of"]
+    second = client.get(f"/api/v1/status?as_of={two}&as_of={one}").json()["as_of"]
+    assert {first, second} == {one, two}  # a repeated parameter: each order its own answer
+    assert client.get(f"/api/v1/status?as_of={one}&utm=x").json()["as_of"] == one
+
+
 def test_workers_share_answers_but_never_across_accounts_or_runs(world, tmp_path, monkeypatch):
     """Two applications on one cache file stand for two workers of one `jiebang serve`: the
     second answers from what the first built, for the same account only."""
