@@ -6,6 +6,7 @@ writes several rows commits once or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -287,6 +288,9 @@ def close_account(session: Session, name: str, closed_on: dt.date) -> None:
     if closed_on < row.opened_on:
         raise Refusal("account_must_close_after_opening", f"account {name} opened on {row.opened_on}, after {closed_on}.")
     session.execute(update(Account).where(Account.id == row.id).values(closed_on=closed_on))
+    known = session.info.get(ACCOUNTS_SESSION_KEY)
+    if known is not None:
+        known.pop(name, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +302,24 @@ class _AccountRow:
     closed_on: dt.date | None
 
 
+# A run of many posts in one transaction (an import) may keep the account rows it has read in
+# a dict under this session key (``cache_accounts``): account rows never change but for their
+# closing date, which ``close_account`` keeps up to date. Whoever sets the key must clear the
+# dict when a write is rolled back (an account opened by the rolled-back write is gone).
+ACCOUNTS_SESSION_KEY = "jiebang.accounts"
+
+
 def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _AccountRow]:
+    known = session.info.get(ACCOUNTS_SESSION_KEY)
+    if known is None:
+        return _query_accounts(session, names)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        known.update(_query_accounts(session, unknown))
+    return {name: known[name] for name in names if name in known}
+
+
+def _query_accounts(session: Session, names: Sequence[str]) -> dict[str, _AccountRow]:
     found: dict[str, _AccountRow] = {}
     unique = sorted(set(names))
     for start in range(0, len(unique), 500):
@@ -627,29 +648,121 @@ def _write(session: Session, drafts, digests, texts, results, prev_hash: str, ac
             progress(len(entry_rows))
 
 
-_SQLITE_INSERT = {
-    table: f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    for table, columns in (("postings", _POSTING_COLUMNS), ("journal_entries", _ENTRY_COLUMNS))
-}
-
-
 def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Sequence[tuple]) -> None:
     """Insert postings, then the entries that seal them: tuples in the ``_*_COLUMNS`` orders.
 
     On SQLite the tuples go to the driver's executemany (dates as ISO text, which is how
     SQLAlchemy stores a Date there): SQLAlchemy's per-row parameter processing cost more
-    than the inserts' Python side. On PostgreSQL they go through COPY.
+    than the inserts' Python side. On PostgreSQL they go through COPY. While the session
+    buffers its writes (``buffering``) the rows are kept until the next statement.
     """
+    if posting_rows:
+        insert_tuples(session, Posting.__tablename__, _POSTING_COLUMNS, posting_rows)
+    insert_tuples(session, JournalEntry.__tablename__, _ENTRY_COLUMNS, entry_rows)
+
+
+def insert_tuples(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Insert rows (tuples in ``columns`` order; dates as ISO text on SQLite) into ``table``,
+    now, or at the next statement while the session buffers its writes (``buffering``)."""
+    buffer = session.info.get(BUFFER_SESSION_KEY)
+    if buffer is not None:
+        held = buffer.tables.get(table)
+        if held is None:
+            buffer.tables[table] = (tuple(columns), list(rows))
+        else:
+            assert held[0] == tuple(columns), (table, columns)
+            held[1].extend(rows)
+        return
+    _insert_now(session, table, columns, rows)
+
+
+def _insert_now(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     if session.get_bind().dialect.name == "sqlite":
-        connection = session.connection()
-        if posting_rows:
-            connection.exec_driver_sql(_SQLITE_INSERT["postings"], posting_rows)
-        connection.exec_driver_sql(_SQLITE_INSERT["journal_entries"], entry_rows)
+        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        session.connection().exec_driver_sql(statement, list(rows))
         return
     from ledger.core.pg_write import copy_rows  # psycopg is an optional dependency
 
-    copy_rows(session, Posting.__tablename__, _POSTING_COLUMNS, posting_rows)
-    copy_rows(session, JournalEntry.__tablename__, _ENTRY_COLUMNS, entry_rows)
+    copy_rows(session, table, columns, rows)
+
+
+# A run of many posts in one transaction (an import) may buffer the rows it inserts under this
+# session key (``buffering``): entries, postings and whatever else a caller passes to
+# ``insert_tuples`` wait in memory and go to the database in one executemany (or COPY) per
+# table just before the next statement the session's connection runs, whatever it is (a
+# read that might see them, a SAVEPOINT, a RELEASE, the commit's head update), so nobody
+# ever reads the tables without them. ROLLBACK TO SAVEPOINT drops them instead: they were
+# written after the last statement, so inside the savepoint being rolled back.
+BUFFER_SESSION_KEY = "jiebang.write_buffer"
+_FIRST_TABLES = (Posting.__tablename__, JournalEntry.__tablename__)  # postings, then the entries that seal them
+
+
+@dataclass
+class _Buffer:
+    tables: dict[str, tuple[tuple[str, ...], list[tuple]]]
+    driver: object  # the driver's connection under the session's
+    sqlite: bool
+
+
+def flush_writes(session: Session) -> None:
+    """Write the rows buffered so far (``buffering``); nothing when none are."""
+    buffer = session.info.get(BUFFER_SESSION_KEY)
+    if buffer is None or not buffer.tables:
+        return
+    tables, buffer.tables = buffer.tables, {}
+    order = [t for t in _FIRST_TABLES if t in tables] + [t for t in tables if t not in _FIRST_TABLES]
+    for table in order:
+        columns, rows = tables[table]
+        _insert_on_driver(buffer.driver, buffer.sqlite, table, columns, rows)
+
+
+def _insert_on_driver(driver, sqlite: bool, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Insert on the driver's connection, past SQLAlchemy (which may be in the middle of
+    beginning or releasing a savepoint when the buffer is flushed); a database error is
+    wrapped as SQLAlchemy wraps it, so callers see a DBAPIError as for any statement."""
+    if not sqlite:
+        from ledger.core.pg_write import copy_on  # psycopg is an optional dependency
+
+        copy_on(driver, table, columns, rows)
+        return
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    try:
+        driver.executemany(statement, rows)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
+@contextlib.contextmanager
+def buffering(session: Session):
+    """While inside, ``insert_tuples`` (so every entry posted) buffers its rows, written just
+    before the next statement on the session's connection and on leaving without an error."""
+    from sqlalchemy import event
+    from sqlalchemy.sql.elements import RollbackToSavepointClause
+
+    connection = session.connection()
+    session.flush()  # pending ORM rows go first, as they would before a Core insert
+    buffer = _Buffer({}, connection.connection.driver_connection, connection.dialect.name == "sqlite")
+
+    def before_execute(_conn, clause, *_args):
+        if not buffer.tables:
+            return
+        if isinstance(clause, RollbackToSavepointClause):
+            buffer.tables = {}
+        else:
+            flush_writes(session)
+
+    session.info[BUFFER_SESSION_KEY] = buffer
+    event.listen(connection, "before_execute", before_execute)
+    try:
+        yield buffer
+        flush_writes(session)
+    finally:
+        event.remove(connection, "before_execute", before_execute)
+        session.info.pop(BUFFER_SESSION_KEY, None)
 
 
 def _advance_head(session: Session, last_entry_id: int, last_hash: str) -> None:

@@ -35,6 +35,8 @@ SESSION_KEY = "jiebang.state_cache"
 # a dict (``ledger.core.limits.check_account_totals``); the cache owns and resets it.
 TOTALS_KEY = limits.TOTALS_SESSION_KEY
 ABSENT_KEY = journal.ABSENT_VOUCHERS_KEY
+# The core keeps the account rows it has read under this key while it is a dict; reset too.
+ACCOUNTS_KEY = journal.ACCOUNTS_SESSION_KEY
 
 
 @dataclass
@@ -58,10 +60,13 @@ class StateCache:
     # (project code, solver USCC) -> account name -> [sum of amounts, number of postings]
     lane_accounts: dict[tuple[str, str], dict[str, list[int]]] = field(default_factory=dict)
     account_lane: dict[str, tuple[str, str]] = field(default_factory=dict)
+    lane_keys: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # project code -> its keys above
     # (entry kind, voucher) known not to be recorded: the import looked them up in bulk.
     absent: set[tuple[str, str]] = field(default_factory=set)
     locked: bool = False
-    touched: set[str] = field(default_factory=set)  # projects changed by the current row
+    # Projects loaded or changed by the current row (or run of rows in one savepoint): what
+    # it loaded may include what it wrote, so a rollback forgets both.
+    touched: set[str] = field(default_factory=set)
     head: Any = None  # the chain head held in memory when the current row began
 
     def begin_row(self, session: Session) -> None:
@@ -72,17 +77,26 @@ class StateCache:
         for code in self.touched:
             self.forget_project(code)
         self.touched.clear()
-        totals = session.info.get(TOTALS_KEY)
-        if totals is not None:
-            totals.clear()
+        for key in (TOTALS_KEY, ACCOUNTS_KEY):
+            held = session.info.get(key)
+            if held is not None:
+                held.clear()
         if self.head is not None:
             journal.restore_held_head(session, self.head)
 
     def forget_project(self, code: str) -> None:
         self.projects.pop(code, None)
-        for key in [k for k in self.lane_accounts if k[0] == code]:
-            for name in self.lane_accounts.pop(key):
+        for key in self.lane_keys.pop(code, ()):
+            for name in self.lane_accounts.pop(key, ()):
                 self.account_lane.pop(name, None)
+
+    def loaded_lane(self, key: tuple[str, str], accounts: dict[str, list[int]]) -> None:
+        """Keep a lane's account balances just read (``state._lane_sums``)."""
+        self.lane_accounts[key] = accounts
+        self.lane_keys.setdefault(key[0], set()).add(key)
+        for name in accounts:
+            self.account_lane[name] = key
+        self.touched.add(key[0])
 
     def row_done(self) -> None:
         self.touched.clear()
@@ -97,18 +111,21 @@ def caching(session: Session):
     """While inside, project states and lane balances are loaded once and advanced by each
     entry posted; the caller must hold the writer lock (``common.lock``) throughout. The chain
     head is held in memory (``journal.hold_head``) and written once on leaving without an
-    error; the caller calls ``begin_row`` before each row and ``forget_row`` when it rolls the
-    row back."""
+    error, and the rows of entries and project events are buffered (``journal.buffering``)
+    and written in batches; the caller calls ``begin_row`` before each row (or run of rows
+    in one savepoint) and ``forget_row`` when it rolls it back."""
     cache = StateCache()
     journal.hold_head(session)
     session.info[SESSION_KEY] = cache
     session.info[TOTALS_KEY] = {}
+    session.info[ACCOUNTS_KEY] = {}
     session.info[ABSENT_KEY] = cache.absent  # the core skips its voucher look-up for these
     try:
-        yield cache
+        with journal.buffering(session):
+            yield cache
         journal.write_held_head(session)
     finally:
-        for key in (SESSION_KEY, TOTALS_KEY, ABSENT_KEY, journal.HEAD_SESSION_KEY):
+        for key in (SESSION_KEY, TOTALS_KEY, ACCOUNTS_KEY, ABSENT_KEY, journal.HEAD_SESSION_KEY):
             session.info.pop(key, None)
 
 
