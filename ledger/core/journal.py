@@ -332,13 +332,15 @@ def _query_accounts(session: Session, names: Sequence[str]) -> dict[str, _Accoun
 # --- validation -------------------------------------------------------------------------
 
 
-def _check_shape(draft: EntryDraft) -> None:
+def _check_shape(draft: EntryDraft) -> tuple[str | None, str | None]:
+    """Refuse a draft that is malformed in itself; returns its trace and facts as canonical
+    JSON text (``trace_text``, ``facts_text``), which the NUL check reads."""
     limits.check_date(draft.value_date, f"entry {draft.kind} {draft.voucher or ''} date".replace("  ", " "))
     for field, value in (("voucher", draft.voucher), ("memo", draft.memo), ("project", draft.project_code),
                          ("kind", draft.kind), ("actor", draft.actor), ("rules version", draft.rules_version)):
         limits.check_text(value, f"entry {field}")
-    limits.check_text(draft.facts, "entry facts (a name, reference or other text)")
-    limits.check_text(draft.trace, "entry trace")
+    facts = _json_text(draft.facts, "entry facts (a name, reference or other text)")
+    text = _json_text(draft.trace, "entry trace")
     if not KIND_RE.match(draft.kind):
         raise Refusal("kind_must_be_a_word", f"entry kind {draft.kind!r} must be a lower-case word such as 'release'.")
     if draft.voucher is not None and (not draft.voucher.strip() or len(draft.voucher) > VOUCHER_MAX):
@@ -354,6 +356,20 @@ def _check_shape(draft: EntryDraft) -> None:
     total = sum(abs(p.amount_fen) for p in draft.postings)
     if total > limits.TOTAL_FEN_MAX:
         raise limits.entry_total_refusal(draft.kind, draft.voucher, total)
+    return text, facts
+
+
+_JSON_NUL = "\\u0000"  # how canonical_json writes a NUL character
+
+
+def _json_text(value: dict | None, field: str) -> str | None:
+    """``value`` as canonical JSON, refused (``limits.check_text``) when any text in it holds a
+    NUL: JSON writes a NUL as an escape, so text without that escape holds none, and only
+    text with it (a NUL, or a backslash followed by "u0000") is walked."""
+    text = None if value is None else canonical_json(value)
+    if text is not None and _JSON_NUL in text:
+        limits.check_text(value, field)
+    return text
 
 
 def _check_against_accounts(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> None:
@@ -386,9 +402,10 @@ def _check_against_accounts(draft: EntryDraft, accounts: dict[str, _AccountRow])
             )
 
 
-def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple[str, str | None, str | None]:
-    text = trace_text(draft.trace)
-    facts = facts_text(draft.facts)
+def _draft_content(
+    draft: EntryDraft, accounts: dict[str, _AccountRow], texts: tuple[str | None, str | None] | None = None
+) -> tuple[str, str | None, str | None]:
+    text, facts = texts if texts is not None else (trace_text(draft.trace), facts_text(draft.facts))
     digest = content_hash(
         value_date=draft.value_date,
         kind=draft.kind,
@@ -542,8 +559,11 @@ def post_many(
     trips. Either every draft is accepted (or recognised as already posted) or a Refusal is
     raised before anything is written.
     """
-    for draft in drafts:
-        _check_shape(draft)
+    shaped: dict[int, tuple[str | None, str | None]] = {}  # trace and facts texts, of the drafts that have either
+    for index, draft in enumerate(drafts):
+        both = _check_shape(draft)
+        if both != _NO_TEXTS:
+            shaped[index] = both
     accounts = _load_accounts(session, [p.account for d in drafts for p in d.postings])
     # One digest per draft; trace texts (rare in bulk files) by draft index. Nothing else is
     # kept per draft, so a 300,000-entry file costs the drafts and little more.
@@ -551,7 +571,7 @@ def post_many(
     texts: dict[int, tuple[str | None, str | None]] = {}
     for index, draft in enumerate(drafts):
         _check_against_accounts(draft, accounts)
-        digest, text, facts = _draft_content(draft, accounts)
+        digest, text, facts = _draft_content(draft, accounts, shaped.pop(index, _NO_TEXTS))
         digests.append(digest)
         if text is not None or facts is not None:
             texts[index] = (text, facts)
