@@ -252,20 +252,29 @@ def open_new_accounts(session: Session, specs: Sequence[AccountSpec]) -> list[Ac
     for spec in missing:
         limits.check_date(spec.opened_on, f"account {spec.name} opening date")
     if missing:
-        session.execute(
-            insert(Account.__table__),
-            [
-                {
-                    "name": spec.name,
-                    "book": spec.book,
-                    "type": spec.name.split(":", 1)[0],
-                    "project_code": spec.project_code,
-                    "lane": spec.lane,
-                    "opened_on": spec.opened_on,
-                }
-                for spec in missing
-            ],
-        )
+        rows = [
+            {
+                "name": spec.name,
+                "book": spec.book,
+                "type": spec.name.split(":", 1)[0],
+                "project_code": spec.project_code,
+                "lane": spec.lane,
+                "opened_on": spec.opened_on,
+            }
+            for spec in missing
+        ]
+        known = session.info.get(ACCOUNTS_SESSION_KEY)
+        if known is None:
+            session.execute(insert(Account.__table__), rows)
+        else:  # a run that keeps the account rows keeps the new ones, and knows they hold nothing yet
+            table = Account.__table__
+            opened = {spec.name: spec for spec in missing}
+            totals = session.info.get(limits.TOTALS_SESSION_KEY)
+            for account_id, name in session.execute(insert(table).returning(table.c.id, table.c.name), rows):
+                spec = opened[name]
+                known[name] = _AccountRow(account_id, name, spec.book, spec.opened_on, None)
+                if totals is not None:
+                    totals[account_id] = 0
     return missing
 
 

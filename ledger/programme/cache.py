@@ -52,6 +52,7 @@ class CachedProject:
     now: fold.ProjectFold
     tranche_ids: dict[tuple[int, int], int]
     last_date: dt.date | None = None
+    tranches: list | None = None  # its tranche rows in lane and sequence order, once read
 
 
 @dataclass
@@ -63,6 +64,18 @@ class StateCache:
     lane_keys: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # project code -> its keys above
     # (entry kind, voucher) known not to be recorded: the import looked them up in bulk.
     absent: set[tuple[str, str]] = field(default_factory=set)
+    # Parties as the approval checks read them: rows (never changed once written), declared
+    # relations by USCC (either side), every party's yearly facts by USCC (None: not loaded),
+    # and the (rules version, fingerprint) pairs no approved project contradicts.
+    parties: dict[str, Any] = field(default_factory=dict)
+    parties_loaded: bool = False  # every party written before the import is in ``parties``
+    relations: dict[str, set[str]] | None = None  # every relation, once loaded
+    # Balances of single accounts the services sum (a year's available budget), advanced by
+    # each entry posted.
+    balances: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # ledger settings read (approvals.setting)
+    year_records: dict[str, list] | None = None
+    pins: set[tuple[str, str]] = field(default_factory=set)
     locked: bool = False
     # Projects loaded or changed by the current row (or run of rows in one savepoint): what
     # it loaded may include what it wrote, so a rollback forgets both.
@@ -77,6 +90,13 @@ class StateCache:
         for code in self.touched:
             self.forget_project(code)
         self.touched.clear()
+        self.parties.clear()
+        self.parties_loaded = False
+        self.relations = None
+        self.balances.clear()
+        self.settings.clear()
+        self.year_records = None
+        self.pins.clear()
         for key in (TOTALS_KEY, ACCOUNTS_KEY):
             held = session.info.get(key)
             if held is not None:
@@ -149,6 +169,22 @@ def after_post(session: Session, posted, draft, opens, event_row: dict | None) -
         cache.absent.discard((draft.kind, draft.voucher))
     if not posted.created:
         return
+    facts = draft.facts or {}
+    party = facts.get("party")
+    if party is not None and cache.relations is not None:
+        for related in party.get("related", ()):
+            cache.relations.setdefault(party["uscc"], set()).add(related)
+            cache.relations.setdefault(related, set()).add(party["uscc"])
+    for p in draft.postings:
+        if p.account in cache.balances:
+            cache.balances[p.account] += p.amount_fen
+    if facts.get("setting") is not None:
+        cache.settings.pop(facts["setting"]["name"], None)
+    if draft.kind in ("party_facts", "reversal"):
+        cache.year_records = None
+    project = facts.get("project")
+    if project is not None:  # a pin of this version other than this project's is contradicted now
+        cache.pins = {pin for pin in cache.pins if pin[0] != project["rules_version"] or pin[1] == project["rules_fingerprint"]}
     for spec in opens:
         key = (spec.project_code, spec.lane)
         if key in cache.lane_accounts:

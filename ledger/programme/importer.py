@@ -1048,6 +1048,10 @@ def run_rows(
     with state_cache.caching(session) as cache:
         cache.locked = True  # held until the caller commits or rolls back
         cache.absent.update(r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS and r.key not in recorded)
+        # Parties and approvals compare their own facts on a repeat, but the journal need not
+        # look their vouchers up one by one either.
+        own = [r.key for r in rows if r.key[0] in SELF_CHECKING_KINDS]
+        cache.absent.update(set(own) - set(_recorded(session, own)))
         start = 0
         while start < len(rows):
             run = rows[start:start + RUN_ROWS]

@@ -247,9 +247,15 @@ class TrancheView:
 
 
 def tranche_views(session: Session, state: ProjectState) -> list[TrancheView]:
-    rows = session.scalars(
-        select(Tranche).where(Tranche.project_code == state.project.code).order_by(Tranche.lane_no, Tranche.seq)
-    ).all()
+    cache = state_cache.active(session)
+    cached = cache.projects.get(state.project.code) if cache is not None else None
+    rows = cached.tranches if cached is not None else None
+    if rows is None:
+        rows = session.scalars(
+            select(Tranche).where(Tranche.project_code == state.project.code).order_by(Tranche.lane_no, Tranche.seq)
+        ).all()
+        if cached is not None:  # tranches are written with the approval and never change
+            cached.tranches = rows
     return [tranche_view(t, state) for t in rows]
 
 
