@@ -731,6 +731,7 @@ class _Buffer:
     tables: dict[str, tuple[tuple[str, ...], list[tuple]]]
     driver: object  # the driver's connection under the session's
     sqlite: bool
+    secured: dict[str, bool]  # PostgreSQL: whether row-level security applies, by table (pg_write.copy_on)
 
 
 def flush_writes(session: Session) -> None:
@@ -742,17 +743,19 @@ def flush_writes(session: Session) -> None:
     order = [t for t in _FIRST_TABLES if t in tables] + [t for t in tables if t not in _FIRST_TABLES]
     for table in order:
         columns, rows = tables[table]
-        _insert_on_driver(buffer.driver, buffer.sqlite, table, columns, rows)
+        _insert_on_driver(buffer.driver, buffer.sqlite, table, columns, rows, buffer.secured)
 
 
-def _insert_on_driver(driver, sqlite: bool, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+def _insert_on_driver(
+    driver, sqlite: bool, table: str, columns: Sequence[str], rows: Sequence[tuple], secured: dict[str, bool]
+) -> None:
     """Insert on the driver's connection, past SQLAlchemy (which may be in the middle of
     beginning or releasing a savepoint when the buffer is flushed); a database error is
     wrapped as SQLAlchemy wraps it, so callers see a DBAPIError as for any statement."""
     if not sqlite:
         from ledger.core.pg_write import copy_on  # psycopg is an optional dependency
 
-        copy_on(driver, table, columns, rows)
+        copy_on(driver, table, columns, rows, secured)
         return
     import sqlite3
 
@@ -774,7 +777,7 @@ def buffering(session: Session):
 
     connection = session.connection()
     session.flush()  # pending ORM rows go first, as they would before a Core insert
-    buffer = _Buffer({}, connection.connection.driver_connection, connection.dialect.name == "sqlite")
+    buffer = _Buffer({}, connection.connection.driver_connection, connection.dialect.name == "sqlite", {})
 
     def before_execute(_conn, clause, *_args):
         if not buffer.tables:
