@@ -4,12 +4,16 @@ file of one kind, through the same services as the verbs, all or nothing.
 Reading and running are separate steps. ``read_file`` checks the shape of every row (known
 sheets and columns, amounts, dates, required cells, no formulas) and collects every problem
 instead of stopping at the first. ``run_rows`` then sends the well-formed rows to the
-services in date order (within a date: sheet order, then row order), each inside its own
-SAVEPOINT so that a refused row is rolled back and the next one still runs; that is how
-every refusal in a file is found in one pass. The services read each project's state from a
-cache the run keeps (``ledger.programme.cache``): loaded once, advanced by every entry
-posted through the one fold, forgotten for the projects a refused row touched. ``run_rows`` never commits: the caller writes
-everything only when no problem was found at all, and rolls everything back otherwise.
+services in date order (within a date: sheet order, then row order), ``RUN_ROWS`` of them in
+one SAVEPOINT; when a row is refused the run is rolled back and its rows up to that one run
+again each in its own SAVEPOINT, so that the refused row is rolled back alone and the next
+one still runs: that is how every refusal in a file is found in one pass. The services read
+each project's state (and the parties, budgets and settings the checks read) from a cache
+the run keeps (``ledger.programme.cache``): loaded once, advanced by every entry posted
+through the one fold, forgotten for what a rolled-back row loaded or touched; the rows of
+entries, postings and project events are buffered and written in batches
+(``journal.buffering``). ``run_rows`` never commits: the caller writes everything only when
+no problem was found at all, and rolls everything back otherwise.
 
 Conventions for the files (docs/import.md has the officer's version):
 
@@ -1030,10 +1034,12 @@ def _describe(recorded: _Recorded, kind: str) -> str:
 def run_rows(
     session: Session, batch: Batch, *, actor: str, progress: Callable[[int], None] | None = None, totals: bool = False
 ) -> Report:
-    """Send the batch's rows to the services in date order, each in a SAVEPOINT; never commits.
+    """Send the batch's rows to the services in date order, in runs of ``RUN_ROWS`` rows per
+    SAVEPOINT; never commits.
 
-    A refused row is rolled back to its savepoint and recorded as a problem; the rows after
-    it still run, so one pass finds every refusal. The caller keeps the transaction only if
+    A refused row is rolled back to its own savepoint (its run is rolled back and run again
+    row by row up to it) and recorded as a problem; the rows after it still run, so one pass
+    finds every refusal. The caller keeps the transaction only if
     the report (which includes the batch's reading problems) has no problem. With
     ``totals`` the report also sums what the rows written amount to (``Report.totals``).
     """
@@ -1042,7 +1048,6 @@ def run_rows(
         report.present[row.sheet] += 1
     rows = sorted(batch.rows, key=lambda r: (r.date, SHEET_ORDER[r.sheet], r.number))
     programme.lock(session)
-    _cache_pages(session)
     recorded = _recorded(session, [r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS])
     advance = progress or (lambda n: None)
     with state_cache.caching(session) as cache:
@@ -1070,20 +1075,6 @@ def run_rows(
         _add_totals(session, report)
     report.problems.sort(key=lambda p: (SHEET_ORDER.get(p.sheet, -1), p.row))
     return report
-
-
-# SQLite's page cache for the import's connection, in KiB: an import writes its whole file in
-# one transaction, and once the pages it has changed outgrow the cache (2 MiB by default)
-# SQLite spills them to the WAL and reads them back for every index it updates; 100,000 rows
-# change about 150 MB. The cache only holds pages in use, and the connection's default comes
-# back when it returns to the pool... (see _cache_pages).
-SQLITE_CACHE_KIB = 512 * 1024
-
-
-def _cache_pages(session: Session) -> None:
-    """Let SQLite keep the pages the import changes in memory (``SQLITE_CACHE_KIB``)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
 
 def _run_together(
