@@ -62,7 +62,7 @@ def write(session: Session, event: Event) -> None:
         if table == "project_events":
             for r in stored:
                 r["tranche_id"] = _tranche_id(session, r["project_code"], r.pop("tranche"))
-        session.execute(insert(_table(table)), stored)
+        session.connection().execute(insert(_table(table)), stored)  # Core: no ORM object is written here
     decision = decision_of(event)
     if decision is not None:
         # The decision time is the database's clock, like requested_at (not part of the fold).
