@@ -105,7 +105,7 @@ READS = {
     "ledger.programme.demo", "ledger.programme.demo.PARTIES", "ledger.programme.demo.STATUS_PARTIES",
     "ledger.programme.demo.DemoLedger",
 }
-WRITERS = {"post", "post_many", "reverse", "open_accounts", "close_account", "insert_rows"}
+WRITERS = {"post", "post_many", "reverse", "open_accounts", "close_account", "insert_rows", "insert_tuples", "flush_writes", "buffering"}
 
 
 def test_reports_only_read():

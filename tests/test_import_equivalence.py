@@ -195,6 +195,27 @@ def _journal(session: Session, after: int) -> list[tuple]:
     )]
 
 
+def _both_ways(engine, batch, base_last: int, calls) -> tuple:
+    """Import the batch, then make the ``calls`` ((sheet, row number), call) one by one, each
+    in its own savepoint as a verb's own transaction; both rolled back. Returns the import's
+    report and journal, and the calls' refusals and journal."""
+    with Session(engine) as session:
+        report = importer.run_rows(session, batch, actor="officer")
+        imported = _journal(session, base_last)
+        session.rollback()
+    refused = []
+    with Session(engine) as session:
+        for (sheet, number), call in calls:
+            try:
+                with session.begin_nested():
+                    call(session)
+            except Refusal as refusal:
+                refused.append((sheet, number, refusal.message))
+        one_by_one = _journal(session, base_last)
+        session.rollback()
+    return report, imported, refused, one_by_one
+
+
 def test_import_equals_the_services_one_by_one(engine, tmp_path):
     with Session(engine) as session, session.begin():
         _base(session)
@@ -213,22 +234,10 @@ def test_import_equals_the_services_one_by_one(engine, tmp_path):
         batch = importer.read_file(path)
         assert not batch.problems, batch.problems
 
-        with Session(engine) as session:
-            report = importer.run_rows(session, batch, actor="officer")
-            imported = _journal(session, base_last)
-            session.rollback()
-
-        refused = []
         order = sorted(rows, key=lambda r: (r[2]["date"], importer.SHEET_ORDER[r[0]], r[1]))
-        with Session(engine) as session:
-            for sheet, number, values in order:
-                try:
-                    with session.begin_nested():  # a verb's own transaction, within one rolled back at the end
-                        _one_by_one(session, sheet, values)
-                except Refusal as refusal:
-                    refused.append((sheet, number, refusal.message))
-            one_by_one = _journal(session, base_last)
-            session.rollback()
+        report, imported, refused, one_by_one = _both_ways(
+            engine, batch, base_last, [((sheet, number), lambda s, sheet=sheet, v=values: _one_by_one(s, sheet, v))
+                                       for sheet, number, values in order])
 
         assert imported == one_by_one
         assert sorted((p.sheet, p.row, p.reason) for p in report.problems) == sorted(refused)
@@ -263,3 +272,60 @@ def test_a_cached_fold_handed_out_is_a_copy_of_every_field():
     fold.apply_event(folded, fold.ProjectEvent(8, dt.date(2025, 3, 8), "stage", 1, "midterm", True, None, {}))
     fold.apply_event(folded, fold.ProjectEvent(9, dt.date(2025, 3, 9), "release", 1, None, None, 8, {}))
     assert "midterm_passed" not in copied.met(1) and copied.released_tranches == {7}
+
+
+def test_parties_and_approvals_in_a_file_equal_the_services_one_by_one(engine, tmp_path):
+    """What the import keeps for parties and approvals (the parties, their relations, a year's
+    available budget, the rules pins) gives the journal and refusals the services give one row
+    at a time, through refusals that roll a run of rows back: a relation declared in the file
+    refuses a later approval, a budget the file's first approval used refuses the next and fits
+    the last."""
+    from ledger.programme.demo import demo_uscc
+
+    with Session(engine) as session, session.begin():
+        _base(session)
+    with Session(engine) as session:
+        base_last = session.execute(select(JournalEntry.id).order_by(JournalEntry.id.desc()).limit(1)).scalar_one()
+    newco, related_uni, unknown = (demo_uscc("91", "440700", "MA000101"), demo_uscc("12", "440700", "QB000102"),
+                                   demo_uscc("91", "440700", "MA000103"))
+    fourth, fifth = demo_uscc("91", "440700", "MA000104"), demo_uscc("91", "440700", "MA000105")
+    parties = [["uscc", "name", "kind", "related", "date"]] + [
+        [newco, "新公司", "enterprise", None, "2026-01-02"],
+        # Registered after the first approval has read the relations, declaring one to Urumqi's demand side.
+        [related_uni, "关联大学", "university", UR_DEMAND, "2026-02-01"],
+        [fourth, "第四公司", "enterprise", None, "2026-01-02"],
+        [fifth, "第五公司", "enterprise", None, "2026-01-02"],
+    ]
+    appropriations = [["year", "amount", "date", "voucher"], [2026, "5,000,000.00", "2026-01-05", "江财预〔2026〕1号"]]
+    projects = [["code", "name", "city", "category", "mode", "demand_uscc", "solver_usccs", "total_investment", "grant",
+                 "bids", "start", "end", "budget_year", "date", "voucher"]]
+    for n, solver, grant in ((101, newco, "3,000,000.00"), (102, fourth, "3,000,000.00"), (103, related_uni, None),
+                             (104, unknown, "1,000,000.00"), (105, fifth, "2,000,000.00")):
+        city = "urumqi" if grant is None else "jiangmen"  # Urumqi's rules ban a related solver
+        projects.append([f"{'UR' if grant is None else 'JM'}2026-{n}", "项目", city, "tech_breakthrough", "jbgs",
+                         UR_DEMAND if grant is None else DEMAND, solver, "8,000,000.00", grant,
+                         "1,000,000.00" if grant is None else None, "2026-03-01", "2027-12-31", 2026,
+                         "2026-01-20" if n == 101 else "2026-02-01", f"APPROVE-{n}"])
+    path = tmp_path / "parties.xlsx"
+    workbook = openpyxl.Workbook(write_only=True)
+    for name, rows in (("parties", parties), ("appropriations", appropriations), ("projects", projects)):
+        sheet = workbook.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    workbook.save(path)
+    batch = importer.read_file(path)
+    assert not batch.problems, batch.problems
+
+    # Each row through the import's own adapter to its service, one by one with no import cache.
+    order = sorted(batch.rows, key=lambda r: (r.date, importer.SHEET_ORDER[r.sheet], r.number))
+    report, imported, refused, one_by_one = _both_ways(
+        engine, batch, base_last,
+        [((r.sheet, r.number), lambda s, r=r: importer.SERVICES[r.sheet](s, r.values, "officer")) for r in order])
+
+    assert imported == one_by_one
+    assert sorted((p.sheet, p.row, p.reason) for p in report.problems) == sorted(refused)
+    # The refusals the story is about: the relation declared in the file, the unregistered
+    # solver and the budget the file's approvals used up (3,000,000.00 of 5,000,000.00).
+    assert [(sheet, number) for sheet, number, _ in sorted(refused)] == [("projects", 3), ("projects", 4), ("projects", 5)]
+    assert "2,000,000.00" in refused[0][2] and "related" in refused[1][2] and "not registered" in refused[2][2], refused
+    assert report.written == {"parties": 4, "appropriations": 1, "projects": 2}

@@ -6,6 +6,7 @@ writes several rows commits once or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -251,20 +252,29 @@ def open_new_accounts(session: Session, specs: Sequence[AccountSpec]) -> list[Ac
     for spec in missing:
         limits.check_date(spec.opened_on, f"account {spec.name} opening date")
     if missing:
-        session.execute(
-            insert(Account.__table__),
-            [
-                {
-                    "name": spec.name,
-                    "book": spec.book,
-                    "type": spec.name.split(":", 1)[0],
-                    "project_code": spec.project_code,
-                    "lane": spec.lane,
-                    "opened_on": spec.opened_on,
-                }
-                for spec in missing
-            ],
-        )
+        rows = [
+            {
+                "name": spec.name,
+                "book": spec.book,
+                "type": spec.name.split(":", 1)[0],
+                "project_code": spec.project_code,
+                "lane": spec.lane,
+                "opened_on": spec.opened_on,
+            }
+            for spec in missing
+        ]
+        known = session.info.get(ACCOUNTS_SESSION_KEY)
+        if known is None:
+            session.execute(insert(Account.__table__), rows)
+        else:  # a run that keeps the account rows keeps the new ones, and knows they hold nothing yet
+            table = Account.__table__
+            opened = {spec.name: spec for spec in missing}
+            totals = session.info.get(limits.TOTALS_SESSION_KEY)
+            for account_id, name in session.execute(insert(table).returning(table.c.id, table.c.name), rows):
+                spec = opened[name]
+                known[name] = _AccountRow(account_id, name, spec.book, spec.opened_on, None)
+                if totals is not None:
+                    totals[account_id] = 0
     return missing
 
 
@@ -287,6 +297,9 @@ def close_account(session: Session, name: str, closed_on: dt.date) -> None:
     if closed_on < row.opened_on:
         raise Refusal("account_must_close_after_opening", f"account {name} opened on {row.opened_on}, after {closed_on}.")
     session.execute(update(Account).where(Account.id == row.id).values(closed_on=closed_on))
+    known = session.info.get(ACCOUNTS_SESSION_KEY)
+    if known is not None:
+        known.pop(name, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +311,24 @@ class _AccountRow:
     closed_on: dt.date | None
 
 
+# A run of many posts in one transaction (an import) may keep the account rows it has read in
+# a dict under this session key (``cache_accounts``): account rows never change but for their
+# closing date, which ``close_account`` keeps up to date. Whoever sets the key must clear the
+# dict when a write is rolled back (an account opened by the rolled-back write is gone).
+ACCOUNTS_SESSION_KEY = "jiebang.accounts"
+
+
 def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _AccountRow]:
+    known = session.info.get(ACCOUNTS_SESSION_KEY)
+    if known is None:
+        return _query_accounts(session, names)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        known.update(_query_accounts(session, unknown))
+    return {name: known[name] for name in names if name in known}
+
+
+def _query_accounts(session: Session, names: Sequence[str]) -> dict[str, _AccountRow]:
     found: dict[str, _AccountRow] = {}
     unique = sorted(set(names))
     for start in range(0, len(unique), 500):
@@ -311,13 +341,15 @@ def _load_accounts(session: Session, names: Sequence[str]) -> dict[str, _Account
 # --- validation -------------------------------------------------------------------------
 
 
-def _check_shape(draft: EntryDraft) -> None:
+def _check_shape(draft: EntryDraft) -> tuple[str | None, str | None]:
+    """Refuse a draft that is malformed in itself; returns its trace and facts as canonical
+    JSON text (``trace_text``, ``facts_text``), which the NUL check reads."""
     limits.check_date(draft.value_date, f"entry {draft.kind} {draft.voucher or ''} date".replace("  ", " "))
     for field, value in (("voucher", draft.voucher), ("memo", draft.memo), ("project", draft.project_code),
                          ("kind", draft.kind), ("actor", draft.actor), ("rules version", draft.rules_version)):
         limits.check_text(value, f"entry {field}")
-    limits.check_text(draft.facts, "entry facts (a name, reference or other text)")
-    limits.check_text(draft.trace, "entry trace")
+    facts = _json_text(draft.facts, "entry facts (a name, reference or other text)")
+    text = _json_text(draft.trace, "entry trace")
     if not KIND_RE.match(draft.kind):
         raise Refusal("kind_must_be_a_word", f"entry kind {draft.kind!r} must be a lower-case word such as 'release'.")
     if draft.voucher is not None and (not draft.voucher.strip() or len(draft.voucher) > VOUCHER_MAX):
@@ -333,6 +365,20 @@ def _check_shape(draft: EntryDraft) -> None:
     total = sum(abs(p.amount_fen) for p in draft.postings)
     if total > limits.TOTAL_FEN_MAX:
         raise limits.entry_total_refusal(draft.kind, draft.voucher, total)
+    return text, facts
+
+
+_JSON_NUL = "\\u0000"  # how canonical_json writes a NUL character
+
+
+def _json_text(value: dict | None, field: str) -> str | None:
+    """``value`` as canonical JSON, refused (``limits.check_text``) when any text in it holds a
+    NUL: JSON writes a NUL as an escape, so text without that escape holds none, and only
+    text with it (a NUL, or a backslash followed by "u0000") is walked."""
+    text = None if value is None else canonical_json(value)
+    if text is not None and _JSON_NUL in text:
+        limits.check_text(value, field)
+    return text
 
 
 def _check_against_accounts(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> None:
@@ -365,9 +411,10 @@ def _check_against_accounts(draft: EntryDraft, accounts: dict[str, _AccountRow])
             )
 
 
-def _draft_content(draft: EntryDraft, accounts: dict[str, _AccountRow]) -> tuple[str, str | None, str | None]:
-    text = trace_text(draft.trace)
-    facts = facts_text(draft.facts)
+def _draft_content(
+    draft: EntryDraft, accounts: dict[str, _AccountRow], texts: tuple[str | None, str | None] | None = None
+) -> tuple[str, str | None, str | None]:
+    text, facts = texts if texts is not None else (trace_text(draft.trace), facts_text(draft.facts))
     digest = content_hash(
         value_date=draft.value_date,
         kind=draft.kind,
@@ -521,8 +568,11 @@ def post_many(
     trips. Either every draft is accepted (or recognised as already posted) or a Refusal is
     raised before anything is written.
     """
-    for draft in drafts:
-        _check_shape(draft)
+    shaped: dict[int, tuple[str | None, str | None]] = {}  # trace and facts texts, of the drafts that have either
+    for index, draft in enumerate(drafts):
+        both = _check_shape(draft)
+        if both != _NO_TEXTS:
+            shaped[index] = both
     accounts = _load_accounts(session, [p.account for d in drafts for p in d.postings])
     # One digest per draft; trace texts (rare in bulk files) by draft index. Nothing else is
     # kept per draft, so a 300,000-entry file costs the drafts and little more.
@@ -530,7 +580,7 @@ def post_many(
     texts: dict[int, tuple[str | None, str | None]] = {}
     for index, draft in enumerate(drafts):
         _check_against_accounts(draft, accounts)
-        digest, text, facts = _draft_content(draft, accounts)
+        digest, text, facts = _draft_content(draft, accounts, shaped.pop(index, _NO_TEXTS))
         digests.append(digest)
         if text is not None or facts is not None:
             texts[index] = (text, facts)
@@ -627,29 +677,124 @@ def _write(session: Session, drafts, digests, texts, results, prev_hash: str, ac
             progress(len(entry_rows))
 
 
-_SQLITE_INSERT = {
-    table: f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    for table, columns in (("postings", _POSTING_COLUMNS), ("journal_entries", _ENTRY_COLUMNS))
-}
-
-
 def insert_rows(session: Session, entry_rows: Sequence[tuple], posting_rows: Sequence[tuple]) -> None:
     """Insert postings, then the entries that seal them: tuples in the ``_*_COLUMNS`` orders.
 
     On SQLite the tuples go to the driver's executemany (dates as ISO text, which is how
     SQLAlchemy stores a Date there): SQLAlchemy's per-row parameter processing cost more
-    than the inserts' Python side. On PostgreSQL they go through COPY.
+    than the inserts' Python side. On PostgreSQL they go through COPY. While the session
+    buffers its writes (``buffering``) the rows are kept until the next statement.
     """
+    if posting_rows:
+        insert_tuples(session, Posting.__tablename__, _POSTING_COLUMNS, posting_rows)
+    insert_tuples(session, JournalEntry.__tablename__, _ENTRY_COLUMNS, entry_rows)
+
+
+def insert_tuples(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Insert rows (tuples in ``columns`` order; dates as ISO text on SQLite) into ``table``,
+    now, or at the next statement while the session buffers its writes (``buffering``)."""
+    buffer = session.info.get(BUFFER_SESSION_KEY)
+    if buffer is not None:
+        held = buffer.tables.get(table)
+        if held is None:
+            buffer.tables[table] = (tuple(columns), list(rows))
+        else:
+            assert held[0] == tuple(columns), (table, columns)
+            held[1].extend(rows)
+        return
+    _insert_now(session, table, columns, rows)
+
+
+def _insert_now(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     if session.get_bind().dialect.name == "sqlite":
-        connection = session.connection()
-        if posting_rows:
-            connection.exec_driver_sql(_SQLITE_INSERT["postings"], posting_rows)
-        connection.exec_driver_sql(_SQLITE_INSERT["journal_entries"], entry_rows)
+        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        session.connection().exec_driver_sql(statement, list(rows))
         return
     from ledger.core.pg_write import copy_rows  # psycopg is an optional dependency
 
-    copy_rows(session, Posting.__tablename__, _POSTING_COLUMNS, posting_rows)
-    copy_rows(session, JournalEntry.__tablename__, _ENTRY_COLUMNS, entry_rows)
+    copy_rows(session, table, columns, rows)
+
+
+# A run of many posts in one transaction (an import) may buffer the rows it inserts under this
+# session key (``buffering``): entries, postings and whatever else a caller passes to
+# ``insert_tuples`` wait in memory and go to the database in one executemany (or COPY) per
+# table just before the next statement the session's connection runs, whatever it is (a
+# read that might see them, a SAVEPOINT, a RELEASE, the commit's head update), so nobody
+# ever reads the tables without them. ROLLBACK TO SAVEPOINT drops them instead: they were
+# written after the last statement, so inside the savepoint being rolled back.
+BUFFER_SESSION_KEY = "jiebang.write_buffer"
+_FIRST_TABLES = (Posting.__tablename__, JournalEntry.__tablename__)  # postings, then the entries that seal them
+
+
+@dataclass
+class _Buffer:
+    tables: dict[str, tuple[tuple[str, ...], list[tuple]]]
+    driver: object  # the driver's connection under the session's
+    sqlite: bool
+    secured: dict[str, bool]  # PostgreSQL: whether row-level security applies, by table (pg_write.copy_on)
+
+
+def flush_writes(session: Session) -> None:
+    """Write the rows buffered so far (``buffering``); nothing when none are."""
+    buffer = session.info.get(BUFFER_SESSION_KEY)
+    if buffer is None or not buffer.tables:
+        return
+    tables, buffer.tables = buffer.tables, {}
+    order = [t for t in _FIRST_TABLES if t in tables] + [t for t in tables if t not in _FIRST_TABLES]
+    for table in order:
+        columns, rows = tables[table]
+        _insert_on_driver(buffer.driver, buffer.sqlite, table, columns, rows, buffer.secured)
+
+
+def _insert_on_driver(
+    driver, sqlite: bool, table: str, columns: Sequence[str], rows: Sequence[tuple], secured: dict[str, bool]
+) -> None:
+    """Insert on the driver's connection, past SQLAlchemy (which may be in the middle of
+    beginning or releasing a savepoint when the buffer is flushed); a database error is
+    wrapped as SQLAlchemy wraps it, so callers see a DBAPIError as for any statement."""
+    if not sqlite:
+        from ledger.core.pg_write import copy_on  # psycopg is an optional dependency
+
+        copy_on(driver, table, columns, rows, secured)
+        return
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    try:
+        driver.executemany(statement, rows)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
+@contextlib.contextmanager
+def buffering(session: Session):
+    """While inside, ``insert_tuples`` (so every entry posted) buffers its rows, written just
+    before the next statement on the session's connection and on leaving without an error."""
+    from sqlalchemy import event
+    from sqlalchemy.sql.elements import RollbackToSavepointClause
+
+    connection = session.connection()
+    session.flush()  # pending ORM rows go first, as they would before a Core insert
+    buffer = _Buffer({}, connection.connection.driver_connection, connection.dialect.name == "sqlite", {})
+
+    def before_execute(_conn, clause, *_args):
+        if not buffer.tables:
+            return
+        if isinstance(clause, RollbackToSavepointClause):
+            buffer.tables = {}
+        else:
+            flush_writes(session)
+
+    session.info[BUFFER_SESSION_KEY] = buffer
+    event.listen(connection, "before_execute", before_execute)
+    try:
+        yield buffer
+        flush_writes(session)
+    finally:
+        event.remove(connection, "before_execute", before_execute)
+        session.info.pop(BUFFER_SESSION_KEY, None)
 
 
 def _advance_head(session: Session, last_entry_id: int, last_hash: str) -> None:

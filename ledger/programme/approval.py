@@ -21,6 +21,7 @@ from ledger.core.journal import (
 )
 from ledger.core.models import JournalEntry
 from ledger.core.money import format_fen
+from ledger.programme import cache as state_cache
 from ledger.programme import chart
 from ledger.programme.budget import available_budget
 from ledger.programme.common import (
@@ -282,7 +283,11 @@ def _funded_in_progress(session: Session, uscc: str, city: str, on: dt.date) -> 
 
 
 def _refuse_changed_pin(session: Session, rules: Rules) -> None:
-    """Refuse a rules file whose content differs from what an earlier project pinned."""
+    """Refuse a rules file whose content differs from what an earlier project pinned (during
+    an import, looked up once per rules version and fingerprint, until a project contradicts it)."""
+    cache = state_cache.active(session)
+    if cache is not None and (rules.version, rules.fingerprint) in cache.pins:
+        return
     pinned = session.execute(
         select(Project.code, Project.approval_date, Project.rules_fingerprint)
         .where(Project.rules_version == rules.version, Project.rules_fingerprint.is_not(None),
@@ -294,6 +299,8 @@ def _refuse_changed_pin(session: Session, rules: Rules) -> None:
         raise RulesChangedError(rules.path, rules.version, pinned.rules_fingerprint, rules.fingerprint).for_project(
             pinned.code, pinned.approval_date
         )
+    if cache is not None:
+        cache.pins.add((rules.version, rules.fingerprint))
 
 
 def _same_approval(session: Session, project: Project, spec: ApprovalInput, rules: Rules) -> bool:

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from ledger.core.errors import Refusal
 from ledger.core.journal import EntryDraft, Posted, post
+from ledger.programme import cache as state_cache
 from ledger.programme import projection
 from ledger.programme.common import requesting
 from ledger.programme.models import Request, Setting
@@ -89,11 +90,18 @@ def is_approver(session: Session, user: str) -> bool:
 
 
 def setting(session: Session, name: str) -> str:
-    """The current value of a setting (its newest row), or its default."""
+    """The current value of a setting (its newest row), or its default; during an import,
+    read once and kept until a setting is posted."""
+    cache = state_cache.active(session)
+    if cache is not None and name in cache.settings:
+        return cache.settings[name]
     value = session.execute(
         select(SETTINGS.c.value).where(SETTINGS.c.name == name).order_by(SETTINGS.c.id.desc()).limit(1)
     ).scalar_one_or_none()
-    return SETTINGS_KNOWN[name][1] if value is None else value
+    value = SETTINGS_KNOWN[name][1] if value is None else value
+    if cache is not None:
+        cache.settings[name] = value
+    return value
 
 
 def requires_approval(session: Session) -> bool:

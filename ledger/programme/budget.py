@@ -15,6 +15,7 @@ from ledger.core.journal import (
     PostingDraft,
 )
 from ledger.core.models import Account, Posting
+from ledger.programme import cache as state_cache
 from ledger.programme import chart
 from ledger.programme.common import _post_event, _voucher, idempotent, lock
 
@@ -49,8 +50,15 @@ def appropriate(session: Session, *, year: int, amount_fen: int, date: dt.date, 
 
 
 def available_budget(session: Session, year: int) -> int:
-    """Appropriated minus obligated for a year, from postings (every date: a budget is a pool)."""
-    return _sum_account(session, chart.budget_available(year))
+    """Appropriated minus obligated for a year, from postings (every date: a budget is a pool);
+    during an import, summed once and advanced by each entry posted."""
+    name = chart.budget_available(year)
+    cache = state_cache.active(session)
+    if cache is None:
+        return _sum_account(session, name)
+    if name not in cache.balances:
+        cache.balances[name] = _sum_account(session, name)
+    return cache.balances[name]
 
 
 def _sum_account(session: Session, name: str, as_of: dt.date | None = None) -> int:

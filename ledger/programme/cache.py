@@ -35,6 +35,8 @@ SESSION_KEY = "jiebang.state_cache"
 # a dict (``ledger.core.limits.check_account_totals``); the cache owns and resets it.
 TOTALS_KEY = limits.TOTALS_SESSION_KEY
 ABSENT_KEY = journal.ABSENT_VOUCHERS_KEY
+# The core keeps the account rows it has read under this key while it is a dict; reset too.
+ACCOUNTS_KEY = journal.ACCOUNTS_SESSION_KEY
 
 
 @dataclass
@@ -50,6 +52,7 @@ class CachedProject:
     now: fold.ProjectFold
     tranche_ids: dict[tuple[int, int], int]
     last_date: dt.date | None = None
+    tranches: list | None = None  # its tranche rows in lane and sequence order, once read
 
 
 @dataclass
@@ -58,10 +61,25 @@ class StateCache:
     # (project code, solver USCC) -> account name -> [sum of amounts, number of postings]
     lane_accounts: dict[tuple[str, str], dict[str, list[int]]] = field(default_factory=dict)
     account_lane: dict[str, tuple[str, str]] = field(default_factory=dict)
+    lane_keys: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # project code -> its keys above
     # (entry kind, voucher) known not to be recorded: the import looked them up in bulk.
     absent: set[tuple[str, str]] = field(default_factory=set)
+    # Parties as the approval checks read them: rows (never changed once written), declared
+    # relations by USCC (either side), every party's yearly facts by USCC (None: not loaded),
+    # and the (rules version, fingerprint) pairs no approved project contradicts.
+    parties: dict[str, Any] = field(default_factory=dict)
+    parties_loaded: bool = False  # every party written before the import is in ``parties``
+    relations: dict[str, set[str]] | None = None  # every relation, once loaded
+    # Balances of single accounts the services sum (a year's available budget), advanced by
+    # each entry posted.
+    balances: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # ledger settings read (approvals.setting)
+    year_records: dict[str, list] | None = None
+    pins: set[tuple[str, str]] = field(default_factory=set)
     locked: bool = False
-    touched: set[str] = field(default_factory=set)  # projects changed by the current row
+    # Projects loaded or changed by the current row (or run of rows in one savepoint): what
+    # it loaded may include what it wrote, so a rollback forgets both.
+    touched: set[str] = field(default_factory=set)
     head: Any = None  # the chain head held in memory when the current row began
 
     def begin_row(self, session: Session) -> None:
@@ -72,17 +90,33 @@ class StateCache:
         for code in self.touched:
             self.forget_project(code)
         self.touched.clear()
-        totals = session.info.get(TOTALS_KEY)
-        if totals is not None:
-            totals.clear()
+        self.parties.clear()
+        self.parties_loaded = False
+        self.relations = None
+        self.balances.clear()
+        self.settings.clear()
+        self.year_records = None
+        self.pins.clear()
+        for key in (TOTALS_KEY, ACCOUNTS_KEY):
+            held = session.info.get(key)
+            if held is not None:
+                held.clear()
         if self.head is not None:
             journal.restore_held_head(session, self.head)
 
     def forget_project(self, code: str) -> None:
         self.projects.pop(code, None)
-        for key in [k for k in self.lane_accounts if k[0] == code]:
-            for name in self.lane_accounts.pop(key):
+        for key in self.lane_keys.pop(code, ()):
+            for name in self.lane_accounts.pop(key, ()):
                 self.account_lane.pop(name, None)
+
+    def loaded_lane(self, key: tuple[str, str], accounts: dict[str, list[int]]) -> None:
+        """Keep a lane's account balances just read (``state._lane_sums``)."""
+        self.lane_accounts[key] = accounts
+        self.lane_keys.setdefault(key[0], set()).add(key)
+        for name in accounts:
+            self.account_lane[name] = key
+        self.touched.add(key[0])
 
     def row_done(self) -> None:
         self.touched.clear()
@@ -97,18 +131,21 @@ def caching(session: Session):
     """While inside, project states and lane balances are loaded once and advanced by each
     entry posted; the caller must hold the writer lock (``common.lock``) throughout. The chain
     head is held in memory (``journal.hold_head``) and written once on leaving without an
-    error; the caller calls ``begin_row`` before each row and ``forget_row`` when it rolls the
-    row back."""
+    error, and the rows of entries and project events are buffered (``journal.buffering``)
+    and written in batches; the caller calls ``begin_row`` before each row (or run of rows
+    in one savepoint) and ``forget_row`` when it rolls it back."""
     cache = StateCache()
     journal.hold_head(session)
     session.info[SESSION_KEY] = cache
     session.info[TOTALS_KEY] = {}
+    session.info[ACCOUNTS_KEY] = {}
     session.info[ABSENT_KEY] = cache.absent  # the core skips its voucher look-up for these
     try:
-        yield cache
+        with journal.buffering(session):
+            yield cache
         journal.write_held_head(session)
     finally:
-        for key in (SESSION_KEY, TOTALS_KEY, ABSENT_KEY, journal.HEAD_SESSION_KEY):
+        for key in (SESSION_KEY, TOTALS_KEY, ACCOUNTS_KEY, ABSENT_KEY, journal.HEAD_SESSION_KEY):
             session.info.pop(key, None)
 
 
@@ -132,6 +169,22 @@ def after_post(session: Session, posted, draft, opens, event_row: dict | None) -
         cache.absent.discard((draft.kind, draft.voucher))
     if not posted.created:
         return
+    facts = draft.facts or {}
+    party = facts.get("party")
+    if party is not None and cache.relations is not None:
+        for related in party.get("related", ()):
+            cache.relations.setdefault(party["uscc"], set()).add(related)
+            cache.relations.setdefault(related, set()).add(party["uscc"])
+    for p in draft.postings:
+        if p.account in cache.balances:
+            cache.balances[p.account] += p.amount_fen
+    if facts.get("setting") is not None:
+        cache.settings.pop(facts["setting"]["name"], None)
+    if draft.kind in ("party_facts", "reversal"):
+        cache.year_records = None
+    project = facts.get("project")
+    if project is not None:  # a pin of this version other than this project's is contradicted now
+        cache.pins = {pin for pin in cache.pins if pin[0] != project["rules_version"] or pin[1] == project["rules_fingerprint"]}
     for spec in opens:
         key = (spec.project_code, spec.lane)
         if key in cache.lane_accounts:

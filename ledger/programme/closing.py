@@ -239,6 +239,8 @@ def _spend_entries(session: Session, code: str) -> dict[str, tuple[int, str, int
 
 def misuse_facts(session: Session, code: str, misused: list[Misuse]) -> tuple[checks.MisuseFacts, ...]:
     """The misused amounts named, each with the spend it cites (amount and lane), for the checks."""
+    if not misused:
+        return ()
     spends = _spend_entries(session, code)
     return tuple(
         checks.MisuseFacts(m.spend_voucher, m.amount_fen, spends[m.spend_voucher][2] if m.spend_voucher in spends else None,

@@ -4,12 +4,16 @@ file of one kind, through the same services as the verbs, all or nothing.
 Reading and running are separate steps. ``read_file`` checks the shape of every row (known
 sheets and columns, amounts, dates, required cells, no formulas) and collects every problem
 instead of stopping at the first. ``run_rows`` then sends the well-formed rows to the
-services in date order (within a date: sheet order, then row order), each inside its own
-SAVEPOINT so that a refused row is rolled back and the next one still runs; that is how
-every refusal in a file is found in one pass. The services read each project's state from a
-cache the run keeps (``ledger.programme.cache``): loaded once, advanced by every entry
-posted through the one fold, forgotten for the projects a refused row touched. ``run_rows`` never commits: the caller writes
-everything only when no problem was found at all, and rolls everything back otherwise.
+services in date order (within a date: sheet order, then row order), ``RUN_ROWS`` of them in
+one SAVEPOINT; when a row is refused the run is rolled back and its rows up to that one run
+again each in its own SAVEPOINT, so that the refused row is rolled back alone and the next
+one still runs: that is how every refusal in a file is found in one pass. The services read
+each project's state (and the parties, budgets and settings the checks read) from a cache
+the run keeps (``ledger.programme.cache``): loaded once, advanced by every entry posted
+through the one fold, forgotten for what a rolled-back row loaded or touched; the rows of
+entries, postings and project events are buffered and written in batches
+(``journal.buffering``). ``run_rows`` never commits: the caller writes everything only when
+no problem was found at all, and rolls everything back otherwise.
 
 Conventions for the files (docs/import.md has the officer's version):
 
@@ -52,7 +56,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger import programme
-from ledger.core import limits
+from ledger.core import journal, limits
 from ledger.core.errors import Refusal
 from ledger.core.journal import Posted
 from ledger.core.models import JournalEntry, Posting
@@ -75,6 +79,10 @@ COMMENT_PREFIX = "#"
 EXAMPLE_PREFIX = "#example "
 LIST_SEPARATORS = (";", "；")
 QUERY_CHUNK = 500
+# Rows run together in one SAVEPOINT: a SAVEPOINT and RELEASE per row cost more than the row's
+# own statements. When one is refused the run is rolled back and its rows up to that one run
+# again one by one; so a file of bad rows costs at most twice its rows.
+RUN_ROWS = 200
 
 # Aliases an officer may type for the choice columns; the value is the service's word.
 MODE_ALIASES = {"jbgs": "jbgs", "揭榜挂帅": "jbgs", "saima": "saima", "赛马": "saima"}
@@ -1082,10 +1090,12 @@ def _describe(recorded: _Recorded, kind: str) -> str:
 def run_rows(
     session: Session, batch: Batch, *, actor: str, progress: Callable[[int], None] | None = None, totals: bool = False
 ) -> Report:
-    """Send the batch's rows to the services in date order, each in a SAVEPOINT; never commits.
+    """Send the batch's rows to the services in date order, in runs of ``RUN_ROWS`` rows per
+    SAVEPOINT; never commits.
 
-    A refused row is rolled back to its savepoint and recorded as a problem; the rows after
-    it still run, so one pass finds every refusal. The caller keeps the transaction only if
+    A refused row is rolled back to its own savepoint (its run is rolled back and run again
+    row by row up to it) and recorded as a problem; the rows after it still run, so one pass
+    finds every refusal. The caller keeps the transaction only if
     the report (which includes the batch's reading problems) has no problem. With
     ``totals`` the report also sums what the rows written amount to (``Report.totals``).
     """
@@ -1099,13 +1109,75 @@ def run_rows(
     with state_cache.caching(session) as cache:
         cache.locked = True  # held until the caller commits or rolls back
         cache.absent.update(r.key for r in rows if r.key[0] not in SELF_CHECKING_KINDS and r.key not in recorded)
-        for row in rows:
-            _run_row(session, row, recorded, report, cache, actor, totals)
-            advance(1)
+        # Parties and approvals compare their own facts on a repeat, but the journal need not
+        # look their vouchers up one by one either.
+        own = [r.key for r in rows if r.key[0] in SELF_CHECKING_KINDS]
+        cache.absent.update(set(own) - set(_recorded(session, own)))
+        start = 0
+        while start < len(rows):
+            run = rows[start:start + RUN_ROWS]
+            refused = _run_together(session, run, recorded, report, cache, actor, totals)
+            if refused is None:
+                start += len(run)
+                advance(len(run))
+                continue
+            # Rolled back: the rows up to the refused one again, each in its own savepoint,
+            # which records the refusal; the rows after it start a new run.
+            for row in run[:refused + 1]:
+                _run_row(session, row, recorded, report, cache, actor, totals)
+                advance(1)
+            start += refused + 1
     if totals:
         _add_totals(session, report)
     report.problems.sort(key=lambda p: (SHEET_ORDER.get(p.sheet, -1), p.row))
     return report
+
+
+def _run_together(
+    session: Session, run: list[Row], recorded: dict, report: Report, cache: state_cache.StateCache, actor: str,
+    totals: bool,
+) -> int | None:
+    """Rows through their services in one SAVEPOINT, as ``_run_row`` would one by one; the
+    report is changed only when every row went through. Returns None then, or the index of
+    the first row refused (by a rule or the database), the savepoint rolled back and the
+    cache as it was before the run."""
+    absent = [row.key for row in run if row.key in cache.absent]
+    done: list[tuple[Row, Any]] = []
+    cache.begin_row(session)
+    savepoint = session.begin_nested()
+    session.connection()  # SAVEPOINT now: the buffered writes go past SQLAlchemy, which emits it lazily
+    try:
+        for row in run:
+            prior = recorded.get(row.key)
+            done.append((row, prior if prior is not None else SERVICES[row.sheet](session, row.values, actor)))
+        journal.flush_writes(session)  # a database error here is one of these rows'
+    except (Refusal, DBAPIError):
+        savepoint.rollback()
+        cache.forget_row(session)
+        cache.absent.update(absent)
+        return min(len(done), len(run) - 1)
+    savepoint.commit()
+    cache.row_done()
+    for row, outcome in done:
+        if isinstance(outcome, _Recorded):
+            _report_recorded(row, outcome, report)
+        else:
+            (report.written if outcome.created else report.present)[row.sheet] += 1
+            if totals and outcome.created:
+                report.entry_sheets[outcome.entry_id] = row.sheet
+    return None
+
+
+def _report_recorded(row: Row, prior: _Recorded, report: Report) -> None:
+    """A row whose voucher the ledger held before the import: present, or a conflict."""
+    if _same_event(row, prior):
+        report.present[row.sheet] += 1
+    else:
+        report.problems.append(Problem(
+            row.sheet, row.number, "voucher",
+            f"{row.key[1]} is already recorded as {_describe(prior, row.key[0])} with other content; "
+            f"use a new voucher, or reverse entry {prior.entry_id} first if it was wrong.",
+        ))
 
 
 def _run_row(
@@ -1114,19 +1186,14 @@ def _run_row(
     """One row: already present, a conflict, or through its service in a SAVEPOINT."""
     prior = recorded.get(row.key)
     if prior is not None:
-        if _same_event(row, prior):
-            report.present[row.sheet] += 1
-        else:
-            report.problems.append(Problem(
-                row.sheet, row.number, "voucher",
-                f"{row.key[1]} is already recorded as {_describe(prior, row.key[0])} with other content; "
-                f"use a new voucher, or reverse entry {prior.entry_id} first if it was wrong.",
-            ))
+        _report_recorded(row, prior, report)
         return
     cache.begin_row(session)
     try:
         with session.begin_nested():
+            session.connection()  # SAVEPOINT now: the buffered writes go past SQLAlchemy, which emits it lazily
             posted = SERVICES[row.sheet](session, row.values, actor)
+            journal.flush_writes(session)  # before the RELEASE, so that a database error is this row's
     except Refusal as refusal:
         cache.forget_row(session)
         report.problems.append(Problem(row.sheet, row.number, _column_of(refusal, row.sheet), refusal.message))

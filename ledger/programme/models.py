@@ -107,7 +107,10 @@ class Project(Base):
     approval_date: Mapped[dt.date] = mapped_column(Date)
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)
-    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("journal_entries.id", deferrable=True, initially="DEFERRED"))
+    # Indexed: SQLite settles an entry's deferred foreign keys by looking up this column
+    # (migration 20261206_0013).
+    entry_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("journal_entries.id", deferrable=True, initially="DEFERRED"), index=True)
 
     __table_args__ = (
         CheckConstraint("mode IN ('jbgs', 'saima')", name="mode_known"),

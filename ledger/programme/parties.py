@@ -19,6 +19,7 @@ from ledger.core.journal import (
     Posted,
 )
 from ledger.core.models import JournalEntry
+from ledger.programme import cache as state_cache
 from ledger.programme import fold
 from ledger.programme.common import _post_event, lock, reversed_entries
 from ledger.programme.models import Party, PartyRelation
@@ -108,7 +109,15 @@ def _party_facts(row: Party, session: Session) -> dict:
 def _load_party(session: Session, uscc: str, role: str) -> Party:
 
     code = normalize_uscc(uscc)
-    row = session.execute(select(Party).where(Party.uscc == code)).scalar_one_or_none()
+    cache = state_cache.active(session)
+    if cache is not None and not cache.parties_loaded:  # an import reads the parties once
+        cache.parties.update((p.uscc, p) for p in session.scalars(select(Party)))
+        cache.parties_loaded = True
+    row = cache.parties.get(code) if cache is not None else None
+    if row is None:
+        row = session.execute(select(Party).where(Party.uscc == code)).scalar_one_or_none()
+        if row is not None and cache is not None:
+            cache.parties[code] = row
     if row is None:
         raise Refusal(
             "party_must_be_registered",
@@ -175,28 +184,53 @@ def update_party(session: Session, spec: PartyYearInput, *, actor: str) -> Poste
 
 
 def party_year_records(session: Session, uscc: str) -> list[fold.PartyYearFacts]:
-    """The party's yearly facts in chain order (entries reversed later do not count)."""
+    """The party's yearly facts in chain order (entries reversed later do not count); during
+    an import, read once for every party and kept until a yearly fact or a reversal is posted."""
+    cache = state_cache.active(session)
+    if cache is None:
+        return _year_records(session).get(uscc, [])
+    if cache.year_records is None:
+        cache.year_records = _year_records(session)
+    return list(cache.year_records.get(uscc, ()))
+
+
+def _year_records(session: Session) -> dict[str, list[fold.PartyYearFacts]]:
     rows = session.execute(
         select(JournalEntry.id, JournalEntry.facts)
         .where(JournalEntry.kind == "party_facts", JournalEntry.id.not_in(reversed_entries()))
         .order_by(JournalEntry.id)
     ).all()
-    records = []
+    records: dict[str, list[fold.PartyYearFacts]] = {}
     for entry_id, text in rows:
         f = json.loads(text or "{}").get("party_facts") or {}
-        if f.get("uscc") == uscc:
-            records.append(fold.PartyYearFacts(entry_id, int(f["year"]), f.get("revenue_fen"), f.get("rnd_intensity"),
-                                               bool(f.get("innovation_star")), bool(f.get("above_scale")), bool(f.get("bad_credit"))))
+        records.setdefault(f.get("uscc"), []).append(fold.PartyYearFacts(
+            entry_id, int(f["year"]), f.get("revenue_fen"), f.get("rnd_intensity"), bool(f.get("innovation_star")),
+            bool(f.get("above_scale")), bool(f.get("bad_credit"))))
     return records
+
+
+def _related(session: Session, uscc: str) -> frozenset[str]:
+    """The parties related to one, declared by either side (during an import, every relation
+    read once and each party registered adding its own)."""
+    cache = state_cache.active(session)
+    if cache is not None:
+        if cache.relations is None:  # an import reads the relations once
+            cache.relations = {}
+            for party, other in session.execute(select(PartyRelation.party_uscc, PartyRelation.related_uscc)):
+                cache.relations.setdefault(party, set()).add(other)
+                cache.relations.setdefault(other, set()).add(party)
+        return frozenset(cache.relations.get(uscc, ()))
+    related = set(session.scalars(select(PartyRelation.related_uscc).where(PartyRelation.party_uscc == uscc)))
+    # Relations are declared by either side; a relation declared by the other party counts too.
+    related |= set(session.scalars(select(PartyRelation.party_uscc).where(PartyRelation.related_uscc == uscc)))
+    return frozenset(related)
 
 
 def _party_checks_facts(session: Session, row: Party, year: int | None = None, lookback_years: int | None = None) -> checks.PartyFacts:
     """The party as the checks see it; with ``year``, the facts recorded for that fiscal year
     (``party update``) take the place of those given at registration, and a bad credit record
     in any year of the look-back window counts."""
-    related = set(session.scalars(select(PartyRelation.related_uscc).where(PartyRelation.party_uscc == row.uscc)))
-    # Relations are declared by either side; a relation declared by the other party counts too.
-    related |= set(session.scalars(select(PartyRelation.party_uscc).where(PartyRelation.related_uscc == row.uscc)))
+    related = _related(session, row.uscc)
     registered = checks.PartyFacts(
         uscc=row.uscc,
         kind=row.kind,
@@ -205,7 +239,7 @@ def _party_checks_facts(session: Session, row: Party, year: int | None = None, l
         rnd_intensity=None if row.rnd_intensity is None else Decimal(row.rnd_intensity),
         innovation_star=bool(row.innovation_star),
         bad_credit_within_lookback=bool(row.bad_credit),
-        related_usccs=frozenset(related),
+        related_usccs=related,
     )
     if year is None:
         return registered

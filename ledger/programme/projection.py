@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ledger.core import journal
 from ledger.core.models import Base
+from ledger.programme import cache as state_cache
 from ledger.programme import chart
 from ledger.programme.fold import COLUMNS, KEYS, TABLES, Event, decision_of, decode, fold, rows_of
 from ledger.programme.models import Project, Tranche
@@ -53,11 +55,14 @@ def write(session: Session, event: Event) -> None:
     for table in TABLES:
         if table == "accounts" or not rows.get(table):
             continue
+        if table == "project_events" and journal.BUFFER_SESSION_KEY in session.info:
+            _buffer_events(session, rows[table])
+            continue
         stored = [_stored(table, r) for r in rows[table]]
         if table == "project_events":
             for r in stored:
                 r["tranche_id"] = _tranche_id(session, r["project_code"], r.pop("tranche"))
-        session.execute(insert(_table(table)), stored)
+        session.connection().execute(insert(_table(table)), stored)  # Core: no ORM object is written here
     decision = decision_of(event)
     if decision is not None:
         # The decision time is the database's clock, like requested_at (not part of the fold).
@@ -69,9 +74,31 @@ def write(session: Session, event: Event) -> None:
         assert done.rowcount == 1, f"request {decision['id']} was not pending"  # the caller locked and checked it
 
 
+_EVENT_COLUMNS = ("entry_id", "project_code", "value_date", "kind", "lane_no", "stage", "passed", "tranche_id",
+                  "reference", "payload")
+
+
+def _buffer_events(session: Session, rows: list[dict]) -> None:
+    """Project events as tuples for the session's write buffer (``journal.buffering``): the
+    values ``_stored`` gives, dates as ISO text on SQLite (as SQLAlchemy stores them there)."""
+    raw = session.get_bind().dialect.name == "sqlite"
+    tuples = []
+    for r in rows:
+        stored = _stored("project_events", r)
+        stored["tranche_id"] = _tranche_id(session, r["project_code"], r["tranche"])
+        if raw:
+            stored["value_date"] = r["value_date"]
+        tuples.append(tuple(stored.get(c) for c in _EVENT_COLUMNS))
+    journal.insert_tuples(session, "project_events", _EVENT_COLUMNS, tuples)
+
+
 def _tranche_id(session: Session, code: str, slot: tuple[int, int] | None) -> int | None:
     if slot is None:
         return None
+    cache = state_cache.active(session)
+    cached = cache.projects.get(code) if cache is not None else None
+    if cached is not None and tuple(slot) in cached.tranche_ids:
+        return cached.tranche_ids[tuple(slot)]
     lane_no, seq = slot
     return session.execute(
         select(Tranche.id).where(Tranche.project_code == code, Tranche.lane_no == lane_no, Tranche.seq == seq)

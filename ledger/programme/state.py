@@ -161,6 +161,7 @@ def _cached_state(session: Session, cache: state_cache.StateCache, code: str, as
             fold.fold_project(project.approval_date, events[code], reversals), tranche_ids, max(dates, default=None),
         )
         cache.projects[code] = cached
+        cache.touched.add(code)
     current = as_of is None or (
         (cached.last_date is None or as_of >= cached.last_date) and all(d <= as_of for d in cached.reversals.values())
     )
@@ -203,9 +204,7 @@ def _lane_sums(session: Session, state: ProjectState, n: int) -> dict[str, int]:
                     .group_by(Account.name)
                 )
             }
-            cache.lane_accounts[key] = accounts
-            for name in accounts:
-                cache.account_lane[name] = key
+            cache.loaded_lane(key, accounts)
         rows = [(name, held[0]) for name, held in sorted(accounts.items()) if held[1]]
     sums: dict[str, int] = {}
     for name, amount in rows:
@@ -248,9 +247,15 @@ class TrancheView:
 
 
 def tranche_views(session: Session, state: ProjectState) -> list[TrancheView]:
-    rows = session.scalars(
-        select(Tranche).where(Tranche.project_code == state.project.code).order_by(Tranche.lane_no, Tranche.seq)
-    ).all()
+    cache = state_cache.active(session)
+    cached = cache.projects.get(state.project.code) if cache is not None else None
+    rows = cached.tranches if cached is not None else None
+    if rows is None:
+        rows = session.scalars(
+            select(Tranche).where(Tranche.project_code == state.project.code).order_by(Tranche.lane_no, Tranche.seq)
+        ).all()
+        if cached is not None:  # tranches are written with the approval and never change
+            cached.tranches = rows
     return [tranche_view(t, state) for t in rows]
 
 
