@@ -120,9 +120,10 @@ def test_every_jiebang_function_pins_its_search_path_with_pg_temp_last(engine, b
     assert len(found) == 17  # 0007 made nine; 0010 adds the portal log guard and two SET ROLE helpers; 0011 the advances bound;
     # 0012 the four helpers of the portal auditors' row-level security
     for name, config in found:
-        # The search path first; the two guards that run per entry also plan without
-        # sequential scans (migration 0011 says why).
-        extra = ["enable_seqscan=off"] if name in ("jiebang_advances_bound", "jiebang_money_out_approved") else []
+        # The search path first; the guards that run per entry or per COPY also plan without
+        # sequential scans (migrations 0011 and 0013 say why).
+        per_entry = ("jiebang_advances_bound", "jiebang_money_out_approved", "jiebang_postings_seal_set", "jiebang_entries_balance")
+        extra = ["enable_seqscan=off"] if name in per_entry else []
         assert config in ([f"search_path={schema}, pg_temp", *extra], [f'search_path="{schema}", pg_temp', *extra]), (name, config)
 
 
