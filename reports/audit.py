@@ -585,6 +585,59 @@ def _arrival(scope: Scope, lane_balances: dict[int, dict[str, int]], balances: d
     return Section("二、资金到位情况", (), (table,))
 
 
+def _with_investment_check(section: Section, scope: Scope, balances: dict[str, int]) -> Section:
+    """The arrival section with the actual total investment set against the approval's."""
+    return Section(section.heading, section.intro, (*section.tables, _investment_check(scope, balances)))
+
+
+def _investment_check(scope: Scope, balances: dict[str, int]) -> ReportTable:
+    """Issue 14 point 8: at acceptance, the actual total investment against the approved total
+    and the rules' floor (``approval.min_total_investment``), with any shortfall flagged.
+
+    What counts follows each text: Jiangmen's 研发总投入 is the project's whole R&D money, so
+    self-funding arrived plus the fiscal grant released; Urumqi's 项目总投入 is “项目单位自主投入的
+    小试、中试和拨付揭榜单位的研发投入资金总和” (S2 二(一)), so self-funding arrived plus the bid
+    money paid to the solvers in cash."""
+    p, rules, state = scope.project, scope.rules, scope.state
+    staged = rules.funding.model == "staged_grant"
+    contributed = balances["self_funding_contributed"]
+    other = balances["grant_released"] if staged else balances["bid_paid_cash"]
+    actual = contributed + other
+    accepted_on = state.met_on.get((None, "acceptance_passed")) or state.acceptance_failed_on
+    columns = (Column("item", "项目\nItem", "long", 2.2), Column("amount", "金额（元）\nAmount (CNY)", "amount", 1.1),
+               Column("gap", "差额（元）\nShortfall (CNY)", "amount", 1.1), Column("finding", "结论\nFinding", "long", 2.6))
+
+    def compare(label: str, threshold: int) -> dict:
+        gap = threshold - actual
+        if accepted_on is None:
+            finding = "尚未验收，验收时比对"
+        elif gap > 0:
+            finding = f"不足：验收时实际研发总投入低于{label}"
+        else:
+            finding = f"已达到{label}"
+        # A shortfall is emphasised (bold, shaded) as a row of its own group, so no formula sums it.
+        flagged = accepted_on is not None and gap > 0
+        return {"item": label, "amount": threshold, "gap": max(0, gap), "finding": finding,
+                "_role": "subtotal" if flagged else "item", "_group": f"flag:{label}" if flagged else "threshold"}
+
+    rows = [
+        {"item": "单位自筹实际到位", "amount": contributed, "_group": "actual"},
+        {"item": "市财政资助已拨付" if staged else "需求方以现金拨付揭榜方的揭榜金额", "amount": other, "_group": "actual"},
+        {"item": "实际研发总投入（截至截止日）", "amount": actual, "_role": "subtotal", "_group": "actual"},
+        compare("批复研发总投入", p.total_investment_fen),
+        compare("政策规定的研发总投入下限", rules.approval.min_total_investment_fen),
+    ]
+    basis = basis_zh(rules, "approval.min_total_investment")
+    notes = (
+        ("实际研发总投入 = 单位自筹实际到位 + 市财政资助已拨付（研发总投入为项目全部研发资金）。" if staged else
+         "实际项目总投入 = 单位自筹实际到位 + 需求方以现金拨付揭榜方的揭榜金额（项目单位自主投入与拨付揭榜单位的研发投入资金总和；技术入股、实物不计）。"),
+        (f"验收日期 {accepted_on.isoformat()}；差额为门槛减实际投入，未达门槛的行加粗列示。" if accepted_on is not None
+         else "截至截止日尚未记录验收结果，以上为截止日数据，不作结论。"),
+        f"依据：{basis}。",
+    )
+    return _table("2 总投入比对", "验收时研发总投入与立项门槛比对 Total investment at acceptance against the threshold", columns, rows, notes)
+
+
 def _due_fiscal(scope: Scope, views) -> dict[int, int]:
     due = {n: 0 for n in scope.lanes}
     for v in views:
@@ -1177,7 +1230,7 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
     bean_dir = f"beancount-{code}-{as_of.isoformat()}"
     sections = (
         _profile(scope),
-        _arrival(scope, lane_balances, balances, _due_fiscal(scope, views)),
+        _with_investment_check(_arrival(scope, lane_balances, balances, _due_fiscal(scope, views)), scope, balances),
         _budget(scope, agg, balances),
         _transfers(scope, bid_legs, lane_balances),
         _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs, use_legs),
