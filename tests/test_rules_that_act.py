@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -68,8 +67,10 @@ def jiangmen_project(cli, code: str, *, total: str = "800万", pledge: bool = Tr
     cli("stage", "--project", code, "--stage", "contract_signed", "--date", "2025-10-08")
 
 
-def entry_of(result) -> int:
-    return int(re.search(r"分录 (\d+)", result.stdout).group(1))
+def stage_trace(engine, code: str, key: str) -> dict:
+    """The one stage entry of ``code`` whose trace holds ``key``, that part of its trace."""
+    [trace] = [t[key] for t in traces(engine, "stage", code) if key in t]
+    return trace
 
 
 # --- a failed acceptance --------------------------------------------------------------------
@@ -90,8 +91,7 @@ def test_a_failed_acceptance_terminates_and_recovers_in_the_same_entry_by_defaul
     assert "验收 JM2025-301 L1：未通过，按规则项目终止，追回 900,000.00，核销未拨付 1,200,000.00" in failed.stdout
     got = cli_balances(cli, "JM2025-301")
     assert (got["clawback_outstanding"], got["advances_outstanding"], got["grant_unreleased"]) == ("900000.00", "0.00", "0.00")
-    [trace] = [t for t in traces(engine, "stage", "JM2025-301") if "failed_acceptance" in t]
-    failed_trace = trace["failed_acceptance"]
+    failed_trace = stage_trace(engine, "JM2025-301", "failed_acceptance")
     assert failed_trace["consequence"] == "terminate" and failed_trace["clause"].startswith("DEFAULT:")
     assert failed_trace["lanes"]["L1"]["clawback"] == "900000.00" and failed_trace["recovers"] == ["unspent", "misused"]
     # The project is terminated: nothing more is paid, and it is not terminated twice.
@@ -159,12 +159,11 @@ def test_the_audited_cash_total_trues_the_urumqi_subsidy_up_or_down_with_its_tra
     assert "L1 审计确认现金 2,490,000.00，补助调减 4,000.00，其中已拨付部分追回 4,000.00" in down.stdout
     got = cli_balances(cli, "UR2025-401")
     assert (got["subsidy_earned"], got["clawback_outstanding"], got["subsidy_payable"]) == ("996000.00", "4000.00", "0.00")
-    [trace] = [t for t in traces(engine, "stage", "UR2025-401") if "true_up" in t]
-    lane = trace["true_up"]["lanes"]["L1"]
+    true_up = stage_trace(engine, "UR2025-401", "true_up")
+    lane = true_up["lanes"]["L1"]
     assert (lane["audited_cash"], lane["ledger_cash"], lane["earned_before"], lane["earned_audited"], lane["difference"],
             lane["over_released_recovered"]) == ("2490000.00", "2500000.00", "1000000.00", "996000.00", "-4000.00", "4000.00")
-    assert trace["true_up"]["clause"].startswith("S2 乌鲁木齐 工作指引 二(七)")
-    assert "二(六)" in trace["true_up"]["rate_clause"]
+    assert true_up["clause"].startswith("S2 乌鲁木齐 工作指引 二(七)") and "二(六)" in true_up["rate_clause"]
 
     # The same cash as the ledger: no difference, no money moves.
     same = cli("stage", "--project", "UR2025-402", "--stage", "audit_report", "--passed", "--audited-cash", "250万",
