@@ -2049,37 +2049,34 @@ def balance_recoverable_on(accepted_on: date, rules: Rules) -> date | None:
     return add_years(accepted_on, c.recover_after_years)
 
 
-def _balance_recovery_problem(facts: BalanceRecoveryFacts, rules: Rules) -> tuple[str, str, str, str] | None:
-    """(code, what, fix, rules key) of the first reason the balance cannot be recovered now."""
+def _balance_recovery_problem(facts: BalanceRecoveryFacts, rules: Rules) -> Violation | None:
+    """The first reason the balance cannot be recovered now, or None."""
     e = facts.event
     if rules.closure.balance_after_acceptance != "recover_after_years":
-        return ("balance_recovery_must_be_in_the_rules", f"{e.project_code} keeps its balance after acceptance under {rules.version}",
-                "nothing to recover; the balance stays with the unit", "closure.balance_after_acceptance")
+        return _violation("balance_recovery_must_be_in_the_rules", f"{e.project_code} keeps its balance after acceptance under {rules.version}",
+                "nothing to recover; the balance stays with the unit", rules, "closure.balance_after_acceptance")
     if facts.recovered_on is not None:
-        return ("balance_must_be_recovered_once", f"the retained balance of {e.project_code} was recovered on {facts.recovered_on}",
-                "collect it with `jiebang collect`", "closure.recover_after_years")
+        return _violation("balance_must_be_recovered_once", f"the retained balance of {e.project_code} was recovered on {facts.recovered_on}",
+                "collect it with `jiebang collect`", rules, "closure.recover_after_years")
     if facts.accepted_on is None or e.closed_on is None:
-        return ("balance_recovery_must_follow_closure",
+        return _violation("balance_recovery_must_follow_closure",
                 f"{e.project_code} has not passed acceptance and closed; its balance is not retained yet",
-                "record the acceptance and `jiebang close` first", "closure.balance_after_acceptance")
+                "record the acceptance and `jiebang close` first", rules, "closure.balance_after_acceptance")
     due_on = balance_recoverable_on(facts.accepted_on, rules)
     if due_on is not None and e.date < due_on:
-        return ("balance_recovery_must_wait_for_its_years",
+        return _violation("balance_recovery_must_wait_for_its_years",
                 (f"the balance of {e.project_code} is retained {rules.closure.recover_after_years} years after the "
                  f"acceptance of {facts.accepted_on}, until {due_on - timedelta(days=1)}; {e.date} is too early"),
-                f"record the recovery on or after {due_on}", "closure.recover_after_years")
+                f"record the recovery on or after {due_on}", rules, "closure.recover_after_years")
     if facts.balance_fen <= 0:
-        return ("balance_recovery_must_have_a_balance", f"{e.project_code} has no balance left with the unit (0.00)",
-                "nothing to recover", "closure.recover_after_years")
+        return _violation("balance_recovery_must_have_a_balance", f"{e.project_code} has no balance left with the unit (0.00)",
+                "nothing to recover", rules, "closure.recover_after_years")
     return None
 
 
 def check_balance_recovery(facts: BalanceRecoveryFacts, rules: Rules) -> list[Violation]:
     problem = _balance_recovery_problem(facts, rules)
-    if problem is None:
-        return []
-    code, what, fix, key = problem
-    return [_violation(code, what, fix, rules, key)]
+    return [] if problem is None else [problem]
 
 
 def check_balance_recovery_reference(facts: BalanceRecoveryFacts, rules: Rules) -> list[Violation]:

@@ -107,6 +107,7 @@ def test_template_has_every_sheet_and_imports_as_nothing(cli, engine, tmp_path):
         "parties", "appropriations", "projects", "pledges", "contributions", "bid_contracts", "bid_payments",
         "stages", "releases", "spending", "extensions", "terminations", "collections", "write_offs", "remittances",
         "closures",
+        "balance_recoveries",
     ]
     projects = workbook["projects"]
     assert [c.value for c in projects[1]][:4] == ["项目编号", "项目名称", "城市规则", "规则版本"]
@@ -260,7 +261,7 @@ def test_shape_problems_are_all_listed(cli, engine, tmp_path):
     })
     result = cli("import", str(path), expect=1)
     assert result.stdout.splitlines() == [
-        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, terminations, collections, write_offs, remittances, closures.",
+        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, terminations, collections, write_offs, remittances, closures, balance_recoveries.",
         "lanes!1: unknown sheet; lanes are given on the projects sheet (solver_usccs, and bids per lane).",
         "appropriations!1 note: unknown column; the appropriations sheet has year, amount, date, voucher.",
         "appropriations!3 amount: holds a formula; paste the values instead (选择性粘贴 → 数值), formulas are not evaluated.",
