@@ -76,7 +76,7 @@ KIND_ZH = {
     "bid_payment": "揭榜金额拨付", "stage": "阶段事项", "release": "财政拨付", "spend": "经费支出",
     "extension": "延期", "termination": "终止", "revocation": "撤销", "elimination": "淘汰",
     "collection": "追回收款", "write_off": "核销", "reversal": "冲销", "remittance": "上缴财政",
-    "closure": "结题",
+    "closure": "结题", "balance_recovery": "结余到期收回",
 }
 CATEGORY_ZH = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
 UNCATEGORISED = "未分类"
@@ -973,6 +973,7 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
              f"终止时追回：{basis_zh(scope.rules, 'closure.termination_recovers')}。"]
     if not staged:
         notes.append("后补助不形成预拨结余，故不计算结余。")
+    notes += _rules_that_act_notes(scope)
     summary = _table("6 结余追回", "（一）结余及追回计算 Balance and clawback", columns, rows, tuple(notes))
 
     mis_columns = (
@@ -988,6 +989,8 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
             lanes = {trace.get("lane") or "": trace["elimination"]}  # a failed 赛马 stage assessment
         elif e.kind in ("termination", "revocation"):
             lanes = trace.get("lanes", {})
+        elif e.kind == "stage" and "failed_acceptance" in trace:
+            lanes = trace["failed_acceptance"].get("lanes", {})  # a failed acceptance that terminates
         else:
             continue
         for lane_key, lane_trace in sorted(lanes.items()):
@@ -1016,6 +1019,30 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
     ledger_rows = _table("6 追回明细", "（三）追回、收回、抵扣与核销明细 Clawback postings", rec_columns, rec_rows,
                          ("合计等于未追回余额。",) if rec_rows else ("截至截止日无追回事项。",))
     return Section("六、结余及追回", (), (summary, misused, ledger_rows))
+
+
+def _rules_that_act_notes(scope: Scope) -> list[str]:
+    """Issue 14 point 8: the basis of a failed acceptance's consequence, an audited true-up
+    and a retained balance recovered after N years, where the project has one."""
+    notes = []
+    rules, kinds = scope.rules, set()
+    for e in scope.events:
+        trace = json.loads(e.trace or "{}")
+        if e.kind == "stage" and "failed_acceptance" in trace:
+            kinds.add("failed")
+        elif e.kind == "stage" and "true_up" in trace:
+            kinds.add("true_up")
+        elif e.kind == "balance_recovery":
+            kinds.add("balance")
+    if "failed" in kinds:
+        what = "按终止处理，同一分录核定追回结余和违规使用资金" if rules.closure.failed_acceptance == "terminate" else "由主管部门决定是否终止及追回"
+        notes.append(f"验收未通过：{what}；依据：{basis_zh(rules, 'closure.failed_acceptance')}。")
+    if "true_up" in kinds:
+        notes.append(f"专项审计报告确认的现金揭榜金额与专账不一致时，按审计确认数重算补助，已拨付的多拨部分核定追回；"
+                     f"依据：{basis_zh(rules, 'tranches.final')}；{basis_zh(rules, 'funding.subsidy_rate')}。")
+    if "balance" in kinds:
+        notes.append(f"验收后结余留用满 {rules.closure.recover_after_years} 年收回；依据：{basis_zh(rules, 'closure.recover_after_years')}。")
+    return notes
 
 
 def _fen(text: str) -> int:

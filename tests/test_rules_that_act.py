@@ -76,7 +76,7 @@ def stage_trace(engine, code: str, key: str) -> dict:
 # --- a failed acceptance --------------------------------------------------------------------
 
 
-def test_a_failed_acceptance_terminates_and_recovers_in_the_same_entry_by_default(cli, engine):
+def test_a_failed_acceptance_terminates_and_recovers_in_the_same_entry_by_default(cli, engine, tmp_path):
     jiangmen_project(cli, "JM2025-301")
     cli("release", "--project", "JM2025-301", "--date", "2025-10-10")  # 1,800,000.00
     cli("spend", "--project", "JM2025-301", "--amount", "100万", "--category", "业务费", "--date", "2026-01-15", "--voucher", "PZ-1")
@@ -88,7 +88,7 @@ def test_a_failed_acceptance_terminates_and_recovers_in_the_same_entry_by_defaul
                  "--date", "2027-10-10", "--voucher", "YS-301")
 
     # Unspent 800,000.00 + misused 100,000.00; the unreleased 1,200,000.00 goes back to the budget.
-    assert "验收 JM2025-301 L1：未通过，按规则项目终止，追回 900,000.00，核销未拨付 1,200,000.00" in failed.stdout
+    assert "验收 JM2025-301：未通过，按规则项目终止，追回 900,000.00，核销未拨付 1,200,000.00" in failed.stdout
     got = cli_balances(cli, "JM2025-301")
     assert (got["clawback_outstanding"], got["advances_outstanding"], got["grant_unreleased"]) == ("900000.00", "0.00", "0.00")
     failed_trace = stage_trace(engine, "JM2025-301", "failed_acceptance")
@@ -98,6 +98,16 @@ def test_a_failed_acceptance_terminates_and_recovers_in_the_same_entry_by_defaul
     cli_refused(cli, engine, "release", "--project", "JM2025-301", "--date", "2027-10-11", says="terminated on 2027-10-10")
     cli_refused(cli, engine, "terminate", "--project", "JM2025-301", "--reference", "江科〔2027〕9号", "--date", "2027-10-11",
                 says="already terminated")
+    # The audit pack lists the misuse named with the failed acceptance and the rule it followed.
+    from openpyxl import load_workbook
+    from test_audit import audit, fen, sheet_rows
+
+    pack = load_workbook(audit(cli, tmp_path / "pack", "JM2025-301", "2027-10-10")["xlsx"])
+    [misuse] = sheet_rows(pack["6 违规使用"])[:-1]
+    assert (misuse["支出凭证"], fen(misuse["违规使用金额"])) == ("PZ-1", 10_000_000)
+    notes = [c.value for row in pack["6 结余追回"].iter_rows() for c in row if isinstance(c.value, str) and c.value.startswith("注：验收未通过")]
+    assert len(notes) == 1 and notes[0].startswith("注：验收未通过：按终止处理，同一分录核定追回结余和违规使用资金；依据：")
+    assert "项目终止的，收回结余和违规使用的财政资金" in notes[0] and "DEFAULT" not in notes[0]
     # The clawback is collected into 应缴财政款 and remitted like any other.
     cli("collect", "--project", "JM2025-301", "--amount", "900,000.00", "--date", "2027-11-01")
     cli("remit", "--amount", "900,000.00", "--date", "2027-11-02")
@@ -227,7 +237,7 @@ def close_jiangmen(cli, code: str) -> None:
     cli("close", "--project", code, "--reference", "江科验〔2027〕3号", "--date", "2027-10-15")
 
 
-def test_a_retained_balance_is_recovered_n_years_after_acceptance_where_the_rules_say_so(cli, engine, rules_dir):
+def test_a_retained_balance_is_recovered_n_years_after_acceptance_where_the_rules_say_so(cli, engine, rules_dir, tmp_path):
     jiangmen_variant(rules_dir, "jiangmen-recover", replace=(
         'balance_after_acceptance = { value = "retained"', 'balance_after_acceptance = { value = "recover_after_years"'))
     text = (rules_dir / "jiangmen-recover.toml").read_text(encoding="utf-8")
@@ -259,6 +269,15 @@ def test_a_retained_balance_is_recovered_n_years_after_acceptance_where_the_rule
                 says="was recovered on 2029-09-30")
     due = json.loads(cli("due", "--as-of", "2029-10-01", "--format", "json").stdout)
     assert not [d for d in due if d["kind"] == "balance_recoverable"]
+    # The audit pack shows the recovery in Chinese with its basis.
+    from openpyxl import load_workbook
+    from test_audit import audit, fen, sheet_rows
+
+    pack = load_workbook(audit(cli, tmp_path / "pack", "JM2025-307", "2029-09-30")["xlsx"])
+    [row] = sheet_rows(pack["6 追回明细"])[:-1]
+    assert (row["业务"], fen(row["金额（+核定"]), row["摘要"]) == ("结余到期收回", 80_000_000, "验收后结余到期收回")
+    notes = [c.value for r in pack["6 结余追回"].iter_rows() for c in r if isinstance(c.value, str) and "留用满 2 年收回" in c.value]
+    assert len(notes) == 1
     # It goes back to the treasury: collected into 应缴财政款, then remitted.
     cli("collect", "--project", "JM2025-307", "--amount", "800,000.00", "--date", "2029-10-10")
     cli("remit", "--amount", "800,000.00", "--date", "2029-10-11")
@@ -307,3 +326,58 @@ def test_the_audit_pack_flags_a_total_investment_short_of_the_approval_at_accept
 
     text = subprocess.run(["pdftotext", "-layout", str(short_files["pdf"]), "-"], capture_output=True, text=True, check=True).stdout
     assert "验收时研发总投入与立项门槛比对" in text and "不足：验收时实际研发总投入低于批复研发总投入" in text.replace("\n", "").replace(" ", "")
+
+
+# --- the pure checks, one unit either side ----------------------------------------------------
+
+
+def test_the_pledge_check_fires_at_a_first_release_with_nothing_pledged_only():
+    import dataclasses
+    import datetime as dt
+
+    from funding_rules import checks
+    from funding_rules.loader import get_rules
+
+    jiangmen, urumqi = get_rules("jiangmen-2023-trial"), get_rules("urumqi-2024-33")
+    event = checks.EventFacts("JM2025-001", "release", dt.date(2025, 10, 10), dt.date(2025, 9, 20), lane=1)
+    tranche = checks.TrancheFacts(1, "contract", "grant_share", 180_000_000, False, (), "S1")
+
+    def facts(pledged: int | None, first: bool = True) -> checks.ReleaseFacts:
+        return checks.ReleaseFacts(event, tranche, 0, 300_000_000, first_release=first, pledged_fen=pledged)
+
+    [warning] = checks.check_pledge_at_first_release(facts(0), jiangmen)
+    assert (warning.code, warning.severity) == ("pledge_must_be_on_file_at_first_release", "warning")
+    assert checks.check_pledge_at_first_release(facts(1), jiangmen) == []  # one fen pledged is a pledge on file
+    assert checks.check_pledge_at_first_release(facts(0, first=False), jiangmen) == []
+    assert checks.check_pledge_at_first_release(facts(0), urumqi) == []  # none: a bid subsidy follows cash paid
+    refusing = dataclasses.replace(jiangmen, funding=dataclasses.replace(jiangmen.funding, pledge_at_first_release="refuse"))
+    [error] = checks.check_pledge_at_first_release(facts(0), refusing)
+    assert error.severity == "error" and "before releasing" in error.message
+
+
+def test_a_retained_balance_falls_due_on_the_anniversary_and_never_under_retaining_rules():
+    import dataclasses
+    import datetime as dt
+
+    from funding_rules import checks
+    from funding_rules.loader import get_rules
+
+    jiangmen = get_rules("jiangmen-2023-trial")
+    assert checks.balance_recoverable_on(dt.date(2027, 9, 30), jiangmen) is None
+    two = dataclasses.replace(jiangmen, closure=dataclasses.replace(
+        jiangmen.closure, balance_after_acceptance="recover_after_years", recover_after_years=2))
+    assert checks.balance_recoverable_on(dt.date(2027, 9, 30), two) == dt.date(2029, 9, 30)
+    assert checks.balance_recoverable_on(dt.date(2028, 2, 29), two) == dt.date(2030, 2, 28)
+
+
+def test_audited_cash_reads_one_amount_or_one_per_lane():
+    from ledger.core.errors import Refusal
+    from ledger.programme.stages import parse_audited_cash
+
+    assert parse_audited_cash(["240万"]) == ((None, 240_000_000),)
+    assert parse_audited_cash(["L1=1,000.00; L2=0.01"]) == (("L1", 100_000), ("L2", 1))
+    for bad, code in (("L1=", "amount_must_not_be_empty"), ("=5", "audited_cash_must_be_lane_equals_amount"),
+                      ("L1=-1", "amount_must_not_be_negative")):
+        with pytest.raises(Refusal) as refused:
+            parse_audited_cash([bad])
+        assert refused.value.code == code

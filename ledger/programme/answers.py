@@ -200,8 +200,8 @@ def _what(entry: JournalEntry, trace: dict, postings: list[tuple[str, int]]) -> 
     if kind == "stage":
         stage = STAGE_NAMES.get(trace.get("stage", ""), trace.get("stage", ""))
         line = f"{stage} {at}：{'通过' if trace.get('passed') else '未通过'}"
-        if "failed_acceptance" in trace or "true_up" in trace:
-            return line + _rules_that_act(trace, postings)
+        if "failed_acceptance" in trace or "true_up" in trace:  # the whole project, whatever lanes moved
+            return f"{stage} {code}：{'通过' if trace.get('passed') else '未通过'}" + _rules_that_act(trace, postings)
         if postings:
             line += "，" + _recovered(postings)
         return line

@@ -121,7 +121,7 @@ class Column:
 
     Attributes:
       name: the header key, as the template writes it.
-      kind: how a cell is read: text, amount, amounts, date, int, bool, rate, list, misuse,
+      kind: how a cell is read: text, amount, amounts, date, int, bool, rate, list, misuse, lane_amounts,
         or choice (with ``choices`` mapping what may be typed to the service's word).
       required: an empty cell is a problem.
       zh / en: what the column means, for the header comment.
@@ -293,7 +293,7 @@ SHEET_LIST: tuple[Sheet, ...] = (
         _lane(),
         _reference(False, "结果文件文号", "Document reference of the result.", "江科函〔2027〕12号"),
         Column("misused", "misuse", False, "阶段考核未通过（或验收未通过且按规则终止）时违规使用金额：支出凭证号=金额，多个用分号分隔", "With a failed 赛马 stage assessment (or a failed acceptance the rules treat as a termination): misused amounts, VOUCHER=AMOUNT, separated by semicolons.", ""),
-        Column("audited_cash", "text", False, "专项审计报告确认的现金揭榜金额（乌鲁木齐后补助按此结算）：单车道填金额，多车道填 L1=金额，分号分隔", "With the audit report of a bid subsidy: the cash bid total the audit confirms, AMOUNT for one lane or L1=AMOUNT;L2=AMOUNT; the subsidy is trued up on it.", ""),
+        Column("audited_cash", "lane_amounts", False, "专项审计报告确认的现金揭榜金额（乌鲁木齐后补助按此结算）：单车道填金额，多车道填 L1=金额，分号分隔", "With the audit report of a bid subsidy: the cash bid total the audit confirms, AMOUNT for one lane or L1=AMOUNT;L2=AMOUNT; the subsidy is trued up on it.", ""),
         _date("结果日期", "Date of the result.", "2027-03-15"),
         _voucher("ZQ-2027-01"),
     )),
@@ -554,6 +554,11 @@ def _read_misuse(value: Any, column: Column) -> tuple[programme.Misuse, ...]:
     return tuple(items)
 
 
+def _read_lane_amounts(value: Any, column: Column) -> tuple[tuple[str | None, int], ...]:
+    """``AMOUNT`` or ``L1=AMOUNT;L2=AMOUNT`` (the audited cash total of the audit report)."""
+    return parse_audited_cash(_split(value))
+
+
 def _read_choice(value: Any, column: Column) -> str:
     word = _as_text(value)
     assert column.choices is not None
@@ -572,7 +577,7 @@ def _split(value: Any) -> list[str]:
 
 READERS: dict[str, Callable[[Any, Column], Any]] = {
     "text": _read_text, "amount": _read_amount, "amounts": _read_amounts, "date": _read_date, "int": _read_int,
-    "bool": _read_bool, "rate": _read_rate, "list": _read_list, "misuse": _read_misuse, "choice": _read_choice,
+    "bool": _read_bool, "rate": _read_rate, "list": _read_list, "misuse": _read_misuse, "lane_amounts": _read_lane_amounts, "choice": _read_choice,
 }
 
 
@@ -901,7 +906,7 @@ def _stage(session: Session, v: dict, actor: str) -> Posted:
         session, project=v["project"], stage=v["stage"], passed=v["passed"], date=v["date"], lane=v["lane"],
         reference=v["reference"], voucher=v["voucher"], actor=actor,
         **({"misused": list(v["misused"])} if v.get("misused") else {}),
-        **({"audited_cash": parse_audited_cash([v["audited_cash"]])} if v.get("audited_cash") else {}),
+        **({"audited_cash": v["audited_cash"]} if v.get("audited_cash") else {}),
     )
 
 

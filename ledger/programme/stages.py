@@ -81,7 +81,8 @@ def record_stage(
             postings=tuple(postings),
             project_code=code,
             voucher=_voucher(voucher, f"STAGE-{code}-{stage}-{'L' + str(n) if n else 'P'}-{date.isoformat()}"),
-            memo=STAGE_RESULT_ZH.get((stage, passed), f"{stage} {'通过' if passed else '未通过'}") + (f" L{n}" if n else ""),
+            memo=STAGE_RESULT_ZH.get((stage, passed), f"{stage} {'通过' if passed else '未通过'}") + (f" L{n}" if n else "")
+            + _memo_suffix(payload),
             actor=actor,
             rules_version=state.rules.version,
             trace=trace,
@@ -96,6 +97,16 @@ def record_stage(
 # --- issue 14 point 8: a failed acceptance and the audited true-up ------------------------
 
 
+def _memo_suffix(payload: dict) -> str:
+    if payload.get("consequence") == "terminate":
+        return "（按规则终止并追回）"
+    if payload.get("consequence") == "officer":
+        return "（待主管部门决定）"
+    if payload.get("audited_cash"):
+        return "（按审计确认的现金揭榜金额结算补助）"
+    return ""
+
+
 def parse_audited_cash(values: list[str] | tuple[str, ...]) -> tuple[tuple[str | None, int], ...]:
     """``AMOUNT`` (a project with one lane) or ``Ln=AMOUNT`` per lane, as (lane or None, fen)."""
     out = []
@@ -107,7 +118,7 @@ def parse_audited_cash(values: list[str] | tuple[str, ...]) -> tuple[tuple[str |
             if sep and not lane.strip():
                 raise Refusal("audited_cash_must_be_lane_equals_amount",
                               f"audited cash {part!r} must be AMOUNT (one lane) or Ln=AMOUNT, e.g. L1=300万.")
-            out.append((lane.strip() or None, parse_fen(amount, field="audited cash")))
+            out.append((lane.strip() or None, parse_fen(amount, field="audited_cash")))
     return tuple(out)
 
 
