@@ -107,7 +107,8 @@ def test_a_failed_acceptance_terminates_and_recovers_in_the_same_entry_by_defaul
     assert (misuse["支出凭证"], fen(misuse["违规使用金额"])) == ("PZ-1", 10_000_000)
     notes = [c.value for row in pack["6 结余追回"].iter_rows() for c in row if isinstance(c.value, str) and c.value.startswith("注：验收未通过")]
     assert len(notes) == 1 and notes[0].startswith("注：验收未通过：按终止处理，同一分录核定追回结余和违规使用资金；依据：")
-    assert "项目终止的，收回结余和违规使用的财政资金" in notes[0] and "DEFAULT" not in notes[0]
+    # The consequence is our DEFAULT (the texts are silent), said in Chinese without the rules file's English.
+    assert "政策文件未作明确规定，采用本专账默认规则（规则版本 jiangmen-2023-trial）" in notes[0] and "DEFAULT" not in notes[0]
     # The clawback is collected into 应缴财政款 and remitted like any other.
     cli("collect", "--project", "JM2025-301", "--amount", "900,000.00", "--date", "2027-11-01")
     cli("remit", "--amount", "900,000.00", "--date", "2027-11-02")
@@ -127,6 +128,12 @@ def test_where_the_rules_leave_a_failed_acceptance_to_the_officer_it_is_a_due_it
     due = json.loads(cli("due", "--as-of", "2027-10-11", "--format", "json").stdout)
     [item] = [d for d in due if d["kind"] == "acceptance_failed"]
     assert item["project"] == "JM2025-302" and "terminate --project JM2025-302" in item["command"]
+    # A second project passes its acceptance on re-examination: its item is settled.
+    jiangmen_project(cli, "JM2025-311", year_setup=False)
+    cli("stage", "--project", "JM2025-311", "--stage", "acceptance", "--failed", "--date", "2027-10-10")
+    cli("stage", "--project", "JM2025-311", "--stage", "acceptance", "--passed", "--date", "2027-10-11")
+    due = json.loads(cli("due", "--as-of", "2027-10-11", "--format", "json").stdout)
+    assert [d["project"] for d in due if d["kind"] == "acceptance_failed"] == ["JM2025-302"]
     # The officer terminates; the item is gone and the clawback is the unspent advance.
     cli("terminate", "--project", "JM2025-302", "--reference", "江科〔2027〕10号", "--date", "2027-10-20")
     assert cli_balances(cli, "JM2025-302")["clawback_outstanding"] == "1800000.00"

@@ -137,7 +137,8 @@ def _rules_that_act(p: Project, f, lanes: dict[int, str], sums, as_of: dt.date) 
     """Issue 14 point 8: a failed acceptance left to the bureau, and a retained balance whose
     years are up."""
     out = []
-    if f.acceptance_failed_on is not None and f.terminated_on is None and f.closed_on is None:
+    accepted = (None, "acceptance_passed") in f.met_on  # a later acceptance that passed settles it
+    if f.acceptance_failed_on is not None and not accepted and f.terminated_on is None and f.closed_on is None:
         rules = get_rules(p.rules_version)
         if rules.closure.failed_acceptance == "officer":
             out.append(DueItem(
