@@ -27,6 +27,7 @@ import datetime as dt
 import io
 import json
 import os
+import shlex
 import sys
 import unicodedata
 from pathlib import Path
@@ -77,6 +78,8 @@ def _database_problem(exc: Exception) -> str | None:
     if isinstance(exc, DBAPIError):
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
         return f"the database refused the operation: {detail}; nothing was written."
+    if isinstance(exc, BrokenPipeError):
+        return None  # the reader went away (`| head`): click closes quietly, as a pipe expects
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".strip(": ")
     return None
@@ -91,6 +94,9 @@ class Context:
         self.url = normalize_url(db)
         self.user = user or os.environ.get("JIEBANG_USER") or _login_name()
         self._engine = None
+        # ``--db X `` when the ledger was named on the command line: hints that name a
+        # command repeat it, so that they work when pasted.
+        self.db_option = ""
 
     def engine(self, *, must_exist: bool = True, check_head: bool = True):
         from ledger.core.db import make_engine, require_head
@@ -283,6 +289,8 @@ def main(ctx: click.Context, db: str | None, user: str | None) -> None:
       jiebang verify               check the hash chain and that every entry balances
     """
     ctx.obj = Context(db, user)
+    if db and ctx.get_parameter_source("db") is click.core.ParameterSource.COMMANDLINE:
+        ctx.obj.db_option = f"--db {shlex.quote(db)} "
 
 
 @main.command()
@@ -856,6 +864,25 @@ def project() -> None:
     """Approve and inspect projects."""
 
 
+def exception_option(func):
+    return click.option("--exception", metavar='"REFERENCE: REASON"',
+                        help="Exceed a limit the rules mark as a principle (原则上), with the bureau's document and why (recorded); "
+                             "hard limits stay hard.")(func)
+
+
+def recorded_facts_options(func):
+    """The facts auditors read that an approval records and ``project change`` alone changes."""
+    for option in reversed((
+        click.option("--pi", help="项目负责人 (PI, 首席科学家): locked after approval; change it with `project change`."),
+        click.option("--indicator", "indicators", multiple=True, help="考核指标 (assessment indicator); repeat per indicator. Locked after approval."),
+        click.option("--project-manager", help="项目经理人 (Urumqi 项目经理人制)."),
+        click.option("--owner-letter", help="业主责任书 reference (Urumqi 业主制)."),
+        click.option("--owner-letter-date", help="业主责任书 date, YYYY-MM-DD."),
+    )):
+        func = option(func)
+    return func
+
+
 MODE_ALIASES = {"jbgs": "jbgs", "揭榜挂帅": "jbgs", "saima": "saima", "赛马": "saima"}
 CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "tech_breakthrough", "commercialization": "commercialization", "成果转化": "commercialization"}
 
@@ -879,12 +906,15 @@ CATEGORY_ALIASES = {"tech_breakthrough": "tech_breakthrough", "技术攻关": "t
 @click.option("--budget", "budget_lines", multiple=True, metavar="SOURCE:CATEGORY:AMOUNT",
               help="Approved budget line (批复预算), e.g. 市财政:设备费:120万 or 单位自筹:劳务费:80万; repeat per line. "
                    "The 市财政 lines add up to --grant.")
+@exception_option
+@recorded_facts_options
 @date_option
 @voucher_option
 @money_options
 @pass_context
 def project_approve(obj, code, name, city, rules_version, category, mode, demand, solvers, total_investment, grant, bids, start, end, budget_year,
-                    registration_override, budget_lines, when, voucher, dry_run, fmt) -> None:
+                    registration_override, budget_lines, exception, pi, indicators, project_manager, owner_letter, owner_letter_date,
+                    when, voucher, dry_run, fmt) -> None:
     """Approve a project (立项): every eligibility rule is checked and the obligation posted.
 
     \b
@@ -903,6 +933,8 @@ def project_approve(obj, code, name, city, rules_version, category, mode, demand
         bid_contract_fen=tuple(amount_arg(b, "bid") for b in bids), rules_version=rules_version,
         budget_year=budget_year, voucher=voucher, registration_override=registration_override,
         budget=tuple(parse_budget_line(line) for line in budget_lines),
+        exception=exception, pi=pi, indicators=tuple(indicators), project_manager=project_manager, owner_letter=owner_letter,
+        owner_letter_date=parse_date(owner_letter_date, "owner letter date") if owner_letter_date else None,
     )
     with obj.write(dry_run=dry_run) as session:
         posted = approve_project(session, spec, actor=obj.user)
@@ -948,6 +980,35 @@ def project_show(obj, code, as_of, fmt) -> None:
         click.echo(table_text(f"next: tranche {nxt.seq} of {nxt.lane} waits on " + "; ".join(nxt.waits_on)))
 
 
+@project.command("change")
+@click.option("--project", "code", required=True, help="Project code.")
+@recorded_facts_options
+@click.option("--reference", required=True, help="The bureau's approval of the change (文号).")
+@click.option("--reason", required=True, help="Why the facts change.")
+@date_option
+@voucher_option
+@money_options
+@pass_context
+def project_change(obj, code, pi, indicators, project_manager, owner_letter, owner_letter_date, reference, reason, when, voucher, dry_run, fmt) -> None:
+    """Change a project's PI, assessment indicators, 项目经理人 or 业主责任书 after approval, with the bureau's approval.
+
+    The facts given replace those in force (all indicators at once); the audit pack lists each change.
+
+    \b
+    Example:
+      jiebang project change --project UR2025-001 --pi 李四 --reference 乌科函〔2026〕8号 --reason 原负责人调离 --date 2026-03-01
+    """
+    from ledger.programme import change_project
+
+    named = {k: v for k, v in {"pi": pi, "indicators": tuple(indicators), "project_manager": project_manager, "owner_letter": owner_letter,
+                                "owner_letter_date": parse_date(owner_letter_date, "owner letter date") if owner_letter_date else None}.items() if v}
+    with obj.write(dry_run=dry_run) as session:
+        posted = change_project(session, project=code, date=_today_or(when), reference=reference, reason=reason, voucher=voucher,
+                                actor=obj.user, **named)
+        said = _answer(session, posted, dry_run)
+    _say(said, fmt)
+
+
 @main.command()
 @format_option
 @pass_context
@@ -987,6 +1048,8 @@ def due(obj, as_of, city, within_days, fmt) -> None:
 
     with obj.read() as session:
         items = due_items(session, _date_or_none(as_of) or dt.date.today(), city=city, within_days=within_days)
+    if obj.db_option:
+        items = [dataclasses.replace(i, command=i.command.replace("jiebang ", f"jiebang {obj.db_option}", 1)) for i in items]
     emit([i.row() for i in items], list(DUE_COLUMNS), fmt, right=("amount",), amounts=("amount",))
 
 
@@ -1095,12 +1158,15 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher, dry_run, fmt) -> N
 @click.option("--lane", help="The lane assessed (赛马 stage assessment).")
 @click.option("--reference", help="Document reference of the result.")
 @click.option("--misused", multiple=True, help="With a failed stage assessment (or a failed acceptance the rules treat as a termination): misused amount, VOUCHER=AMOUNT; repeat for several.")
+@click.option("--accepted-by", help="With acceptance: the organisation that ran the 验收 (验收组织单位).")
+@click.option("--audit-firm", help="With audit_report: the 会计师事务所 that issued the 专项审计报告.")
+@click.option("--audit-fee", help="With audit_report: the audit fee, e.g. 3.5万.")
 @click.option("--audited-cash", multiple=True, help="With the audit report (bid subsidy): the cash bid total the 专项审计报告 confirms, AMOUNT or Ln=AMOUNT per lane; the subsidy is trued up on it.")
 @date_option
 @voucher_option
 @money_options
 @pass_context
-def stage(obj, code, stage, passed, lane, reference, misused, audited_cash, when, voucher, dry_run, fmt) -> None:
+def stage(obj, code, stage, passed, lane, reference, misused, accepted_by, audit_firm, audit_fee, audited_cash, when, voucher, dry_run, fmt) -> None:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment, acceptance, audit report.
 
     A 赛马 lane that fails its stage assessment is eliminated and receives nothing more; its
@@ -1114,6 +1180,7 @@ def stage(obj, code, stage, passed, lane, reference, misused, audited_cash, when
       jiebang stage --project JM2025-003 --stage midterm --passed --date 2027-03-15
       jiebang stage --project JM2025-007 --stage stage_assessment --lane L3 --failed --misused PZ-L3-07=2万 --date 2026-10-01
       jiebang stage --project UR2025-011 --stage audit_report --passed --audited-cash 240万 --date 2027-11-20
+      jiebang stage --project UR2025-001 --stage audit_report --audit-firm 新疆某会计师事务所 --audit-fee 3.5万 --date 2028-11-20
     """
     from ledger.programme import record_stage
     from ledger.programme.stages import parse_audited_cash
@@ -1124,6 +1191,8 @@ def stage(obj, code, stage, passed, lane, reference, misused, audited_cash, when
         raise click.BadParameter(refusal.message, param_hint="--audited-cash") from None
     with obj.write(dry_run=dry_run) as session:
         named = ({"misused": _misuse(misused)} if misused else {}) | ({"audited_cash": audited} if audited else {})
+        named |= {k: v for k, v in {"accepted_by": accepted_by, "audit_firm": audit_firm,
+                                    "audit_fee_fen": amount_arg(audit_fee, "audit fee") if audit_fee else None}.items() if v is not None}
         posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane,
                               reference=reference, **named)
         said = _answer(session, posted, dry_run)
@@ -1188,21 +1257,25 @@ def spend(obj, code, lane, amount, category, counterparty, justification, when, 
 @click.option("--project", "code", required=True, help="Project code.")
 @click.option("--months", type=click.IntRange(1, 120), required=True, help="Length of the extension in months.")
 @click.option("--reference", required=True, help="The bureau's approval reference.")
+@click.option("--reason", required=True, help="Why the period is extended (e.g. 不可抗力 and what it held up).")
+@exception_option
 @date_option
 @voucher_option
 @money_options
 @pass_context
-def extend(obj, code, months, reference, when, voucher, dry_run, fmt) -> None:
-    """Record an approved extension of the project period (count and length bounded by the rules).
+def extend(obj, code, months, reference, reason, exception, when, voucher, dry_run, fmt) -> None:
+    """Record an approved extension of the project period, with its reason (count and length bounded by the rules).
 
     \b
     Example:
-      jiebang extend --project JM2025-003 --months 12 --reference 江科〔2028〕45号 --date 2028-08-01
+      jiebang extend --project JM2025-003 --months 12 --reference 江科〔2028〕45号 --reason 关键设备受不可抗力影响延迟到货 --date 2028-08-01
     """
     from ledger.programme import extend as record_extension
 
+    named = {"exception": exception} if exception else {}
     with obj.write(dry_run=dry_run) as session:
-        posted = record_extension(session, project=code, months=months, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
+        posted = record_extension(session, project=code, months=months, date=_today_or(when), reference=reference, reason=reason,
+                                  voucher=voucher, actor=obj.user, **named)
         said = _answer(session, posted, dry_run)
     _say(said, fmt)
 

@@ -37,13 +37,17 @@ class Violation:
       code: a predicate naming what must hold, e.g. ``total_investment_must_reach_minimum``.
       message: one sentence with the numbers, the clause and the fix.
       clause: the source of the rule (a clause, or a "DEFAULT: ..." reason).
-      severity: "error" blocks the operation; "warning" is reported and never blocks.
+      severity: "error" blocks the operation; "warning" is reported and never blocks;
+        "exception" is a principle limit exceeded under a recorded exception (never blocks).
+      key: the rules-file "section.key" the violation cites, or "" (fixed clauses); it is how
+        a principle limit (原则上) is told from a hard one.
     """
 
     code: str
     message: str
     clause: str
     severity: str = "error"
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,8 @@ class ExtensionFacts:
       current_end_date: the period's end date before this extension (inclusive).
       event: where the project stands, when the service knows it.
       reference: the bureau's approval reference as given; None when not part of the facts.
+      reason: why the period is extended (S1 五(三): 因不可抗力…无法按期完成) as given; None
+        when not part of the facts.
     """
 
     project_code: str
@@ -199,6 +205,7 @@ class ExtensionFacts:
     current_end_date: date
     event: EventFacts | None = None
     reference: str | None = None
+    reason: str | None = None
 
 
 Check = Callable[[Any, Rules], list[Violation]]
@@ -240,7 +247,7 @@ def _violation(
 ) -> Violation:
     """A violation citing ``key``: a rules-file "section.key", or one of _FIXED_CLAUSES."""
     clause = _FIXED_CLAUSES.get(key) or rules.clause(key)
-    return Violation(code, f"{what} ({clause}); {fix}.", clause, severity)
+    return Violation(code, f"{what} ({clause}); {fix}.", clause, severity, "" if key in _FIXED_CLAUSES else key)
 
 
 def _yuan(fen: int) -> str:
@@ -354,7 +361,9 @@ def check_demand_eligibility(facts: ApprovalFacts, rules: Rules) -> list[Violati
                     f"{'; '.join(tests)}",
                     "record the figure that qualifies it, or choose another demand side",
                     rules,
-                    "approval.demand_min_revenue",
+                    # Only a declared revenue below the 原则上 floor can be excepted; an
+                    # undeclared one is a missing fact, not a principle exceeded.
+                    "approval.demand_min_revenue" if demand.revenue_fen is not None else "approval.demand_eligibility_required",
                 )
             )
     if a.demand_credit_lookback_years is not None and demand.bad_credit_within_lookback:
@@ -829,7 +838,7 @@ def check_extension(facts: ExtensionFacts, rules: Rules) -> list[Violation]:
                 f"{where} asks for {facts.requested_months} months",
                 "ask for at least one month",
                 rules,
-                "approval.max_extension_years",
+                "fixed.input",
             )
         )
     if a.max_extensions is not None and facts.extensions_so_far >= a.max_extensions:
@@ -1638,7 +1647,22 @@ def check_extension_reference(facts: ExtensionFacts, rules: Rules) -> list[Viola
     ]
 
 
-EXTENSION_CHECKS.extend([*PROJECT_OPEN_CHECKS, check_extension_reference, check_extension])
+def check_extension_reason(facts: ExtensionFacts, rules: Rules) -> list[Violation]:
+    """An extension states why: the Jiangmen text allows one where 不可抗力 keeps the task from
+    finishing on time (S1 五(三)), and auditors read the reason."""
+    if facts.reason is None or facts.reason.strip():
+        return []
+    return [
+        Violation(
+            "extension_must_give_reason",
+            f"the extension of {facts.project_code} gives no reason (S1 五(三): 因不可抗力，导致任务无法按期完成的…经市科技局审核同意后，"
+            "可以延期); give it with --reason, e.g. --reason \"关键设备受不可抗力影响延迟到货\".",
+            _FIXED_CLAUSES["fixed.documents"],
+        )
+    ]
+
+
+EXTENSION_CHECKS.extend([*PROJECT_OPEN_CHECKS, check_extension_reference, check_extension_reason, check_extension])
 
 
 @dataclass(frozen=True, slots=True)
@@ -1940,6 +1964,190 @@ def check_party_year(facts: PartyYearFacts, rules: Rules | None) -> list[Violati
 PARTY_YEAR_CHECKS: list[Check] = [check_party_year]
 
 
+# ---------------------------------------------------------------------------------------------
+# Principle limits (原则上) and their exceptions (issue 14 point 7).
+#
+# A limit the text writes “原则上” is marked ``principle = true`` in the rules file. Its check
+# reports it like any other limit; ``apply_principle_exception`` then lifts it when the
+# officer gives ``--exception "reference: reason"`` (the violation becomes severity
+# "exception" and is recorded in the event's hashed facts), or says in the refusal how to
+# lift it when none is given. A hard limit stays an error, exception or not.
+
+EXCEPTION_OPTION = '--exception "REFERENCE: REASON"'
+EXCEPTION_SEPARATORS = (":", "：")
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipleException:
+    """An officer's exception to a principle limit: the approving document and why.
+
+    Attributes:
+      reference: the bureau's document (文号) that approves exceeding the limit.
+      reason: why, in the officer's words.
+    """
+
+    reference: str
+    reason: str
+
+
+def parse_exception(text: str | None) -> PrincipleException | None:
+    """``"reference: reason"`` (an ASCII or full-width colon) as typed, or None when empty;
+    refuses a text without both parts."""
+    if text is None or not str(text).strip():
+        return None
+    raw = str(text).strip()
+    cut = min((raw.find(sep) for sep in EXCEPTION_SEPARATORS if sep in raw), default=-1)
+    reference, reason = (raw[:cut].strip(), raw[cut + 1:].strip()) if cut >= 0 else ("", "")
+    if not reference or not reason:
+        raise Refusal(
+            "principle_exception_must_name_reference_and_reason",
+            f"exception {raw!r} must read REFERENCE: REASON, the bureau's document and why the principle "
+            f"(原则上) limit is exceeded, e.g. --exception \"江科〔2025〕12号: 关键设备进口周期长\".",
+        )
+    return PrincipleException(reference, reason)
+
+
+def apply_principle_exception(
+    violations: Sequence[Violation], rules: Rules, exception: PrincipleException | None, what: str
+) -> list[Violation]:
+    """The violations with principle limits settled by ``exception`` (for ``what``, e.g.
+    "approval of JM2025-003").
+
+    * a principle limit exceeded with an exception: severity "exception" (recorded, not refused);
+    * a principle limit exceeded without one: still an error, whose fix names the option;
+    * a hard limit with an exception given: still an error, saying the limit is not a principle;
+    * an exception given where no principle limit is exceeded: refused, so that nothing is
+      recorded as an exception that was not one.
+    """
+    out: list[Violation] = []
+    lifted = False
+    for v in violations:
+        if v.severity != "error":
+            out.append(v)
+        elif rules.is_principle(v.key) and exception is not None:
+            out.append(Violation(v.code, v.message, v.clause, "exception", v.key))
+            lifted = True
+        elif rules.is_principle(v.key):
+            out.append(Violation(
+                v.code,
+                v.message.rstrip(".") + f"; or, as the text writes this limit 原则上 (a principle), exceed it with {EXCEPTION_OPTION}.",
+                v.clause, v.severity, v.key,
+            ))
+        elif exception is not None:
+            out.append(Violation(
+                v.code,
+                v.message.rstrip(".") + " (--exception does not lift it: this limit is hard, not a principle written 原则上).",
+                v.clause, v.severity, v.key,
+            ))
+        else:
+            out.append(v)
+    if exception is not None and not lifted and not errors_only(out):
+        out.append(Violation(
+            "principle_exception_must_be_needed",
+            f"--exception {exception.reference}: {exception.reason} was given for {what}, but no principle (原则上) limit "
+            "is exceeded; drop --exception (an exception is recorded only where a principle limit is exceeded).",
+            "the rules file's principle = true limits",
+        ))
+    return out
+
+
+def excepted(violations: Iterable[Violation]) -> list[Violation]:
+    """The principle limits an exception lifted."""
+    return [v for v in violations if v.severity == "exception"]
+
+
+def principle_figures(key: str, facts: Any, rules: Rules) -> tuple[str, str]:
+    """(limit, actual) of a principle limit, as plain text for the event's facts: amounts as
+    0.00 yuan, periods as dates, counts and months as numbers."""
+    a = rules.approval
+    if key == "approval.demand_min_revenue":
+        return format_fen(a.demand_min_revenue_fen or 0), format_fen(facts.demand.revenue_fen or 0)
+    if key == "approval.max_period_years":
+        return str(a.max_period_years), f"{facts.start_date.isoformat()}..{facts.end_date.isoformat()}"
+    if key == "approval.saima_max_racers":
+        return str(a.saima_max_racers), str(len(facts.solvers))
+    if key == "approval.max_extensions":
+        return str(a.max_extensions), str(facts.extensions_so_far + 1)
+    if key == "approval.max_extension_years":
+        return str(12 * (a.max_extension_years or 0)), str(facts.requested_months)
+    raise ValueError(f"{key} is not a principle limit")
+
+
+def exception_records(
+    violations: Iterable[Violation], facts: Any, rules: Rules, exception: PrincipleException | None
+) -> list[dict]:
+    """What an event's hashed facts record of the principle limits its exception lifted:
+    the limit, its clause, the figures, and the exception's reference and reason."""
+    if exception is None:
+        return []
+    records = []
+    for v in excepted(violations):
+        limit, actual = principle_figures(v.key, facts, rules)
+        records.append({"key": v.key, "code": v.code, "limit": limit, "actual": actual, "clause": v.clause,
+                        "reference": exception.reference, "reason": exception.reason})
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Changes to the facts locked at approval (issue 14 point 9): S2 二(七) 项目立项后，不得降低项目考核
+# 指标…项目负责人（首席科学家）在揭榜攻关期间不得随意更换 — a change needs the bureau's approval.
+
+_LOCKED_CLAUSE = "S2 乌鲁木齐 工作指引 二(七): 不得降低项目考核指标…项目负责人（首席科学家）在揭榜攻关期间不得随意更换"
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectChangeFacts:
+    """A change of the facts recorded at approval.
+
+    Attributes:
+      event: where the project stands.
+      reference: the bureau's approval of the change (文号), as given.
+      reason: why, as given.
+      changed: the facts that differ from those in force (pi, indicators, project_manager,
+        owner_letter).
+      given: the facts given, changed or not.
+    """
+
+    event: EventFacts
+    reference: str
+    reason: str
+    changed: tuple[str, ...]
+    given: tuple[str, ...]
+
+
+def check_project_change_approved(facts: ProjectChangeFacts, rules: Rules) -> list[Violation]:
+    found = []
+    if not facts.reference:
+        found.append(Violation(
+            "project_change_must_cite_approval",
+            f"a change of {facts.event.project_code}'s PI, indicators, 项目经理人 or 业主责任书 needs the bureau's approval "
+            f"({_LOCKED_CLAUSE}); give its reference with --reference.",
+            _LOCKED_CLAUSE,
+        ))
+    if not facts.reason:
+        found.append(Violation(
+            "project_change_must_give_reason",
+            f"the change of {facts.event.project_code} gives no reason ({_LOCKED_CLAUSE}); give it with --reason.",
+            _LOCKED_CLAUSE,
+        ))
+    return found
+
+
+def check_project_change_changes_something(facts: ProjectChangeFacts, rules: Rules) -> list[Violation]:
+    if facts.changed:
+        return []
+    said = ", ".join(facts.given) if facts.given else "nothing"
+    return [Violation(
+        "project_change_must_change_something",
+        f"the change of {facts.event.project_code} gives {said}, which changes none of the facts in force; "
+        "give --pi, --indicator, --project-manager or --owner-letter with the new value.",
+        _FIXED_CLAUSES["fixed.documents"],
+    )]
+
+
+PROJECT_CHANGE_CHECKS: list[Check] = [*PROJECT_OPEN_CHECKS, check_project_change_approved, check_project_change_changes_something]
+
+
 # Every registry, by event family; tests/test_refusals.py walks them.
 REGISTRIES: dict[str, list[Check]] = {
     "appropriation": APPROPRIATION_CHECKS,
@@ -1959,6 +2167,7 @@ REGISTRIES: dict[str, list[Check]] = {
     "collection": COLLECTION_CHECKS,
     "write_off": WRITE_OFF_CHECKS,
     "remittance": REMITTANCE_CHECKS,
+    "project_change": PROJECT_CHANGE_CHECKS,
 }
 
 

@@ -53,6 +53,17 @@ CONDITIONS = (
     "audit_report_received",
 )
 RECOVERY_KINDS = ("unspent", "misused")
+# Limits a rules file may mark ``principle = true`` (written “原则上” in the text): each is a
+# bound whose check can be lifted by a recorded exception (reference and reason). A key not
+# here stays hard whatever the file says; the loader refuses ``principle`` on it.
+PRINCIPLE_KEYS = (
+    "approval.demand_min_revenue",
+    "approval.max_period_years",
+    "approval.saima_max_racers",
+    "approval.max_extensions",
+    "approval.max_extension_years",
+)
+PRINCIPLE_WORD = "原则上"
 PARTY_KINDS = ("enterprise", "university", "institute", "other")
 
 
@@ -322,6 +333,8 @@ class Rules:
       path: the file it came from.
       fingerprint: SHA-256 (64 lowercase hex) of the parsed document in canonical JSON; the
         same for any two files that say the same thing, whatever their comments or layout.
+      principles: "section.key" of the limits marked ``principle = true`` (written “原则上”):
+        each may be exceeded only with a recorded exception; every other limit is hard.
     """
 
     version: str
@@ -338,6 +351,11 @@ class Rules:
     sources: Mapping[str, str]
     path: str
     fingerprint: str
+    principles: frozenset[str] = frozenset()
+
+    def is_principle(self, key: str) -> bool:
+        """Whether the limit ``section.key`` is a principle (原则上), not a hard bound."""
+        return key in self.principles
 
     def clause(self, key: str) -> str:
         """The source of ``section.key``, for messages that cite the rule."""
@@ -596,7 +614,9 @@ def _require_keys(
             f.fail(f"{where}.{key}", "missing key")
 
 
-def _parse_section(f: _File, name: str, table: Any, sources: dict[str, str]) -> dict[str, Any]:
+def _parse_section(
+    f: _File, name: str, table: Any, sources: dict[str, str], principles: set[str] | None = None
+) -> dict[str, Any]:
     schema = _SECTIONS[name]
     optional = _OPTIONAL.get(name, {})
     _require_keys(f, name, table, schema, [k for k in schema if k not in optional])
@@ -611,16 +631,34 @@ def _parse_section(f: _File, name: str, table: Any, sources: dict[str, str]) -> 
         entry = table[key]
         if not isinstance(entry, dict) or "value" not in entry:
             f.fail(where, 'expected { value = ..., source = "..." }')
-        if set(entry) - {"value", "source"}:
+        if set(entry) - {"value", "source", "principle"}:
             f.fail(
                 where,
-                f"unknown key {min(set(entry) - {'value', 'source'})!r} in the parameter",
+                f"unknown key {min(set(entry) - {'value', 'source', 'principle'})!r} in the parameter",
             )
         if not isinstance(entry.get("source"), str) or not entry["source"].strip():
             f.fail(where, "missing source (cite the clause, or start with DEFAULT: and say why)")
         fields[field_name] = parser(f, where, entry["value"])
         sources[where] = entry["source"].strip()
+        if "principle" in entry and _principle(f, where, entry) and principles is not None:
+            principles.add(where)
     return fields
+
+
+def _principle(f: _File, where: str, entry: dict) -> bool:
+    """A parameter's ``principle`` flag, validated: only on a limit in PRINCIPLE_KEYS that is
+    set (not "none"), and only where the source quotes the text's “原则上” or says DEFAULT:."""
+    flag = _flag(f, where + ".principle", entry["principle"])
+    if not flag:
+        return False
+    if where not in PRINCIPLE_KEYS:
+        f.fail(where + ".principle", f"only these limits can be a principle: {', '.join(PRINCIPLE_KEYS)}")
+    if entry["value"] == NONE:
+        f.fail(where + ".principle", 'true, but the value is "none": there is no limit to make an exception to')
+    source = entry["source"].strip()
+    if PRINCIPLE_WORD not in source and not source.startswith("DEFAULT:"):
+        f.fail(where + ".principle", f"true, but the source does not quote the text's {PRINCIPLE_WORD} (or start with DEFAULT: and say why)")
+    return True
 
 
 def _text(f: _File, key: str, raw: Any) -> str:
@@ -788,7 +826,8 @@ def _parse(path: Path, data: bytes) -> Rules:
         )
     sources = {"rules.effective_from": _text(f, "rules.source", head["source"])}
 
-    sections = {name: _parse_section(f, name, doc[name], sources) for name in _SECTIONS}
+    principles: set[str] = set()
+    sections = {name: _parse_section(f, name, doc[name], sources, principles) for name in _SECTIONS}
     approval = ApprovalRules(**sections["approval"])
     funding = FundingRules(**sections["funding"])
     spending = SpendingRules(**sections["spending"])
@@ -824,6 +863,7 @@ def _parse(path: Path, data: bytes) -> Rules:
         sources=MappingProxyType(sources),
         path=str(path),
         fingerprint=_document_fingerprint(f, doc),
+        principles=frozenset(principles),
     )
 
 

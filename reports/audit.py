@@ -67,7 +67,9 @@ from ledger.programme import (
     project_state,
     tranche_views,
 )
+from ledger.programme.fold import RecordedFacts
 from ledger.programme.models import Lane, Party, Project, ProjectEvent
+from ledger.programme.recorded import project_facts
 
 STREAM_BATCH = 2_000
 
@@ -76,7 +78,7 @@ KIND_ZH = {
     "bid_payment": "揭榜金额拨付", "stage": "阶段事项", "release": "财政拨付", "spend": "经费支出",
     "extension": "延期", "termination": "终止", "revocation": "撤销", "elimination": "淘汰",
     "collection": "追回收款", "write_off": "核销", "reversal": "冲销", "remittance": "上缴财政",
-    "closure": "结题", "balance_recovery": "结余到期收回",
+    "closure": "结题", "project_change": "项目变更", "balance_recovery": "结余到期收回",
 }
 CATEGORY_ZH = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
 UNCATEGORISED = "未分类"
@@ -270,6 +272,7 @@ class Scope:
     events: list  # rows of _events(), in chain order
     state: ProjectState
     met_on: dict[tuple[int | None, str], dt.date] = field(default_factory=dict)
+    recorded: RecordedFacts = field(default_factory=RecordedFacts)  # facts auditors read, to the cut-off
 
     def party_name(self, uscc: str | None) -> str:
         party = self.parties.get(uscc or "")
@@ -341,7 +344,7 @@ def load_scope(session: Session, code: str, as_of: dt.date | None = None) -> Sco
     parties = {p.uscc: p for p in session.scalars(select(Party).where(Party.uscc.in_(usccs)))}
     events = _events(session, code, as_of, _reversed_ids(session, code, as_of))
     state = project_state(project, rules, lanes, project_folds(session, [project], as_of)[code])
-    return Scope(project, rules, as_of, basis, lanes, parties, events, state, state.met_on)
+    return Scope(project, rules, as_of, basis, lanes, parties, events, state, state.met_on, project_facts(session, code, as_of))
 
 
 # --- postings: one grouped aggregate and one ordered stream -------------------------------
@@ -491,6 +494,8 @@ def _profile(scope: Scope) -> Section:
     if override:
         rows.append({"item": "注册地例外 Registration override",
                      "value": f"需求方登记机关区划 {override['division']}：{override['reason']}"})
+    recorded = scope.recorded
+    rows += _recorded_rows(scope, recorded)
     overview = _table("1 基本情况", "（一）项目概况 Project profile", columns, rows)
 
     party_columns = (
@@ -528,6 +533,8 @@ def _profile(scope: Scope) -> Section:
             months = json.loads(e.payload or "{}").get("months", 0)
             trace = json.loads(e.trace or "{}")
             event, result = "延期", f"延期 {months} 个月，实施期截止日 {trace.get('end_before', '')} → {trace.get('end_after', '')}"
+            reason = json.loads(e.payload or "{}").get("reason")
+            result += f"；延期理由：{reason}" if reason else ""
         elif e.kind in ("termination", "revocation", "elimination", "closure"):
             event, result = KIND_ZH[e.kind], CHANGE_RESULT_ZH[e.kind]
         else:
@@ -536,7 +543,78 @@ def _profile(scope: Scope) -> Section:
                             "reference": e.reference or "", "voucher": e.voucher or "", "entry": e.entry_id})
     changes = _table("1 进程及变更", "（三）实施进程及变更（延期、淘汰、终止） Stages and changes", change_columns, change_rows,
                      () if change_rows else ("截至截止日无阶段事项或变更记录。",))
-    return Section("一、项目基本情况", (), (overview, parties, changes))
+    return Section("一、项目基本情况", (), (overview, parties, changes, _locked_changes_table(recorded)))
+
+
+# --- facts auditors read (issue 14 points 7 and 9) ----------------------------------------
+
+PRINCIPLE_EXCEEDED_ZH = {
+    "approval.demand_min_revenue": lambda limit, actual: f"立项：发榜方上一年度主营业务收入低于原则上应达到的 {_yuan_text(limit)} 元（见金额栏）",
+    "approval.max_period_years": lambda limit, actual: f"立项：实施期 {actual.replace('..', ' 至 ')}，超过原则上不超过的 {limit} 年",
+    "approval.saima_max_racers": lambda limit, actual: f"立项：参与赛马的揭榜方 {actual} 家，超过原则上不超过的 {limit} 家",
+    "approval.max_extensions": lambda limit, actual: f"延期：第 {actual} 次延期，超过原则上不超过的 {limit} 次",
+    "approval.max_extension_years": lambda limit, actual: f"延期：延期 {actual} 个月，超过原则上不超过的 {limit} 个月",
+}
+LOCKED_FACT_ZH = {"pi": "项目负责人", "indicators": "考核指标", "project_manager": "项目经理人", "owner_letter": "业主责任书"}
+NOT_RECORDED = "未记录"
+
+
+def _yuan_text(text: str) -> str:
+    return format_fen_grouped(_fen(text))
+
+
+def _fact_zh(name: str, value) -> str:
+    if not value:
+        return NOT_RECORDED
+    if name == "indicators":
+        return "；".join(f"{i}. {text}" for i, text in enumerate(value, start=1))
+    if name == "owner_letter":
+        return f"文号 {value['reference']}" + (f"，签订日期 {value['date']}" if value.get("date") else "")
+    return str(value)
+
+
+def _recorded_rows(scope: Scope, recorded: RecordedFacts) -> list[dict]:
+    """Profile rows: the PI and indicators (and the Urumqi 业主责任书 and 项目经理人 where the
+    project has them), who ran the acceptance, the audit firm and fee, and each exception."""
+    rows = []
+    urumqi_style = scope.rules.funding.model == "bid_subsidy" or recorded.project_manager or recorded.owner_letter
+    names = ("pi", "indicators", "owner_letter", "project_manager") if urumqi_style else ("pi", "indicators")
+    for name in names:
+        value = _fact_zh(name, getattr(recorded, name))
+        changed = sum(1 for c in recorded.changes if c["field"] == name)
+        rows.append({"item": f"{LOCKED_FACT_ZH[name]} {name.replace('_', ' ').title() if name != 'pi' else 'PI'}",
+                     "value": value + (f"（立项后变更 {changed} 次，见“（四）立项锁定事项变更”）" if changed else "")})
+    for a in recorded.acceptances:
+        rows.append({"item": "验收组织单位 Acceptance run by",
+                     "value": f"{a['date'].isoformat()} 验收{'通过' if a['passed'] else '未通过'}：{a['accepted_by'] or NOT_RECORDED}"})
+    for a in recorded.audit_reports:
+        rows.append({"item": "专项审计 Audit firm and fee",
+                     "value": f"{a['date'].isoformat()} 专项审计报告：会计师事务所 {a['audit_firm'] or NOT_RECORDED}；审计费用见金额栏"
+                     if a["audit_fee_fen"] is not None else
+                     f"{a['date'].isoformat()} 专项审计报告：会计师事务所 {a['audit_firm'] or NOT_RECORDED}；审计费用{NOT_RECORDED}",
+                     "amount": a["audit_fee_fen"]})
+    for x in recorded.exceptions:
+        describe = PRINCIPLE_EXCEEDED_ZH[x["key"]]  # the loader admits principle = true only on these keys
+        rows.append({"item": "例外事项 Exception to a principle (原则上) limit",
+                     "value": f"{describe(x['limit'], x['actual'])}。依据：{x['reference']}，理由：{x['reason']}"
+                              f"（{basis_zh(scope.rules, x['key'])}；分录 {x['entry']}）",
+                     "amount": _fen(x["actual"]) if x["key"] == "approval.demand_min_revenue" else None})
+    return rows
+
+
+def _locked_changes_table(recorded: RecordedFacts) -> ReportTable:
+    """（四）: each change of a fact locked at approval, with the approval that allowed it."""
+    columns = (
+        Column("date", "日期\nDate", "date", 0.8), Column("fact", "事项\nFact", "text", 0.9),
+        Column("before", "变更前\nBefore", "long", 1.8), Column("after", "变更后\nAfter", "long", 1.8),
+        Column("reference", "批准文号\nApproval", "long", 1.3), Column("reason", "理由\nReason", "long", 1.5),
+        Column("entry", "分录号\nEntry", "int", 0.55),
+    )
+    rows = [{"date": c["date"], "fact": LOCKED_FACT_ZH[c["field"]], "before": _fact_zh(c["field"], c["before"]),
+             "after": _fact_zh(c["field"], c["after"]), "reference": c["reference"] or "", "reason": c["reason"] or "",
+             "entry": c["entry"]} for c in recorded.changes]
+    note = () if rows else ("立项后项目负责人、考核指标等锁定事项无变更。",)
+    return _table("1 锁定事项变更", "（四）立项锁定事项变更（项目负责人、考核指标等） Changes to facts locked at approval", columns, rows, note)
 
 
 # --- 二、资金到位情况 -------------------------------------------------------------------------

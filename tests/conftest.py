@@ -270,3 +270,19 @@ def pytest_terminal_summary(terminalreporter):
     if _ran:
         parts = ", ".join(f"{name}: {count} test(s) ran" for name, count in sorted(_ran.items()))
         terminalreporter.write_line(f"jiebang backends exercised -> {parts}")
+
+
+@pytest.fixture(scope="session")
+def demo_file(tmp_path_factory) -> Path:
+    """The demo ledger as a SQLite file, built once per run; tests copy it or only read it."""
+    from ledger.programme.demo import programme
+
+    path = tmp_path_factory.mktemp("demo") / "jiebang.db"
+    engine = make_engine(f"sqlite:///{path}", must_exist=False)
+    upgrade_to_head(engine)
+    with Session(engine) as session, session.begin():
+        programme().run(session)
+    engine.dispose()  # the last connection closed checkpoints the -wal into the file
+    assert not Path(f"{path}-wal").exists()
+    return path
+

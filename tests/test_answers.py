@@ -88,7 +88,7 @@ def test_every_money_verb_states_what_it_posted_and_dry_run_writes_nothing(cli, 
     assert one("spend", *code, "--amount", "45万", "--category", "设备费", "--date", "2026-01-15", "--voucher", "PZ-0012") == (
         "支出 JM2025-003 L1 设备费：450,000.00，凭证 PZ-0012，分录 13"
     )
-    assert one("extend", *code, "--months", "6", "--reference", "江科〔2028〕5号", "--date", "2026-02-01", "--voucher", "YQ-1") == (
+    assert one("extend", *code, "--months", "6", "--reference", "江科〔2028〕5号", "--reason", "不可抗力", "--date", "2026-02-01", "--voucher", "YQ-1") == (
         "延期 JM2025-003：6 个月，实施期至 2029-03-30，凭证 YQ-1，分录 14"
     )
     # Termination: clawback = advances outstanding (1,800,000.00 - 450,000.00) + misused 50,000.00
@@ -152,6 +152,13 @@ def test_every_money_verb_states_what_it_posted_and_dry_run_writes_nothing(cli, 
     # The voucher already used: the same line, said to be recorded before, nothing written.
     retry = cli("collect", *race, "--lane", "L2", "--amount", "20万", "--date", "2026-07-01", "--voucher", "JK-1").stdout
     assert retry == "收回 JM2025-007 L2：200,000.00，尚欠 300,000.00，凭证 JK-1，分录 22（此前已记录，本次未写入）\n"
+    # A remittance retried after it used up what was owed is the first entry again, not a
+    # refusal that nothing is left to remit; other details under its voucher are refused.
+    retry = cli("remit", "--amount", "20万", "--date", "2026-08-15", "--voucher", "JC-1").stdout
+    assert retry == "上缴财政：200,000.00，凭证 JC-1，分录 24（此前已记录，本次未写入）\n"
+    assert "voucher JC-1 was already used for remittance entry 24 with different details" in cli(
+        "remit", "--amount", "10万", "--date", "2026-08-15", "--voucher", "JC-1", expect=1
+    ).stderr
 
 
 def test_json_gives_the_entry_its_postings_and_its_trace(cli, engine):

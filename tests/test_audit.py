@@ -95,7 +95,7 @@ def build_jiangmen(session_factory) -> None:
         lambda s: contribute(s, project=JM, amount_fen=yuan("500,000.00"), category="labour", date=D(2026, 3, 1), voucher="ZC-003", actor=ACTOR),
         lambda s: spend(s, project=JM, lane=None, amount_fen=yuan("150,000.00"), category="labour", date=D(2026, 4, 1), voucher="PZ-0003",
                         actor=ACTOR, counterparty="项目组劳务"),
-        lambda s: extend(s, project=JM, months=12, date=D(2026, 5, 1), reference="江科〔2026〕12号", voucher="EXT-JM-1", actor=ACTOR),
+        lambda s: extend(s, project=JM, months=12, date=D(2026, 5, 1), reference="江科〔2026〕12号", reason="关键设备受不可抗力影响延迟到货", voucher="EXT-JM-1", actor=ACTOR),
         lambda s: terminate(s, project=JM, date=D(2026, 9, 1), reference="江科〔2026〕88号", voucher="ZZ-JM-1", actor=ACTOR,
                             misused=[Misuse("PZ-0002", yuan("50,000.00"))]),
         lambda s: collect(s, project=JM, lane=None, amount_fen=yuan("500,000.00"), date=D(2026, 10, 15), voucher="JK-2026-31", actor=ACTOR),

@@ -89,7 +89,7 @@ def test_the_programme_never_imports_the_reports_or_the_cli():
 
 # What a report may use of the programme: reads, views and the state the one fold gives.
 READS = {
-    "ledger.programme", "ledger.programme.BALANCE_KEYS", "ledger.programme.CONDITION_HINTS",
+    "ledger.programme", "ledger.programme.BALANCE_KEYS", "ledger.programme.condition_hint",
     "ledger.programme.ProjectState", "ledger.programme.load_project", "ledger.programme.tranche_views",
     "ledger.programme.project_balances", "ledger.programme.project_folds", "ledger.programme.project_state",
     "ledger.programme.pinned_rules", "ledger.programme.chart", "ledger.programme.reads",
@@ -97,6 +97,8 @@ READS = {
     "ledger.programme.projection.verify_ledger", "ledger.programme.projection",
     "ledger.programme.projection.verify_since_checkpoint",  # verify_ledger from a checkpoint: reads only "ledger.programme.fold.STAGES",
     "ledger.programme.fold.ProjectFold",  # the type of what state gives, for annotations
+    "ledger.programme.fold.RecordedFacts",  # the type of what recorded.project_facts gives
+    "ledger.programme.recorded.project_facts",  # the facts auditors read, folded by the one fold: reads only
     # The Chinese names of the programme's codes: plain data, the words documents are written in.
     "ledger.programme.words",
     # The demo's parties and the record of what it recorded: data, read by reports.demo.

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 
 import pytest
+from click.testing import CliRunner
 from conftest import Cli
 from sqlalchemy.orm import Session
 
+from cli import main
 from ledger.programme.due import KINDS, DueItem, due_items
 
 
@@ -112,7 +115,10 @@ def test_due_filters_by_city_and_projects_and_the_order_is_by_date(demo_engine):
 def test_cli_due_table_json_and_csv(demo_cli):
     table = demo_cli("due", "--as-of", "2026-05-09").stdout.splitlines()
     assert table[0].split() == ["date", "kind", "project", "lane", "amount", "description", "command"]
-    assert any("1,000,000.00" in line and "jiebang release --project JM2025-003 --lane L1 --tranche 2" in line for line in table)
+    # The ledger was named with --db, so the command repeats it and works when pasted.
+    db = shlex.quote(demo_cli.db_url)
+    assert any("1,000,000.00" in line and f"jiebang --db {db} release --project JM2025-003 --lane L1 --tranche 2" in line
+               for line in table)
     rows = json.loads(demo_cli("due", "--as-of", "2026-05-09", "--format", "json").stdout)
     assert [(r["kind"], r["project"], r["amount"]) for r in rows] == [
         ("clawback_outstanding", "JM2024-002", "200000.00"),
@@ -126,3 +132,21 @@ def test_cli_due_table_json_and_csv(demo_cli):
     wide = json.loads(demo_cli("due", "--as-of", "2026-12-05", "--within", "177", "--format", "json").stdout)
     assert ("extension_ending", "JM2025-003") in [(r["kind"], r["project"]) for r in wide]
     demo_cli("due", "--within", "-1", expect=2)
+
+
+def test_a_due_command_pasted_as_printed_runs(demo_cli, monkeypatch):
+    """Each command of the list, split as a shell would and run (with --dry-run: nothing is
+    written), is accepted; named through JIEBANG_DB, the ledger is not repeated in it."""
+    # After the demo's last entry, so that what is due now is due on the ledger as it stands.
+    when = ["--as-of", "2027-06-30", "--within", "365"]
+    rows = json.loads(demo_cli("due", *when, "--format", "json").stdout)
+    assert {r["kind"] for r in rows} >= {"clawback_outstanding", "pledge_behind", "period_ending", "extension_ending"}
+    for row in rows:
+        words = shlex.split(row["command"])
+        assert words[:3] == ["jiebang", "--db", demo_cli.db_url]
+        result = CliRunner().invoke(main, [*words[1:], "--dry-run"])
+        assert result.exit_code == 0, (row["command"], result.output)
+    monkeypatch.setenv("JIEBANG_DB", demo_cli.db_url)
+    plain = CliRunner().invoke(main, ["due", *when, "--format", "json"])
+    assert [shlex.split(r["command"])[1] for r in json.loads(plain.stdout)] == [shlex.split(r["command"])[3] for r in rows]
+

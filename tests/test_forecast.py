@@ -111,7 +111,7 @@ def later_events(session_factory) -> None:
         record_stage(s, project=JM_B, stage="contract_signed", passed=True, date=D(2026, 2, 1), voucher=None, actor=ACTOR)
         release(s, project=JM_B, lane="L1", date=D(2026, 2, 10), voucher=None, actor=ACTOR)
         release(s, project=JM_B, lane="L2", date=D(2026, 2, 10), voucher=None, actor=ACTOR)
-        extend(s, project=JM_A, months=6, date=D(2026, 3, 1), reference="江科延〔2026〕1号", voucher=None, actor=ACTOR)
+        extend(s, project=JM_A, months=6, date=D(2026, 3, 1), reference="江科延〔2026〕1号", reason="不可抗力", voucher=None, actor=ACTOR)
         terminate(s, project=UR_C, date=D(2026, 6, 30), reference="乌科终〔2026〕2号", voucher=None, actor=ACTOR)
         record_stage(s, project=JM_B, stage="stage_assessment", passed=True, lane="L1", date=D(2027, 7, 10), voucher=None, actor=ACTOR)
         record_stage(s, project=JM_B, stage="stage_assessment", passed=False, lane="L2", date=D(2027, 7, 10), voucher=None, actor=ACTOR)

@@ -184,3 +184,23 @@ def test_every_command_named_in_a_message_has_its_options_where_they_belong():
         for word in words:
             if word.startswith("--"):
                 assert word.split("=", 1)[0] in names, f"{where}: `{command}`: {word} is not an option of `{current.name}`"
+
+
+def test_the_command_a_refused_release_names_records_what_it_waits_on(demo_file, tmp_path):
+    """A release refused for a stage not yet passed names the stage command with the project,
+    the lane and the date; pasted as printed (the ledger named by JIEBANG_DB), it records
+    the stage and the release then goes through."""
+    copy = tmp_path / "ledger.db"
+    with sqlite3.connect(demo_file) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    env = {"JIEBANG_DB": str(copy), "JIEBANG_USER": "officer-test"}
+    release = ["release", "--project", "JM2026-005", "--lane", "L1", "--date", "2026-06-30", "--allow-future"]
+    refused = CliRunner(env=env).invoke(main, release)
+    assert refused.exit_code == 1
+    (command,) = commands_in(refused.stderr)
+    assert command == "jiebang stage --project JM2026-005 --stage stage_assessment --lane L1 --passed --date 2026-06-30"
+    words = shlex.split(command)
+    assert CliRunner(env=env).invoke(main, words[1:]).exit_code == 0
+    done = CliRunner(env=env).invoke(main, release)
+    assert done.exit_code == 0, done.output
+    assert "JM2026-005 L1 第2期" in done.stdout

@@ -105,15 +105,15 @@ def test_template_has_every_sheet_and_imports_as_nothing(cli, engine, tmp_path):
     workbook = openpyxl.load_workbook(path)
     assert workbook.sheetnames == [
         "parties", "appropriations", "projects", "pledges", "contributions", "bid_contracts", "bid_payments",
-        "stages", "releases", "spending", "extensions", "terminations", "collections", "write_offs", "remittances",
-        "closures",
-        "balance_recoveries",
+        "stages", "releases", "spending", "extensions", "project_changes", "terminations", "collections", "write_offs",
+        "remittances", "closures", "balance_recoveries",
     ]
     projects = workbook["projects"]
     assert [c.value for c in projects[1]][:4] == ["项目编号", "项目名称", "城市规则", "规则版本"]
     assert [c.value for c in projects[2]] == [
         "code", "name", "city", "rules_version", "category", "mode", "demand_uscc", "solver_usccs", "total_investment",
-        "grant", "bids", "start", "end", "budget_year", "budget", "date", "voucher",
+        "grant", "bids", "start", "end", "budget_year", "budget", "pi", "indicators", "project_manager", "owner_letter",
+        "owner_letter_date", "exception", "date", "voucher",
     ]
     for sheet in workbook.worksheets:
         headers = [c.value for c in sheet[2]]
@@ -261,7 +261,7 @@ def test_shape_problems_are_all_listed(cli, engine, tmp_path):
     })
     result = cli("import", str(path), expect=1)
     assert result.stdout.splitlines() == [
-        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, terminations, collections, write_offs, remittances, closures, balance_recoveries.",
+        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, project_changes, terminations, collections, write_offs, remittances, closures, balance_recoveries.",
         "lanes!1: unknown sheet; lanes are given on the projects sheet (solver_usccs, and bids per lane).",
         "appropriations!1 note: unknown column; the appropriations sheet has year, amount, date, voucher.",
         "appropriations!3 amount: holds a formula; paste the values instead (选择性粘贴 → 数值), formulas are not evaluated.",
@@ -298,20 +298,23 @@ def test_every_kind_goes_through_its_service_and_replays_as_present(cli, engine,
         "stages": [["project", "stage", "passed", "date", "voucher"], ["JM2025-001", "contract_signed", "yes", "2025-03-05", "HT-1"]],
         "releases": [["project", "date", "voucher"], ["JM2025-001", "2025-03-10", "ZF-1"]],
         "spending": [["project", "amount", "category", "date", "voucher"], ["JM2025-001", "50万", "材料费", "2025-06-01", "PZ-1"]],
-        "extensions": [["project", "months", "reference", "date", "voucher"], ["UR2025-001", 12, "乌科〔2027〕5号", "2027-06-01", "YQ-1"]],
+        "extensions": [["project", "months", "reference", "reason", "date", "voucher"],
+                       ["UR2025-001", 12, "乌科〔2027〕5号", "不可抗力", "2027-06-01", "YQ-1"]],
+        "project_changes": [["project", "pi", "reference", "reason", "date", "voucher"],
+                            ["UR2025-001", "赵新", "乌科函〔2026〕8号", "原负责人调离", "2026-03-01", "BG-1"]],
         "terminations": [["project", "reference", "misused", "date", "voucher"], ["JM2025-001", "江科〔2026〕9号", "PZ-1=5万", "2026-06-01", "ZZ-1"]],
         "collections": [["project", "amount", "date", "voucher"], ["JM2025-001", "10万", "2026-07-01", "JK-1"]],
     }
     path = tmp_path / "all.xlsx"
     write_workbook(path, sheets)
-    assert cli("import", str(path)).output.splitlines()[-1] == "16 written, 0 already present."
-    assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 16 already present."
+    assert cli("import", str(path)).output.splitlines()[-1] == "17 written, 0 already present."
+    assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 17 already present."
     balances = cli("balances", "--project", "JM2025-001", "--format", "json").output
     # Clawback = advances outstanding (1,800,000 released − 500,000 spent) + 50,000 misused.
     assert '"clawback_assessed": "1350000.00"' in balances
     assert '"clawback_collected": "100000.00"' in balances
     assert '"grant_unreleased": "0.00"' in balances
-    assert cli("verify").output.startswith("OK: 16 entries verified")
+    assert cli("verify").output.startswith("OK: 17 entries verified")
 
 
 def test_lane_recovery_columns_move_only_that_lanes_money(cli, engine, tmp_path):

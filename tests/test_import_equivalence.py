@@ -144,10 +144,10 @@ def _write(path: Path, rows: list[tuple[str, int, dict]]) -> None:
         by_sheet.setdefault(sheet, []).append(values)
     for sheet, items in by_sheet.items():
         ws = workbook.create_sheet(sheet)
-        keys = [k for k in importer.SHEETS[sheet].names if k in items[0] or k in ("reference", "voucher")]
+        keys = [k for k in importer.SHEETS[sheet].names if k in items[0] or k in ("reference", "voucher", "reason")]
         ws.append(keys)
         for values in items:
-            cells = {**values, "reference": f"REF-{values['voucher']}"}
+            cells = {**values, "reference": f"REF-{values['voucher']}", "reason": f"REASON-{values['voucher']}"}
             if "amount" in cells:
                 cells["amount"] = _yuan(cells["amount"])
             if "passed" in cells:
@@ -178,7 +178,7 @@ def _one_by_one(session: Session, sheet: str, v: dict):
         return programme.spend(session, project=v["project"], lane=v["lane"], amount_fen=v["amount"], category=v["category"],
                                date=v["date"], counterparty=None, justification=None, memo="", **common)
     if sheet == "extensions":
-        return programme.extend(session, project=v["project"], months=v["months"], date=v["date"], reference=f"REF-{v['voucher']}", **common)
+        return programme.extend(session, project=v["project"], months=v["months"], date=v["date"], reference=f"REF-{v['voucher']}", reason=f"REASON-{v['voucher']}", **common)
     if sheet == "terminations":
         return programme.terminate(session, project=v["project"], date=v["date"], reference=f"REF-{v['voucher']}",
                                    misused=[], revoke=v["revoke"], **common)

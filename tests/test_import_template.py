@@ -43,6 +43,15 @@ def fill(sheet, rows: list[dict]) -> None:
             excel_types(sheet, 4 + offset, keys.index(key) + 1, typed)
 
 
+def save_sheets(workbook, path, sheets: dict[str, list[list]]) -> None:
+    """Add each sheet's rows (the key row first) to ``workbook`` and save it at ``path``."""
+    for name, rows in sheets.items():
+        sheet = workbook.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    workbook.save(path)
+
+
 def test_template_code_columns_are_text_and_choices_have_drop_downs(cli, tmp_path):
     path = tmp_path / "template.xlsx"
     cli("template", str(path))
@@ -69,7 +78,12 @@ def test_template_code_columns_are_text_and_choices_have_drop_downs(cli, tmp_pat
     codes = {(s.name, c.name) for s in importer.SHEET_LIST for c in s.columns if c.code}
     assert {("parties", "uscc"), ("parties", "related"), ("projects", "code"), ("projects", "demand_uscc"),
             ("projects", "solver_usccs"), ("stages", "reference"), ("spending", "voucher"),
-            ("write_offs", "approval"), ("closures", "reference")} <= codes
+            ("write_offs", "approval"), ("closures", "reference"), ("projects", "owner_letter"), ("projects", "exception"),
+            ("extensions", "exception"), ("project_changes", "reference"), ("project_changes", "owner_letter")} <= codes
+    titles = {(s.name, c.name): c.title for s in importer.SHEET_LIST for c in s.columns}
+    assert (titles["projects", "pi"], titles["projects", "indicators"], titles["projects", "exception"], titles["extensions", "reason"],
+            titles["stages", "audit_fee"], titles["project_changes", "reference"]) == (
+        "项目负责人", "考核指标", "原则上限制的例外", "延期理由", "审计费用", "变更批复文号")
     stage = dict(zip([c.value for c in workbook["stages"][2]], range(1, 99)))["stage"]
     words = next(v for v in workbook["stages"].data_validations.dataValidation
                  if str(v.sqref).startswith(get_column_letter(stage))).formula1
@@ -194,11 +208,7 @@ def test_write_offs_remittances_and_closures_import(cli, tmp_path):
         "remittances": [["amount", "date", "voucher"], ["100万", "2026-08-01", "JC-1"]],
         "closures": [["project", "reference", "date", "voucher"], ["JM2025-002", "江科验〔2027〕3号", "2027-07-01", "JX-2"]],
     }
-    for name, rows in sheets.items():
-        sheet = workbook.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    workbook.save(path)
+    save_sheets(workbook, path, sheets)
     output = cli("import", str(path)).output
     assert output.splitlines()[-1] == "16 written, 0 already present.", output
     for line in ("write_offs: 1 written", "remittances: 1 written", "closures: 1 written"):
@@ -207,3 +217,54 @@ def test_write_offs_remittances_and_closures_import(cli, tmp_path):
     balances = cli("balances", "--project", "JM2025-001", "--format", "json").output
     assert '"clawback_collected": "1000000.00"' in balances
     assert cli("verify").output.startswith("OK: 16 entries verified")
+
+
+def test_principle_exceptions_and_the_facts_auditors_read_import(cli, tmp_path):
+    """Issue 14 points 7 and 9 from a workbook: the same hashed facts as the verbs record."""
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    path = tmp_path / "facts.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    sheets = {
+        "parties": [["uscc", "name", "revenue", "date"], [DEMAND, "发榜企业", "6亿", "2025-01-02"], [SOLVER, "揭榜单位", None, "2025-01-02"]],
+        "appropriations": [["year", "amount", "date", "voucher"], [2025, "5000万", "2025-01-10", "AP-1"]],
+        "projects": [
+            ["code", "name", "city", "category", "mode", "demand_uscc", "solver_usccs", "total_investment", "grant", "start", "end",
+             "pi", "indicators", "exception", "date", "voucher"],
+            ["JM2025-001", "甲", "jiangmen", "技术攻关", "揭榜挂帅", DEMAND, SOLVER, "800万", "300万", "2025-03-01", "2028-03-01",
+             "张三", "样机1台;发明专利2项", "江科〔2025〕66号: 设备进口周期长", "2025-02-01", "LX-1"],
+        ],
+        "stages": [["project", "stage", "passed", "accepted_by", "audit_firm", "audit_fee", "date", "voucher"],
+                   ["JM2025-001", "验收", "通过", "江门市科学技术局", None, None, "2027-06-01", "YS-1"],
+                   ["JM2025-001", "专项审计报告", "是", None, "江门某会计师事务所", "3.5万", "2027-06-10", "SJ-1"]],
+        "extensions": [["project", "months", "reference", "reason", "date", "voucher"],
+                       ["JM2025-001", 6, "江科〔2027〕1号", "不可抗力", "2027-05-01", "YQ-1"]],
+        "project_changes": [["project", "pi", "reference", "reason", "date", "voucher"],
+                            ["JM2025-001", "李四", "江科函〔2026〕8号", "原负责人调离", "2026-03-01", "BG-1"]],
+    }
+    save_sheets(workbook, path, sheets)
+    output = cli("import", str(path)).output
+    assert output.splitlines()[-1] == "8 written, 0 already present.", output
+    engine = create_engine(cli.db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT kind, payload FROM project_events WHERE project_code = 'JM2025-001' ORDER BY entry_id")).all()
+    payloads = {kind: json.loads(p) for kind, p in rows if p and kind != "stage"}
+    stages = [json.loads(p) for kind, p in rows if kind == "stage"]
+    engine.dispose()
+    assert payloads["approval"]["pi"] == "张三" and payloads["approval"]["indicators"] == ["样机1台", "发明专利2项"]
+    [exception] = payloads["approval"]["exceptions"]
+    assert (exception["key"], exception["reference"], exception["reason"]) == ("approval.max_period_years", "江科〔2025〕66号", "设备进口周期长")
+    assert payloads["project_change"] == {"pi": "李四", "reason": "原负责人调离"}
+    assert payloads["extension"] == {"months": 6, "reason": "不可抗力"}
+    assert stages == [{"accepted_by": "江门市科学技术局"}, {"audit_firm": "江门某会计师事务所", "audit_fee_fen": 3_500_000}]
+    assert cli("import", str(path)).output.splitlines()[-1] == "0 written, 8 already present."
+    assert cli("verify").output.startswith("OK: ")
+    # An extension row without its reason is refused, naming the column.
+    sheet = workbook["extensions"]
+    sheet.append(["JM2025-001", 1, "江科〔2027〕2号", None, "2027-05-02", "YQ-2"])
+    workbook.save(path)
+    result = cli("import", str(path), expect=1)
+    assert "extensions!3 reason: is empty but required" in result.stdout

@@ -512,16 +512,16 @@ def test_one_extension_of_at_most_twelve_months_requested_in_time_moves_the_peri
     cli("stage", *project, "--stage", "contract_signed", "--passed", "--date", "2025-03-01")
     cli("release", *project, "--date", "2025-03-10")
 
-    cli_refused(cli, engine, "extend", *project, "--months", "13", "--reference", "江科〔2027〕1号", "--date", "2027-01-15",
+    cli_refused(cli, engine, "extend", *project, "--months", "13", "--reference", "江科〔2027〕1号", "--reason", "不可抗力", "--date", "2027-01-15",
                 says=("13 months", "the limit is 12"))
-    cli_refused(cli, engine, "extend", *project, "--months", "12", "--reference", "江科〔2027〕1号", "--date", "2027-03-01",
+    cli_refused(cli, engine, "extend", *project, "--months", "12", "--reference", "江科〔2027〕1号", "--reason", "不可抗力", "--date", "2027-03-01",
                 says="after the period ended on 2027-02-28")
     # Spending after the end is refused until the extension is recorded.
     cli_refused(cli, engine, "spend", *project, "--amount", "1,000.00", "--category", "业务费", "--date", "2027-03-01",
                 says="outside JM2025-401's period")
 
     # On the last day of the period, twelve months are still accepted.
-    cli("extend", *project, "--months", "12", "--reference", "江科〔2027〕2号", "--date", "2027-02-28")
+    cli("extend", *project, "--months", "12", "--reference", "江科〔2027〕2号", "--reason", "不可抗力", "--date", "2027-02-28")
     assert cli_show(cli, "JM2025-401")["end_date"] == "2028-02-28"
     [trace] = traces(engine, "extension", "JM2025-401")
     assert (trace["end_before"], trace["end_after"], trace["reference"]) == ("2027-02-28", "2028-02-28", "江科〔2027〕2号")
@@ -531,7 +531,7 @@ def test_one_extension_of_at_most_twelve_months_requested_in_time_moves_the_peri
                 says="2025-03-01..2028-02-28")
 
     # A second extension is refused: the rules allow one.
-    cli_refused(cli, engine, "extend", *project, "--months", "1", "--reference", "江科〔2028〕1号", "--date", "2027-06-01",
+    cli_refused(cli, engine, "extend", *project, "--months", "1", "--reference", "江科〔2028〕1号", "--reason", "不可抗力", "--date", "2027-06-01",
                 says=("number 2", "the limit is 1"))
     assert cli_balances(cli, "JM2025-401")["fiscal_spent"] == "2000.00"
     assert_verified(cli)

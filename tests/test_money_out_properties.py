@@ -582,7 +582,7 @@ class Run:
 
         when, voucher = self.today, self.voucher()
         return Event(f"extend {project.code} {months} months (end {project.end})", expected,
-                     lambda s: extend(s, project=project.code, months=months, date=when, reference="延期批复", voucher=voucher,
+                     lambda s: extend(s, project=project.code, months=months, date=when, reference="延期批复", reason="不可抗力", voucher=voucher,
                                       actor=ACTOR),
                      apply)
 

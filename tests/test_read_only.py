@@ -21,9 +21,6 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from ledger.core.db import make_engine
-from ledger.programme.demo import programme
-from migrations import upgrade_to_head
 
 READS = [
     ["accounts"],
@@ -58,20 +55,6 @@ WRITES = [
     ["settings", "--require-approval", "on"],
     ["init"],
 ]
-
-
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "jiebang.db"
-    engine = make_engine(f"sqlite:///{path}", must_exist=False)
-    upgrade_to_head(engine)
-    from sqlalchemy.orm import Session
-
-    with Session(engine) as session, session.begin():
-        programme().run(session)
-    engine.dispose()  # the last connection closed checkpoints the -wal into the file
-    assert not Path(f"{path}-wal").exists()
-    return path
 
 
 @pytest.fixture

@@ -34,12 +34,13 @@ URUMQI = (RULES_DIR / "urumqi-2024-33.toml").read_text(encoding="utf-8")
 RATE_LINE = 'subsidy_rate = { value = "0.40", '
 
 # Issue 14 edited both files before any production ledger pinned them (recoveries go back to
-# the treasury, the subsidy use register, the eligibility gates of the texts); a ledger that
+# the treasury, the subsidy use register, the eligibility gates of the texts, and the limits
+# the texts write “原则上” marked ``principle = true`` for issue 14 point 7); a ledger that
 # pinned the earlier content is refused in one line and needs the change published as a
 # new version instead.
 PACKAGED_FINGERPRINTS = {
-    "jiangmen-2023-trial": "073bbb80542b7e4d3084eca8d033d9100efb47a1dce870dd4d931f33b5b46451",
-    "urumqi-2024-33": "94ad14a1ad4f99188bbd32af6c6b1450a8bcc53ee660c15f1a4fcac3c09552a8",
+    "jiangmen-2023-trial": "52a81d8da163a17ea1f32313ba961fc8a81404ada2cf635a10d48948daf72db8",
+    "urumqi-2024-33": "182cebc661cd43285181903785590c50078db91321c21339d736c39f1f553aaa",
 }
 
 

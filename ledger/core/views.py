@@ -54,8 +54,9 @@ def journal_listing(
 ) -> list[dict]:
     """Entries with their postings in chain order, one row per posting.
 
-    ``limit`` keeps the last N entries that match ``as_of``, ``project_code`` and ``kind``
-    (all of an entry's postings); ``since`` then filters those.
+    An entry that moves no money (a stage result, a party's facts) is one row with the
+    posting columns empty: the listing shows every entry of the record. ``limit`` keeps
+    the last N entries that match every other filter, with all of their postings.
     """
     return [
         {
@@ -66,7 +67,7 @@ def journal_listing(
             "voucher": r.voucher,
             "account": r.account,
             "book": r.book,
-            "amount": format_fen(r.amount_fen),
+            "amount": None if r.amount_fen is None else format_fen(r.amount_fen),
             "category": r.budget_category,
             "source": r.fund_source,
             "memo": r.memo,
@@ -90,8 +91,8 @@ def _journal_query(*, as_of, since, project_code, kind, limit):
             Posting.budget_category,
             Posting.fund_source,
         )
-        .join(Posting, Posting.entry_id == JournalEntry.id)
-        .join(Account, Account.id == Posting.account_id)
+        .outerjoin(Posting, Posting.entry_id == JournalEntry.id)
+        .outerjoin(Account, Account.id == Posting.account_id)
         .order_by(JournalEntry.id, Posting.id)
     )
     if as_of:
@@ -106,6 +107,8 @@ def _journal_query(*, as_of, since, project_code, kind, limit):
         ids = select(JournalEntry.id).order_by(JournalEntry.id.desc()).limit(limit)
         if as_of:
             ids = ids.where(JournalEntry.value_date <= as_of)
+        if since:
+            ids = ids.where(JournalEntry.value_date >= since)
         if project_code:
             ids = ids.where(JournalEntry.project_code == project_code)
         if kind:

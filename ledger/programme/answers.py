@@ -216,6 +216,10 @@ def _what(entry: JournalEntry, trace: dict, postings: list[tuple[str, int]]) -> 
         return f"延期 {code}：{trace.get('months')} 个月，实施期至 {trace.get('end_after')}"
     if kind in ("termination", "revocation"):
         return f"{'终止' if kind == 'termination' else '撤销'} {code}：" + _recovered(postings)
+    if kind == "project_change":
+        from ledger.programme.recorded import CHANGE_ZH
+
+        return f"项目变更 {code}：" + "、".join(CHANGE_ZH.get(k, k) for k in trace.get("changed", [])) + f"（{trace.get('reference', '')}）"
     if kind == "closure":
         return f"结项 {code}：" + _recovered(postings)
     if kind == "balance_recovery":

@@ -33,6 +33,7 @@ from ledger.programme.common import (
 )
 from ledger.programme.models import Lane, Project
 from ledger.programme.parties import _load_party, _party_checks_facts
+from ledger.programme.recorded import approval_payload
 
 # --- project approval -------------------------------------------------------------------
 
@@ -71,6 +72,14 @@ class ApprovalInput:
     voucher: str | None = None
     registration_override: str | None = None
     budget: tuple[tuple[str, str, int], ...] = ()
+    # Issue 14 points 7 and 9: an exception to principle (原则上) limits, "reference: reason";
+    # and the facts auditors read, recorded in the approval's hashed payload.
+    exception: str | None = None
+    pi: str | None = None
+    indicators: tuple[str, ...] = ()
+    owner_letter: str | None = None
+    owner_letter_date: dt.date | None = None
+    project_manager: str | None = None
 
 
 BUDGET_SOURCES = {"city_fiscal": "city_fiscal", "市财政": "city_fiscal", "self_funded": "self_funded", "单位自筹": "self_funded",
@@ -162,8 +171,13 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         bid_contract_fen=tuple(spec.bid_contract_fen),
         registration_override=(spec.registration_override or "").strip(),
     )
-    violations = checks.run_checks(checks.APPROVAL_CHECKS, facts, rules)
+    exception = checks.parse_exception(spec.exception)
+    violations = checks.apply_principle_exception(checks.run_checks(checks.APPROVAL_CHECKS, facts, rules), rules, exception,
+                                                  f"the approval of {code}")
     _refuse(violations)
+    recorded = approval_payload(pi=spec.pi, indicators=spec.indicators, project_manager=spec.project_manager,
+                                owner_letter=spec.owner_letter, owner_letter_date=spec.owner_letter_date,
+                                exceptions=checks.exception_records(violations, facts, rules, exception))
 
     lanes = list(range(1, len(solvers) + 1))
     if rules.funding.model == "staged_grant":
@@ -204,7 +218,7 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
             else f"subsidy ceiling: round_half_up({rules.funding.subsidy_cap_rate_of_contract} × contracted bid) per lane"
         ),
         "checks": [c.__name__ for c in checks.APPROVAL_CHECKS],
-        "warnings": [v.message for v in violations if v.severity != "error"],
+        "warnings": [v.message for v in violations if v.severity == "warning"],
     }
     trace["party_facts_used"] = {
         p.uscc: ({"year": p.facts_year, "entry": p.facts_entry} if p.facts_year is not None else "registration")
@@ -245,7 +259,7 @@ def approve_project(session: Session, spec: ApprovalInput, *, actor: str) -> Pos
         ),
         accounts,
         {"payload": {"budget_year": budget_year, **({"budget": budget} if budget else {})}
-         | ({"registration_override": facts.registration_override} if facts.registration_override else {})},
+         | ({"registration_override": facts.registration_override} if facts.registration_override else {}) | recorded},
         {
             "project": project_facts,
             "lanes": [[n, solvers[n - 1].uscc] for n in lanes],

@@ -17,7 +17,6 @@ from ledger.core.journal import (
     EntryDraft,
     Posted,
     PostingDraft,
-    post,
 )
 from ledger.core.models import JournalEntry, Posting
 from ledger.core.money import format_fen
@@ -35,25 +34,32 @@ from ledger.programme.common import (
 )
 from ledger.programme.models import ProjectEvent
 from ledger.programme.state import (
-    CONDITION_HINTS,
     ProjectState,
     _lane_sums,
     _spent_by_category,
+    condition_hint,
     load_project,
 )
 from ledger.programme.words import ENDING_ZH, zh
 
 
 @idempotent("extension")
-def extend(session: Session, *, project: str, months: int, date: dt.date, reference: str, voucher: str | None, actor: str) -> Posted:
-    """Record an approved extension of the project period (bounded by the rules)."""
+def extend(session: Session, *, project: str, months: int, date: dt.date, reference: str, reason: str, voucher: str | None, actor: str,
+           exception: str | None = None) -> Posted:
+    """Record an approved extension of the project period (bounded by the rules), with its
+    reason; a principle (原则上) limit on extensions is exceeded only with ``exception``."""
     lock(session)
     state = load_project(session, project)
     code, rules = state.project.code, state.rules
     facts = checks.ExtensionFacts(
-        code, state.extensions, months, date, state.end_date, event=event_facts(state, "extension", date), reference=reference or ""
+        code, state.extensions, months, date, state.end_date, event=event_facts(state, "extension", date), reference=reference or "",
+        reason=(reason or "").strip(),
     )
-    checks.enforce(checks.EXTENSION_CHECKS, facts, rules)
+    principle_exception = checks.parse_exception(exception)
+    violations = checks.apply_principle_exception(checks.run_checks(checks.EXTENSION_CHECKS, facts, rules), rules, principle_exception,
+                                                  f"the extension of {code}")
+    checks.refuse_errors(violations)
+    exceptions = checks.exception_records(violations, facts, rules, principle_exception)
     new_end = checks.add_months(state.end_date, months)
     return _post_event(
         session,
@@ -65,7 +71,8 @@ def extend(session: Session, *, project: str, months: int, date: dt.date, refere
             fact=True,
         ),
         [],
-        {"project_code": code, "reference": reference, "payload": {"months": months}},
+        {"project_code": code, "reference": reference,
+         "payload": {"months": months, "reason": facts.reason} | ({"exceptions": exceptions} if exceptions else {})},
     )
 
 
@@ -330,12 +337,16 @@ def collect(session: Session, *, project: str, lane: str | None, amount_fen: int
     )
 
 
+@idempotent("remittance")
 def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
-    """Record recovered money handed over to the finance bureau."""
+    """Record recovered money handed over to the finance bureau.
+
+    Recording the same voucher again returns the first entry, as every other money verb
+    does (it used to be refused: the first remittance had used up what was owed)."""
     lock(session)
     owed = -_sum_account(session, chart.DUE_TO_FINANCE)
     checks.enforce(checks.REMITTANCE_CHECKS, checks.RemittanceFacts(amount_fen, owed), None)
-    return post(
+    return _post_event(
         session,
         EntryDraft(
             value_date=date, kind="remittance",
@@ -343,6 +354,8 @@ def remit(session: Session, *, amount_fen: int, date: dt.date, voucher: str | No
             voucher=_voucher(voucher, f"REMIT-{date.isoformat()}-{amount_fen}"),
             memo="追回款上缴财政（应缴财政款）", actor=actor,
         ),
+        [],
+        None,
     )
 
 
@@ -392,7 +405,7 @@ def close(session: Session, *, project: str, date: dt.date, reference: str, vouc
     lane_sums = {n: _lane_sums(session, state, n) for n in active}
     facts = checks.ClosureFacts(
         event_facts(state, "closure", date),
-        tuple(CONDITION_HINTS[c] for c in missing),
+        tuple(condition_hint(c, code, 0, date) for c in missing),
         reference or "",
         tuple((n, -sums.get("subsidy_payable", 0)) for n, sums in lane_sums.items()),
     )

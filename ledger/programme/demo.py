@@ -164,9 +164,9 @@ class Plan:
         self.event(when, contribute, f"contribution {code} {category}", project=code, amount_fen=wan(amount_wan),
                    category=category, voucher=voucher)
 
-    def stage(self, when, code, stage, voucher, *, passed=True, lane=None, reference=None):
+    def stage(self, when, code, stage, voucher, *, passed=True, lane=None, reference=None, **recorded):
         self.event(when, record_stage, f"{stage} {code} {lane or ''}", project=code, stage=stage, passed=passed,
-                   lane=lane, reference=reference, voucher=voucher)
+                   lane=lane, reference=reference, voucher=voucher, **recorded)
 
     def release(self, when, code, voucher, lane=None):
         self.event(when, release, f"release {code} {lane or ''}", project=code, lane=lane, voucher=voucher)
@@ -326,7 +326,7 @@ def _jm2025_003(plan: Plan) -> None:
     plan.spend("2026-07-20", code, 30, "business", "JM3-PZ-2026-021")
     plan.spend("2026-10-30", code, 22, "labour", "JM3-PZ-2026-048")
     plan.event("2026-11-20", extend, "extension JM2025-003", project=code, months=5, reference="江科〔2026〕102号",
-               voucher="YQ-JM2025-003")
+               reason="中试装置主机受不可抗力（产地停产）影响延迟到货", voucher="YQ-JM2025-003")
     plan.spend("2027-02-26", code, 18, "business", "JM3-PZ-2027-005")
 
 
@@ -387,6 +387,8 @@ def _ur2024_001(plan: Plan) -> None:
         code=code, name="大兆瓦风电主轴承国产化攻关", city="urumqi", category="tech_breakthrough", mode="jbgs",
         demand_uscc=P["ur_tianshan"], solver_usccs=(P["ur_xiyu"],), total_investment_fen=wan(1500),
         start_date="2024-05-01", end_date="2027-04-30", bid_contract_fen=(wan(1000),), voucher="乌科〔2024〕15号",
+        pi="王建疆", indicators=("5MW 主轴承样机 1 套，通过台架试验", "申请发明专利 2 项"), project_manager="李天山",
+        owner_letter="TS-YZ-2024-01", owner_letter_date=dt.date(2024, 4, 20),
     )
     plan.pledge("2024-04-15", code, 500, "CN-UR2024-001")
     for when, amount, cat in (("2024-08-31", 200, "equipment"), ("2025-03-31", 150, "business"),
@@ -398,8 +400,10 @@ def _ur2024_001(plan: Plan) -> None:
     plan.bid_pay("2024-09-02", code, 200, "equity", "TS-GQ-2024-0902")
     plan.bid_pay("2025-03-15", code, 300, "cash", "TS-FK-2025-0315")
     plan.bid_pay("2026-04-10", code, 100, "cash", "TS-FK-2026-0410")
-    plan.stage("2026-05-12", code, "acceptance", "YS-UR2024-001", reference="乌科验〔2026〕9号")
-    plan.stage("2026-06-18", code, "audit_report", "SJ-UR2024-001", reference="新天审字〔2026〕第0611号")
+    plan.stage("2026-05-12", code, "acceptance", "YS-UR2024-001", reference="乌科验〔2026〕9号",
+               accepted_by="乌鲁木齐市科学技术局（委托第三方评估机构）")
+    plan.stage("2026-06-18", code, "audit_report", "SJ-UR2024-001", reference="新天审字〔2026〕第0611号",
+               audit_firm="新疆天山会计师事务所", audit_fee_fen=wan(3))
     plan.release("2026-07-01", code, "乌科拨〔2026〕44号")
 
 

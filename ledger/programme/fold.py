@@ -390,3 +390,85 @@ def party_facts_in_force(
     bad = sorted(y for y, r in latest.items() if r.bad_credit and lookback_years and first <= y <= year)
     return in_force, bad
 
+
+
+# --- facts auditors read (issue 14 points 7 and 9) ------------------------------------------
+#
+# An approval records the project's PI (项目负责人), assessment indicators (考核指标), the
+# Urumqi 业主责任书 and 项目经理人, and any exception to a principle (原则上) limit, in its
+# event payload; a ``project_change`` event changes the first four with an approval
+# reference; stages carry who ran the acceptance and the audit firm and fee; extensions carry
+# their reason and exceptions. All are hashed with their entries; this fold reads them back.
+
+LOCKED_FACTS = ("pi", "indicators", "project_manager", "owner_letter")
+
+
+@dataclass(frozen=True, slots=True)
+class FactEvent:
+    """One project event as ``recorded_facts`` reads it."""
+
+    entry_id: int
+    value_date: dt.date
+    kind: str
+    stage: str | None
+    passed: bool | None
+    reference: str | None
+    payload: dict
+
+
+@dataclass
+class RecordedFacts:
+    """The auditor-facing facts of a project, folded from its events in chain order.
+
+    Attributes:
+      pi / indicators / project_manager / owner_letter: as in force (the latest change wins);
+        owner_letter is {"reference", "date"}. None / () when never recorded.
+      at_approval: the same four as recorded at approval.
+      changes: each change in order: {date, entry, field, before, after, reference, reason}.
+      exceptions: each principle limit exceeded under an exception, with the event it rode
+        on: {event (approval, extension), date, entry, key, limit, actual, clause, reference,
+        reason}.
+      extensions: {date, entry, months, reason, reference} per extension.
+      acceptances: {date, entry, passed, accepted_by, reference} per acceptance result.
+      audit_reports: {date, entry, passed, audit_firm, audit_fee_fen, reference} per report.
+    """
+
+    pi: str | None = None
+    indicators: tuple[str, ...] = ()
+    project_manager: str | None = None
+    owner_letter: dict | None = None
+    at_approval: dict = field(default_factory=dict)
+    changes: list[dict] = field(default_factory=list)
+    exceptions: list[dict] = field(default_factory=list)
+    extensions: list[dict] = field(default_factory=list)
+    acceptances: list[dict] = field(default_factory=list)
+    audit_reports: list[dict] = field(default_factory=list)
+
+
+def recorded_facts(events: Iterable[FactEvent]) -> RecordedFacts:
+    """Fold a project's events (chain order, reversed ones left out) into RecordedFacts."""
+    out = RecordedFacts()
+    for e in events:
+        p = e.payload or {}
+        where = {"date": e.value_date, "entry": e.entry_id}
+        if e.kind == "approval":
+            out.pi, out.indicators = p.get("pi"), tuple(p.get("indicators") or ())
+            out.project_manager, out.owner_letter = p.get("project_manager"), p.get("owner_letter")
+            out.at_approval = {k: getattr(out, k) for k in LOCKED_FACTS}
+        elif e.kind == "project_change":
+            for name in LOCKED_FACTS:
+                if name in p:
+                    after = tuple(p[name]) if name == "indicators" else p[name]
+                    out.changes.append(where | {"field": name, "before": getattr(out, name), "after": after,
+                                                "reference": e.reference, "reason": p.get("reason")})
+                    setattr(out, name, after)
+        elif e.kind == "extension":
+            out.extensions.append(where | {"months": p.get("months"), "reason": p.get("reason"), "reference": e.reference})
+        elif e.kind == "stage" and e.stage == "acceptance":
+            out.acceptances.append(where | {"passed": e.passed, "accepted_by": p.get("accepted_by"), "reference": e.reference})
+        elif e.kind == "stage" and e.stage == "audit_report":
+            out.audit_reports.append(where | {"passed": e.passed, "audit_firm": p.get("audit_firm"),
+                                              "audit_fee_fen": p.get("audit_fee_fen"), "reference": e.reference})
+        for record in p.get("exceptions") or ():
+            out.exceptions.append(where | {"event": e.kind} | record)
+    return out

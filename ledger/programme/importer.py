@@ -218,6 +218,23 @@ def _voucher(example: str) -> Column:
                   "Voucher reference; importing the same voucher again writes nothing.", example, code="id")
 
 
+def _exception() -> Column:
+    return Column("exception", "text", False, "原则上限制的例外：批准文号: 理由",
+                  "Exceed a limit the rules mark as a principle (原则上): REFERENCE: REASON.", "", code="id")
+
+
+def _recorded_fact_columns() -> tuple[Column, ...]:
+    """The facts auditors read that an approval records and a project change alters."""
+    return (
+        Column("pi", "text", False, "项目负责人（立项后锁定）", "The PI (项目负责人, 首席科学家); locked after approval.", "张三"),
+        Column("indicators", "list", False, "考核指标，多个用分号分隔（立项后锁定）", "Assessment indicators (考核指标), separated by semicolons; locked after approval.",
+               "样机1台;发明专利2项"),
+        Column("project_manager", "text", False, "项目经理人（乌鲁木齐项目经理人制）", "The 项目经理人 (Urumqi).", ""),
+        Column("owner_letter", "text", False, "业主责任书文号（乌鲁木齐业主制）", "The 业主责任书 reference (Urumqi).", "", code="id"),
+        Column("owner_letter_date", "date", False, "业主责任书签订日期", "The 业主责任书 date, YYYY-MM-DD.", ""),
+    )
+
+
 SHEET_LIST: tuple[Sheet, ...] = (
     Sheet("parties", "party", (
         Column("uscc", "text", True, "统一社会信用代码（18位，GB 32100-2015）", "Unified Social Credit Code, 18 characters; it is the party's key.", "91440700MA4UJ00013", code="uscc"),
@@ -255,6 +272,8 @@ SHEET_LIST: tuple[Sheet, ...] = (
         Column("budget", "list", False, "批复预算（来源:科目:金额，分号分隔；市财政各行合计等于核定财政资助）",
                "Approved budget lines SOURCE:CATEGORY:AMOUNT, semicolon-separated; the 市财政 lines add up to the grant.",
                "市财政:设备费:100万;市财政:业务费:200万;单位自筹:劳务费:80万"),
+        *_recorded_fact_columns(),
+        _exception(),
         _date("立项日期", "Approval date (立项).", "2025-09-20"),
         _voucher("江科〔2025〕88号"),
     )),
@@ -293,6 +312,9 @@ SHEET_LIST: tuple[Sheet, ...] = (
         _lane(),
         _reference(False, "结果文件文号", "Document reference of the result.", "江科函〔2027〕12号"),
         Column("misused", "misuse", False, "阶段考核未通过（或验收未通过且按规则终止）时违规使用金额：支出凭证号=金额，多个用分号分隔", "With a failed 赛马 stage assessment (or a failed acceptance the rules treat as a termination): misused amounts, VOUCHER=AMOUNT, separated by semicolons.", ""),
+        Column("accepted_by", "text", False, "验收组织单位（验收时填写）", "With acceptance: the organisation that ran the 验收.", ""),
+        Column("audit_firm", "text", False, "会计师事务所（专项审计报告时填写）", "With audit_report: the accounting firm that issued the 专项审计报告.", ""),
+        Column("audit_fee", "amount", False, "审计费用（元，专项审计报告时填写）", "With audit_report: the audit fee, in yuan.", ""),
         Column("audited_cash", "lane_amounts", False, "专项审计报告确认的现金揭榜金额（乌鲁木齐后补助按此结算）：单车道填金额，多车道填 L1=金额，分号分隔", "With the audit report of a bid subsidy: the cash bid total the audit confirms, AMOUNT for one lane or L1=AMOUNT;L2=AMOUNT; the subsidy is trued up on it.", ""),
         _date("结果日期", "Date of the result.", "2027-03-15"),
         _voucher("ZQ-2027-01"),
@@ -317,8 +339,18 @@ SHEET_LIST: tuple[Sheet, ...] = (
         _project(),
         Column("months", "int", True, "延期月数", "Length of the extension in months.", "12"),
         _reference(True, "延期批复文号", "The bureau's approval reference.", "江科〔2028〕45号"),
+        Column("reason", "text", True, "延期理由（如不可抗力）", "Why the period is extended (e.g. 不可抗力 and what it held up).", "关键设备受不可抗力影响延迟到货"),
+        _exception(),
         _date("批复日期（须在实施期内）", "Approval date, before the period ends.", "2028-08-01"),
         _voucher("YQ-2028-01"),
+    )),
+    Sheet("project_changes", "project_change", (
+        _project(),
+        *_recorded_fact_columns(),
+        _reference(True, "变更批复文号（项目负责人、考核指标立项后锁定）", "The bureau's approval of the change; the PI and indicators are locked after approval.", "乌科函〔2026〕8号"),
+        Column("reason", "text", True, "变更理由", "Why the facts change.", "原负责人调离"),
+        _date("变更日期", "Date of the change.", "2026-03-01"),
+        _voucher("BG-2026-01"),
     )),
     Sheet("terminations", "termination", (
         _project(),
@@ -880,6 +912,8 @@ def _approval(session: Session, v: dict, actor: str) -> Posted:
         approval_date=v["date"], start_date=v["start"], end_date=v["end"], approved_grant_fen=v["grant"],
         bid_contract_fen=v["bids"] or (), rules_version=v["rules_version"], budget_year=v["budget_year"], voucher=v["voucher"],
         budget=tuple(programme.parse_budget_line(line) for line in v.get("budget") or ()),
+        exception=v.get("exception"), pi=v.get("pi"), indicators=tuple(v.get("indicators") or ()), project_manager=v.get("project_manager"),
+        owner_letter=v.get("owner_letter"), owner_letter_date=v.get("owner_letter_date"),
     ), actor=actor)
 
 
@@ -907,6 +941,23 @@ def _stage(session: Session, v: dict, actor: str) -> Posted:
         reference=v["reference"], voucher=v["voucher"], actor=actor,
         **({"misused": list(v["misused"])} if v.get("misused") else {}),
         **({"audited_cash": v["audited_cash"]} if v.get("audited_cash") else {}),
+        **{k: v[column] for k, column in (("accepted_by", "accepted_by"), ("audit_firm", "audit_firm"), ("audit_fee_fen", "audit_fee"))
+           if v.get(column) is not None},
+    )
+
+
+def _extend(session: Session, v: dict, actor: str) -> Posted:
+    return programme.extend(
+        session, project=v["project"], months=v["months"], date=v["date"], reference=v["reference"], reason=v["reason"],
+        voucher=v["voucher"], actor=actor, **({"exception": v["exception"]} if v.get("exception") else {}),
+    )
+
+
+def _change_project(session: Session, v: dict, actor: str) -> Posted:
+    named = {k: v[k] for k in ("pi", "project_manager", "owner_letter", "owner_letter_date") if v.get(k)}
+    return programme.change_project(
+        session, project=v["project"], date=v["date"], reference=v["reference"], reason=v["reason"], voucher=v["voucher"], actor=actor,
+        **named, **({"indicators": tuple(v["indicators"])} if v.get("indicators") else {}),
     )
 
 
@@ -936,7 +987,8 @@ SERVICES: dict[str, Callable[[Session, dict, str], Posted]] = {
     "stages": _stage,
     "releases": _call(programme.release, "project", "lane", "date", "tranche"),
     "spending": _spend,
-    "extensions": _call(programme.extend, "project", "months", "date", "reference"),
+    "extensions": _extend,
+    "project_changes": _change_project,
     "terminations": _terminate,
     "collections": _call(programme.collect, "project", "lane", "date", amount_fen="amount"),
     "write_offs": _call(programme.write_off, "project", "lane", "reason", "approval", "date", amount_fen="amount"),
@@ -974,6 +1026,10 @@ REFUSAL_COLUMNS = {
     "party_must_be_registered_once": "uscc", "party_kind_must_be_known": "kind", "party_must_have_name": "name",
     "payment_form_must_be_known": "form", "stage_assessment_is_for_saima": "stage",
     "budget_year_must_be_plausible": "year",
+    "extension_must_give_reason": "reason", "principle_exception_must_name_reference_and_reason": "exception",
+    "principle_exception_must_be_needed": "exception", "project_change_must_cite_approval": "reference",
+    "project_change_must_give_reason": "reason", "owner_letter_must_have_reference": "owner_letter",
+    "stage_fact_must_fit_the_stage": "stage", "audit_fee_must_not_be_negative": "audit_fee",
 }
 
 

@@ -112,7 +112,7 @@ def _load_party(session: Session, uscc: str, role: str) -> Party:
     if row is None:
         raise Refusal(
             "party_must_be_registered",
-            f"{role} {code} is not registered; add it first with `jiebang party add --uscc {code} ...`.",
+            f"{role} {code} is not registered; add it first with `jiebang party add --uscc {code}` and its --name (the registered name).",
         )
     return row
 

@@ -21,8 +21,8 @@ from ledger.programme import chart
 from ledger.programme.budget import _sum_account
 from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.state import (
-    CONDITION_HINTS,
     _lane_sums,
+    condition_hint,
     load_project,
     tranche_views,
 )
@@ -65,7 +65,7 @@ def release(
         event=event_facts(state, "release", date, n),
         tranche=None if target is None else checks.TrancheFacts(
             target.seq, target.name, target.basis, target.amount_fen, target.id in state.released_tranches,
-            tuple(CONDITION_HINTS.get(c, c) for c in target.unmet), target.source,
+            tuple(condition_hint(c, code, n, date) for c in target.unmet), target.source,
         ),
         payable_fen=payable,
         unreleased_fen=unreleased,

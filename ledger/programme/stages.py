@@ -25,6 +25,7 @@ from ledger.programme.closing import (
 )
 from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.fold import STAGES
+from ledger.programme.recorded import stage_payload
 from ledger.programme.state import ProjectState, _lane_sums, load_project
 from ledger.programme.words import STAGE_RESULT_ZH
 
@@ -44,6 +45,9 @@ def record_stage(
     lane: str | None = None,
     reference: str | None = None,
     misused: list[Misuse] = (),
+    audit_firm: str | None = None,
+    audit_fee_fen: int | None = None,
+    accepted_by: str | None = None,
     audited_cash: tuple[tuple[str | None, int], ...] = (),
 ) -> Posted:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment (per lane;
@@ -61,6 +65,8 @@ def record_stage(
                               passed, misuse_facts(session, code, list(misused)),
                               tuple((m, fen, m not in state.eliminated) for m, fen in audited.items()))
     checks.enforce(checks.STAGE_CHECKS, facts, state.rules)
+    # Facts auditors read (issue 14 point 9): who ran the acceptance; the audit firm and fee.
+    recorded = stage_payload(stage, audit_firm=audit_firm, audit_fee_fen=audit_fee_fen, accepted_by=accepted_by)
     postings: list[PostingDraft] = []
     trace: dict = {"stage": stage, "passed": passed, "lane": f"L{n}" if n else None, "reference": reference}
     payload: dict = {}
@@ -90,7 +96,7 @@ def record_stage(
         ),
         [AccountSpec(chart.budget_available(state.project.budget_year), "memo", chart.year_accounts_open_on(state.project.budget_year))] if postings else [],
         {"project_code": code, "lane_no": n, "stage": stage, "passed": passed, "reference": reference}
-        | ({"payload": payload} if payload else {}),
+        | ({"payload": recorded | payload} if recorded or payload else {}),
     )
 
 

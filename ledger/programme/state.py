@@ -271,12 +271,20 @@ def tranche_view(t: Tranche, state: ProjectState | fold.ProjectFold) -> TrancheV
     return TrancheView(t.id, t.lane_no, t.seq, t.name, t.basis, t.amount_fen, conditions, status, unmet, t.source)
 
 
-CONDITION_HINTS = {
-    "approved": "the approval",
-    "contract_signed": "the contract signing (jiebang stage --stage contract_signed --passed)",
-    "first_bid_payment": "a bid payment to the lane (jiebang bid pay)",
-    "midterm_passed": "a passed mid-term check (jiebang stage --stage midterm --passed)",
-    "stage_passed": "a passed 赛马 stage assessment of the lane (jiebang stage --stage stage_assessment --lane ... --passed)",
-    "acceptance_passed": "a passed acceptance (jiebang stage --stage acceptance --passed)",
-    "audit_report_received": "the 专项审计报告 (jiebang stage --stage audit_report --passed)",
-}
+def condition_hint(condition: str, project: str, lane_no: int, date: dt.date | None) -> str:
+    """What records ``condition``, in words and as a command that works when pasted (with
+    the project, the lane and the date it is needed by; a bid payment's amount is the
+    officer's to give, so that hint names the verb and its one missing option)."""
+    when = f" --date {date.isoformat()}" if date is not None else ""
+    lane = f" --lane L{lane_no}"
+    stage = f"jiebang stage --project {project}"
+    hints = {
+        "approved": "the approval",
+        "contract_signed": f"the contract signing (`{stage} --stage contract_signed --passed{when}`)",
+        "first_bid_payment": f"a bid payment to the lane (`jiebang bid pay --project {project}{lane}{when}` with the --amount paid)",
+        "midterm_passed": f"a passed mid-term check (`{stage} --stage midterm --passed{when}`)",
+        "stage_passed": f"a passed 赛马 stage assessment of the lane (`{stage} --stage stage_assessment{lane} --passed{when}`)",
+        "acceptance_passed": f"a passed acceptance (`{stage} --stage acceptance --passed{when}`)",
+        "audit_report_received": f"the 专项审计报告 (`{stage} --stage audit_report --passed{when}`)",
+    }
+    return hints.get(condition, condition)

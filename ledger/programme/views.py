@@ -21,7 +21,7 @@ from funding_rules.checks import add_months
 from ledger.core.money import format_fen
 from ledger.programme.models import Party, Project
 from ledger.programme.state import (
-    CONDITION_HINTS,
+    condition_hint,
     extension_months_by_project,
     load_project,
     tranche_views,
@@ -107,5 +107,5 @@ def project_sheet(session: Session, code: str, *, as_of: dt.date | None = None) 
     nxt = None
     if waiting:
         first = waiting[0]
-        nxt = NextTranche(f"L{first.lane_no}", first.seq, tuple(CONDITION_HINTS.get(c, c) for c in first.unmet))
+        nxt = NextTranche(f"L{first.lane_no}", first.seq, tuple(condition_hint(c, p.code, first.lane_no, as_of) for c in first.unmet))
     return ProjectSheet(info, nxt)
