@@ -1940,9 +1940,14 @@ def db_grant(obj: Context, role: str, login: str, party: str | None) -> None:
 @click.option("--db", "db", help="The ledger to serve, as the global --db (which it overrides), so that "
               "`jiebang serve --db demo-out/jiebang.db` reads as it is typed.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes (they share the cookie secret; each keeps its own cache).")
+              help="Worker processes (they share the cookie secret and the cache of built pages).")
+@click.option("--forwarded-allow-ips", "forwarded_allow_ips", metavar="ADDRESSES",
+              help="Proxies whose X-Forwarded-For is believed (comma-separated addresses or networks, or *), so that "
+                   "the sign-in throttle and the log see the browser's address; '' believes none. Default: uvicorn's, "
+                   "$FORWARDED_ALLOW_IPS or else 127.0.0.1,::1 (a proxy on this machine).")
 @pass_context
-def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: str | None, workers: int) -> None:
+def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: str | None, workers: int,
+          forwarded_allow_ips: str | None) -> None:
     """The web portal over the --db ledger: enterprises, auditors and the bureau each see
     their part, in Chinese, in a browser (no JavaScript needed). Accounts come from
     `jiebang portal invite`. Set JIEBANG_PORTAL_SECRET to keep sessions across restarts.
@@ -1965,7 +1970,7 @@ def serve(obj: Context, host: str, port: int, scenario_path: Path | None, db: st
     if scenario_path is not None:
         load_scenario(scenario_path)  # and a scenario file that cannot be read
     click.echo(f"jiebang portal on http://{host}:{port}/ (Ctrl-C stops it)")
-    run(obj.url, host=host, port=port, scenario=scenario_path, workers=workers)
+    run(obj.url, host=host, port=port, scenario=scenario_path, workers=workers, forwarded_allow_ips=forwarded_allow_ips)
 
 
 @main.group("portal")

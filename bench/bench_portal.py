@@ -28,11 +28,35 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+CODE = ROOT  # the tree whose `jiebang` is served (--code)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (uvicorn's workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = (Path("/proc") / str(p) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        todo.extend(children.get(p, []))
+    return total
 
 
 def jiebang(db: str, *args: str) -> str:
     done = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "--db", db, *args], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+                          text=True, env={**os.environ, "PYTHONPATH": str(CODE)}, cwd=CODE, check=False)
     if done.returncode:
         raise SystemExit(done.stderr)
     return done.stdout
@@ -65,8 +89,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1, help="jiebang serve --workers")
+    parser.add_argument("--workers", type=int, default=None, help="jiebang serve --workers (default: serve's own)")
+    parser.add_argument("--code", type=Path, default=ROOT, help="the source tree to serve (default: this one), for A/B runs")
+    parser.add_argument("--new-entry-after", type=float, default=None, metavar="SECONDS",
+                        help="record one journal entry (a `settings --approver` change) this long into the concurrent "
+                             "phase: the chain head moves and every answer is built again while the clients go on")
     args = parser.parse_args()
+    global CODE
+    CODE = args.code.resolve()
 
     with sqlite3.connect(args.db) as conn:
         entries = conn.execute("SELECT count(*) FROM journal_entries").fetchone()[0]
@@ -82,9 +112,10 @@ def main() -> None:
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    workers = [] if args.workers is None else ["--workers", str(args.workers)]
     server = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--db", args.db, "--port", str(port),
-                               "--workers", str(args.workers)],
-                              env={**os.environ, "PYTHONPATH": str(ROOT), "JIEBANG_PORTAL_SECRET": "bench"},
+                               *workers],
+                              env={**os.environ, "PYTHONPATH": str(CODE), "JIEBANG_PORTAL_SECRET": "bench"}, cwd=CODE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(150):
@@ -107,8 +138,12 @@ def main() -> None:
             started = time.perf_counter()
             answer = httpx.get(base + path, cookies=cookies.get(role), timeout=600)
             cold[path] = time.perf_counter() - started
+            if os.environ.get("BENCH_DUMP"):
+                Path(os.environ["BENCH_DUMP"], path.strip("/").replace("/", "_") or "root").write_bytes(answer.content)
             assert answer.status_code in (200, 404), (path, answer.status_code)
         times: dict[str, list[float]] = {path: [] for _role, path in routes}
+        statuses: dict[str, set[int]] = {path: set() for _role, path in routes}
+        sizes: dict[str, list[int]] = {path: [] for _role, path in routes}
         lock = threading.Lock()
 
         def client(k: int) -> None:
@@ -124,27 +159,40 @@ def main() -> None:
                         assert answer.status_code in (200, 404), (path, answer.status_code)
                         with lock:
                             times[path].append(elapsed)
+                            statuses[path].add(answer.status_code)
+                            sizes[path].append(len(answer.content))
 
+        load_before = os.getloadavg()
+        server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
         for t in threads:
             t.start()
+        if args.new_entry_after is not None:
+            time.sleep(args.new_entry_after)
+            jiebang(args.db, "settings", "--approver", f"bench-{tag}")
+            print(f"new entry recorded {time.perf_counter() - started:.1f} s into the run")
         for t in threads:
             t.join()
         wall = time.perf_counter() - started
+        server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu
+        load_after = os.getloadavg()
     finally:
         server.terminate()
         server.wait(timeout=10)
     total = sum(len(v) for v in times.values())
     print(f"ledger: {entries:,} entries, {projects:,} projects (the enterprise has {own}); "
           f"{args.clients} clients x {args.rounds} rounds x {len(routes)} routes = {total:,} requests "
-          f"in {wall:.1f} s ({total / wall:.0f} requests/s); {args.workers} uvicorn worker(s)")
+          f"in {wall:.1f} s ({total / wall:.0f} requests/s); workers: {args.workers or 'serve default'}")
+    print(f"CPU per request: server {server_cpu / total * 1000:.1f} ms (all its processes), clients "
+          f"{client_cpu / total * 1000:.1f} ms; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+          f"(1 min; {os.cpu_count()} cores)")
     print()
-    print("| route | role | cold (first) | p50 | p95 | max |")
-    print("|---|---|---|---|---|---|")
+    print("| route | role | status | bytes | cold (first) | p50 | p95 | max |")
+    print("|---|---|---|---|---|---|---|---|")
     for role, path in routes:
         v = times[path]
-        print(f"| `{path}` | {role or '—'} | {cold[path] * 1000:,.0f} ms | {statistics.median(v) * 1000:,.0f} ms | "
+        print(f"| `{path}` | {role or '—'} | {', '.join(map(str, sorted(statuses[path])))} | {statistics.median(sizes[path]):,.0f} | {cold[path] * 1000:,.0f} ms | {statistics.median(v) * 1000:,.0f} ms | "
               f"{percentile(v, 0.95) * 1000:,.0f} ms | {max(v) * 1000:,.0f} ms |")
 
 

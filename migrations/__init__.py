@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEAD = "20261205_0011"
+HEAD = "20261206_0012"
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent)
 
 

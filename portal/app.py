@@ -17,15 +17,16 @@ Security choices (README "Portal", docs/access.md):
 
 import datetime as dt
 import hmac
+import json
 import logging
 import secrets
 import tempfile
-import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -37,10 +38,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.core.db import make_engine, read_only, require_head
 from ledger.core.errors import Refusal
-from ledger.core.journal import chain_head
 from migrations import HEAD
 from portal import store, views
-from portal.scope import NotFound, scoped_session
+from portal.cache import SharedCache, default_path
+from portal.scope import CHAIN_HEAD, NotFound, require_project, scoped_session
 from portal.store import Viewer
 from portal.svg import forecast_chart, grouped_bars
 
@@ -48,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "jb_session"
 CSRF_COOKIE = "jb_csrf"
 SESSION_HOURS = 8
+DASHBOARD_PAGE = 50  # projects per page of the bureau's list
+ANSWER_PARAMS = frozenset({"as_of", "lane", "section", "page"})  # the query parameters of the remembered routes
 log = logging.getLogger("jiebang.portal")
 
 SECURITY_HEADERS = {
@@ -113,10 +116,13 @@ def _as_of(value: str | None) -> dt.date | None:
         raise Refusal("portal_date_must_be_iso", "日期应写作 YYYY-MM-DD。") from None
 
 
-def create_app(url: str, *, secret: str | None = None, scenario: Path | None = None) -> FastAPI:
+def create_app(url: str, *, secret: str | None = None, scenario: Path | None = None, cache_file: Path | None = None,
+               run: str | None = None) -> FastAPI:
     """The application over the ledger at ``url``; ``secret`` signs the cookies (random per
     process if None: sessions then end when the server restarts); ``scenario`` is the forecast
-    scenario file of the bureau's chart (default: every condition on time, no spread)."""
+    scenario file of the bureau's chart (default: every condition on time, no spread);
+    ``cache_file`` holds the remembered answers (default ``portal.cache.default_path``) and
+    ``run`` names this server's entries in it (random if None; ``serve`` gives its workers one)."""
     from reports.forecast import Scenario, load_scenario
 
     the_scenario = load_scenario(scenario) if scenario is not None else Scenario()
@@ -128,17 +134,13 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
                   description="The same read models as the pages, under the same scoping: sign in through the "
                               "portal; the session cookie authenticates API calls.")
     app.state.engine = engine
+    cache = app.state.cache = SharedCache(cache_file or default_path(url), run or secrets.token_hex(16))
     reader = read_only(engine)  # look-ups that write nothing take no write lock on SQLite
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next):
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(SecurityHeaders)
 
     def csrf_token(request: Request) -> str:
         token = request.cookies.get(CSRF_COOKIE)
@@ -147,10 +149,16 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
         return token
 
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
-        token = csrf_token(request)
-        html = env.get_template(template).render(request=request, csrf=token, viewer=getattr(request.state, "viewer", None),
-                                                 **context)
+        marker = getattr(request.state, "csrf_marker", None)  # set while an answer is built for the cache
+        html = env.get_template(template).render(request=request, csrf=marker or csrf_token(request),
+                                                 viewer=getattr(request.state, "viewer", None), **context)
         response = HTMLResponse(html, status_code=status)
+        if marker is None:
+            with_csrf_cookie(request, response)
+        return response
+
+    def with_csrf_cookie(request: Request, response: Response) -> Response:
+        token = csrf_token(request)
         if request.cookies.get(CSRF_COOKIE) != token:
             response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                                 path="/")
@@ -178,11 +186,14 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
             data = signer.loads(raw, max_age=SESSION_HOURS * 3600)
         except BadSignature:
             raise SignInRequired() from None
-        with Session(reader) as session:
-            viewer = store.viewer(session, int(data.get("u", 0)), int(data.get("e", -1)))
-            # The ledger's state for the remembered read models (read with the portal's login:
-            # an enterprise's role may not read the chain head).
-            request.state.head = chain_head(session) if viewer is not None else None
+        try:
+            user_id, epoch = int(data.get("u", 0)), int(data.get("e", -1))
+        except (TypeError, ValueError, AttributeError):
+            raise SignInRequired() from None
+        with reader.connect() as conn:
+            # The ledger's state for the remembered answers (read with the portal's login: an
+            # enterprise's role may not read the chain head).
+            viewer, request.state.head = store.viewer_and_head(conn, user_id, epoch)
         if viewer is None:
             raise SignInRequired()
         request.state.viewer = viewer
@@ -314,6 +325,59 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
                         message=refusal.message)
         return signed_in(request, viewer)
 
+    # --- remembered answers (portal.cache) ---------------------------------------------------
+    #
+    # A page or API answer, and the read models behind it, depend only on the ledger's state
+    # (the chain head), on who asks (the principal) and on what is asked; they are kept under
+    # all three, shared by the workers, and built once. Scoping runs inside every build: a
+    # request for another party's project builds (and remembers) this account's 404.
+
+    def answer(request: Request, viewer: Viewer, make) -> Response:
+        """``make(session)``'s response, from the cache when this account asked the same at this
+        chain head before. HTML is kept with a marker where the CSRF token goes."""
+        # Only the parameters the routes read (another one changes nothing but would make a new
+        # key), in their order: of a repeated one the route reads one, so the order matters.
+        what = ("answer", request.url.path, [(k, v) for k, v in request.query_params.multi_items() if k in ANSWER_PARAMS])
+        key = cache.key(request.state.head, store.principal(viewer), *what)
+
+        def build():
+            marker = secrets.token_hex(16)
+            request.state.csrf_marker = marker
+            try:
+                with scoped_session(engine, viewer) as session:
+                    head = session.info[CHAIN_HEAD]
+                    try:
+                        response = make(session)
+                    except NotFound:
+                        response = _error(request, 404)
+            finally:
+                request.state.csrf_marker = None
+            meta = {"status": response.status_code, "type": response.headers.get("content-type"),
+                    "marker": marker if marker.encode() in response.body else None}
+            value = json.dumps(meta).encode() + b"\n" + bytes(response.body)
+            store_as = key if tuple(head) == tuple(request.state.head) else cache.key(head, store.principal(viewer), *what)
+            return head, value, store_as
+
+        value = cache.get_or_build(key, build)
+        meta_line, _, body = value.partition(b"\n")
+        meta = json.loads(meta_line)
+        if meta["marker"]:
+            body = body.replace(meta["marker"].encode(), csrf_token(request).encode())
+        response = Response(body, status_code=meta["status"], media_type=None, headers={"content-type": meta["type"]})
+        return with_csrf_cookie(request, response) if meta["marker"] else response
+
+    def model(session: Session, viewer: Viewer, what: tuple, build) -> dict:
+        """A read model (JSON-able dict), remembered under the build session's chain head."""
+        key = cache.key(session.info[CHAIN_HEAD], store.principal(viewer), "model", *what)
+
+        def make():
+            return session.info[CHAIN_HEAD], json.dumps(build(), ensure_ascii=False).encode(), key
+
+        return json.loads(cache.get_or_build(key, make))
+
+    def json_answer(data) -> JSONResponse:
+        return JSONResponse(jsonable_encoder(data))
+
     # --- pages ------------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -323,11 +387,13 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
 
     @app.get("/projects", response_class=HTMLResponse, include_in_schema=False)
     def enterprise_home(request: Request, viewer: Signed, as_of: str | None = None):
-        data = enterprise_data(request, viewer, "home", as_of)
-        return page(request, "enterprise_home.html", data=data)
+        kind(viewer, "enterprise")
+        when = _as_of(as_of)
+        return answer(request, viewer, lambda session: page(
+            request, "enterprise_home.html", data=enterprise_data(session, viewer, "home", when)))
 
-    def _project_page(request: Request, viewer: Viewer, code: str, as_of: str | None, lane: str | None):
-        data = enterprise_data(request, viewer, "project", as_of, code, lane)
+    def _project_page(request: Request, session: Session, viewer: Viewer, code: str, when, lane: str | None):
+        data = enterprise_data(session, viewer, "project", when, code, lane)
         charts = []
         if data["totals"] is not None:
             pledged = _fen(data["totals"]["self_funding_pledged"])
@@ -345,11 +411,15 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
 
     @app.get("/projects/{code}", response_class=HTMLResponse, include_in_schema=False)
     def enterprise_project(request: Request, viewer: Signed, code: str, as_of: str | None = None):
-        return _project_page(request, viewer, code, as_of, None)
+        kind(viewer, "enterprise")
+        when = _as_of(as_of)
+        return answer(request, viewer, lambda session: _project_page(request, session, viewer, code, when, None))
 
     @app.get("/projects/{code}/lanes/{lane}", response_class=HTMLResponse, include_in_schema=False)
     def enterprise_lane(request: Request, viewer: Signed, code: str, lane: str, as_of: str | None = None):
-        return _project_page(request, viewer, code, as_of, lane)
+        kind(viewer, "enterprise")
+        when = _as_of(as_of)
+        return answer(request, viewer, lambda session: _project_page(request, session, viewer, code, when, lane))
 
     @app.get("/downloads/status.{suffix}", include_in_schema=False)
     def status_download(request: Request, viewer: Signed, suffix: str, as_of: str | None = None):
@@ -363,64 +433,44 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     def auditor_home(request: Request, viewer: Signed):
         kind(viewer, "auditor")
-        with scoped_session(engine, viewer) as session:
-            data = views.auditor_home(session, viewer)
-        return page(request, "auditor_home.html", data=data)
+        return answer(request, viewer, lambda session: page(
+            request, "auditor_home.html", data=views.auditor_home(session, viewer)))
 
-    # Read models that depend only on the ledger's state, kept per (what, arguments, chain
-    # head): a new entry moves the head, so nothing stale is ever shown. Scoping is checked
-    # before every look-up.
-    memo: OrderedDict = OrderedDict()
-
-    memo_lock = threading.Lock()
-
-    def remembered(key: tuple, build):
-        with memo_lock:
-            if key in memo:
-                memo.move_to_end(key)
-                return memo[key]
-        value = build()
-        with memo_lock:
-            memo[key] = value
-            while len(memo) > 256:
-                memo.popitem(last=False)
-        return value
-
-    def enterprise_data(request: Request, viewer: Viewer, what: str, as_of: str | None, code: str | None = None,
+    def enterprise_data(session: Session, viewer: Viewer, what: str, when, code: str | None = None,
                         lane: str | None = None) -> dict:
-        """An enterprise's status or project, remembered per (party, arguments, chain head); built
-        under its database role, shown only to the same party."""
+        """An enterprise's status or project, built under its database role."""
         kind(viewer, "enterprise")
-        when = _as_of(as_of)
 
         def build() -> dict:
-            with scoped_session(engine, viewer) as session:
-                if what == "home":
-                    return views.enterprise_home(session, viewer, when)
-                return views.enterprise_project(session, viewer, code, when, lane=lane)
+            if what == "home":
+                return views.enterprise_home(session, viewer, when)
+            return views.enterprise_project(session, viewer, code, when, lane=lane)
 
-        return remembered((what, viewer.party_uscc, viewer.db_role, when, code, lane, request.state.head), build)
+        return model(session, viewer, (what, when and when.isoformat(), code, lane), build)
 
     def audit_data(session, viewer: Viewer, code: str, as_of: str | None) -> dict:
-        key = ("audit", *views.audit_pack_key(session, viewer, code, _as_of(as_of)))
-        return remembered(key, lambda: views.audit_pages(session, viewer, code, key[2]))
+        _code, when, _head = views.audit_pack_key(session, viewer, code, _as_of(as_of))  # scoped first: 404 for others
+        return model(session, viewer, ("audit", code, when.isoformat()), lambda: views.audit_pages(session, viewer, code, when))
 
     def dashboard_data(session, viewer: Viewer, as_of: str | None) -> dict:
-        from ledger.core.journal import chain_head
-
         if viewer.kind != "bureau":
             raise NotFound("dashboard")
-        key = ("dashboard", as_of or "", chain_head(session))
-        return remembered(key, lambda: views.dashboard(session, viewer, _as_of(as_of), the_scenario))
+        when = _as_of(as_of)
+        return model(session, viewer, ("dashboard", when and when.isoformat()),
+                     lambda: views.dashboard(session, viewer, when, the_scenario))
 
     @app.get("/audit/{code}", response_class=HTMLResponse, include_in_schema=False)
     def audit_project(request: Request, viewer: Signed, code: str, as_of: str | None = None, section: int = 1):
         kind(viewer, "auditor")
-        with scoped_session(engine, viewer) as session:
+        _as_of(as_of)
+
+        def make(session):
             data = audit_data(session, viewer, code, as_of)
-        if not 1 <= section <= len(data["sections"]):
-            raise NotFound(section)
-        return page(request, "audit.html", data=data, section=data["sections"][section - 1], as_of_given=as_of or "")
+            if not 1 <= section <= len(data["sections"]):
+                raise NotFound(section)
+            return page(request, "audit.html", data=data, section=data["sections"][section - 1], as_of_given=as_of or "")
+
+        return answer(request, viewer, make)
 
     packs: OrderedDict = OrderedDict()  # (code, as_of, chain head) -> {name: bytes}; a pack is deterministic
 
@@ -446,20 +496,32 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
 
     @app.get("/audit/{code}/verify", response_class=HTMLResponse, include_in_schema=False)
     def audit_verify(request: Request, viewer: Signed, code: str):
+        """Never from the cache: the point is to check the chain now."""
         kind(viewer, "auditor")
         with scoped_session(engine, viewer) as session:
-            from portal.scope import require_project
-
             require_project(session, viewer, code)
             data = views.verification(session, viewer)
         return page(request, "verify.html", data=data, code=code)
 
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(request: Request, viewer: Signed, as_of: str | None = None):
+    def dashboard(request: Request, viewer: Signed, as_of: str | None = None, page_no: Annotated[int, Query(alias="page")] = 1):
         kind(viewer, "bureau")
-        with scoped_session(engine, viewer) as session:
+        _as_of(as_of)
+
+        def make(session):
             data = dashboard_data(session, viewer, as_of)
-        return page(request, "dashboard.html", data=data, chart=forecast_chart(data["forecast"]["summary"]))
+            pages = max(1, -(-len(data["projects"]) // DASHBOARD_PAGE))
+            if not 1 <= page_no <= pages:
+                raise NotFound(page_no)
+            first = (page_no - 1) * DASHBOARD_PAGE
+            shown = data["projects"][first:first + DASHBOARD_PAGE]
+            paging = {"page": page_no, "pages": pages, "size": DASHBOARD_PAGE, "total": len(data["projects"]),
+                      "first": first + 1, "last": first + len(shown), "links": _page_links(page_no, pages),
+                      "query": f"as_of={data['as_of']}&" if as_of else ""}
+            return page(request, "dashboard.html", data=data, projects=shown, paging=paging,
+                        chart=forecast_chart(data["forecast"]["summary"]))
+
+        return answer(request, viewer, make)
 
     # --- JSON API ---------------------------------------------------------------------------
 
@@ -471,37 +533,71 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
     @app.get("/api/v1/status", tags=["enterprise"], summary="The enterprise's status report (as `report status --format json`)")
     def api_status(request: Request, viewer: Signed,
                    as_of: Annotated[str | None, Query(description="YYYY-MM-DD")] = None) -> dict:
-        return enterprise_data(request, viewer, "home", as_of)
+        kind(viewer, "enterprise")
+        when = _as_of(as_of)
+        return answer(request, viewer, lambda session: json_answer(enterprise_data(session, viewer, "home", when)))
 
     @app.get("/api/v1/projects/{code}", tags=["enterprise"], summary="One project of the enterprise, per lane")
     def api_project(request: Request, viewer: Signed, code: str, as_of: str | None = None, lane: str | None = None) -> dict:
-        return enterprise_data(request, viewer, "project", as_of, code, lane)
+        kind(viewer, "enterprise")
+        when = _as_of(as_of)
+        return answer(request, viewer, lambda session: json_answer(enterprise_data(session, viewer, "project", when, code, lane)))
 
     @app.get("/api/v1/audit", tags=["auditor"], summary="The auditor's assigned projects")
-    def api_audit_home(viewer: Signed) -> dict:
+    def api_audit_home(request: Request, viewer: Signed) -> dict:
         kind(viewer, "auditor")
-        with scoped_session(engine, viewer) as session:
-            return views.auditor_home(session, viewer)
+        return answer(request, viewer, lambda session: json_answer(views.auditor_home(session, viewer)))
 
     @app.get("/api/v1/audit/{code}", tags=["auditor"], summary="The audit pack's sections for a cut-off")
-    def api_audit(viewer: Signed, code: str, as_of: str | None = None) -> dict:
+    def api_audit(request: Request, viewer: Signed, code: str, as_of: str | None = None) -> dict:
         kind(viewer, "auditor")
-        with scoped_session(engine, viewer) as session:
-            return audit_data(session, viewer, code, as_of)
+        _as_of(as_of)
+        return answer(request, viewer, lambda session: json_answer(audit_data(session, viewer, code, as_of)))
 
     @app.get("/api/v1/audit/{code}/verify", tags=["auditor"], summary="Verification of the whole chain")
     def api_verify(viewer: Signed, code: str) -> dict:
         kind(viewer, "auditor")
         with scoped_session(engine, viewer) as session:
-            from portal.scope import require_project
-
             require_project(session, viewer, code)
             return views.verification(session, viewer)
 
     @app.get("/api/v1/dashboard", tags=["bureau"], summary="Budget, forecast, projects by city/mode/status, due list")
-    def api_dashboard(viewer: Signed, as_of: str | None = None) -> dict:
+    def api_dashboard(request: Request, viewer: Signed, as_of: str | None = None) -> dict:
         kind(viewer, "bureau")
-        with scoped_session(engine, viewer) as session:
-            return dashboard_data(session, viewer, as_of)
+        _as_of(as_of)
+        return answer(request, viewer, lambda session: json_answer(dashboard_data(session, viewer, as_of)))
 
     return app
+
+
+def _page_links(current: int, pages: int) -> list[int | None]:
+    """The page numbers to link: the first, the last and two either side of the current one
+    (None where numbers are left out)."""
+    wanted = {1, pages, *range(current - 2, current + 3)}
+    links: list[int | None] = []
+    for n in sorted(w for w in wanted if 1 <= w <= pages):
+        if links and links[-1] is not None and n > links[-1] + 1:
+            links.append(None)
+        links.append(n)
+    return links
+
+
+class SecurityHeaders:
+    """The security headers on every answer (a plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _v in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *(h for h in self.raw if h[0] not in present)]
+            await send(message)
+
+        return await self.app(scope, receive, with_headers)

@@ -252,3 +252,29 @@ def viewer(session: Session, user_id: int, epoch: int) -> Viewer | None:
             .order_by(PortalAuditorProject.project_code)))
     return Viewer(id=user.id, login=user.login, kind=user.kind, display_name=user.display_name,
                   party_uscc=user.party_uscc, db_role=user.db_role, projects=projects, epoch=user.epoch)
+
+
+def viewer_and_head(conn, user_id: int, epoch: int) -> tuple[Viewer | None, tuple[int, str] | None]:
+    """What every signed-in request asks first, in one statement (two for an auditor) on a
+    plain connection: the account as ``viewer`` gives it, and the chain head."""
+    from sqlalchemy import text
+
+    row = conn.execute(text(
+        "SELECT u.login, u.kind, u.display_name, u.party_uscc, u.db_role, u.epoch, u.revoked_at, "
+        "u.password_hash IS NOT NULL, h.last_entry_id, h.last_hash "
+        "FROM portal_users u, chain_head h WHERE u.id = :id AND h.id = 1"), {"id": user_id}).first()
+    if row is None or row[6] is not None or row[5] != epoch or not row[7]:
+        return None, None
+    projects: tuple[str, ...] = ()
+    if row[1] == "auditor":
+        projects = tuple(conn.execute(text(
+            "SELECT project_code FROM portal_auditor_projects WHERE user_id = :id ORDER BY project_code"),
+            {"id": user_id}).scalars())
+    return (Viewer(id=user_id, login=row[0], kind=row[1], display_name=row[2], party_uscc=row[3], db_role=row[4],
+                   projects=projects, epoch=row[5]), (row[8], row[9]))
+
+
+def principal(viewer: Viewer) -> tuple:
+    """Everything that tells one account's view from another's: the key of what is remembered
+    for it (``portal.cache``)."""
+    return (viewer.id, viewer.login, viewer.kind, viewer.party_uscc, viewer.db_role, list(viewer.projects), viewer.epoch)

@@ -16,7 +16,14 @@ from ledger.programme import chart
 from ledger.programme.balances import project_balances
 from ledger.programme.models import Project
 from ledger.programme.state import load_project, tranche_views
-from portal.scope import NotFound, require_project, visible_lanes, visible_projects
+from portal.scope import (
+    CHAIN_HEAD,
+    NotFound,
+    require_project,
+    visible_lanes,
+    visible_projects,
+    whole_ledger,
+)
 from portal.store import Viewer
 
 BALANCE_ZH = {
@@ -193,7 +200,7 @@ def audit_pages(session: Session, viewer: Viewer, code: str, as_of: dt.date | No
 
     require_project(session, viewer, code)
     _project, when, basis = resolve_as_of(session, code, as_of)
-    pack = audit_pack(session, code, as_of=when)
+    pack = audit_pack(session, code, as_of=when, whole_ledger=lambda: whole_ledger(session))
     sections = []
     for i, section in enumerate(pack.sections, start=1):
         tables = []
@@ -227,7 +234,7 @@ def audit_files(session: Session, viewer: Viewer, code: str, as_of: dt.date | No
     require_project(session, viewer, code)
     _project, when, _basis = resolve_as_of(session, code, as_of)
     files = {}
-    for path in write_audit_pack(session, code, out_dir, as_of=when):
+    for path in write_audit_pack(session, code, out_dir, as_of=when, whole_ledger=lambda: whole_ledger(session)):
         if path.is_dir():
             for inner in sorted(path.iterdir()):
                 files[f"{path.name}/{inner.name}"] = inner
@@ -237,21 +244,22 @@ def audit_files(session: Session, viewer: Viewer, code: str, as_of: dt.date | No
 
 
 def audit_pack_key(session: Session, viewer: Viewer, code: str, as_of: dt.date | None) -> tuple:
-    """What an audit pack's bytes depend on: the project, the cut-off and the chain's head."""
-    from ledger.core.journal import chain_head
+    """What an audit pack's bytes depend on: the project, the cut-off and the chain's head (of
+    the request's snapshot, read by ``scoped_session`` before its role was set)."""
     from reports.audit import resolve_as_of
 
     require_project(session, viewer, code)
     _project, when, _basis = resolve_as_of(session, code, as_of)
-    return code, when, chain_head(session)
+    return code, when, session.info[CHAIN_HEAD]
 
 
 def verification(session: Session, viewer: Viewer) -> dict:
     from ledger.core.journal import chain_head
     from ledger.programme.projection import verify_ledger
 
-    result = verify_ledger(session)
-    head_id, head_hash = chain_head(session)
+    with whole_ledger(session):
+        result = verify_ledger(session)
+        head_id, head_hash = chain_head(session)
     return {"ok": result.ok, "entries": result.entries, "head_entry": result.head_id, "head_hash": result.head_hash,
             "chain_head_entry": head_id, "chain_head_hash": head_hash,
             "first_bad_entry": result.first_bad_entry, "problem": result.problem}

@@ -37,6 +37,7 @@ Choices, stated once (they are printed in the pack's notes too):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -1225,10 +1226,17 @@ def _trial_balance(scope: Scope, agg: pd.DataFrame, balances: dict[str, int]) ->
 # --- 九、完整性 -----------------------------------------------------------------------------
 
 
-def _integrity(session: Session, scope: Scope, project_postings: int) -> Integrity:
+def _integrity(session: Session, scope: Scope, project_postings: int, whole_ledger=contextlib.nullcontext) -> Integrity:
     """What ties the pack to the ledger. The verification starts from the latest verified
     checkpoint when there is one (its time grows with the entries after it, not with the
-    ledger), else it goes over the whole chain."""
+    ledger), else it goes over the whole chain. ``whole_ledger()`` is entered around these
+    reads, which need every entry: a caller whose session sees only some projects' rows (the
+    portal's auditors, under row-level security) lets them see the whole ledger there."""
+    with whole_ledger():
+        return _integrity_reads(session, scope, project_postings)
+
+
+def _integrity_reads(session: Session, scope: Scope, project_postings: int) -> Integrity:
     from ledger.core.verify import latest_checkpoint
     from ledger.programme.projection import verify_ledger, verify_since_checkpoint
 
@@ -1292,8 +1300,10 @@ def _integrity_section(pack_code: str, as_of: dt.date, integrity: Integrity, fon
 # --- the pack -----------------------------------------------------------------------------
 
 
-def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, font_note: str | None = None) -> AuditPack:
-    """Build the audit pack of ``code`` as of ``as_of`` (default: the audit cut-off)."""
+def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, font_note: str | None = None,
+               whole_ledger=contextlib.nullcontext) -> AuditPack:
+    """Build the audit pack of ``code`` as of ``as_of`` (default: the audit cut-off);
+    ``whole_ledger``: see ``_integrity``."""
     scope = load_scope(session, code, as_of)
     code, as_of = scope.project.code, scope.as_of
     balances = project_balances(session, code, as_of=as_of)
@@ -1331,7 +1341,7 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
     detail = _table("7 专账明细", "专账明细（凭证级） Voucher-level detail", DETAIL_COLUMNS, detail_rows,
                     ("列示本项目全部科目截至截止日（含当日）的过账，按日期、分录号排序；借方为正、贷方为负的分录金额分列借贷两栏。",))
 
-    integrity = _integrity(session, scope, count)
+    integrity = _integrity(session, scope, count, whole_ledger)
     bean_dir = f"beancount-{code}-{as_of.isoformat()}"
     sections = (
         _profile(scope),
@@ -1448,7 +1458,7 @@ AUDIT_STEPS = 4  # the pack read, the PDF, the workbook, the beancount extract
 
 
 def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.date | None = None,
-                     font_path: str | Path | None = None, progress=None) -> list[Path]:
+                     font_path: str | Path | None = None, progress=None, whole_ledger=contextlib.nullcontext) -> list[Path]:
     """Write audit-CODE-DATE.pdf, audit-CODE-DATE.xlsx and beancount-CODE-DATE/ into ``out_dir``.
     ``font_path`` is a font file the user named (``--font``), see ``reports.pdf.cjk_font``;
     ``progress(1)`` is called after each of the AUDIT_STEPS.
@@ -1461,7 +1471,7 @@ def write_audit_pack(session: Session, code: str, out_dir: Path, *, as_of: dt.da
 
     font = pdf.cjk_font(font_path)
     step = progress or (lambda n: None)
-    pack = audit_pack(session, code, as_of=as_of, font_note=font.note)
+    pack = audit_pack(session, code, as_of=as_of, font_note=font.note, whole_ledger=whole_ledger)
     step(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{pack.stem}.", dir=out_dir))

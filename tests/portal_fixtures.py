@@ -77,7 +77,8 @@ def build_world(request, tmp_path_factory) -> World:
             for name, party in (("demand", DEMAND), ("solver", SOLVER)):
                 logins[name] = f"jb_{tag}_{name}"
                 grant(session, "enterprise", logins[name], party=party)
-    world = World(backend, url, engine, create_app(url, secret="test-secret"), logins=logins)
+    cache_file = tmp_path_factory.mktemp("portal-cache") / "answers.sqlite"
+    world = World(backend, url, engine, create_app(url, secret="test-secret", cache_file=cache_file), logins=logins)
     links = {}
     with Session(engine) as session, session.begin():
         links["demand"] = invite(session, party=DEMAND, actor="officer")[1]

@@ -117,7 +117,8 @@ def test_every_jiebang_function_pins_its_search_path_with_pg_temp_last(engine, b
             "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'jiebang%' "
             "AND pronamespace = current_schema()::regnamespace ORDER BY proname"
         )).all()
-    assert len(found) == 13  # 0007 made nine; 0010 adds the portal log guard and two SET ROLE helpers; 0011 the advances bound
+    assert len(found) == 17  # 0007 made nine; 0010 adds the portal log guard and two SET ROLE helpers; 0011 the advances bound;
+    # 0012 the four helpers of the portal auditors' row-level security
     for name, config in found:
         # The search path first; the two guards that run per entry also plan without
         # sequential scans (migration 0011 says why).

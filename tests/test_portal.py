@@ -263,6 +263,16 @@ def test_the_bureau_dashboard(world):
 # --- the database scopes, not only the app -------------------------------------------------
 
 
+def _unfiltered_scope(world, viewer, monkeypatch) -> list[str]:
+    """The scoping function replaced by the unfiltered query (for the rest of the test, the
+    routes too): what it returns in the viewer's scoped session."""
+    import portal.scope
+
+    monkeypatch.setattr(portal.scope, "visible_projects", lambda session, viewer: list(session.scalars(select(Project.code))))
+    with scoped_session(world.engine, viewer) as session:
+        return portal.scope.visible_projects(session, viewer)
+
+
 def test_a_query_without_the_apps_filter_still_sees_only_the_partys_rows(world, monkeypatch):
     """Remove the app's own filter for one query: on PostgreSQL the request's role (SET LOCAL
     ROLE, row-level security) still limits it to the party's rows; on SQLite the one scoping
@@ -278,15 +288,75 @@ def test_a_query_without_the_apps_filter_still_sees_only_the_partys_rows(world, 
         assert DEMAND in parties and "91650106MA7N1A214C" not in parties
     else:
         assert codes == ALL_PROJECTS  # SQLite: only visible_projects scopes
-    # The route with the scoping function replaced by the unfiltered query.
-    import portal.scope
-
-    monkeypatch.setattr(portal.scope, "visible_projects", lambda session, viewer: list(session.scalars(select(Project.code))))
-    with scoped_session(world.engine, demand) as session:
-        seen = portal.scope.visible_projects(session, demand)
-    assert (seen == DEMAND_PROJECTS) == (world.backend == "postgresql")
+    assert (_unfiltered_scope(world, demand, monkeypatch) == DEMAND_PROJECTS) == (world.backend == "postgresql")
     answer = world.clients["demand"].get("/api/v1/projects/UR2024-001")
     assert answer.status_code == 404
+
+
+def test_an_auditors_query_without_the_apps_filter_sees_only_its_projects(world, monkeypatch):
+    """On PostgreSQL an auditor's requests run as jiebang_portal_auditor: row-level security
+    admits the assigned projects' rows, the entries that post to their accounts (another
+    project's release offset against an audited clawback) and what those entries name, and no
+    other project's rows. On SQLite the one scoping function is the only guard."""
+    from sqlalchemy import func
+
+    from ledger.core.models import Account, JournalEntry, Posting
+    from ledger.programme.models import Tranche
+
+    auditor = viewer_of(world, "信达会计师事务所")
+    with scoped_session(world.engine, auditor) as session:
+        codes = sorted(session.scalars(select(Project.code)))  # no filter
+        lanes = set(session.scalars(select(Lane.project_code)))
+        tranches = set(session.scalars(select(Tranche.project_code)))
+        entries = set(session.scalars(select(JournalEntry.id)))
+        accounts = set(session.scalars(select(Account.id)))
+        postings = session.scalar(select(func.count()).select_from(Posting))
+        parties = set(session.scalars(select(Party.uscc)))
+    with Session(read_only(world.engine)) as full:
+        own = set(full.scalars(select(JournalEntry.id).where(JournalEntry.project_code.in_(AUDITED))))
+        touching = set(full.scalars(select(Posting.entry_id).join(Account, Account.id == Posting.account_id)
+                                    .where(Account.project_code.in_(AUDITED))))
+        named = set(full.scalars(select(Account.id).where(Account.project_code.in_(AUDITED)))) | set(
+            full.scalars(select(Posting.account_id).where(Posting.entry_id.in_(own | touching))))
+        audited_parties = set(full.scalars(select(Project.demand_uscc).where(Project.code.in_(AUDITED)))) | set(
+            full.scalars(select(Lane.solver_uscc).where(Lane.project_code.in_(AUDITED))))
+        every_entry = full.scalar(select(func.count()).select_from(JournalEntry))
+        their_postings = full.scalar(select(func.count()).select_from(Posting).where(Posting.entry_id.in_(own | touching)))
+    if world.backend == "postgresql":
+        assert codes == AUDITED and lanes == set(AUDITED) and tranches == set(AUDITED)
+        assert entries == own | touching and len(entries) < every_entry
+        assert accounts == named and postings == their_postings
+        assert parties == audited_parties and "91650106MA7N1A214C" not in parties  # an Urumqi party
+    else:
+        assert codes == ALL_PROJECTS  # SQLite: only visible_projects scopes
+    assert (_unfiltered_scope(world, auditor, monkeypatch) == AUDITED) == (world.backend == "postgresql")
+    if world.backend == "postgresql":
+        answer = world.clients["auditor"].get("/api/v1/audit/UR2024-001?as_of=2026-12-31")
+        assert answer.status_code == 404
+
+
+def test_the_portal_auditor_helpers_answer_only_the_portal(world):
+    """Another login cannot name a portal auditor and read its projects: the helpers answer
+    only a login that may SET ROLE jiebang_portal_auditor, and an enterprise may not."""
+    if world.backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    auditor = viewer_of(world, "信达会计师事务所")
+    url = make_url(world.url).set(username=world.logins["demand"]).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT set_config('jiebang.portal_auditor', :id, false)"), {"id": str(auditor.id)})
+            assert conn.execute(text("SELECT count(*) FROM jiebang_audited_projects()")).scalar_one() == 0
+            assert conn.execute(text("SELECT count(*) FROM jiebang_audited_entries()")).scalar_one() == 0
+            with pytest.raises(DBAPIError, match="permission denied"):
+                conn.execute(text("SET ROLE jiebang_portal_auditor"))
+    finally:
+        engine.dispose()
+    with scoped_session(world.engine, auditor) as session:  # the portal's login may
+        assert sorted(session.scalars(text("SELECT jiebang_audited_projects()"))) == AUDITED
 
 
 def test_visible_projects_is_the_one_scoping_function(world):
@@ -381,9 +451,11 @@ def test_revoke_ends_sessions_at_once_and_is_logged(world):
     client = _fresh_client(world, "198.51.100.30")
     assert accept(client, f"/invite/{token}").status_code == 303
     assert client.get("/api/v1/me").status_code == 200
+    assert client.get("/api/v1/dashboard").status_code == 200  # now remembered for this account
     result = Cli(world.url, user="officer-b")("portal", "revoke", "将撤销")
     assert "revoked" in result.output
     assert client.get("/api/v1/me").status_code == 401
+    assert client.get("/api/v1/dashboard").status_code == 401  # the remembered answer is not served
     assert _sign_in(_fresh_client(world, "198.51.100.31"), "将撤销", PASSWORD).status_code == 401
     log = Cli(world.url)("portal", "log", "--login", "将撤销", "--format", "json")
     events = [r["event"] for r in json.loads(log.output)]
@@ -514,3 +586,114 @@ def test_the_project_page_names_the_policy_document_not_the_rules_identifier(wor
     page = world.clients["demand"].get("/projects/JM2024-001").text
     assert "依据《江门市重大科技计划项目“揭榜挂帅”“赛马”制技术攻关项目工作方案（试行）》" in page
     assert "jiangmen-2023-trial" not in page
+
+
+# --- remembered answers (portal.cache) ----------------------------------------------------
+
+
+def test_the_bureau_project_list_is_paged(world, monkeypatch):
+    import portal.app
+
+    monkeypatch.setattr(portal.app, "DASHBOARD_PAGE", 4)
+    query = "as_of=2027-01-06"  # not asked before: built with pages of 4
+    pages = [world.clients["bureau"].get(f"/dashboard?{query}&page={n}") for n in (1, 2, 3)]
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    listed = [re.findall(r"<tr><td>([A-Z]{2}\d{4}-\d{3})</td>", p.text[p.text.index('id="project-list"'):]) for p in pages]
+    assert [len(codes) for codes in listed] == [4, 4, 1] and [c for codes in listed for c in codes] == ALL_PROJECTS
+    assert "共 9 个项目，本页第 5–8 个（第 2 / 3 页，每页 4 个）" in pages[1].text
+    assert pages[1].text.count('href="/dashboard?as_of=2027-01-06&amp;page=3#projects" rel="next"') == 2  # above and below
+    assert 'href="/dashboard?as_of=2027-01-06&amp;page=1#projects" rel="prev"' in pages[1].text
+    assert 'id="projects"' in pages[1].text
+    assert '<span class="current" aria-current="page">2</span>' in pages[1].text
+    assert world.clients["bureau"].get(f"/dashboard?{query}&page=4").status_code == 404
+    assert world.clients["bureau"].get(f"/dashboard?{query}&page=0").status_code == 404
+    assert world.clients["bureau"].get(f"/dashboard?{query}&page=x").status_code == 400
+    # The API keeps the whole list.
+    assert [p["code"] for p in world.clients["bureau"].get(f"/api/v1/dashboard?{query}").json()["projects"]] == ALL_PROJECTS
+
+
+def test_page_links_name_the_first_last_and_nearby_pages():
+    from portal.app import _page_links
+
+    assert _page_links(1, 1) == [1]
+    assert _page_links(1, 20) == [1, 2, 3, None, 20]
+    assert _page_links(10, 20) == [1, None, 8, 9, 10, 11, 12, None, 20]
+    assert _page_links(19, 20) == [1, None, 17, 18, 19, 20]
+
+
+def test_a_cached_page_carries_each_browsers_own_csrf_token(world):
+    """The same account in two browsers: the second gets the page the first one's request
+    built, with its own CSRF token, and can sign out with it."""
+    from fastapi.testclient import TestClient
+
+    first, second = world.clients["bureau"], TestClient(world.app, raise_server_exceptions=False)
+    second.cookies.set("jb_session", first.cookies.get("jb_session"))
+    path = "/dashboard?as_of=2027-01-07"
+    one = first.get(path)
+    two = second.get(path)
+    assert one.status_code == two.status_code == 200
+    token = two.cookies.get("jb_csrf") or second.cookies.get("jb_csrf")
+    assert token and csrf_of(two.text) == token != csrf_of(one.text)
+    assert one.text.replace(csrf_of(one.text), "") == two.text.replace(token, "")
+    assert second.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+
+
+def test_the_cache_key_follows_the_parameters_the_route_reads(world):
+    client = world.clients["demand"]
+    one, two = "2026-06-30", "2027-06-30"
+    first = client.get(f"/api/v1/status?as_of={one}&as_of={two}").json()["as_of"]
+    second = client.get(f"/api/v1/status?as_of={two}&as_of={one}").json()["as_of"]
+    assert {first, second} == {one, two}  # a repeated parameter: each order its own answer
+    assert client.get(f"/api/v1/status?as_of={one}&utm=x").json()["as_of"] == one
+
+
+def test_workers_share_answers_but_never_across_accounts_or_runs(world, tmp_path, monkeypatch):
+    """Two applications on one cache file stand for two workers of one `jiebang serve`: the
+    second answers from what the first built, for the same account only."""
+    from fastapi.testclient import TestClient
+
+    import portal.views
+    from portal.app import create_app
+
+    shared = tmp_path / "answers.sqlite"
+    worker = lambda run: create_app(world.url, secret="test-secret", cache_file=shared, run=run)
+    one, two, other_run = worker("r1"), worker("r1"), worker("r2")
+    session = world.clients["bureau"].cookies.get("jb_session")
+    client = lambda app: TestClient(app, raise_server_exceptions=False, cookies={"jb_session": session})
+    path = "/dashboard?as_of=2027-01-08"
+    built = client(one).get(path)
+    assert built.status_code == 200
+    with Session(world.engine) as s, s.begin():
+        _user, token = store.invite(s, bureau="第二位局领导", actor="officer")
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("built again")
+
+    monkeypatch.setattr(portal.views, "dashboard", boom)
+    shared_answer = client(two).get(path)
+    assert shared_answer.status_code == 200 and "P95" in shared_answer.text  # not built again
+    assert client(two).get("/api/v1/dashboard?as_of=2027-01-08").status_code == 200  # the read model is shared too
+    assert client(other_run).get(path).status_code == 500  # another run builds its own
+    newcomer = TestClient(two, raise_server_exceptions=False)
+    assert accept(newcomer, f"/invite/{token}").status_code == 303
+    assert newcomer.get(path).status_code == 500  # another account: its own build, never the first one's
+
+
+def test_a_new_entry_moves_the_head_and_the_answers_follow(world):
+    from ledger.programme import contribute
+
+    path = "/api/v1/projects/JM2026-005?as_of=2027-12-31"
+    client = world.clients["demand"]
+
+    def contributed() -> int:
+        whole, part = client.get(path).json()["totals"]["self_funding_contributed"].split(".")
+        return int(whole) * 100 + int(part)
+
+    before = contributed()
+    assert contributed() == before  # now from the cache
+    page = client.get("/projects/JM2026-005?as_of=2027-12-31").text
+    with Session(world.engine) as session, session.begin():
+        contribute(session, project="JM2026-005", amount_fen=12_345, category="equipment", date=dt.date(2026, 6, 1),
+                   voucher=f"CACHE-{world.backend}", actor="officer")
+    assert contributed() == before + 12_345
+    assert client.get("/projects/JM2026-005?as_of=2027-12-31").text != page

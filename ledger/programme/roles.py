@@ -17,6 +17,9 @@ privileges and policies are per schema, so ``grant`` is run once per ledger.
 * ``jiebang_enterprise``: SELECT on projects, lanes, tranches, project_events,
   journal_entries, postings, accounts and parties, restricted by row-level security to the
   projects where its party (``enterprise_logins``) is the demand side or a lane's solver.
+* ``jiebang_portal_auditor`` (no login; the portal's auditors' requests): SELECT on the same
+  tables, restricted to the projects assigned to the portal account the request names, the
+  entries that post to their accounts and the accounts those entries name.
 """
 
 from __future__ import annotations
@@ -58,6 +61,23 @@ ENTERPRISE_ROWS = {
 }
 
 PORTAL_TABLES = ("portal_users", "portal_auditor_projects", "portal_invites", "portal_log")
+
+# The role of a portal auditor's requests (no login of its own: the portal's login sets it with
+# SET LOCAL ROLE and names the portal account in ``jiebang.portal_auditor``): the same tables as
+# an enterprise, limited to the account's assigned projects, the entries that post to their
+# accounts and what those entries name (the audit pack's extract needs them). Functions of
+# migration 20261206_0012.
+PORTAL_AUDITOR = "jiebang_portal_auditor"
+PORTAL_AUDITOR_ROWS = {
+    "projects": "code IN (SELECT {s}.jiebang_audited_projects())",
+    "lanes": "project_code IN (SELECT {s}.jiebang_audited_projects())",
+    "tranches": "project_code IN (SELECT {s}.jiebang_audited_projects())",
+    "project_events": "project_code IN (SELECT {s}.jiebang_audited_projects()) OR entry_id IN (SELECT {s}.jiebang_audited_entries())",
+    "journal_entries": "id IN (SELECT {s}.jiebang_audited_entries())",
+    "accounts": "id IN (SELECT {s}.jiebang_audited_accounts())",
+    "postings": "entry_id IN (SELECT {s}.jiebang_audited_entries())",
+    "parties": "uscc IN (SELECT {s}.jiebang_audited_parties())",
+}
 
 LOGIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
 
@@ -105,10 +125,14 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
             f"DO $$ BEGIN CREATE ROLE {group} NOLOGIN; "
             "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
         )
+    execute(
+        f"DO $$ BEGIN CREATE ROLE {PORTAL_AUDITOR} NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    )
     execute("GRANT jiebang_officer TO jiebang_approver")
 
     # 2. Privileges in this schema, from scratch each time so that the set is exact.
-    groups = ", ".join(GROUP.values())
+    groups = ", ".join((*GROUP.values(), PORTAL_AUDITOR))
     execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {groups}")
     execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM {groups}")
     execute(f"GRANT USAGE ON SCHEMA {s} TO {groups}")
@@ -122,6 +146,7 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
     # The portal's sign-in tables (password hashes, invitations, its log) are no auditor's business.
     execute(f"REVOKE ALL ON {', '.join(f'{s}.{t}' for t in PORTAL_TABLES)} FROM jiebang_auditor")
     execute(f"GRANT SELECT ON {', '.join(f'{s}.{t}' for t in ENTERPRISE_ROWS)} TO jiebang_enterprise")
+    execute(f"GRANT SELECT ON {', '.join(f'{s}.{t}' for t in PORTAL_AUDITOR_ROWS)} TO {PORTAL_AUDITOR}")
     done.append(f"privileges of {groups} set on schema {schema}")
 
     # 3. Row-level security: staff see every row; an enterprise sees its own projects' rows.
@@ -131,7 +156,10 @@ def grant(session: Session, role: str, login: str, *, party: str | None = None) 
         execute(f"CREATE POLICY jiebang_staff ON {s}.{table} TO {', '.join(STAFF)} USING (true) WITH CHECK (true)")
         execute(f"DROP POLICY IF EXISTS jiebang_enterprise ON {s}.{table}")
         execute(f"CREATE POLICY jiebang_enterprise ON {s}.{table} FOR SELECT TO jiebang_enterprise USING ({rows.replace('{s}', s)})")
-    done.append(f"row-level security on {', '.join(ENTERPRISE_ROWS)}")
+        execute(f"DROP POLICY IF EXISTS {PORTAL_AUDITOR} ON {s}.{table}")
+        execute(f"CREATE POLICY {PORTAL_AUDITOR} ON {s}.{table} FOR SELECT TO {PORTAL_AUDITOR} "
+                f"USING ({PORTAL_AUDITOR_ROWS[table].replace('{s}', s)})")
+    done.append(f"row-level security on {', '.join(ENTERPRISE_ROWS)} (enterprises; the portal's auditors)")
 
     # 4. No temporary tables, no other parties' row counts (docs/access.md says what remains).
     done.extend(_close_side_channels(execute))
@@ -182,7 +210,7 @@ def _close_side_channels(execute) -> list[str]:
       estimates, are revoked from PUBLIC and granted to pg_monitor and the staff roles.
     """
     database = _ident(execute("SELECT current_database()").scalar_one())
-    groups = ", ".join(GROUP.values())
+    groups = ", ".join((*GROUP.values(), PORTAL_AUDITOR))
     execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
     execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM {groups}")
     readers = ", ".join(("pg_monitor", *STAFF))
