@@ -1157,30 +1157,40 @@ def bid_pay_cmd(obj, code, lane, amount, form, when, voucher, dry_run, fmt) -> N
 @click.option("--passed/--failed", default=True, show_default=True, help="The result.")
 @click.option("--lane", help="The lane assessed (赛马 stage assessment).")
 @click.option("--reference", help="Document reference of the result.")
-@click.option("--misused", multiple=True, help="With a failed stage assessment: misused amount on the lane's spending, VOUCHER=AMOUNT; repeat for several.")
+@click.option("--misused", multiple=True, help="With a failed stage assessment (or a failed acceptance the rules treat as a termination): misused amount, VOUCHER=AMOUNT; repeat for several.")
 @click.option("--accepted-by", help="With acceptance: the organisation that ran the 验收 (验收组织单位).")
 @click.option("--audit-firm", help="With audit_report: the 会计师事务所 that issued the 专项审计报告.")
 @click.option("--audit-fee", help="With audit_report: the audit fee, e.g. 3.5万.")
+@click.option("--audited-cash", multiple=True, help="With the audit report (bid subsidy): the cash bid total the 专项审计报告 confirms, AMOUNT or Ln=AMOUNT per lane; the subsidy is trued up on it.")
 @date_option
 @voucher_option
 @money_options
 @pass_context
-def stage(obj, code, stage, passed, lane, reference, misused, accepted_by, audit_firm, audit_fee, when, voucher, dry_run, fmt) -> None:
+def stage(obj, code, stage, passed, lane, reference, misused, accepted_by, audit_firm, audit_fee, audited_cash, when, voucher, dry_run, fmt) -> None:
     """Record a stage result: contract signed, mid-term check, 赛马 stage assessment, acceptance, audit report.
 
     A 赛马 lane that fails its stage assessment is eliminated and receives nothing more; its
-    clawback is its unspent advance plus any misused amounts named on its own spending.
+    clawback is its unspent advance plus any misused amounts named on its own spending. A
+    failed acceptance has the consequence the rules give it (DEFAULT: the project ends as a
+    termination, with its clawback, in the same entry). The audit report of a bid subsidy
+    takes the audited cash total and trues the subsidy up on it.
 
     \b
     Example:
       jiebang stage --project JM2025-003 --stage midterm --passed --date 2027-03-15
       jiebang stage --project JM2025-007 --stage stage_assessment --lane L3 --failed --misused PZ-L3-07=2万 --date 2026-10-01
+      jiebang stage --project UR2025-011 --stage audit_report --passed --audited-cash 240万 --date 2027-11-20
       jiebang stage --project UR2025-001 --stage audit_report --audit-firm 新疆某会计师事务所 --audit-fee 3.5万 --date 2028-11-20
     """
     from ledger.programme import record_stage
+    from ledger.programme.stages import parse_audited_cash
 
+    try:
+        audited = parse_audited_cash(audited_cash)
+    except Refusal as refusal:
+        raise click.BadParameter(refusal.message, param_hint="--audited-cash") from None
     with obj.write(dry_run=dry_run) as session:
-        named = {"misused": _misuse(misused)} if misused else {}
+        named = ({"misused": _misuse(misused)} if misused else {}) | ({"audited_cash": audited} if audited else {})
         named |= {k: v for k, v in {"accepted_by": accepted_by, "audit_firm": audit_firm,
                                     "audit_fee_fen": amount_arg(audit_fee, "audit fee") if audit_fee else None}.items() if v is not None}
         posted = record_stage(session, project=code, stage=stage, passed=passed, date=_today_or(when), voucher=voucher, actor=obj.user, lane=lane,
@@ -1396,10 +1406,37 @@ def close(obj, code, reference, when, voucher, dry_run, fmt) -> None:
     """
     from ledger.programme import close as close_project
 
+    _project_decision(obj, close_project, code, reference, when, voucher, dry_run, fmt)
+
+
+def _project_decision(obj, service, code, reference, when, voucher, dry_run, fmt) -> None:
+    """Run a verb that takes a project, a decision reference and a date, and print its answer."""
     with obj.write(dry_run=dry_run) as session:
-        posted = close_project(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
+        posted = service(session, project=code, date=_today_or(when), reference=reference, voucher=voucher, actor=obj.user)
         said = _answer(session, posted, dry_run)
     _say(said, fmt)
+
+
+@main.command("recover-balance")
+@click.option("--project", "code", required=True, help="Project code.")
+@click.option("--reference", required=True, help="The bureau's decision reference.")
+@date_option
+@voucher_option
+@money_options
+@pass_context
+def recover_balance(obj, code, reference, when, voucher, dry_run, fmt) -> None:
+    """Recover the balance retained after acceptance, N years on, where the rules say so.
+
+    Only under rules with closure.balance_after_acceptance = recover_after_years; the
+    clawback is then collected (jiebang collect) and remitted (jiebang remit).
+
+    \b
+    Example:
+      jiebang recover-balance --project SZ2025-001 --reference 深科〔2029〕5号 --date 2029-06-01
+    """
+    from ledger.programme import recover_balance as recover
+
+    _project_decision(obj, recover, code, reference, when, voucher, dry_run, fmt)
 
 
 @main.command("write-off")

@@ -1262,7 +1262,10 @@ class StageFacts:
       mode: the project's mode, "jbgs" or "saima".
       passed: the result.
       misused: misused amounts named with a failed 赛马 stage assessment (recovered from that
-        lane alone).
+        lane alone), or with a failed acceptance the rules treat as a termination.
+      audited_cash: (lane, audited cash total, active) given with the audit report: the cash
+        bid money the 专项审计报告 confirms each lane was paid (bid-subsidy rules).
+      model: the rules' funding model, for the audited-cash checks.
     """
 
     event: EventFacts
@@ -1271,6 +1274,7 @@ class StageFacts:
     mode: str
     passed: bool = True
     misused: tuple[MisuseFacts, ...] = ()
+    audited_cash: tuple[tuple[int, int, bool], ...] = ()
 
 
 def check_stage_known(facts: StageFacts, rules: Rules) -> list[Violation]:
@@ -1298,8 +1302,11 @@ def check_stage_assessment_mode(facts: StageFacts, rules: Rules) -> list[Violati
 
 
 def check_stage_misuse(facts: StageFacts, rules: Rules) -> list[Violation]:
-    """Misuse is named with a failed 赛马 stage assessment (the lane's recovery), and only then."""
+    """Misuse is named with a failed 赛马 stage assessment (the lane's recovery), or with a
+    failed acceptance that terminates (``failed_acceptance_terminates``), and only then."""
     if not facts.misused or (facts.stage == "stage_assessment" and not facts.passed):
+        return []
+    if failed_acceptance_terminates(facts, rules):
         return []
     return [
         _violation(
@@ -1371,6 +1378,9 @@ class ReleaseFacts:
       unreleased_fen: the lane's obligation not yet released.
       offset_approval: the approval reference for netting a clawback the unit owes on this
         project against this release ("" when none is asked for).
+      first_release: whether no tranche of the lane has been released yet.
+      pledged_fen: self-funding pledged (承诺函) on file by the release date, or None when
+        not looked up.
     """
 
     event: EventFacts
@@ -1378,6 +1388,8 @@ class ReleaseFacts:
     payable_fen: int
     unreleased_fen: int
     offset_approval: str = ""
+    first_release: bool = False
+    pledged_fen: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -2157,6 +2169,144 @@ REGISTRIES: dict[str, list[Check]] = {
     "remittance": REMITTANCE_CHECKS,
     "project_change": PROJECT_CHANGE_CHECKS,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 14 point 8: rules that do something — a failed acceptance, the audited true-up, the
+# pledge at a first release, and the recovery of a retained balance after N years.
+
+
+def failed_acceptance_terminates(facts: StageFacts, rules: Rules) -> bool:
+    """Whether this stage result is a failed acceptance the rules treat as a termination."""
+    return facts.stage == "acceptance" and not facts.passed and rules.closure.failed_acceptance == "terminate"
+
+
+def check_audited_cash(facts: StageFacts, rules: Rules) -> list[Violation]:
+    """The audited cash total (审计确认的现金投入) comes with a passed audit report of a bid
+    subsidy, for lanes still in the race."""
+    if not facts.audited_cash:
+        return []
+    code = facts.event.project_code
+    if facts.stage != "audit_report" or not facts.passed:
+        return [_violation(
+            "audited_cash_needs_the_audit_report",
+            f"an audited cash total is recorded with the 专项审计报告 (audit_report passed), not with "
+            f"{facts.stage} {'passed' if facts.passed else 'failed'} of {code}",
+            "drop --audited-cash, or record it with --stage audit_report --passed",
+            rules, "tranches.final" if "tranches.final" in rules.sources else "closure.audit_required",
+        )]
+    if rules.funding.model != "bid_subsidy":
+        return [_violation(
+            "audited_cash_needs_a_bid_subsidy",
+            f"{code} is paid a {rules.funding.model} under {rules.version}; no subsidy is trued up on audited cash",
+            "drop --audited-cash",
+            rules, "funding.model",
+        )]
+    return [
+        _violation(
+            "audited_cash_lane_must_be_active",
+            f"L{lane} of {code} has left the race; its subsidy is not trued up",
+            "give the audited cash of the lanes still in the race only",
+            rules, "tranches.final" if "tranches.final" in rules.sources else "funding.subsidy_rate",
+        )
+        for lane, _fen, active in facts.audited_cash
+        if not active
+    ]
+
+
+def check_pledge_at_first_release(facts: ReleaseFacts, rules: Rules) -> list[Violation]:
+    """A lane's first release with no self-funding pledge (承诺函) on file: a warning, or a
+    refusal where the rules say so (``funding.pledge_at_first_release``)."""
+    how = rules.funding.pledge_at_first_release
+    if how == "none" or not _releasable(facts) or not facts.first_release or facts.pledged_fen is None or facts.pledged_fen > 0:
+        return []
+    e = facts.event
+    return [_violation(
+        "pledge_must_be_on_file_at_first_release",
+        f"first release to {e.project_code} L{e.lane} on {e.date} with no self-funding pledge (自投研发资金承诺函) on file",
+        f"record it with `jiebang pledge --project {e.project_code} --amount ...`"
+        + (" before releasing" if how == "refuse" else ""),
+        rules, "funding.pledge_at_first_release", "error" if how == "refuse" else "warning",
+    )]
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRecoveryFacts:
+    """The recovery of the balance a unit retained after a passed acceptance, N years on.
+
+    Attributes:
+      event: where the project stands.
+      reference: the bureau's decision reference as given.
+      accepted_on: the date the acceptance passed, or None.
+      recovered_on: the date the balance was recovered already, or None.
+      balance_fen: the balance left with the unit (advances outstanding, subsidy unreported).
+    """
+
+    event: EventFacts
+    reference: str
+    accepted_on: date | None
+    recovered_on: date | None
+    balance_fen: int
+
+
+def balance_recoverable_on(accepted_on: date, rules: Rules) -> date | None:
+    """The first day a retained balance is recovered: N years after the acceptance, or None
+    where the rules retain it (``closure.balance_after_acceptance``)."""
+    c = rules.closure
+    if c.balance_after_acceptance != "recover_after_years" or c.recover_after_years is None:
+        return None
+    return add_years(accepted_on, c.recover_after_years)
+
+
+def _balance_recovery_problem(facts: BalanceRecoveryFacts, rules: Rules) -> Violation | None:
+    """The first reason the balance cannot be recovered now, or None."""
+    e = facts.event
+    if rules.closure.balance_after_acceptance != "recover_after_years":
+        return _violation("balance_recovery_must_be_in_the_rules", f"{e.project_code} keeps its balance after acceptance under {rules.version}",
+                "nothing to recover; the balance stays with the unit", rules, "closure.balance_after_acceptance")
+    if facts.recovered_on is not None:
+        return _violation("balance_must_be_recovered_once", f"the retained balance of {e.project_code} was recovered on {facts.recovered_on}",
+                "collect it with `jiebang collect`", rules, "closure.recover_after_years")
+    if facts.accepted_on is None or e.closed_on is None:
+        return _violation("balance_recovery_must_follow_closure",
+                f"{e.project_code} has not passed acceptance and closed; its balance is not retained yet",
+                "record the acceptance and `jiebang close` first", rules, "closure.balance_after_acceptance")
+    due_on = balance_recoverable_on(facts.accepted_on, rules)
+    if due_on is not None and e.date < due_on:
+        return _violation("balance_recovery_must_wait_for_its_years",
+                (f"the balance of {e.project_code} is retained {rules.closure.recover_after_years} years after the "
+                 f"acceptance of {facts.accepted_on}, until {due_on - timedelta(days=1)}; {e.date} is too early"),
+                f"record the recovery on or after {due_on}", rules, "closure.recover_after_years")
+    if facts.balance_fen <= 0:
+        return _violation("balance_recovery_must_have_a_balance", f"{e.project_code} has no balance left with the unit (0.00)",
+                "nothing to recover", rules, "closure.recover_after_years")
+    return None
+
+
+def check_balance_recovery(facts: BalanceRecoveryFacts, rules: Rules) -> list[Violation]:
+    problem = _balance_recovery_problem(facts, rules)
+    return [] if problem is None else [problem]
+
+
+def check_balance_recovery_reference(facts: BalanceRecoveryFacts, rules: Rules) -> list[Violation]:
+    if (facts.reference or "").strip():
+        return []
+    return [Violation(
+        "balance_recovery_must_cite_approval",
+        "a recovery of the retained balance needs the bureau's decision reference; give it with --reference.",
+        _FIXED_CLAUSES["fixed.documents"],
+    )]
+
+
+STAGE_CHECKS.append(check_audited_cash)
+RELEASE_CHECKS.append(check_pledge_at_first_release)
+BALANCE_RECOVERY_CHECKS: list[Check] = [
+    check_event_follows_approval,
+    check_project_not_terminated,
+    check_balance_recovery_reference,
+    check_balance_recovery,
+]
+REGISTRIES["balance_recovery"] = BALANCE_RECOVERY_CHECKS
 
 
 def run_checks(registry: Iterable[Check], facts: Any, rules: Rules) -> list[Violation]:

@@ -211,6 +211,8 @@ class FundingRules:
         same project to the same unit (with an approval reference recorded on the release).
       subsidy_use_tracked: whether a released bid subsidy is tracked at its recipient until it is
         reported spent by category, so termination recovers its unspent and misused part.
+      pledge_at_first_release: what a lane's first release does when no self-funding pledge
+        (承诺函) is on file: "warn", "refuse" or "none" (optional key, see _OPTIONAL).
     """
 
     model: str
@@ -225,6 +227,7 @@ class FundingRules:
     revocation_recovery_rate: Decimal
     clawback_offset_allowed: bool
     subsidy_use_tracked: bool
+    pledge_at_first_release: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +301,9 @@ class ClosureRules:
       balance_after_acceptance: "retained" or "recover_after_years".
       recover_after_years: years after acceptance when a balance is recovered, or None.
       termination_recovers: what is recovered on termination: "unspent", "misused".
+      failed_acceptance: what a failed 验收 does: "terminate" (the same entry terminates the
+        project and assesses termination_recovers) or "officer" (a fact, and a due item for
+        the officer to decide) (optional key, see _OPTIONAL).
     """
 
     audit_required: str
@@ -306,6 +312,7 @@ class ClosureRules:
     balance_after_acceptance: str
     recover_after_years: int | None
     termination_recovers: tuple[str, ...]
+    failed_acceptance: str = "terminate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +526,7 @@ _FUNDING: dict[str, tuple[str, Parser]] = {
     "revocation_recovery_rate": ("revocation_recovery_rate", _rate),
     "clawback_offset_allowed": ("clawback_offset_allowed", _flag),
     "subsidy_use_tracked": ("subsidy_use_tracked", _flag),
+    "pledge_at_first_release": ("pledge_at_first_release", _choice("warn", "refuse", "none")),
 }
 _SPENDING: dict[str, tuple[str, Parser]] = {
     "equipment_justify_threshold": ("equipment_justify_threshold_fen", _amount),
@@ -537,6 +545,36 @@ _CLOSURE: dict[str, tuple[str, Parser]] = {
     ),
     "recover_after_years": ("recover_after_years", _optional(_count)),
     "termination_recovers": ("termination_recovers", _choices(*RECOVERY_KINDS)),
+    "failed_acceptance": ("failed_acceptance", _choice("terminate", "officer")),
+}
+# Parameters a rules file may leave out (issue 14 point 8): absent, the loader uses the value
+# and the DEFAULT source below, each a function of the section's fields parsed before it. A
+# file that omits them says nothing new, so its fingerprint (and every project pinned to it)
+# stays as it was; a file that states one is fingerprinted with it like any other key.
+_OPTIONAL: dict[str, dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], str]]]] = {
+    "funding": {
+        "pledge_at_first_release": (
+            lambda fields: "warn" if fields["model"] == "staged_grant" else "none",
+            lambda fields: (
+                "DEFAULT: S1 江门 工作方案 二(一)2 (有能力并承诺保障发榜项目的科研投入) and its 附件2 (自投研发资金承诺函) ask for "
+                "the demand side's commitment letter; a lane's first release with no pledge on file is warned, not refused "
+                "(set refuse where the bureau pays only against the letter)"
+                if fields["model"] == "staged_grant"
+                else "DEFAULT: a bid subsidy is paid on cash the demand side has already paid its solver (S2 二(六)), which "
+                "evidences its investment; no pledge is checked at release"
+            ),
+        ),
+    },
+    "closure": {
+        "failed_acceptance": (
+            lambda fields: "terminate",
+            lambda fields: (
+                "DEFAULT: neither text says what a failed 验收 does to the money; it ends the project as a termination "
+                "(S1 江门 工作方案 五(三): 项目终止的，收回结余和违规使用的财政资金), recovering what termination_recovers "
+                "names in the same entry (set officer to leave the decision to the bureau, listed by `due`)"
+            ),
+        ),
+    },
 }
 _SECTIONS = {"approval": _APPROVAL, "funding": _FUNDING, "spending": _SPENDING, "closure": _CLOSURE}
 _TOP_KEYS = {"rules", "tranches", *_SECTIONS}
@@ -580,10 +618,16 @@ def _parse_section(
     f: _File, name: str, table: Any, sources: dict[str, str], principles: set[str] | None = None
 ) -> dict[str, Any]:
     schema = _SECTIONS[name]
-    _require_keys(f, name, table, schema, schema)
+    optional = _OPTIONAL.get(name, {})
+    _require_keys(f, name, table, schema, [k for k in schema if k not in optional])
     fields: dict[str, Any] = {}
     for key, (field_name, parser) in schema.items():
         where = f"{name}.{key}"
+        if key not in table:  # an optional key left out: its DEFAULT value and source
+            value, source = optional[key]
+            fields[field_name] = parser(f, where, value(fields))
+            sources[where] = source(fields)
+            continue
         entry = table[key]
         if not isinstance(entry, dict) or "value" not in entry:
             f.fail(where, 'expected { value = ..., source = "..." }')

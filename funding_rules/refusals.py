@@ -272,6 +272,18 @@ _POLICY = {
     "remittance_must_not_exceed_amount_owed": "a remittance is within what was collected and is owed",
     "write_off_must_have_reason_and_approval": "a write-off gives its reason and approval reference",
     "write_off_must_not_exceed_outstanding": "a write-off is within the clawback outstanding",
+    # Issue 14 point 8: rules that do something.
+    "audited_cash_needs_the_audit_report": "an audited cash total is recorded with a passed 专项审计报告",
+    "audited_cash_needs_a_bid_subsidy": "an audited cash total trues up a bid subsidy, not a staged grant",
+    "audited_cash_lane_must_be_active": "an audited cash total is given for lanes still in the race",
+    "audited_cash_must_be_lane_equals_amount": "an audited cash total reads AMOUNT (one lane) or Ln=AMOUNT",
+    "pledge_must_be_on_file_at_first_release": "a lane's first release finds a self-funding pledge on file where the rules refuse without one",
+    "balance_recovery_must_be_in_the_rules": "a retained balance is recovered only where the rules recover it after N years",
+    "balance_must_be_recovered_once": "a retained balance is recovered once",
+    "balance_recovery_must_follow_closure": "a retained balance is recovered after the acceptance passed and the project closed",
+    "balance_recovery_must_wait_for_its_years": "a retained balance is recovered no earlier than N years after the acceptance",
+    "balance_recovery_must_have_a_balance": "a recovery of the retained balance finds a balance to recover",
+    "balance_recovery_must_cite_approval": "a recovery of the retained balance cites the bureau's decision",
 }
 
 _REPORTS_AND_CLI = {

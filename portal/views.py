@@ -50,7 +50,8 @@ BASIS_ZH = {"grant_share": "资助分期", "subsidy": "后补助"}
 WARNING_ZH = {"self_funding_should_be_in_place": "自筹资金到位不足", "period_end_is_near": "执行期即将结束",
               "period_has_ended": "执行期已结束，未见验收", "clawback_is_outstanding": "追回款未缴清"}
 DUE_ZH = {"tranche_ready": "可拨付未拨", "pledge_behind": "自筹到位滞后", "clawback_outstanding": "追回未缴清",
-          "period_ending": "执行期将满未验收", "extension_ending": "延期将满"}
+          "period_ending": "执行期将满未验收", "extension_ending": "延期将满",
+          "acceptance_failed": "验收未通过待处理", "balance_recoverable": "结余留用期满待收回"}
 SELF_FUNDING_CATEGORIES = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
 
 

@@ -79,7 +79,7 @@ KIND_ZH = {
     "bid_payment": "揭榜金额拨付", "stage": "阶段事项", "release": "财政拨付", "spend": "经费支出",
     "extension": "延期", "termination": "终止", "revocation": "撤销", "elimination": "淘汰",
     "collection": "追回收款", "write_off": "核销", "reversal": "冲销", "remittance": "上缴财政",
-    "closure": "结题", "project_change": "项目变更",
+    "closure": "结题", "project_change": "项目变更", "balance_recovery": "结余到期收回",
 }
 CATEGORY_ZH = {"equipment": "设备费", "business": "业务费", "labour": "劳务费", "indirect": "间接费用"}
 UNCATEGORISED = "未分类"
@@ -664,6 +664,59 @@ def _arrival(scope: Scope, lane_balances: dict[int, dict[str, int]], balances: d
     return Section("二、资金到位情况", (), (table,))
 
 
+def _with_investment_check(section: Section, scope: Scope, balances: dict[str, int]) -> Section:
+    """The arrival section with the actual total investment set against the approval's."""
+    return Section(section.heading, section.intro, (*section.tables, _investment_check(scope, balances)))
+
+
+def _investment_check(scope: Scope, balances: dict[str, int]) -> ReportTable:
+    """Issue 14 point 8: at acceptance, the actual total investment against the approved total
+    and the rules' floor (``approval.min_total_investment``), with any shortfall flagged.
+
+    What counts follows each text: Jiangmen's 研发总投入 is the project's whole R&D money, so
+    self-funding arrived plus the fiscal grant released; Urumqi's 项目总投入 is “项目单位自主投入的
+    小试、中试和拨付揭榜单位的研发投入资金总和” (S2 二(一)), so self-funding arrived plus the bid
+    money paid to the solvers in cash."""
+    p, rules, state = scope.project, scope.rules, scope.state
+    staged = rules.funding.model == "staged_grant"
+    contributed = balances["self_funding_contributed"]
+    other = balances["grant_released"] if staged else balances["bid_paid_cash"]
+    actual = contributed + other
+    accepted_on = state.met_on.get((None, "acceptance_passed")) or state.acceptance_failed_on
+    columns = (Column("item", "项目\nItem", "long", 2.2), Column("amount", "金额（元）\nAmount (CNY)", "amount", 1.1),
+               Column("gap", "差额（元）\nShortfall (CNY)", "amount", 1.1), Column("finding", "结论\nFinding", "long", 2.6))
+
+    def compare(label: str, threshold: int) -> dict:
+        gap = threshold - actual
+        if accepted_on is None:
+            finding = "尚未验收，验收时比对"
+        elif gap > 0:
+            finding = f"不足：验收时实际研发总投入低于{label}"
+        else:
+            finding = f"已达到{label}"
+        # A shortfall is emphasised (bold, shaded) as a row of its own group, so no formula sums it.
+        flagged = accepted_on is not None and gap > 0
+        return {"item": label, "amount": threshold, "gap": max(0, gap), "finding": finding,
+                "_role": "subtotal" if flagged else "item", "_group": f"flag:{label}" if flagged else "threshold"}
+
+    rows = [
+        {"item": "单位自筹实际到位", "amount": contributed, "_group": "actual"},
+        {"item": "市财政资助已拨付" if staged else "需求方以现金拨付揭榜方的揭榜金额", "amount": other, "_group": "actual"},
+        {"item": "实际研发总投入（截至截止日）", "amount": actual, "_role": "subtotal", "_group": "actual"},
+        compare("批复研发总投入", p.total_investment_fen),
+        compare("政策规定的研发总投入下限", rules.approval.min_total_investment_fen),
+    ]
+    basis = basis_zh(rules, "approval.min_total_investment")
+    notes = (
+        ("实际研发总投入 = 单位自筹实际到位 + 市财政资助已拨付（研发总投入为项目全部研发资金）。" if staged else
+         "实际项目总投入 = 单位自筹实际到位 + 需求方以现金拨付揭榜方的揭榜金额（项目单位自主投入与拨付揭榜单位的研发投入资金总和；技术入股、实物不计）。"),
+        (f"验收日期 {accepted_on.isoformat()}；差额为门槛减实际投入，未达门槛的行加粗列示。" if accepted_on is not None
+         else "截至截止日尚未记录验收结果，以上为截止日数据，不作结论。"),
+        f"依据：{basis}。",
+    )
+    return _table("2 总投入比对", "验收时研发总投入与立项门槛比对 Total investment at acceptance against the threshold", columns, rows, notes)
+
+
 def _due_fiscal(scope: Scope, views) -> dict[int, int]:
     due = {n: 0 for n in scope.lanes}
     for v in views:
@@ -999,6 +1052,7 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
              f"终止时追回：{basis_zh(scope.rules, 'closure.termination_recovers')}。"]
     if not staged:
         notes.append("后补助不形成预拨结余，故不计算结余。")
+    notes += _rules_that_act_notes(scope)
     summary = _table("6 结余追回", "（一）结余及追回计算 Balance and clawback", columns, rows, tuple(notes))
 
     mis_columns = (
@@ -1014,6 +1068,8 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
             lanes = {trace.get("lane") or "": trace["elimination"]}  # a failed 赛马 stage assessment
         elif e.kind in ("termination", "revocation"):
             lanes = trace.get("lanes", {})
+        elif e.kind == "stage" and "failed_acceptance" in trace:
+            lanes = trace["failed_acceptance"].get("lanes", {})  # a failed acceptance that terminates
         else:
             continue
         for lane_key, lane_trace in sorted(lanes.items()):
@@ -1042,6 +1098,30 @@ def _closure(scope: Scope, lane_balances, receivable_legs: list[Leg], spend_vouc
     ledger_rows = _table("6 追回明细", "（三）追回、收回、抵扣与核销明细 Clawback postings", rec_columns, rec_rows,
                          ("合计等于未追回余额。",) if rec_rows else ("截至截止日无追回事项。",))
     return Section("六、结余及追回", (), (summary, misused, ledger_rows))
+
+
+def _rules_that_act_notes(scope: Scope) -> list[str]:
+    """Issue 14 point 8: the basis of a failed acceptance's consequence, an audited true-up
+    and a retained balance recovered after N years, where the project has one."""
+    notes = []
+    rules, kinds = scope.rules, set()
+    for e in scope.events:
+        trace = json.loads(e.trace or "{}")
+        if e.kind == "stage" and "failed_acceptance" in trace:
+            kinds.add("failed")
+        elif e.kind == "stage" and "true_up" in trace:
+            kinds.add("true_up")
+        elif e.kind == "balance_recovery":
+            kinds.add("balance")
+    if "failed" in kinds:
+        what = "按终止处理，同一分录核定追回结余和违规使用资金" if rules.closure.failed_acceptance == "terminate" else "由主管部门决定是否终止及追回"
+        notes.append(f"验收未通过：{what}；依据：{basis_zh(rules, 'closure.failed_acceptance')}。")
+    if "true_up" in kinds:
+        notes.append(f"专项审计报告确认的现金揭榜金额与专账不一致时，按审计确认数重算补助，已拨付的多拨部分核定追回；"
+                     f"依据：{basis_zh(rules, 'tranches.final')}；{basis_zh(rules, 'funding.subsidy_rate')}。")
+    if "balance" in kinds:
+        notes.append(f"验收后结余留用满 {rules.closure.recover_after_years} 年收回；依据：{basis_zh(rules, 'closure.recover_after_years')}。")
+    return notes
 
 
 def _fen(text: str) -> int:
@@ -1265,7 +1345,7 @@ def audit_pack(session: Session, code: str, *, as_of: dt.date | None = None, fon
     bean_dir = f"beancount-{code}-{as_of.isoformat()}"
     sections = (
         _profile(scope),
-        _arrival(scope, lane_balances, balances, _due_fiscal(scope, views)),
+        _with_investment_check(_arrival(scope, lane_balances, balances, _due_fiscal(scope, views)), scope, balances),
         _budget(scope, agg, balances),
         _transfers(scope, bid_legs, lane_balances),
         _subsidy_section(scope, lane_balances, views, bid_legs, accrual_legs, release_legs, use_legs),

@@ -106,7 +106,7 @@ def test_template_has_every_sheet_and_imports_as_nothing(cli, engine, tmp_path):
     assert workbook.sheetnames == [
         "parties", "appropriations", "projects", "pledges", "contributions", "bid_contracts", "bid_payments",
         "stages", "releases", "spending", "extensions", "project_changes", "terminations", "collections", "write_offs",
-        "remittances", "closures",
+        "remittances", "closures", "balance_recoveries",
     ]
     projects = workbook["projects"]
     assert [c.value for c in projects[1]][:4] == ["项目编号", "项目名称", "城市规则", "规则版本"]
@@ -261,7 +261,7 @@ def test_shape_problems_are_all_listed(cli, engine, tmp_path):
     })
     result = cli("import", str(path), expect=1)
     assert result.stdout.splitlines() == [
-        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, project_changes, terminations, collections, write_offs, remittances, closures.",
+        "Sheet1!1: unknown sheet; sheets are named parties, appropriations, projects, pledges, contributions, bid_contracts, bid_payments, stages, releases, spending, extensions, project_changes, terminations, collections, write_offs, remittances, closures, balance_recoveries.",
         "lanes!1: unknown sheet; lanes are given on the projects sheet (solver_usccs, and bids per lane).",
         "appropriations!1 note: unknown column; the appropriations sheet has year, amount, date, voucher.",
         "appropriations!3 amount: holds a formula; paste the values instead (选择性粘贴 → 数值), formulas are not evaluated.",
@@ -361,4 +361,45 @@ def test_lane_recovery_columns_move_only_that_lanes_money(cli, engine, tmp_path)
     result = cli("import", str(path), expect=1)
     assert "failed 赛马 stage assessment" in result.output + result.stderr
     assert entry_count(engine) == before
+    assert cli("verify").output.startswith("OK")
+
+
+def test_audited_cash_and_a_failed_acceptance_import_as_the_verbs_record_them(cli, engine, tmp_path):
+    """Issue 14 point 8: the stages sheet takes the audited cash total with the audit report
+    (the Urumqi true-up) and misuse with a failed acceptance that terminates; a bad audited
+    cash cell is a problem of its row, naming the column, and nothing is written."""
+    sheets = setup_sheets()
+    sheets["stages"] = [
+        ["project", "stage", "passed", "lane", "reference", "misused", "audited_cash", "date", "voucher"],
+        ["UR2025-001", "contract_signed", "yes", None, None, None, None, "2025-03-05", "HT-U1"],
+        ["UR2025-001", "acceptance", "yes", None, None, None, None, "2027-12-20", "YS-U1"],
+        ["UR2025-001", "专项审计报告", "是", None, "新审〔2027〕1号", None, "2,490,000.00", "2027-12-28", "SJ-U1"],
+        ["JM2025-001", "contract_signed", "yes", None, None, None, None, "2025-03-05", "HT-J1"],
+        ["JM2025-001", "验收", "否", None, None, "PZ-J1=1万", None, "2028-03-01", "YS-J1"],
+    ]
+    sheets["bid_payments"] = [["project", "lane", "amount", "form", "date", "voucher"],
+                              ["UR2025-001", None, "250万", "cash", "2025-04-01", "PAY-U1"]]
+    sheets["releases"] = [["project", "lane", "date", "voucher"],
+                          ["UR2025-001", None, "2025-04-10", "ZF-U1"], ["JM2025-001", None, "2025-03-10", "ZF-J1"]]
+    sheets["spending"] = [["project", "lane", "amount", "category", "date", "voucher"],
+                          ["JM2025-001", None, "10万", "业务费", "2025-06-01", "PZ-J1"]]
+    path = tmp_path / "point8.xlsx"
+    bad = {**sheets, "stages": [row[:] for row in sheets["stages"]]}
+    bad["stages"][3][6] = "L1="
+    write_workbook(path, bad)
+    before = entry_count(engine)
+    result = cli("import", str(path), expect=1)
+    assert "stages!4 audited_cash" in result.output + result.stderr and entry_count(engine) == before
+    write_workbook(path, sheets)
+    cli("import", str(path))
+
+    import json
+
+    def balances(code: str) -> dict:
+        return json.loads(cli("balances", "--project", code, "--format", "json").output)
+
+    # 0.40 × 2,490,000.00 = 996,000.00 earned; 1,000,000.00 was released, so 4,000.00 is recovered.
+    assert (balances("UR2025-001")["subsidy_earned"], balances("UR2025-001")["clawback_assessed"]) == ("996000.00", "4000.00")
+    # The failed acceptance terminated JM2025-001: unspent 1,700,000.00 + misused 10,000.00.
+    assert balances("JM2025-001")["clawback_assessed"] == "1710000.00"
     assert cli("verify").output.startswith("OK")

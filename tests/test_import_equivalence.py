@@ -264,6 +264,11 @@ def test_a_cached_fold_handed_out_is_a_copy_of_every_field():
         fold.ProjectEvent(5, dt.date(2025, 3, 5), "extension", None, None, None, None, {"months": 6}),
         fold.ProjectEvent(6, dt.date(2025, 3, 6), "termination", None, None, None, None, {}),
         fold.ProjectEvent(7, dt.date(2025, 3, 7), "closure", None, None, None, None, {}),
+        # Issue 14 point 8: a failed acceptance left to the bureau, an audited cash total, a
+        # retained balance recovered.
+        fold.ProjectEvent(10, dt.date(2025, 3, 7), "stage", None, "acceptance", False, None, {"consequence": "officer"}),
+        fold.ProjectEvent(11, dt.date(2025, 3, 7), "stage", None, "audit_report", True, None, {"audited_cash": {"L1": "250000000"}}),
+        fold.ProjectEvent(12, dt.date(2025, 3, 7), "balance_recovery", None, None, None, None, {}),
     ], {})
     copied = cache.snapshot(folded)
     for f in dataclasses.fields(fold.ProjectFold):

@@ -98,8 +98,37 @@ def test_every_parameter_cites_a_source():
     assert rules.sources["funding.subsidy_recipient"].startswith("DEFAULT:")
     assert rules.clause("tranches.final").startswith("S2")
     for rules in available_rules():
-        assert len(rules.sources) == 1 + 24 + 12 + 5 + 6 + len(rules.tranches)
+        # funding.pledge_at_first_release and closure.failed_acceptance are optional keys: a file
+        # that leaves them out still cites their DEFAULT source.
+        assert len(rules.sources) == 1 + 24 + 13 + 5 + 7 + len(rules.tranches)
         assert all(text.strip() for text in rules.sources.values())
+
+
+def test_optional_keys_left_out_take_their_default_and_keep_the_fingerprint(tmp_path):
+    """Issue 14 point 8: the new parameters default in the loader, so the packaged files (and
+    the projects pinned to their fingerprints) are unchanged; a file that states one is read
+    with it, and a bad value is refused like any other."""
+    jiangmen, urumqi = get_rules("jiangmen-2023-trial"), get_rules("urumqi-2024-33")
+    assert (jiangmen.funding.pledge_at_first_release, urumqi.funding.pledge_at_first_release) == ("warn", "none")
+    assert jiangmen.closure.failed_acceptance == urumqi.closure.failed_acceptance == "terminate"
+    for rules in (jiangmen, urumqi):
+        assert rules.clause("funding.pledge_at_first_release").startswith("DEFAULT:")
+        assert rules.clause("closure.failed_acceptance").startswith("DEFAULT:")
+    stated = JIANGMEN.replace(
+        "[closure]\n",
+        '[closure]\nfailed_acceptance = { value = "officer", source = "DEFAULT: test" }\n',
+    ).replace(
+        "[funding]\n",
+        '[funding]\npledge_at_first_release = { value = "refuse", source = "DEFAULT: test" }\n',
+    )
+    path = tmp_path / "jiangmen-2023-trial.toml"
+    path.write_text(stated, encoding="utf-8")
+    loaded = load_rules_file(path)
+    assert (loaded.funding.pledge_at_first_release, loaded.closure.failed_acceptance) == ("refuse", "officer")
+    assert loaded.fingerprint != jiangmen.fingerprint
+    path.write_text(stated.replace('value = "officer"', 'value = "ignore"'), encoding="utf-8")
+    with pytest.raises(RulesFileError, match="closure.failed_acceptance: 'ignore' is not one of terminate, officer"):
+        load_rules_file(path)
 
 
 def test_both_cities_use_the_same_keys():

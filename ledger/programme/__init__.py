@@ -49,6 +49,7 @@ _WHERE = {
     "project_folds": "state",
     "project_state": "state",
     "record_stage": "stages",
+    "recover_balance": "closing",
     "register_party": "parties",
     "update_party": "parties",
     "release": "releases",

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from funding_rules.checks import BUDGET_CATEGORY_NAMES
 from ledger.core.models import Account, JournalEntry, Posting
-from ledger.core.money import format_fen, format_fen_grouped
+from ledger.core.money import format_fen, format_fen_grouped, parse_fen
 from ledger.programme import chart
 from ledger.programme.models import Lane, Project, Tranche
 
@@ -85,6 +85,7 @@ def answer(session: Session, posted, *, dry_run: bool = False) -> Answer:
     details: tuple[str, ...] = ()
     if entry.kind == "approval" and entry.project_code:
         details = tuple(approval_lines(session, entry.project_code))
+    details += tuple(_warning_lines(entry, trace))
     data = {
         "id": entry.id, "date": entry.value_date.isoformat(), "kind": entry.kind, "project": entry.project_code,
         "voucher": entry.voucher, "memo": entry.memo, "actor": entry.actor, "hash": entry.hash,
@@ -138,6 +139,39 @@ def _recovered(postings) -> str:
     return "，".join(parts)
 
 
+# Consequences of the rules of issue 14 point 8 in the answer line. A failed acceptance
+# says its clawback (or that the bureau decides); an audit report with the audited cash says
+# how the subsidy was trued up on it.
+PLEDGE_WARNING_ZH = "提示：{code} L{lane} 首次拨付时未登记自筹资金承诺（自投研发资金承诺函），请补录承诺"
+
+
+def _rules_that_act(trace: dict, postings) -> str:
+    failed = trace.get("failed_acceptance")
+    if failed is not None:
+        if failed.get("consequence") != "terminate":
+            return "，按规则由主管部门决定是否终止及追回（待办）"
+        return "，按规则项目终止，" + _recovered(postings)
+    parts = []
+    for lane, t in sorted(trace["true_up"].get("lanes", {}).items()):
+        difference = parse_fen(t["difference"], allow_negative=True)
+        what = (f"补助调增 {format_fen_grouped(difference)}（待拨付）" if difference > 0
+                else f"补助调减 {format_fen_grouped(-difference)}" if difference < 0 else "补助无差额")
+        recovered = parse_fen(t.get("over_released_recovered", "0"))
+        if recovered:
+            what += f"，其中已拨付部分追回 {format_fen_grouped(recovered)}"
+        parts.append(f"{lane} 审计确认现金 {format_fen_grouped(parse_fen(t['audited_cash']))}，{what}")
+    return "，" + "；".join(parts)
+
+
+def _warning_lines(entry: JournalEntry, trace: dict) -> list[str]:
+    out = []
+    for w in trace.get("warnings", []) if isinstance(trace.get("warnings"), list) else []:
+        if isinstance(w, dict) and w.get("code") == "pledge_must_be_on_file_at_first_release":
+            lane = json.loads(entry.facts or "{}").get("event", {}).get("lane_no", "")
+            out.append(PLEDGE_WARNING_ZH.format(code=entry.project_code, lane=lane))
+    return out
+
+
 def _what(entry: JournalEntry, trace: dict, postings: list[tuple[str, int]]) -> str:
     code = entry.project_code or ""
     lane = trace.get("lane") or _lanes(postings, "advances", "grant_unreleased", "grant_released", "clawback_receivable",
@@ -166,6 +200,8 @@ def _what(entry: JournalEntry, trace: dict, postings: list[tuple[str, int]]) -> 
     if kind == "stage":
         stage = STAGE_NAMES.get(trace.get("stage", ""), trace.get("stage", ""))
         line = f"{stage} {at}：{'通过' if trace.get('passed') else '未通过'}"
+        if "failed_acceptance" in trace or "true_up" in trace:  # the whole project, whatever lanes moved
+            return f"{stage} {code}：{'通过' if trace.get('passed') else '未通过'}" + _rules_that_act(trace, postings)
         if postings:
             line += "，" + _recovered(postings)
         return line
@@ -186,6 +222,9 @@ def _what(entry: JournalEntry, trace: dict, postings: list[tuple[str, int]]) -> 
         return f"项目变更 {code}：" + "、".join(CHANGE_ZH.get(k, k) for k in trace.get("changed", [])) + f"（{trace.get('reference', '')}）"
     if kind == "closure":
         return f"结项 {code}：" + _recovered(postings)
+    if kind == "balance_recovery":
+        return f"验收后结余到期收回 {code}（验收 {trace.get('accepted_on', '')} 后 {trace.get('recover_after_years', '')} 年）：" \
+            + f"追回 {format_fen_grouped(_sum(postings, 'clawback_receivable', 1))}"
     if kind == "collection":
         line = f"收回 {at}：{format_fen_grouped(_sum(postings, 'clawback_receivable', -1))}"
         before = trace.get("outstanding_before")

@@ -156,7 +156,8 @@ def snapshot(folded: fold.ProjectFold) -> fold.ProjectFold:
         conditions={lane: set(met) for lane, met in folded.conditions.items()}, met_on=dict(folded.met_on),
         eliminated=dict(folded.eliminated), released_tranches=set(folded.released_tranches),
         extensions=folded.extensions, extension_months=folded.extension_months, terminated_on=folded.terminated_on,
-        ended_by=folded.ended_by, closed_on=folded.closed_on,
+        ended_by=folded.ended_by, closed_on=folded.closed_on, acceptance_failed_on=folded.acceptance_failed_on,
+        audited_cash=dict(folded.audited_cash), balance_recovered_on=folded.balance_recovered_on,
     )
 
 

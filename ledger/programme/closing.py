@@ -299,6 +299,15 @@ def eliminate_lane_postings(session: Session, state: ProjectState, n: int, misus
                              recover_balance=state.rules.funding.eliminated_racer_recovers_balance)
 
 
+def failed_acceptance_postings(session: Session, state: ProjectState, misused: list[Misuse] = ()) -> tuple[list[PostingDraft], dict]:
+    """What a failed acceptance assesses where the rules treat it as a termination
+    (``closure.failed_acceptance = terminate``): every lane still in the race stops as at a
+    termination — its clawback (``closure.termination_recovers``: unspent and misused), its
+    unreleased obligation deobligated, unpaid subsidy forfeited where the rules say so."""
+    lanes = [n for n in sorted(state.lanes) if n not in state.eliminated]
+    return _closing_postings(session, state, lanes, misused=list(misused), recover_all_rate=None)
+
+
 @idempotent("collection")
 def collect(session: Session, *, project: str, lane: str | None, amount_fen: int, date: dt.date, voucher: str | None, actor: str) -> Posted:
     """Record recovered money received; it is owed to the finance bureau (应缴财政款) until remitted."""
@@ -418,5 +427,43 @@ def close(session: Session, *, project: str, date: dt.date, reference: str, vouc
                    voucher=_voucher(voucher, f"CLOSE-{code}"), memo="验收后结题", actor=actor,
                    rules_version=rules.version, trace=trace, fact=not postings),
         [AccountSpec(chart.budget_available(year), "memo", chart.year_accounts_open_on(year))],
+        {"project_code": code, "reference": reference},
+    )
+
+
+# --- issue 14 point 8: the balance retained after acceptance, recovered after N years ------
+
+
+@idempotent("balance_recovery")
+def recover_balance(session: Session, *, project: str, date: dt.date, reference: str, voucher: str | None, actor: str) -> Posted:
+    """Recover the balance a unit retained after a passed acceptance, where the rules say it
+    is retained only ``closure.recover_after_years`` years (``balance_after_acceptance =
+    recover_after_years``): on or after that anniversary of the acceptance, each lane's
+    balance (advances outstanding; a tracked subsidy not reported spent) is assessed for
+    recovery (其他应收款), then collected into 应缴财政款 and remitted like any clawback."""
+    lock(session)
+    state = load_project(session, project)
+    code, rules = state.project.code, state.rules
+    lanes = [n for n in sorted(state.lanes) if n not in state.eliminated]
+    lane_sums = {n: _lane_sums(session, state, n) for n in lanes}
+    balance = sum(s.get("advances", 0) + (s.get("subsidy_unreported", 0) if rules.funding.subsidy_use_tracked else 0)
+                  for s in lane_sums.values())
+    accepted_on = state.met_on.get((None, "acceptance_passed"))
+    facts = checks.BalanceRecoveryFacts(event_facts(state, "balance recovery", date), reference or "", accepted_on,
+                                        state.balance_recovered_on, balance)
+    checks.enforce(checks.BALANCE_RECOVERY_CHECKS, facts, rules)
+    postings, trace = _closing_postings(session, state, lanes, misused=[], recover_all_rate=None)
+    due_on = checks.balance_recoverable_on(accepted_on, rules)
+    trace |= {"reference": reference, "accepted_on": accepted_on.isoformat(), "closed_on": state.closed_on.isoformat(),
+              "recoverable_from": due_on.isoformat(), "recover_after_years": rules.closure.recover_after_years,
+              "formula": "balance retained after acceptance (advances outstanding) recovered",
+              "clause": rules.clause("closure.recover_after_years"),
+              "balance_clause": rules.clause("closure.balance_after_acceptance")}
+    return _post_event(
+        session,
+        EntryDraft(value_date=date, kind="balance_recovery", postings=tuple(postings), project_code=code,
+                   voucher=_voucher(voucher, f"BALREC-{code}"), memo="验收后结余到期收回", actor=actor,
+                   rules_version=rules.version, trace=trace),
+        [],
         {"project_code": code, "reference": reference},
     )

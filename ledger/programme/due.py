@@ -13,7 +13,12 @@
   days after it was first assessed;
 * ``period_ending`` / ``extension_ending``: a project still running (not terminated, not
   closed, acceptance not passed) whose period ends within ``within_days`` days, or has
-  already ended; ``extension_ending`` when the end is an extended one.
+  already ended; ``extension_ending`` when the end is an extended one;
+* ``acceptance_failed``: a failed acceptance the rules leave to the bureau
+  (``closure.failed_acceptance = officer``), until the project is terminated or closed;
+* ``balance_recoverable``: a closed project whose rules retain the balance only
+  ``closure.recover_after_years`` years after the acceptance, from that anniversary until
+  it is recovered.
 
 Built on the one fold (``state.project_folds`` and ``state.tranche_view``) with the amounts
 summed in SQL, one query each for projects, lanes, tranches and postings (per 500
@@ -31,18 +36,21 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from funding_rules.checks import BUDGET_CATEGORY_NAMES, add_months
+from funding_rules.checks import BUDGET_CATEGORY_NAMES, add_months, balance_recoverable_on
+from funding_rules.loader import get_rules
 from ledger.core.models import Account, Posting
 from ledger.core.money import format_fen, format_fen_grouped
 from ledger.programme import chart
 from ledger.programme.models import Lane, Project, Tranche
 from ledger.programme.state import project_folds, tranche_view
 
-KINDS = ("tranche_ready", "pledge_behind", "clawback_outstanding", "period_ending", "extension_ending")
+KINDS = ("tranche_ready", "pledge_behind", "clawback_outstanding", "period_ending", "extension_ending",
+         "acceptance_failed", "balance_recoverable")
 DUE_COLUMNS = ("date", "kind", "project", "lane", "amount", "description", "command")
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
-_FAMILIES = ("clawback_receivable", "subsidy_payable", "grant_unreleased", "self_funding_pledged", "self_funding_contributed")
+_FAMILIES = ("clawback_receivable", "subsidy_payable", "grant_unreleased", "self_funding_pledged", "self_funding_contributed",
+             "advances", "subsidy_unreported")
 _SEGMENT_CATEGORIES = {segment: category for category, segment in chart.CATEGORY_SEGMENTS.items()}
 _CHUNK = 500
 
@@ -60,7 +68,7 @@ class DueItem:
       command: the jiebang command that resolves it, as it can be pasted.
     """
 
-    kind: str  # 'tranche_ready' | 'pledge_behind' | 'clawback_outstanding' | 'period_ending' | 'extension_ending'
+    kind: str  # one of KINDS
     project_code: str
     lane: str | None
     amount_fen: int | None
@@ -121,7 +129,38 @@ def _due_chunk(session: Session, chosen: list[Project], as_of: dt.date, within_d
             accepted = "acceptance_passed" in f.conditions.get(None, set())
             if not accepted and any(n not in f.eliminated for n in lanes[p.code]):
                 items += _period(p, f, as_of, within_days)
+        items += _rules_that_act(p, f, lanes[p.code], sums, as_of)
     return items
+
+
+def _rules_that_act(p: Project, f, lanes: dict[int, str], sums, as_of: dt.date) -> list[DueItem]:
+    """Issue 14 point 8: a failed acceptance left to the bureau, and a retained balance whose
+    years are up."""
+    out = []
+    accepted = (None, "acceptance_passed") in f.met_on  # a later acceptance that passed settles it
+    if f.acceptance_failed_on is not None and not accepted and f.terminated_on is None and f.closed_on is None:
+        rules = get_rules(p.rules_version)
+        if rules.closure.failed_acceptance == "officer":
+            out.append(DueItem(
+                "acceptance_failed", p.code, None, None, f.acceptance_failed_on,
+                f"验收未通过（{f.acceptance_failed_on.isoformat()}），按规则由主管部门决定是否终止并收回结余和违规使用的财政资金",
+                f"jiebang terminate --project {p.code} --reference 文号 --date {as_of.isoformat()}",
+            ))
+    accepted_on = f.met_on.get((None, "acceptance_passed"))
+    if f.closed_on is not None and accepted_on is not None and f.balance_recovered_on is None and f.terminated_on is None:
+        rules = get_rules(p.rules_version)
+        due_on = balance_recoverable_on(accepted_on, rules)
+        tracked = rules.funding.subsidy_use_tracked
+        balance = sum(sums.get((p.code, "advances", n), 0) + (sums.get((p.code, "subsidy_unreported", n), 0) if tracked else 0)
+                      for n in lanes if n not in f.eliminated)
+        if due_on is not None and due_on <= as_of and balance > 0:
+            out.append(DueItem(
+                "balance_recoverable", p.code, None, balance, due_on,
+                f"验收（{accepted_on.isoformat()}）后留用的结余已满 {rules.closure.recover_after_years} 年，"
+                f"应收回 {format_fen_grouped(balance)}",
+                f"jiebang recover-balance --project {p.code} --reference 文号 --date {as_of.isoformat()}",
+            ))
+    return out
 
 
 def _sums(session: Session, codes: list[str], as_of: dt.date):

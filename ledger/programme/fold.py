@@ -245,6 +245,10 @@ class ProjectFold:
       extensions / extension_months: approved extensions, counted and summed.
       terminated_on / ended_by: the first termination or revocation, and its kind.
       closed_on: the closure after acceptance.
+      acceptance_failed_on: the first failed acceptance (issue 14 point 8; with
+        ``closure.failed_acceptance = terminate`` it is also the termination).
+      audited_cash: lane -> the cash bid total the 专项审计报告 confirmed (审计确认的现金投入), fen.
+      balance_recovered_on: when the balance retained after acceptance was recovered.
     """
 
     conditions: dict[int | None, set[str]] = field(default_factory=lambda: {None: {"approved"}})
@@ -256,6 +260,9 @@ class ProjectFold:
     terminated_on: dt.date | None = None
     ended_by: str | None = None
     closed_on: dt.date | None = None
+    acceptance_failed_on: dt.date | None = None
+    audited_cash: dict[int, int] = field(default_factory=dict)
+    balance_recovered_on: dt.date | None = None
 
     def met(self, lane_no: int) -> set[str]:
         return self.conditions.get(None, set()) | self.conditions.get(lane_no, set())
@@ -317,6 +324,27 @@ def apply_event(state: ProjectFold, e: ProjectEvent) -> None:
         state.closed_on = state.closed_on or e.value_date
     elif e.kind == "elimination" and e.lane_no:
         state.eliminated.setdefault(e.lane_no, e.value_date)
+    _apply_rules_that_act(state, e)
+
+
+def _apply_rules_that_act(state: ProjectFold, e: ProjectEvent) -> None:
+    """Issue 14 point 8, from the hashed facts of the event (its payload):
+
+    * a failed acceptance: ``payload.consequence`` is "terminate" (the project ends as a
+      termination, in the same entry) or "officer" (left to the bureau);
+    * an audit report: ``payload.audited_cash`` maps "L<n>" to the audited cash total;
+    * a ``balance_recovery``: the retained balance recovered after N years.
+    """
+    if e.kind == "stage" and e.stage == "acceptance" and e.passed is False:
+        if state.acceptance_failed_on is None:
+            state.acceptance_failed_on = e.value_date
+        if e.payload.get("consequence") == "terminate" and state.terminated_on is None:
+            state.terminated_on, state.ended_by = e.value_date, "termination"
+    elif e.kind == "stage" and e.stage == "audit_report" and e.passed:
+        for lane, fen in (e.payload.get("audited_cash") or {}).items():
+            state.audited_cash[int(lane.lstrip("L"))] = int(fen)
+    elif e.kind == "balance_recovery":
+        state.balance_recovered_on = state.balance_recovered_on or e.value_date
 
 
 # --- party facts over time -----------------------------------------------------------------

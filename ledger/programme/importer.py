@@ -62,6 +62,7 @@ from ledger.core.journal import Posted
 from ledger.core.models import JournalEntry, Posting
 from ledger.core.money import format_fen_grouped, parse_fen, parse_rate
 from ledger.programme import cache as state_cache
+from ledger.programme.stages import parse_audited_cash
 
 ROWS_MAX = 1_000_000  # a year of a large city's events is far below this; a limit on everything.
 CELL_CHARS_MAX = 32_767  # Excel's own limit on a cell; a longer cell is refused without being echoed.
@@ -128,7 +129,7 @@ class Column:
 
     Attributes:
       name: the header key, as the template writes it.
-      kind: how a cell is read: text, amount, amounts, date, int, bool, rate, list, misuse,
+      kind: how a cell is read: text, amount, amounts, date, int, bool, rate, list, misuse, lane_amounts,
         or choice (with ``choices`` mapping what may be typed to the service's word).
       required: an empty cell is a problem.
       zh / en: what the column means, for the header comment.
@@ -318,10 +319,11 @@ SHEET_LIST: tuple[Sheet, ...] = (
         Column("passed", "bool", True, "是否通过", "Result: yes (passed) / no (failed); a 赛马 lane failing its stage assessment is eliminated.", "yes"),
         _lane(),
         _reference(False, "结果文件文号", "Document reference of the result.", "江科函〔2027〕12号"),
-        Column("misused", "misuse", False, "阶段考核未通过时该车道违规使用金额：支出凭证号=金额，多个用分号分隔", "With a failed 赛马 stage assessment: misused amounts on the lane's spending, VOUCHER=AMOUNT, separated by semicolons.", ""),
+        Column("misused", "misuse", False, "阶段考核未通过（或验收未通过且按规则终止）时违规使用金额：支出凭证号=金额，多个用分号分隔", "With a failed 赛马 stage assessment (or a failed acceptance the rules treat as a termination): misused amounts, VOUCHER=AMOUNT, separated by semicolons.", ""),
         Column("accepted_by", "text", False, "验收组织单位（验收时填写）", "With acceptance: the organisation that ran the 验收.", ""),
         Column("audit_firm", "text", False, "会计师事务所（专项审计报告时填写）", "With audit_report: the accounting firm that issued the 专项审计报告.", ""),
         Column("audit_fee", "amount", False, "审计费用（元，专项审计报告时填写）", "With audit_report: the audit fee, in yuan.", ""),
+        Column("audited_cash", "lane_amounts", False, "专项审计报告确认的现金揭榜金额（乌鲁木齐后补助按此结算）：单车道填金额，多车道填 L1=金额，分号分隔", "With the audit report of a bid subsidy: the cash bid total the audit confirms, AMOUNT for one lane or L1=AMOUNT;L2=AMOUNT; the subsidy is trued up on it.", ""),
         _date("结果日期", "Date of the result.", "2027-03-15"),
         _voucher("ZQ-2027-01"),
     )),
@@ -391,6 +393,12 @@ SHEET_LIST: tuple[Sheet, ...] = (
         _reference(True, "验收结论文号", "The acceptance document reference.", "江科验〔2028〕3号"),
         _date("结项日期（须在验收通过之后）", "Closure date, after a passed acceptance.", "2028-10-15"),
         _voucher("JX-2028-01"),
+    )),
+    Sheet("balance_recoveries", "balance_recovery", (
+        _project(),
+        _reference(True, "结余收回决定文号（规则规定验收后留用若干年的）", "The bureau's decision to recover the balance retained after acceptance, where the rules keep it only N years.", "深科〔2029〕5号"),
+        _date("收回决定日期（须满留用年限）", "Decision date, on or after the N-year anniversary of the acceptance.", "2029-06-01"),
+        _voucher("JY-2029-01"),
     )),
 )
 SHEETS: dict[str, Sheet] = {s.name: s for s in SHEET_LIST}
@@ -586,6 +594,11 @@ def _read_misuse(value: Any, column: Column) -> tuple[programme.Misuse, ...]:
     return tuple(items)
 
 
+def _read_lane_amounts(value: Any, column: Column) -> tuple[tuple[str | None, int], ...]:
+    """``AMOUNT`` or ``L1=AMOUNT;L2=AMOUNT`` (the audited cash total of the audit report)."""
+    return parse_audited_cash(_split(value))
+
+
 def _read_choice(value: Any, column: Column) -> str:
     word = _as_text(value)
     assert column.choices is not None
@@ -604,7 +617,7 @@ def _split(value: Any) -> list[str]:
 
 READERS: dict[str, Callable[[Any, Column], Any]] = {
     "text": _read_text, "amount": _read_amount, "amounts": _read_amounts, "date": _read_date, "int": _read_int,
-    "bool": _read_bool, "rate": _read_rate, "list": _read_list, "misuse": _read_misuse, "choice": _read_choice,
+    "bool": _read_bool, "rate": _read_rate, "list": _read_list, "misuse": _read_misuse, "lane_amounts": _read_lane_amounts, "choice": _read_choice,
 }
 
 
@@ -935,6 +948,7 @@ def _stage(session: Session, v: dict, actor: str) -> Posted:
         session, project=v["project"], stage=v["stage"], passed=v["passed"], date=v["date"], lane=v["lane"],
         reference=v["reference"], voucher=v["voucher"], actor=actor,
         **({"misused": list(v["misused"])} if v.get("misused") else {}),
+        **({"audited_cash": v["audited_cash"]} if v.get("audited_cash") else {}),
         **{k: v[column] for k, column in (("accepted_by", "accepted_by"), ("audit_firm", "audit_firm"), ("audit_fee_fen", "audit_fee"))
            if v.get(column) is not None},
     )
@@ -988,6 +1002,7 @@ SERVICES: dict[str, Callable[[Session, dict, str], Posted]] = {
     "write_offs": _call(programme.write_off, "project", "lane", "reason", "approval", "date", amount_fen="amount"),
     "remittances": _call(programme.remit, "date", amount_fen="amount"),
     "closures": _call(programme.close, "project", "reference", "date"),
+    "balance_recoveries": _call(programme.recover_balance, "project", "reference", "date"),
 }
 assert tuple(SERVICES) == tuple(SHEETS)
 

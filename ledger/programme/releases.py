@@ -18,6 +18,7 @@ from ledger.core.journal import (
 from ledger.core.models import Account, Posting
 from ledger.core.money import format_fen
 from ledger.programme import chart
+from ledger.programme.budget import _sum_account
 from ledger.programme.common import _post_event, _voucher, event_facts, idempotent, lock
 from ledger.programme.state import (
     _lane_sums,
@@ -69,8 +70,9 @@ def release(
         payable_fen=payable,
         unreleased_fen=unreleased,
         offset_approval=offset_approval or "",
+        **_pledge_facts(session, state, views, date),
     )
-    checks.enforce(checks.RELEASE_CHECKS, facts, rules)
+    warnings = checks.enforce(checks.RELEASE_CHECKS, facts, rules)
     amount = checks.release_amount_fen(facts)
     if target.basis == "grant_share":
         trace = {"tranche": target.seq, "name": target.name, "basis": "grant_share", "amount": format_fen(amount)}
@@ -111,6 +113,8 @@ def release(
         trace |= {"offset": {account: format_fen(value) for account, value in offsets}, "paid": format_fen(paid),
                   "paid_gross": format_fen(amount), "offset_approval": offset_approval.strip(),
                   "offset_clause": rules.clause("funding.clawback_offset_allowed")}
+    if warnings:
+        trace["warnings"] = [{"code": w.code, "message": w.message} for w in warnings]
     return _post_event(
         session,
         EntryDraft(
@@ -128,6 +132,16 @@ def release(
         {"project_code": code, "lane_no": n, "tranche": [target.lane_no, target.seq]}
         | ({"reference": offset_approval.strip()} if offsets else {}),
     )
+
+
+def _pledge_facts(session: Session, state, views, date: dt.date) -> dict:
+    """Issue 14 point 8: whether this is the lane's first release, and the self-funding
+    pledged (承诺函) on file by its date, for ``checks.check_pledge_at_first_release``."""
+    if state.rules.funding.pledge_at_first_release == "none":
+        return {}
+    first = not any(v.id in state.released_tranches for v in views)
+    pledged = -_sum_account(session, chart.self_funding_pledged(state.project.code), as_of=date) if first else None
+    return {"first_release": first, "pledged_fen": pledged}
 
 
 def _receivables(session: Session, code: str, party_uscc: str) -> list[checks.Receivable]:

@@ -38,6 +38,9 @@ class ProjectState:
     closed_on: dt.date | None = None
     met_on: dict[tuple[int | None, str], dt.date] = field(default_factory=dict)
     ended_by: str | None = None
+    acceptance_failed_on: dt.date | None = None
+    audited_cash: dict[int, int] = field(default_factory=dict)
+    balance_recovered_on: dt.date | None = None
 
     def met(self, n: int) -> set[str]:
         return self.conditions.get(None, set()) | self.conditions.get(n, set())
@@ -120,7 +123,8 @@ def project_state(project: Project, rules: Rules, lanes: dict[int, str], folded:
         project=project, rules=rules, lanes=dict(lanes), conditions=folded.conditions, eliminated=folded.eliminated,
         terminated_on=folded.terminated_on, released_tranches=folded.released_tranches,
         extension_months=folded.extension_months, extensions=folded.extensions, closed_on=folded.closed_on,
-        met_on=folded.met_on, ended_by=folded.ended_by,
+        met_on=folded.met_on, ended_by=folded.ended_by, acceptance_failed_on=folded.acceptance_failed_on,
+        audited_cash=dict(folded.audited_cash), balance_recovered_on=folded.balance_recovered_on,
     )
 
 
