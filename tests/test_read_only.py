@@ -112,7 +112,12 @@ def test_the_reads_agree_with_the_writable_original(read_only_copy, demo_file):
     for args in READS:
         if args[0] == "settings":
             continue
-        assert _run(read_only_copy, *args).stdout == _run(demo_file, *args).stdout, args
+        if args[0] == "due":
+            # `due` repeats the --db it was given in each command it prints, and the two
+            # paths differ (so would the table's column widths): compared as JSON.
+            args = [*args, "--format", "json"]
+        copy = _run(read_only_copy, *args).stdout.replace(str(read_only_copy), "LEDGER")
+        assert copy == _run(demo_file, *args).stdout.replace(str(demo_file), "LEDGER"), args
 
 
 @pytest.mark.parametrize("args", READS_TO_FILES, ids=lambda a: " ".join(a[:2]))
