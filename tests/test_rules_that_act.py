@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -134,8 +135,13 @@ def test_where_the_rules_leave_a_failed_acceptance_to_the_officer_it_is_a_due_it
     cli("stage", "--project", "JM2025-311", "--stage", "acceptance", "--passed", "--date", "2027-10-11")
     due = json.loads(cli("due", "--as-of", "2027-10-11", "--format", "json").stdout)
     assert [d["project"] for d in due if d["kind"] == "acceptance_failed"] == ["JM2025-302"]
-    # The officer terminates; the item is gone and the clawback is the unspent advance.
-    cli("terminate", "--project", "JM2025-302", "--reference", "江科〔2027〕10号", "--date", "2027-10-20")
+    # The command, pasted as printed, asks for the decision's reference (no placeholder that
+    # would be recorded as typed); with it, the officer terminates: the item is gone and the
+    # clawback is the unspent advance.
+    words = shlex.split(item["command"])
+    assert words[:2] == ["jiebang", "--db"] and "--reference" not in words
+    assert "Missing option '--reference'" in cli(*words[3:], expect=2).stderr
+    cli(*words[3:], "--reference", "江科〔2027〕10号", "--allow-future")
     assert cli_balances(cli, "JM2025-302")["clawback_outstanding"] == "1800000.00"
     due = json.loads(cli("due", "--as-of", "2027-10-21", "--format", "json").stdout)
     assert not [d for d in due if d["kind"] == "acceptance_failed"]

@@ -143,8 +143,11 @@ def _rules_that_act(p: Project, f, lanes: dict[int, str], sums, as_of: dt.date) 
         if rules.closure.failed_acceptance == "officer":
             out.append(DueItem(
                 "acceptance_failed", p.code, None, None, f.acceptance_failed_on,
-                f"验收未通过（{f.acceptance_failed_on.isoformat()}），按规则由主管部门决定是否终止并收回结余和违规使用的财政资金",
-                f"jiebang terminate --project {p.code} --reference 文号 --date {as_of.isoformat()}",
+                f"验收未通过（{f.acceptance_failed_on.isoformat()}），按规则由主管部门决定是否终止并收回结余和违规使用的财政资金（录入时附决定文号）",
+                # The decision's reference is not known until it is made: the command asks
+                # for it (click names the missing --reference) rather than carry a
+                # placeholder that would be recorded as typed.
+                f"jiebang terminate --project {p.code} --date {as_of.isoformat()}",
             ))
     accepted_on = f.met_on.get((None, "acceptance_passed"))
     if f.closed_on is not None and accepted_on is not None and f.balance_recovered_on is None and f.terminated_on is None:
@@ -157,8 +160,8 @@ def _rules_that_act(p: Project, f, lanes: dict[int, str], sums, as_of: dt.date) 
             out.append(DueItem(
                 "balance_recoverable", p.code, None, balance, due_on,
                 f"验收（{accepted_on.isoformat()}）后留用的结余已满 {rules.closure.recover_after_years} 年，"
-                f"应收回 {format_fen_grouped(balance)}",
-                f"jiebang recover-balance --project {p.code} --reference 文号 --date {as_of.isoformat()}",
+                f"应收回 {format_fen_grouped(balance)}（录入时附收回决定文号）",
+                f"jiebang recover-balance --project {p.code} --date {as_of.isoformat()}",
             ))
     return out
 
