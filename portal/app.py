@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.core.db import make_engine, read_only, require_head
 from ledger.core.errors import Refusal
+from ledger.programme import words
 from migrations import HEAD
 from portal import store, views
 from portal.cache import SharedCache, default_path
@@ -83,8 +84,8 @@ class CsrfFailed(Exception):
 def _templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
     env.globals.update(zh=views.zh, STATUS_ZH=views.STATUS_ZH, ROLE_ZH=views.ROLE_ZH, MODE_ZH=views.MODE_ZH,
-                       CATEGORY_ZH=views.CATEGORY_ZH, CITY_ZH=views.CITY_ZH, BALANCE_ZH=views.BALANCE_ZH,
-                       WARNING_ZH=views.WARNING_ZH, CATEGORIES=views.SELF_FUNDING_CATEGORIES)
+                       CATEGORY_ZH=views.CATEGORY_ZH, CITY_ZH=views.CITY_ZH, BALANCE_ZH=words.BALANCE_ZH,
+                       WARNING_ZH=words.WARNING_ZH, CATEGORIES=views.SELF_FUNDING_CATEGORIES)
     env.filters["yuan"] = _yuan_text
     return env
 

@@ -16,6 +16,7 @@ from ledger.programme import chart
 from ledger.programme.balances import project_balances
 from ledger.programme.models import Project
 from ledger.programme.state import load_project, tranche_views
+from ledger.programme.words import CONDITION_ZH
 from portal.scope import (
     CHAIN_HEAD,
     NotFound,
@@ -26,20 +27,6 @@ from portal.scope import (
 )
 from portal.store import Viewer
 
-BALANCE_ZH = {
-    "self_funding_pledged": "自筹承诺", "self_funding_contributed": "自筹到位", "self_funding_outstanding": "自筹未到位",
-    "bid_contracted": "揭榜合同金额", "bid_paid_cash": "已付（现金）", "bid_paid_equity": "已付（技术入股）",
-    "bid_paid_in_kind": "已付（实物）", "bid_unpaid": "揭榜未付", "subsidy_base": "补助计提基数",
-    "subsidy_earned": "补助已计提", "subsidy_released": "补助已拨付", "subsidy_payable": "补助应付未拨",
-    "grant_obligated": "财政承诺", "grant_released": "财政已拨付", "grant_unreleased": "财政未拨付",
-    "advances_outstanding": "拨付未支出", "fiscal_spent": "财政资金已支出", "clawback_assessed": "追回已核定",
-    "clawback_collected": "追回已收回", "clawback_outstanding": "追回未收回",
-}
-CONDITION_ZH = {
-    "approved": "项目立项", "contract_signed": "签订任务书/合同", "first_bid_payment": "需求方首笔揭榜金额支付",
-    "midterm_passed": "中期检查通过", "stage_passed": "赛马阶段评估通过", "acceptance_passed": "项目验收通过",
-    "audit_report_received": "收到专项审计报告", "subsidy_payable": "有按现金支付揭榜金额计提、尚未拨付的补助",
-}
 STATUS_ZH = {"planned": "待条件", "eligible": "可拨付", "released": "已拨付", "cancelled": "已取消", "active": "执行中",
              "accepted": "已验收", "terminated": "已终止", "eliminated": "已淘汰"}
 ROLE_ZH = {"demand": "需求方（发榜方）", "solver": "揭榜方"}
@@ -47,8 +34,6 @@ MODE_ZH = {"jbgs": "揭榜挂帅", "saima": "赛马"}
 CATEGORY_ZH = {"tech_breakthrough": "技术攻关", "commercialization": "成果转化"}
 CITY_ZH = {"jiangmen": "江门", "urumqi": "乌鲁木齐"}
 BASIS_ZH = {"grant_share": "资助分期", "subsidy": "后补助"}
-WARNING_ZH = {"self_funding_should_be_in_place": "自筹资金到位不足", "period_end_is_near": "执行期即将结束",
-              "period_has_ended": "执行期已结束，未见验收", "clawback_is_outstanding": "追回款未缴清"}
 DUE_ZH = {"tranche_ready": "可拨付未拨", "pledge_behind": "自筹到位滞后", "clawback_outstanding": "追回未缴清",
           "period_ending": "执行期将满未验收", "extension_ending": "延期将满",
           "acceptance_failed": "验收未通过待处理", "balance_recoverable": "结余留用期满待收回"}

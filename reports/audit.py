@@ -71,6 +71,7 @@ from ledger.programme import (
 from ledger.programme.fold import RecordedFacts
 from ledger.programme.models import Lane, Party, Project, ProjectEvent
 from ledger.programme.recorded import project_facts
+from ledger.programme.words import BALANCE_ZH, CONDITION_ZH
 
 STREAM_BATCH = 2_000
 
@@ -91,9 +92,6 @@ PROJECT_CATEGORY_ZH = {"tech_breakthrough": "技术攻关类", "commercializatio
 PARTY_KIND_ZH = {"enterprise": "企业", "university": "高校", "institute": "科研院所", "other": "其他"}
 STAGE_ZH = {"contract_signed": "签订合同", "midterm": "中期检查", "stage_assessment": "赛马阶段考核",
             "acceptance": "验收", "audit_report": "专项审计报告"}
-CONDITION_ZH = {"approved": "立项", "contract_signed": "签订合同", "first_bid_payment": "首笔揭榜金额拨付",
-                "midterm_passed": "中期检查通过", "stage_passed": "阶段考核通过", "acceptance_passed": "验收通过",
-                "audit_report_received": "收到专项审计报告"}
 TRANCHE_STATUS_ZH = {"released": "已拨付", "eligible": "可拨付", "planned": "待条件", "cancelled": "已取消"}
 TRANCHE_NAME_ZH = {"contract": "签约拨付", "midterm": "中期拨付", "interim": "过程拨付", "final": "结题拨付"}
 BASIS_ZH = {"grant_share": "按批复资助比例", "subsidy_earned": "按已计提补助"}
@@ -105,15 +103,6 @@ FAMILY_ZH = {
     "subsidy_expense": "补助费用", "subsidy_payable": "应付政府补贴款", "clawback_receivable": "其他应收款·追回",
     "write_offs": "追回核销", "subsidy_use_released": "补助已拨付（备查）", "subsidy_unreported": "补助未报告结余（备查）",
     "subsidy_reported": "补助已报告支出（备查）",
-}
-BALANCE_ZH = {
-    "self_funding_pledged": "自筹承诺", "self_funding_contributed": "自筹到位", "self_funding_outstanding": "自筹未到位",
-    "bid_contracted": "揭榜合同额", "bid_paid_cash": "揭榜已付·现金", "bid_paid_equity": "揭榜已付·技术入股",
-    "bid_paid_in_kind": "揭榜已付·实物", "bid_unpaid": "揭榜未付", "subsidy_base": "补助基数（现金）",
-    "subsidy_earned": "补助已计提", "subsidy_released": "补助已拨付", "subsidy_payable": "补助应付未付",
-    "grant_obligated": "批复（已承诺）", "grant_released": "财政已拨付", "grant_unreleased": "批复未拨付",
-    "advances_outstanding": "预拨经费结余", "fiscal_spent": "财政资金支出", "clawback_assessed": "追回核定",
-    "clawback_collected": "已收回（含抵扣）", "clawback_outstanding": "未追回",
 }
 CHANGE_RESULT_ZH = {
     "termination": "项目终止：核定追回结余及违规使用资金，未拨付部分核减（见第六部分）",

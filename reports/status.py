@@ -37,14 +37,13 @@ from ledger.programme.words import (
     ROLE_ZH,
     TRANCHE_STATUS_ZH,
     TRANCHE_ZH,
+    WARNING_ZH,
     zh,
 )
 from reports.text import table_text
 
 PERIOD_END_WARNING_DAYS = 90
 SUBSIDY_DUE_CONDITION = "subsidy_payable"
-WARNING_ZH = {"self_funding_should_be_in_place": "自筹资金未到位", "period_end_is_near": "实施期即将届满",
-              "period_has_ended": "实施期已届满", "clawback_is_outstanding": "追回款未退回"}
 
 
 # --- plain data -------------------------------------------------------------------------

@@ -57,3 +57,22 @@ def test_self_funding_warning_follows_the_projects_status(cli, session_factory, 
     assert book["提示 Warnings"]["B3"].value == "追回款未退回"
     table = cli("report", "status", "--party", JM_DEMAND, "--as-of", "2026-03-31").stdout
     assert "已终止" in table and "提示：" in table and "jiebang" not in table
+
+
+def test_each_word_table_of_the_documents_is_defined_once():
+    """The balances, release conditions and warnings read the same in the audit pack, the
+    status report and the portal: one table each, in ledger/programme/words.py (the portal
+    once had its own, with other words for the same figures)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shared = ("BALANCE_ZH", "CONDITION_ZH", "WARNING_ZH")
+    defined = {}
+    for path in [root / "cli.py", *(p for d in ("ledger", "reports", "portal") for p in (root / d).rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in shared:
+                        defined.setdefault(target.id, []).append(str(path.relative_to(root)))
+    assert defined == {name: ["ledger/programme/words.py"] for name in shared}

@@ -35,6 +35,20 @@ CONDITION_ZH = {"approved": "立项", "contract_signed": "签订合同", "first_
                 "midterm_passed": "中期检查通过", "stage_passed": "赛马阶段考核通过", "acceptance_passed": "验收通过",
                 "audit_report_received": "收到专项审计报告",
                 "subsidy_payable": "应付补助（需求方以现金拨付揭榜金额后计提；技术入股、实物不计）"}
+# The balances of a project or lane (``ledger.programme.BALANCE_KEYS``), in the words of the
+# audit pack; the portal and the status report use the same words for the same figures.
+BALANCE_ZH = {
+    "self_funding_pledged": "自筹承诺", "self_funding_contributed": "自筹到位", "self_funding_outstanding": "自筹未到位",
+    "bid_contracted": "揭榜合同额", "bid_paid_cash": "揭榜已付·现金", "bid_paid_equity": "揭榜已付·技术入股",
+    "bid_paid_in_kind": "揭榜已付·实物", "bid_unpaid": "揭榜未付", "subsidy_base": "补助基数（现金）",
+    "subsidy_earned": "补助已计提", "subsidy_released": "补助已拨付", "subsidy_payable": "补助应付未付",
+    "grant_obligated": "批复（已承诺）", "grant_released": "财政已拨付", "grant_unreleased": "批复未拨付",
+    "advances_outstanding": "预拨经费结余", "fiscal_spent": "财政资金支出", "clawback_assessed": "追回核定",
+    "clawback_collected": "已收回（含抵扣）", "clawback_outstanding": "未追回",
+}
+# An enterprise's warnings, in the status report and on its portal pages alike.
+WARNING_ZH = {"self_funding_should_be_in_place": "自筹资金未到位", "period_end_is_near": "实施期即将届满",
+              "period_has_ended": "实施期已届满", "clawback_is_outstanding": "追回款未退回"}
 PROJECT_STATUS_ZH = {"active": "执行中", "accepted": "已结题", "terminated": "已终止"}
 LANE_STATUS_ZH = {"active": "执行中", "eliminated": "已淘汰", "terminated": "已终止"}
 ROLE_ZH = {"demand": "需求方", "solver": "揭榜方"}
