@@ -494,3 +494,37 @@ def test_an_urumqi_termination_recovers_the_subsidy_unspent_and_misused_with_its
     assert cli_balances(cli, code)["clawback_outstanding"] == "0.00"
     assert_verified(cli)
     export_and_bean_check(cli, tmp_path / "export")
+
+
+def test_a_failed_urumqi_acceptance_recovers_the_subsidy_unspent_and_misused_as_a_termination(cli, engine):
+    """closure.failed_acceptance (DEFAULT terminate) in Urumqi: the failed acceptance is the
+    termination, in one entry — 1,000,000.00 of subsidy released, 600,000.00 reported spent,
+    100,000.00 of it named misuse: 400,000.00 unspent + 100,000.00 misused are recovered,
+    the subsidy earned and not released is forfeit, and nothing more can be released."""
+    urumqi_parties(cli)
+    approve_urumqi(cli, bid="300万")
+    code = "UR2025-011"
+    cli("stage", "--project", code, "--stage", "contract_signed", "--date", "2025-07-01")
+    cli("bid", "pay", "--project", code, "--amount", "2,500,000.00", "--form", "cash", "--date", "2025-07-10")
+    cli("release", "--project", code, "--date", "2025-07-15")
+    cli("spend", "--project", code, "--amount", "400,000.00", "--category", "设备费", "--date", "2025-09-01", "--voucher", "UR-PZ-1")
+    cli("spend", "--project", code, "--amount", "200,000.00", "--category", "业务费", "--date", "2025-09-02", "--voucher", "UR-PZ-2")
+    # One fen more misuse than the spend holds is refused, nothing written.
+    cli_refused(cli, engine, "stage", "--project", code, "--stage", "acceptance", "--failed", "--misused", "UR-PZ-2=200,000.01",
+                "--date", "2027-07-10", says="exceeds that spend of 200,000.00")
+    failed = cli("stage", "--project", code, "--stage", "acceptance", "--failed", "--misused", "UR-PZ-2=100,000.00",
+                 "--date", "2027-07-10", "--voucher", "YS-UR-F")
+    assert "追回 500,000.00" in failed.stdout
+    got = cli_balances(cli, code)
+    assert (got["clawback_assessed"], got["clawback_outstanding"], got["subsidy_released"]) == ("500000.00", "500000.00", "1000000.00")
+    # The failed acceptance is the last stage entry, and it carries the termination's trace.
+    assert traces(engine, "termination", code) == []
+    trace = traces(engine, "stage", code)[-1]
+    ended = trace["failed_acceptance"]
+    assert (ended["consequence"], ended["recovers"]) == ("terminate", ["unspent", "misused"])
+    lane = ended["lanes"]["L1"]
+    assert (lane["subsidy_released"], lane["subsidy_reported_spent"], lane["subsidy_unreported"], lane["misused"],
+            lane["clawback"], lane["deobligated"]) == (
+        "1000000.00", "600000.00", "400000.00", {"UR-PZ-2": "100000.00"}, "500000.00", "200000.00")
+    cli_refused(cli, engine, "release", "--project", code, "--date", "2027-07-20", says="terminated")
+    assert_verified(cli)
