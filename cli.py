@@ -969,7 +969,10 @@ def project_show(obj, code, as_of, fmt) -> None:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
     for key in PROJECT_HEADER_KEYS:
-        click.echo(f"{key:<14} {table_text(info[key])}")
+        value = info[key]
+        if isinstance(value, list):
+            value = "; ".join(value)
+        click.echo(f"{key:<15} {table_text(value or '')}")
     click.echo("")
     emit(info["lanes"], list(LANE_COLUMNS), fmt)
     click.echo("")

@@ -269,6 +269,14 @@ def test_pi_and_indicators_are_locked_at_approval_and_change_only_with_an_approv
     assert said.startswith("项目变更 UR2025-751：项目负责人（乌科函〔2026〕8号），凭证 CHG-UR2025-751-2026-03-01"), said
     cli(*change, "--indicator", "样机1套", "--indicator", "发明专利1项", "--reference", "乌科函〔2026〕9号", "--reason", "专利合并申请",
         "--date", "2026-04-01")
+    # project show gives the facts in force at its date: before the change, then after.
+    def shown(as_of):
+        return json.loads(cli("project", "show", "UR2025-751", "--as-of", as_of, "--format", "json").stdout)
+    before, after = shown("2026-02-28"), shown("2026-04-01")
+    assert (before["pi"], before["indicators"], before["project_manager"], before["owner_letter"]) == (
+        "王建疆", ["样机1套", "发明专利2项"], "李天山", "TS-YZ-2025-01 2025-06-25")
+    assert (after["pi"], after["indicators"]) == ("赵四", ["样机1套", "发明专利1项"])
+    assert "pi              赵四" in cli("project", "show", "UR2025-751", "--as-of", "2026-04-01").stdout
     [first, second] = payload(engine, "UR2025-751", "project_change")
     assert first == {"pi": "赵四", "reason": "原负责人调离"}
     assert second == {"indicators": ["样机1套", "发明专利1项"], "reason": "专利合并申请"}

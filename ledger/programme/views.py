@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from funding_rules.checks import add_months
 from ledger.core.money import format_fen
 from ledger.programme.models import Party, Project
+from ledger.programme.recorded import project_facts
 from ledger.programme.state import (
     condition_hint,
     extension_months_by_project,
@@ -31,6 +32,7 @@ PARTY_COLUMNS = ("uscc", "name", "kind", "override")
 PROJECT_COLUMNS = ("code", "name", "city", "mode", "category", "approved", "end", "obligation")
 PROJECT_HEADER_KEYS = (
     "code", "name", "city", "rules_version", "category", "mode", "demand", "approval_date", "start_date", "end_date", "status",
+    "pi", "indicators", "project_manager", "owner_letter", "exceptions",
 )
 LANE_COLUMNS = ("lane", "solver", "status")
 TRANCHE_COLUMNS = ("lane", "seq", "name", "basis", "amount", "conditions", "status", "unmet")
@@ -92,7 +94,7 @@ def project_sheet(session: Session, code: str, *, as_of: dt.date | None = None) 
         "code": p.code, "name": p.name, "city": p.city, "rules_version": p.rules_version, "category": p.category,
         "mode": p.mode, "demand": p.demand_uscc, "approval_date": p.approval_date.isoformat(),
         "start_date": p.start_date.isoformat(), "end_date": state.end_date.isoformat(),
-        "status": "terminated" if state.terminated_on else "active",
+        "status": _status(state),
         "lanes": [
             {"lane": f"L{n}", "solver": u, "status": "eliminated" if n in state.eliminated else ("terminated" if state.terminated_on else "active")}
             for n, u in sorted(state.lanes.items())
@@ -103,9 +105,28 @@ def project_sheet(session: Session, code: str, *, as_of: dt.date | None = None) 
             for v in views
         ],
     }
+    # The facts auditors read, as in force at the date (issue 14 point 9); the audit pack
+    # shows their history.
+    facts = project_facts(session, p.code, as_of)
+    letter = facts.owner_letter or {}
+    info.update({
+        "pi": facts.pi, "indicators": list(facts.indicators), "project_manager": facts.project_manager,
+        "owner_letter": " ".join(filter(None, (letter.get("reference"), letter.get("date")))) or None,
+        "exceptions": [f"{x['event']} {x['date']}: {x['key']} {x['reference']}" for x in facts.exceptions],
+    })
     waiting = [v for v in views if v.status == "planned"]
     nxt = None
     if waiting:
         first = waiting[0]
         nxt = NextTranche(f"L{first.lane_no}", first.seq, tuple(condition_hint(c, p.code, first.lane_no, as_of) for c in first.unmet))
     return ProjectSheet(info, nxt)
+
+
+def _status(state) -> str:
+    """terminated, closed (after a passed acceptance), accepted (not yet closed) or active."""
+    if state.terminated_on is not None:
+        return "terminated"
+    if state.closed_on is not None:
+        return "closed"
+    return "accepted" if "acceptance_passed" in state.met(0) else "active"
+
