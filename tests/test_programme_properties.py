@@ -302,7 +302,10 @@ def world(session: Session, contracts: tuple[int, ...], grant: int, setup: str) 
     for uscc in (JM_UNIVERSITY, JM_FIRM, JM_INSTITUTE, UR_SOLVER, UR_SOLVER_2, UR_SOLVER_3):
         add_party(session, uscc, f"揭榜方 {uscc}")
     add_budget(session, "1,000,000,000.00")
-    approve(session, jm_approval(code=JM, mode="saima", solver_usccs=(JM_UNIVERSITY, JM_FIRM, JM_INSTITUTE), approved_grant_fen=grant))
+    # The total investment covers the largest grant drawn (a grant above it is refused at
+    # approval: approval.grant_max_share_of_total_investment).
+    approve(session, jm_approval(code=JM, mode="saima", solver_usccs=(JM_UNIVERSITY, JM_FIRM, JM_INSTITUTE), approved_grant_fen=grant,
+                                 total_investment_fen=yuan("1亿")))
     approve(
         session,
         ur_approval(
@@ -433,6 +436,8 @@ def test_random_event_sequences_keep_the_invariants(fresh_database):
         plan=st.lists(events, min_size=8, max_size=30),
     )
     @example(**PLAN_FOR_EVERY_PATH)
+    # The largest grant drawn: once refused at approval, above the total investment then used.
+    @example(contracts=(1, 1, 1), grant=1_000_000_000, setup="approved", plan=[("pay", 1, "cash", 1)] * 8)
     def play(contracts, grant, setup, plan):
         play_one(fresh_database, contracts, grant, setup, plan)
 
