@@ -121,7 +121,7 @@ def _load_party(session: Session, uscc: str, role: str) -> Party:
     if row is None:
         raise Refusal(
             "party_must_be_registered",
-            f"{role} {code} is not registered; add it first with `jiebang party add --uscc {code}` and its --name (the registered name).",
+            f"{role} {code} is not registered; register it first (the party add verb, with this USCC and its registered name).",
         )
     return row
 

@@ -278,15 +278,15 @@ def tranche_view(t: Tranche, state: ProjectState | fold.ProjectFold) -> TrancheV
 
 def condition_hint(condition: str, project: str, lane_no: int, date: dt.date | None) -> str:
     """What records ``condition``, in words and as a command that works when pasted (with
-    the project, the lane and the date it is needed by; a bid payment's amount is the
-    officer's to give, so that hint names the verb and its one missing option)."""
+    the project, the lane and the date it is needed by). A bid payment's amount is the
+    officer's to give: that hint names the verb in words, never a command that would fail."""
     when = f" --date {date.isoformat()}" if date is not None else ""
     lane = f" --lane L{lane_no}"
     stage = f"jiebang stage --project {project}"
     hints = {
         "approved": "the approval",
         "contract_signed": f"the contract signing (`{stage} --stage contract_signed --passed{when}`)",
-        "first_bid_payment": f"a bid payment to the lane (`jiebang bid pay --project {project}{lane}{when}` with the --amount paid)",
+        "first_bid_payment": f"a bid payment to the lane (recorded with the bid pay verb for {project} L{lane_no}, with the amount paid)",
         "midterm_passed": f"a passed mid-term check (`{stage} --stage midterm --passed{when}`)",
         "stage_passed": f"a passed 赛马 stage assessment of the lane (`{stage} --stage stage_assessment{lane} --passed{when}`)",
         "acceptance_passed": f"a passed acceptance (`{stage} --stage acceptance --passed{when}`)",
