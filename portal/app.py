@@ -51,6 +51,7 @@ SESSION_COOKIE = "jb_session"
 CSRF_COOKIE = "jb_csrf"
 SESSION_HOURS = 8
 DASHBOARD_PAGE = 50  # projects per page of the bureau's list
+DASHBOARD_DUE_SHOWN = 50  # the earliest items of the due list on the page; the rest counted by kind
 ANSWER_PARAMS = frozenset({"as_of", "lane", "section", "page"})  # the query parameters of the remembered routes
 log = logging.getLogger("jiebang.portal")
 
@@ -520,7 +521,8 @@ def create_app(url: str, *, secret: str | None = None, scenario: Path | None = N
                       "first": first + 1, "last": first + len(shown), "links": _page_links(page_no, pages),
                       "query": f"as_of={data['as_of']}&" if as_of else ""}
             return page(request, "dashboard.html", data=data, projects=shown, paging=paging,
-                        chart=forecast_chart(data["forecast"]["summary"]))
+                        chart=forecast_chart(data["forecast"]["summary"]), due_kinds=_due_by_kind(data["due"]),
+                        due_shown=data["due"][:DASHBOARD_DUE_SHOWN])
 
         return answer(request, viewer, make)
 
@@ -602,3 +604,18 @@ class SecurityHeaders:
             await send(message)
 
         return await self.app(scope, receive, with_headers)
+
+
+def _due_by_kind(due: list[dict]) -> list[dict]:
+    """The due list counted and summed by kind, in the order the kinds first appear (the list
+    is by date): what a reader of the dashboard takes in before the items themselves."""
+    from ledger.core.money import format_fen, parse_fen
+
+    kinds: dict[str, dict] = {}
+    for item in due:
+        row = kinds.setdefault(item["kind"], {"kind_zh": item["kind_zh"], "count": 0, "amount_fen": 0})
+        row["count"] += 1
+        if item["amount"] is not None:
+            row["amount_fen"] += parse_fen(item["amount"])
+    return [{**row, "amount": format_fen(row["amount_fen"]) if row["amount_fen"] else None} for row in kinds.values()]
+

@@ -697,3 +697,26 @@ def test_a_new_entry_moves_the_head_and_the_answers_follow(world):
                    voucher=f"CACHE-{world.backend}", actor="officer")
     assert contributed() == before + 12_345
     assert client.get("/projects/JM2026-005?as_of=2027-12-31").text != page
+
+
+def test_the_dashboard_counts_the_due_list_by_kind_and_shows_its_earliest_items(world, monkeypatch):
+    """A ledger of a thousand projects has a thousand things due: the page sums them by kind
+    and lists the earliest DASHBOARD_DUE_SHOWN; the API keeps every item."""
+    import portal.app
+    from ledger.core.money import parse_fen
+
+    query = "as_of=2027-01-07"  # not asked before
+    due = world.clients["bureau"].get(f"/api/v1/dashboard?{query}").json()["due"]
+    assert len(due) >= 3
+    monkeypatch.setattr(portal.app, "DASHBOARD_DUE_SHOWN", 2)
+    html = world.clients["bureau"].get(f"/dashboard?{query}&page=1").text
+    listed = html[html.index('<table id="due">'):html.index("项目清单")]
+    assert listed.count("<tr>") == 2 + 1  # the header and the two earliest
+    assert [d["project"] for d in due[:2]] == re.findall(r"<tr><td>[^<]*</td><td>([^<]+)</td>", listed)
+    assert f"共 {len(due)} 项，下表列出日期最早的 2 项" in html
+    kinds = html[html.index('<table id="due-kinds">'):html.index('<table id="due">')]
+    for kind_zh in dict.fromkeys(d["kind_zh"] for d in due):
+        items = [d for d in due if d["kind_zh"] == kind_zh]
+        amount = sum(parse_fen(d["amount"]) for d in items if d["amount"] is not None)
+        shown = f"{amount // 100:,}.{amount % 100:02d}" if amount else "—"
+        assert f'<tr><td>{kind_zh}</td><td class="num">{len(items):,}</td><td class="num">{shown}</td></tr>' in kinds
