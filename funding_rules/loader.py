@@ -35,6 +35,9 @@ from ledger.core.money import parse_fen, parse_rate
 
 RULES_DIR = Path(__file__).parent / "rules"
 RULES_PATH_ENV = "JIEBANG_RULES_PATH"
+# Packaged content that projects pinned before a release corrected a file in place
+# (``superseded_rules``); never a version in force for a new project.
+SUPERSEDED_DIR = "superseded"
 NONE = "none"  # TOML has no null; this word stands for "no limit / not applicable".
 # The packaged files are a few KB; a limit keeps a stray or hostile file from eating memory.
 RULES_FILE_BYTES_MAX = 1 << 20
@@ -1042,6 +1045,39 @@ def get_rules(
     """
     if fingerprint is not None and not _FINGERPRINT_RE.fullmatch(fingerprint):
         raise ValueError(f"fingerprint must be 64 lowercase hex digits, got {fingerprint!r}")
+    try:
+        return _get_rules(version, fingerprint=fingerprint, extra_dirs=extra_dirs)
+    except RulesChangedError:
+        kept = superseded_rules(version, fingerprint)
+        if kept is None:
+            raise
+        return kept
+
+
+def superseded_rules(version: str, fingerprint: str | None) -> Rules | None:
+    """The packaged content a project pinned before a jiebang release corrected the file in
+    place, kept in ``rules/superseded/<first 16 hex digits>/<version>.toml``; None when there
+    is none or it does not hold exactly the pinned content.
+
+    Only packaged files are kept this way: a file in JIEBANG_RULES_PATH edited in place stays
+    refused. The copy is read afresh and its own fingerprint must equal the pin, so an edited
+    copy is refused like an edited file.
+    """
+    if fingerprint is None or not _FINGERPRINT_RE.fullmatch(fingerprint):
+        return None
+    path = RULES_DIR / SUPERSEDED_DIR / fingerprint[:16] / f"{version}.toml"
+    if not path.is_file():
+        return None
+    kept = _load_fresh(path)
+    return kept if kept.version == version and kept.fingerprint == fingerprint else None
+
+
+def _get_rules(
+    version: str,
+    *,
+    fingerprint: str | None = None,
+    extra_dirs: Iterable[str | os.PathLike[str]] = (),
+) -> Rules:
     if fingerprint is not None and not extra_dirs:
         # A pinned version is read from the file it was last found in, afresh (so an edit is
         # always seen) but without scanning every rules folder again on each call; a file

@@ -10,7 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from funding_rules import checks
-from funding_rules.loader import Rules, RulesChangedError, get_rules, rules_in_force
+from funding_rules.loader import (
+    Rules,
+    RulesChangedError,
+    get_rules,
+    rules_in_force,
+    superseded_rules,
+)
 from funding_rules.uscc import normalize_uscc
 from ledger.core.errors import Refusal
 from ledger.core.journal import (
@@ -288,13 +294,20 @@ def _refuse_changed_pin(session: Session, rules: Rules) -> None:
     cache = state_cache.active(session)
     if cache is not None and (rules.version, rules.fingerprint) in cache.pins:
         return
-    pinned = session.execute(
-        select(Project.code, Project.approval_date, Project.rules_fingerprint)
+    # A project that pinned a superseded packaged copy of this version keeps it; the current
+    # file serves new projects (funding_rules.loader.superseded_rules).
+    other = session.execute(
+        select(Project.rules_fingerprint).distinct()
         .where(Project.rules_version == rules.version, Project.rules_fingerprint.is_not(None),
                Project.rules_fingerprint != rules.fingerprint)
+    ).scalars().all()
+    changed = [fp for fp in other if superseded_rules(rules.version, fp) is None]
+    pinned = session.execute(
+        select(Project.code, Project.approval_date, Project.rules_fingerprint)
+        .where(Project.rules_version == rules.version, Project.rules_fingerprint.in_(changed))
         .order_by(Project.approval_date, Project.code)
         .limit(1)
-    ).first()
+    ).first() if changed else None
     if pinned is not None:
         raise RulesChangedError(rules.path, rules.version, pinned.rules_fingerprint, rules.fingerprint).for_project(
             pinned.code, pinned.approval_date

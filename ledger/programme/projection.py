@@ -309,7 +309,7 @@ def differences(session: Session, events: Iterator[Event] | None = None) -> str 
 
 def pins_problem(session: Session) -> str | None:
     """The first project whose pinned rules file is missing or no longer has the pinned content."""
-    from funding_rules.loader import RulesChangedError, fingerprints, get_rules
+    from funding_rules.loader import RulesChangedError, fingerprints, get_rules, superseded_rules
 
     current = fingerprints()
     rows = session.execute(
@@ -321,7 +321,7 @@ def pins_problem(session: Session) -> str | None:
         if version not in current:
             return (f"rules version {version}, pinned by project {code} on {approved}, is not found; "
                     "put its file back (or set JIEBANG_RULES_PATH to its folder)")
-        if current[version] != pinned:
+        if current[version] != pinned and superseded_rules(version, pinned) is None:
             path = get_rules(version).path
             return RulesChangedError(path, version, pinned, current[version]).for_project(code, approved).message
     return None
