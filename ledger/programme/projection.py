@@ -317,11 +317,14 @@ def pins_problem(session: Session) -> str | None:
         .where(Project.rules_fingerprint.is_not(None))
         .order_by(Project.approval_date, Project.code)
     )
+    kept: dict[tuple[str, str], bool] = {}  # (version, fingerprint) -> a kept packaged copy holds it
     for version, pinned, code, approved in rows:
         if version not in current:
             return (f"rules version {version}, pinned by project {code} on {approved}, is not found; "
                     "put its file back (or set JIEBANG_RULES_PATH to its folder)")
-        if current[version] != pinned and superseded_rules(version, pinned) is None:
+        if current[version] != pinned and (version, pinned) not in kept:
+            kept[version, pinned] = superseded_rules(version, pinned) is not None
+        if current[version] != pinned and not kept[version, pinned]:
             path = get_rules(version).path
             return RulesChangedError(path, version, pinned, current[version]).for_project(code, approved).message
     return None
